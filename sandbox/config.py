@@ -1,0 +1,41 @@
+"""Knobs shared by the Xero and Zoho sandboxes.
+
+The sandbox is part of the product (demo, tests, users' dry runs), so every limit the real APIs
+enforce is here with its real default, and a time scale lets tests shrink a "minute" to seconds.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class XeroLimits(BaseModel):
+    """Xero's published limits (developer.xero.com/faq/limits)."""
+
+    per_minute: int = 60
+    per_day: int = 5000
+    concurrent: int = 5
+    app_per_minute: int = 10_000
+
+
+class ZohoLimits(BaseModel):
+    """Zoho CRM's per-org API credits (rolling 24 h) and concurrency (Standard edition)."""
+
+    credits_per_day: int = 50_000
+    concurrent: int = 10
+
+
+class SandboxConfig(BaseModel):
+    """Behaviour of both sandboxes; defaults mirror the real services."""
+
+    minute_seconds: float = Field(60.0, gt=0, description="Length of a sandbox 'minute'.")
+    enforce_limits: bool = True
+    xero_limits: XeroLimits = XeroLimits()
+    zoho_limits: ZohoLimits = ZohoLimits()
+    xero_access_token_seconds: float = 30 * 60
+    xero_refresh_grace_seconds: float = 30 * 60
+    zoho_access_token_seconds: float = 60 * 60
+    idempotency_window_seconds: float = 6 * 60
+    latency_seconds: float = 0.0
+    fault_rate: float = Field(0.0, ge=0, le=1, description="Share of calls answered with a 5xx.")
+    seed: int = 7
