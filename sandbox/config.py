@@ -34,6 +34,9 @@ class SandboxConfig(BaseModel):
     zoho_limits: ZohoLimits = ZohoLimits()
     xero_access_token_seconds: float = 30 * 60
     xero_refresh_grace_seconds: float = 30 * 60
+    xero_refresh_token_idle_seconds: float = Field(
+        60 * 24 * 3600, description="A Xero refresh token unused this long expires (60 days)."
+    )
     zoho_access_token_seconds: float = 60 * 60
     idempotency_window_seconds: float = 6 * 60
     latency_seconds: float = 0.0

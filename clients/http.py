@@ -1,0 +1,112 @@
+"""The one place that turns HTTP into results or classified errors (schemas/errors.py).
+
+Each provider client names its classifier; this module owns the transport concerns shared by
+both: bearer tokens with one refresh-and-replay on 401, timeouts, and mapping transport
+failures to retryable errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from clients.tokens import TokenManager
+from schemas.errors import ApiError, ServerError, TransportError
+from schemas.wire import dumps, loads
+
+Classifier = Callable[[httpx.Response], ApiError]
+
+
+class ApiClient:
+    """Authenticated JSON requests against one API for one connection."""
+
+    provider = "api"
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        tokens: TokenManager,
+        classify: Classifier,
+        auth_scheme: str,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._classify = classify
+        self._auth_scheme = auth_scheme
+        self._extra_headers = dict(extra_headers or {})
+
+    def base_url(self) -> str:
+        return self._base_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request; return a 2xx answer or raise a classified error."""
+        token = self._tokens.current().access_token
+        response = self._send(method, path, token, params, body, headers)
+        if response.status_code == 401:
+            token = self._tokens.refresh_after_401(token).access_token
+            response = self._send(method, path, token, params, body, headers)
+        if response.is_success:
+            return response
+        raise self._classify(response)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Like request(), returning the parsed JSON body (Decimals exact); None for 204."""
+        response = self.request(method, path, **kwargs)
+        return loads(response.content) if response.content else None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        all_headers = {
+            "Authorization": f"{self._auth_scheme} {token}",
+            "Accept": "application/json",
+            **self._extra_headers,
+            **(headers or {}),
+        }
+        content = None
+        if body is not None:
+            content = dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        url = self._url(path)
+        try:
+            return self._http.request(
+                method, url, params=params, content=content, headers=all_headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransportError(self.provider, f"timed out: {method} {path}") from exc
+        except httpx.TransportError as exc:
+            raise TransportError(self.provider, f"{type(exc).__name__}: {method} {path}") from exc
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}/{path.lstrip('/')}"
+
+
+def server_or_generic(provider: str, response: httpx.Response, message: str) -> ApiError:
+    """Fallback classification shared by both providers."""
+    text = f"HTTP {response.status_code}: {message}"
+    if response.status_code >= 500:
+        return ServerError(provider, text, status=response.status_code)
+    return ApiError(provider, text, status=response.status_code)
+
+
+def body_text(response: httpx.Response, limit: int = 500) -> str:
+    return response.text[:limit].strip() or response.reason_phrase

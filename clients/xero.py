@@ -1,0 +1,183 @@
+"""Xero Accounting API client: the few calls the stages need, answers as schemas.xero models.
+
+Errors are classified from Xero's own answers (FACTS.md): 429 with X-Rate-Limit-Problem and
+Retry-After, 400 ValidationException with per-element messages, 401/403 auth problems.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from clients.http import ApiClient, body_text, server_or_generic
+from clients.tokens import Refresh, TokenManager, TokenSet
+from schemas.errors import ApiError, AuthRevoked, NotFound, RateLimited, ValidationFailed
+from schemas.wire import loads
+from schemas.xero import (
+    XeroContact,
+    XeroContactIn,
+    XeroInvoice,
+    XeroInvoiceIn,
+    XeroItem,
+    XeroItemIn,
+    XeroTaxRate,
+)
+
+PROVIDER = "Xero"
+REVOKED = {"invalid_grant", "invalid_client"}
+
+
+def classify_xero(response: httpx.Response) -> ApiError:
+    """Turn a non-2xx Xero answer into the error the retry policy understands."""
+    status = response.status_code
+    if status == 429:
+        problem = response.headers.get("X-Rate-Limit-Problem", "unknown").lower()
+        retry_after = response.headers.get("Retry-After")
+        return RateLimited(PROVIDER, problem, float(retry_after) if retry_after else None)
+    if status == 400:
+        messages = validation_messages(response)
+        if messages:
+            return ValidationFailed(PROVIDER, messages)
+    if status == 403:
+        return AuthRevoked(
+            PROVIDER,
+            f"access to the tenant was refused ({body_text(response)})",
+            status=403,
+            hint="The Xero organisation is disconnected: reconnect it with `zxsync connect xero`.",
+        )
+    if status == 404:
+        return NotFound(PROVIDER, body_text(response), status=404)
+    return server_or_generic(PROVIDER, response, body_text(response))
+
+
+def validation_messages(response: httpx.Response) -> list[str]:
+    """Xero's ValidationErrors messages from a 400 body, or its Message/Detail."""
+    try:
+        payload = loads(response.content)
+    except ValueError:
+        return [body_text(response)]
+    if not isinstance(payload, dict):
+        return [body_text(response)]
+    messages = [
+        error["Message"]
+        for element in payload.get("Elements") or []
+        for error in element.get("ValidationErrors") or []
+        if error.get("Message")
+    ]
+    return messages or [str(payload.get("Message") or payload.get("Detail") or payload)]
+
+
+def refresh_xero_token(
+    http: httpx.Client, identity_url: str, client_id: str, client_secret: str
+) -> Refresh:
+    """A refresher for TokenManager: POST /connect/token with the refresh_token grant."""
+
+    def refresh(refresh_token: str) -> TokenSet:
+        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        response = http.post(
+            f"{identity_url.rstrip('/')}/connect/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        payload = response.json() if response.content else {}
+        if response.status_code == 400 and payload.get("error") in REVOKED:
+            raise AuthRevoked(
+                PROVIDER,
+                f"token refresh refused: {payload['error']}",
+                hint="Reconnect Xero with `zxsync connect xero`: the refresh token is dead.",
+            )
+        if not response.is_success:
+            raise classify_xero(response)
+        return TokenSet(
+            access_token=payload["access_token"],
+            refresh_token=payload["refresh_token"],
+            expires_at=time.time() + float(payload["expires_in"]),
+        )
+
+    return refresh
+
+
+class XeroClient(ApiClient):
+    """Calls on one Xero tenant."""
+
+    provider = PROVIDER
+
+    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenManager, tenant_id: str):
+        super().__init__(
+            http, base_url, tokens, classify_xero, "Bearer", {"xero-tenant-id": tenant_id}
+        )
+
+    def tax_rates(self) -> dict[str, Decimal]:
+        payload = self.json("GET", "TaxRates")
+        rates = [XeroTaxRate.model_validate(r) for r in payload.get("TaxRates", [])]
+        return {r.TaxType: r.EffectiveRate for r in rates if r.Status == "ACTIVE"}
+
+    def find_contacts(self, where: str) -> list[XeroContact]:
+        payload = self.json("GET", "Contacts", params={"where": where})
+        return [XeroContact.model_validate(c) for c in payload.get("Contacts", [])]
+
+    def create_contact(self, contact: XeroContactIn, idempotency_key: str) -> XeroContact:
+        element = self._create_one("Contacts", contact.body(), idempotency_key)
+        return XeroContact.model_validate(element)
+
+    def find_items(self, codes: list[str]) -> list[XeroItem]:
+        if not codes:
+            return []
+        where = " OR ".join(f"Code=={quote(code)}" for code in codes)
+        payload = self.json("GET", "Items", params={"where": where})
+        return [XeroItem.model_validate(i) for i in payload.get("Items", [])]
+
+    def create_items(
+        self, items: list[XeroItemIn], idempotency_key: str
+    ) -> list[tuple[XeroItemIn, XeroItem | None, list[str]]]:
+        """Create many items in one call; per element: (sent, created or None, errors)."""
+        elements = self._create_many("Items", [i.body() for i in items], idempotency_key)
+        return [
+            (sent, None if errors else XeroItem.model_validate(element), errors)
+            for sent, (element, errors) in zip(items, elements, strict=True)
+        ]
+
+    def find_invoices(self, where: str) -> list[XeroInvoice]:
+        payload = self.json("GET", "Invoices", params={"where": where})
+        return [XeroInvoice.model_validate(i) for i in payload.get("Invoices", [])]
+
+    def create_invoice(self, invoice: XeroInvoiceIn, idempotency_key: str) -> XeroInvoice:
+        element = self._create_one("Invoices", invoice.body(), idempotency_key)
+        return XeroInvoice.model_validate(element)
+
+    def _create_one(self, collection: str, body: dict[str, Any], key: str) -> dict[str, Any]:
+        [(element, errors)] = self._create_many(collection, [body], key)
+        if errors:
+            raise ValidationFailed(PROVIDER, errors)
+        return element
+
+    def _create_many(
+        self, collection: str, bodies: list[dict[str, Any]], key: str
+    ) -> list[tuple[dict[str, Any], list[str]]]:
+        """PUT with summarizeErrors=false: HTTP 200 and a status per element (FACTS.md)."""
+        payload = self.json(
+            "PUT",
+            collection,
+            params={"summarizeErrors": "false", "unitdp": "4"},
+            body={collection: bodies},
+            headers={"Idempotency-Key": key},
+        )
+        elements: list[dict[str, Any]] = payload.get(collection, [])
+        return [
+            (
+                e,
+                [v["Message"] for v in e.get("ValidationErrors") or []]
+                if e.get("StatusAttributeString") == "ERROR"
+                else [],
+            )
+            for e in elements
+        ]
+
+
+def quote(value: str) -> str:
+    """A string literal for Xero's `where` filter."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,136 @@
+"""Zoho CRM v7 client: read records, write fields back, add notes.
+
+Answers follow Zoho's envelope `{"data":[{"code","details","message","status"}]}` (FACTS.md §3);
+calls go to the `api_domain` the token response names, falling back to ZOHO_API_URL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from clients.http import ApiClient, body_text, server_or_generic
+from clients.tokens import Refresh, TokenManager, TokenSet
+from schemas.errors import (
+    ApiError,
+    AuthRevoked,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
+from schemas.wire import loads
+
+PROVIDER = "Zoho"
+API_VERSION = "crm/v7"
+MAX_RECORDS_PER_CALL = 100
+
+
+def classify_zoho(response: httpx.Response) -> ApiError:
+    """Turn a non-2xx Zoho answer into the error the retry policy understands."""
+    try:
+        payload = loads(response.content) if response.content else {}
+    except ValueError:
+        payload = {}
+    code = payload.get("code", "") if isinstance(payload, dict) else ""
+    message = (payload.get("message") if isinstance(payload, dict) else None) or body_text(response)
+    if response.status_code == 429 or code == "TOO_MANY_REQUESTS":
+        return RateLimited(PROVIDER, "api credits or concurrency", None)
+    if response.status_code == 400 and isinstance(payload, dict) and payload.get("data"):
+        return ValidationFailed(PROVIDER, record_errors(payload["data"]))
+    if response.status_code == 400 and code:
+        return ValidationFailed(PROVIDER, [f"{code}: {message}"])
+    if response.status_code == 401:
+        return AuthRevoked(PROVIDER, f"{code or 'unauthorised'}: {message}", status=401)
+    return server_or_generic(PROVIDER, response, f"{code} {message}".strip())
+
+
+def record_errors(results: list[dict[str, Any]]) -> list[str]:
+    """Messages of the per-record results that failed, naming the field Zoho names."""
+    errors = []
+    for result in results:
+        if result.get("status") == "success":
+            continue
+        field = (result.get("details") or {}).get("api_name")
+        text = f"{result.get('code')}: {result.get('message')}"
+        errors.append(f"{text} (field {field})" if field else text)
+    return errors
+
+
+def refresh_zoho_token(
+    http: httpx.Client, accounts_url: str, client_id: str, client_secret: str
+) -> Refresh:
+    """A refresher for TokenManager: POST /oauth/v2/token with the refresh_token grant."""
+
+    def refresh(refresh_token: str) -> TokenSet:
+        response = http.post(
+            f"{accounts_url.rstrip('/')}/oauth/v2/token",
+            params={
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
+        )
+        payload = response.json() if response.content else {}
+        if "error" in payload or not response.is_success:
+            raise AuthRevoked(
+                PROVIDER,
+                f"token refresh refused: {payload.get('error', response.status_code)}",
+                hint="Reconnect Zoho with `zxsync connect zoho` (check the data centre too).",
+            )
+        return TokenSet(
+            access_token=payload["access_token"],
+            refresh_token=refresh_token,
+            expires_at=time.time() + float(payload["expires_in"]),
+            api_domain=payload.get("api_domain"),
+        )
+
+    return refresh
+
+
+class ZohoClient(ApiClient):
+    """Calls on one Zoho CRM org."""
+
+    provider = PROVIDER
+
+    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenManager):
+        super().__init__(http, base_url, tokens, classify_zoho, "Zoho-oauthtoken")
+
+    def _url(self, path: str) -> str:
+        domain = self._tokens.current().api_domain or self.base_url()
+        return f"{domain.rstrip('/')}/{API_VERSION}/{path.lstrip('/')}"
+
+    def get_record(self, module: str, record_id: str) -> dict[str, Any]:
+        """One record; NotFound when Zoho answers 204 (deleted or never existed)."""
+        payload = self.json("GET", f"{module}/{record_id}")
+        if not payload or not payload.get("data"):
+            raise NotFound(PROVIDER, f"{module} {record_id} does not exist", status=204)
+        record: dict[str, Any] = payload["data"][0]
+        return record
+
+    def get_records(self, module: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Many records by id in one call (up to 100 ids)."""
+        if not ids:
+            return []
+        payload = self.json(
+            "GET", module, params={"ids": ",".join(ids), "fields": ",".join(fields)}
+        )
+        return list(payload.get("data", [])) if payload else []
+
+    def update_records(self, module: str, records: list[dict[str, Any]]) -> None:
+        """Write fields without firing Zoho workflows (ours must not re-trigger a sync)."""
+        for start in range(0, len(records), MAX_RECORDS_PER_CALL):
+            chunk = records[start : start + MAX_RECORDS_PER_CALL]
+            payload = self.json("PUT", module, body={"data": chunk, "trigger": []})
+            errors = record_errors(payload.get("data", []) if payload else [])
+            if errors:
+                raise ValidationFailed(PROVIDER, errors)
+
+    def add_note(self, module: str, record_id: str, title: str, content: str) -> None:
+        self.json(
+            "POST",
+            f"{module}/{record_id}/Notes",
+            body={"data": [{"Note_Title": title, "Note_Content": content}]},
+        )

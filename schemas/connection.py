@@ -1,0 +1,37 @@
+"""Per-connection options: one Zoho org + one Xero tenant + how documents map between them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Connection(BaseModel):
+    """Everything that differs between two customers of the same deployment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    xero_tenant_id: str = Field(min_length=1)
+    zoho_org_id: str = Field(min_length=1)
+    xero_refresh_token: SecretStr | None = Field(
+        None, description="Bootstrap refresh token; rotated copies live in the token store."
+    )
+    zoho_refresh_token: SecretStr | None = None
+    xero_base_currency: str = Field("AUD", min_length=3, max_length=3)
+    sales_account_code: str = "200"
+    tax_types: dict[str, str] = Field(
+        default_factory=dict, description="Zoho tax name -> Xero TaxType (e.g. GST -> OUTPUT)."
+    )
+    default_tax_type: str | None = Field(
+        None, description="Xero TaxType for tax-inclusive lines that name no Zoho tax."
+    )
+    untaxed_tax_type: str = Field("NONE", description="TaxType of untaxed lines (rate 0).")
+    line_amount_types: Literal["Exclusive", "Inclusive"] = "Exclusive"
+    rounding: Literal["tax_override", "rounding_line"] = "tax_override"
+    rounding_account_code: str = "260"
+    rounding_tolerance: Decimal = Field(Decimal("0.05"), ge=0)
+    invoice_status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
+    payment_terms_days: int = Field(30, ge=0, le=365)

@@ -1,0 +1,69 @@
+"""The job contract for relays, and the message that carries a job from stage to stage.
+
+Relays send `SyncJob` (published as JSON Schema in schemas/job.schema.json); every stage task
+receives and returns a `StageMessage`, so stages share nothing but these messages.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.zoho import Module, ZohoAccount, ZohoContact, ZohoProduct, ZohoSalesDocument
+
+JOB_SCHEMA_PATH = Path(__file__).with_name("job.schema.json")
+
+Event = Literal["insert", "update", "delete", "approve", "replay"]
+
+
+class SyncJob(BaseModel):
+    """What a relay enqueues: ids only; the worker reads the record from Zoho itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="SyncJob")
+
+    connection: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Name of a configured connection (one Zoho org + one Xero tenant).",
+    )
+    module: Module = Field(description="Zoho CRM module API name of the record.")
+    record_id: str = Field(
+        pattern=r"^[0-9]{1,30}$", description="Zoho CRM record id (numeric string)."
+    )
+    event: Event = Field(description="What happened to the record in Zoho.")
+    event_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Unique id of this event at the relay; repeats are ignored.",
+    )
+    occurred_at: datetime | None = Field(None, description="When Zoho saw the change (ISO 8601).")
+
+
+class StageMessage(BaseModel):
+    """A job plus what earlier stages learned; passed from one stage task to the next."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: SyncJob
+    received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    document: ZohoSalesDocument | None = None
+    account: ZohoAccount | None = None
+    contact_person: ZohoContact | None = None
+    products: list[ZohoProduct] = Field(default_factory=list)
+    content_version: str | None = None
+    xero_contact_id: str | None = None
+    xero_invoice_id: str | None = None
+    xero_invoice_number: str | None = None
+    xero_invoice_status: str | None = None
+    xero_action: Literal["created", "adopted", "unchanged"] | None = None
+    skipped_reason: str | None = None
+
+
+def job_json_schema() -> str:
+    """The relay contract as JSON Schema text (the committed file is checked against it)."""
+    return json.dumps(SyncJob.model_json_schema(), indent=2, sort_keys=True) + "\n"

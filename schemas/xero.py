@@ -1,0 +1,151 @@
+"""Pydantic models of the Xero Accounting API bodies we send and the answers we read.
+
+Attribute names are Xero's own (PascalCase) so a dump is the request body; request models
+forbid unknown fields so a typo fails here, not at Xero. Shapes follow the official OpenAPI spec
+(`../shared/xero/xero_accounting.yaml`, checked by tests/test_xero_spec.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+XeroDate = Annotated[date, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
+InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED"]
+
+
+class XeroRequest(BaseModel):
+    """Base of request bodies: exact field names, nothing unknown, no None on the wire."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def body(self) -> dict[str, Any]:
+        """The element as Xero expects it (Decimals kept exact; see schemas.wire)."""
+        return self.model_dump(exclude_none=True)
+
+
+class XeroAddress(XeroRequest):
+    AddressType: Literal["POBOX", "STREET"] = "POBOX"
+    AddressLine1: str | None = None
+    City: str | None = None
+    Region: str | None = None
+    PostalCode: str | None = None
+    Country: str | None = None
+
+
+class XeroPhone(XeroRequest):
+    PhoneType: Literal["DEFAULT", "DDI", "MOBILE", "FAX"] = "DEFAULT"
+    PhoneNumber: str
+
+
+class XeroContactIn(XeroRequest):
+    """A customer or supplier to create; ContactNumber carries the Zoho id (our match key)."""
+
+    Name: str = Field(max_length=255)
+    ContactNumber: str = Field(max_length=50)
+    FirstName: str | None = Field(None, max_length=255)
+    LastName: str | None = Field(None, max_length=255)
+    EmailAddress: str | None = Field(None, max_length=255)
+    Website: str | None = None
+    Addresses: list[XeroAddress] | None = None
+    Phones: list[XeroPhone] | None = None
+
+
+class XeroItemDetails(XeroRequest):
+    UnitPrice: Decimal | None = None
+    AccountCode: str | None = None
+    TaxType: str | None = None
+
+
+class XeroItemIn(XeroRequest):
+    """An item to create, keyed by its Code (the Zoho Product_Code)."""
+
+    Code: str = Field(max_length=30)
+    Name: str = Field(max_length=50)
+    Description: str | None = Field(None, max_length=4000)
+    IsSold: bool = True
+    SalesDetails: XeroItemDetails | None = None
+
+
+class XeroContactRef(XeroRequest):
+    ContactID: str
+
+
+class XeroLineItemIn(XeroRequest):
+    """One invoice line; TaxAmount is only sent where Xero's own figure would differ."""
+
+    Description: str
+    Quantity: Decimal
+    UnitAmount: Decimal
+    ItemCode: str | None = None
+    AccountCode: str | None = None
+    TaxType: str | None = None
+    TaxAmount: Decimal | None = None
+    DiscountAmount: Decimal | None = None
+
+
+class XeroInvoiceIn(XeroRequest):
+    """An ACCREC invoice to create."""
+
+    Type: Literal["ACCREC"] = "ACCREC"
+    Contact: XeroContactRef
+    LineItems: list[XeroLineItemIn] = Field(min_length=1)
+    Date: XeroDate | None = None
+    DueDate: XeroDate | None = None
+    LineAmountTypes: LineAmountTypes = "Exclusive"
+    InvoiceNumber: str | None = Field(None, max_length=255)
+    Reference: str | None = None
+    CurrencyCode: str | None = None
+    CurrencyRate: Decimal | None = None
+    Status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
+
+
+class XeroResponse(BaseModel):
+    """Base of answers: read what we use, ignore the rest."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class XeroValidationError(XeroResponse):
+    Message: str
+
+
+class XeroContact(XeroResponse):
+    ContactID: str
+    Name: str
+    ContactNumber: str | None = None
+    ContactStatus: str | None = None
+
+
+class XeroItem(XeroResponse):
+    ItemID: str
+    Code: str
+
+
+class XeroInvoice(XeroResponse):
+    InvoiceID: str
+    InvoiceNumber: str | None = None
+    Reference: str | None = None
+    Status: InvoiceStatus
+    Total: Decimal
+    SubTotal: Decimal | None = None
+    TotalTax: Decimal | None = None
+    AmountDue: Decimal | None = None
+
+
+class XeroTaxRate(XeroResponse):
+    TaxType: str
+    Name: str
+    EffectiveRate: Decimal
+    Status: str = "ACTIVE"
+
+
+class XeroAccount(XeroResponse):
+    Code: str | None = None
+    Name: str
+    Type: str
+    Status: str = "ACTIVE"

@@ -1,0 +1,56 @@
+"""Ingest: the door. Validate a relay's job, drop repeats of the same event, start the chain.
+
+A job that breaks the contract or names an unknown connection is dead-lettered with its payload
+and the field at fault (the stage middleware's on_failure), never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.errors import InvalidJob
+from schemas.jobs import StageMessage, SyncJob
+from workers.app import app
+from workers.history import record_key
+from workers.pipeline import stages_for, start_pipeline
+from workers.settings import get_settings
+from workers.stage import StageTask
+
+TASK_NAME = "zxsync.ingest"
+
+
+def parse_job(payload: Any) -> SyncJob:
+    """The job, or an InvalidJob naming every field at fault."""
+    try:
+        return SyncJob.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()
+        )
+        first_field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise InvalidJob(
+            f"job rejected: {problems}",
+            field=first_field,
+            hint="Fix the relay: the job contract is schemas/job.schema.json.",
+        ) from None
+
+
+@app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)  # type: ignore[untyped-decorator]
+def ingest(task: StageTask, payload: Any) -> str:
+    """Accept one job from a relay; returns what was done with it."""
+    job = parse_job(payload)
+    ctx = task.context_for(job.connection)
+    key = record_key(job.connection, job.module, job.record_id)
+    if not ctx.idempotency.claim_event(job, task.request.id):
+        ctx.history.log(key, TASK_NAME, "duplicate", event_id=job.event_id)
+        return "duplicate"
+    if not stages_for(job.module) or job.event == "delete":
+        reason = f"{job.module} '{job.event}' events are not synced by this version"
+        ctx.history.log(key, TASK_NAME, "skipped", detail=reason)
+        ctx.history.finish(job.connection, key, "skipped", reason)
+        return "skipped"
+    ctx.history.log(key, TASK_NAME, "accepted", zoho_event=job.event, event_id=job.event_id)
+    start_pipeline(StageMessage(job=job))
+    return "started"

@@ -1,0 +1,32 @@
+"""Stage 5: write the Xero invoice's id, number and status back to the Zoho record."""
+
+from __future__ import annotations
+
+from schemas.jobs import StageMessage
+from schemas.zoho import ZohoInvoiceWriteBack
+from workers.context import StageContext
+from workers.history import record_key
+from workers.stage import stage
+
+
+@stage("zxsync.zoho_writeback")
+def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
+    """Update the Zoho document (without firing Zoho workflows) and close the record's run."""
+    job = msg.job
+    update = ZohoInvoiceWriteBack(
+        id=job.record_id,
+        xero_invoice_id=msg.xero_invoice_id,
+        xero_invoice_number=msg.xero_invoice_number,
+        xero_invoice_status=msg.xero_invoice_status,
+        sync_status="Synced",
+        sync_error="",
+    )
+    ctx.zoho.update_records(job.module, [update.model_dump(by_alias=True, exclude_none=True)])
+    key = record_key(job.connection, job.module, job.record_id)
+    ctx.history.finish(
+        job.connection,
+        key,
+        "created" if msg.xero_action != "unchanged" else "skipped",
+        f"{msg.xero_invoice_number} ({msg.xero_action})",
+    )
+    return msg

@@ -1,0 +1,60 @@
+"""The Celery app: broker, at-least-once delivery settings, one queue per stage.
+
+Delivery is at-least-once (late acks, reject on worker lost, prefetch 1) and every stage is
+idempotent, which together make the pipeline effectively exactly-once
+(`../shared/notes/celery-redis.md`). The visibility timeout stays above the longest countdown
+the retry policy can ask for, so Redis never redelivers a task that is merely waiting.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from workers.redis import resolve_redis_url
+from workers.settings import get_settings
+
+STAGE_QUEUES = {
+    "zxsync.ingest": "zxs.ingest",
+    "zxsync.fetch_record": "zxs.fetch",
+    "zxsync.contact_precheck": "zxs.contacts",
+    "zxsync.item_precheck": "zxs.items",
+    "zxsync.invoice_create": "zxs.invoices",
+    "zxsync.zoho_writeback": "zxs.writeback",
+}
+TASK_MODULES = [
+    "tasks.ingest",
+    "tasks.fetch_record",
+    "tasks.contact_precheck",
+    "tasks.item_precheck",
+    "tasks.invoice_create",
+    "tasks.zoho_writeback",
+]
+
+
+def create_app() -> Celery:
+    settings = get_settings()
+    broker = resolve_redis_url(settings)
+    app = Celery("zxsync", broker=broker, include=TASK_MODULES)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="zxs.ingest",
+        task_queues=[Queue(name) for name in dict.fromkeys(STAGE_QUEUES.values())],
+        task_routes={name: {"queue": queue} for name, queue in STAGE_QUEUES.items()},
+        broker_transport_options={
+            "visibility_timeout": int(settings.zxs_retry_backoff_max * 3 + 600)
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+app = create_app()

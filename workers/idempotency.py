@@ -1,0 +1,65 @@
+"""Everything that makes a stage safe to run twice, in one place.
+
+- events: a relay's event id is claimed once, so the same webhook enqueued three times runs once
+  (a redelivery of the claiming task itself still proceeds: the claim names the Celery task);
+- links: Zoho id -> Xero id per connection, written as soon as Xero answers, read first by every
+  stage, so a second run finds the document instead of creating it;
+- locks: one worker at a time finds-or-creates the same contact, items or document;
+- keys: Xero's Idempotency-Key, derived from the record and its content, so a retry within
+  Xero's 6-minute window returns the first answer instead of a duplicate (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, cast
+
+import redis
+from redis.lock import Lock
+
+from schemas.jobs import SyncJob
+from schemas.wire import dumps, loads
+
+LOCK_SECONDS = 120
+LOCK_WAIT_SECONDS = 60
+
+
+def idempotency_key(*parts: str) -> str:
+    """A stable Xero Idempotency-Key (at most 128 characters) for these parts."""
+    return "zxs-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis_client: redis.Redis, event_ttl_seconds: int) -> None:
+        self._redis = redis_client
+        self._event_ttl = event_ttl_seconds
+
+    def claim_event(self, job: SyncJob, task_id: str) -> bool:
+        """True if this task owns the event (first claim, or its own redelivery)."""
+        key = f"zxs:events:{job.connection}:{job.event_id}"
+        if self._redis.set(key, task_id, nx=True, ex=self._event_ttl):
+            return True
+        return self._redis.get(key) == task_id
+
+    def lock(self, name: str) -> Lock:
+        return Lock(
+            self._redis,
+            f"zxs:lock:{name}",
+            timeout=LOCK_SECONDS,
+            blocking_timeout=LOCK_WAIT_SECONDS,
+        )
+
+    def link(self, kind: str, connection: str, zoho_id: str) -> dict[str, Any] | None:
+        raw = self._redis.hget(f"zxs:links:{connection}:{kind}", zoho_id)
+        return loads(cast(str, raw)) if raw else None
+
+    def links(self, kind: str, connection: str, zoho_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not zoho_ids:
+            return {}
+        rows = cast(list[str | None], self._redis.hmget(f"zxs:links:{connection}:{kind}", zoho_ids))
+        return {zid: loads(raw) for zid, raw in zip(zoho_ids, rows, strict=True) if raw}
+
+    def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
+        if values:
+            mapping: dict[Any, Any] = {zid: dumps(value) for zid, value in values.items()}
+            self._redis.hset(f"zxs:links:{connection}:{kind}", mapping=mapping)

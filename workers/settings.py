@@ -1,0 +1,65 @@
+"""Deployment settings (pydantic-settings) and the per-connection options they point to.
+
+Every variable is documented in .env.example; names are the env var names, case-insensitive.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, TypeAdapter
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.connection import Connection
+from schemas.errors import InvalidJob
+
+
+class Settings(BaseSettings):
+    """Process-wide settings read from the environment (and `.env` if present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Empty: start an embedded redis-server.")
+    xero_api_url: str = "https://api.xero.com/api.xro/2.0"
+    xero_identity_url: str = "https://identity.xero.com"
+    zoho_api_url: str = "https://www.zohoapis.com"
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    xero_client_id: str = ""
+    xero_client_secret: SecretStr = SecretStr("")
+    zoho_client_id: str = ""
+    zoho_client_secret: SecretStr = SecretStr("")
+    zxs_connections: str = Field("", description="JSON list of connections (or use the file).")
+    zxs_connections_file: Path | None = None
+    zxs_data_dir: Path = Path.home() / ".zxsync"
+    zxs_http_timeout: float = 30.0
+    zxs_max_retries: int = 8
+    zxs_retry_backoff_max: float = 600.0
+    zxs_event_ttl_seconds: int = 7 * 24 * 3600
+    zxs_log_level: str = "INFO"
+    zxs_log_json: bool = False
+
+    def connections(self) -> dict[str, Connection]:
+        """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""
+        raw = self.zxs_connections
+        if not raw and self.zxs_connections_file:
+            raw = self.zxs_connections_file.read_text()
+        items = TypeAdapter(list[Connection]).validate_python(json.loads(raw) if raw else [])
+        return {conn.name: conn for conn in items}
+
+    def connection(self, name: str) -> Connection:
+        """One connection, or an error naming the field a relay got wrong."""
+        try:
+            return self.connections()[name]
+        except KeyError:
+            raise InvalidJob(
+                f"unknown connection '{name}'",
+                field="connection",
+                hint="Use a connection name configured in ZXS_CONNECTIONS(_FILE).",
+            ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

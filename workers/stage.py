@@ -1,0 +1,134 @@
+"""The stage middleware: what every stage task does around its own work.
+
+A stage is a plain function `(StageMessage, StageContext) -> StageMessage`. This module wraps it
+as a Celery task and adds, once for all stages: parsing the message, passing skipped jobs
+through, the history log, retries on transient errors (workers/retry.py) and dead-lettering on
+permanent failure or exhausted retries (workers/deadletter.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from billiard.einfo import ExceptionInfo
+from celery import Task
+
+from schemas.errors import SyncError
+from schemas.jobs import StageMessage
+from schemas.wire import dumps
+from workers.app import app
+from workers.context import StageContext, build_context
+from workers.deadletter import DeadLetterStore, describe
+from workers.history import RecordHistory, record_key
+from workers.redis import get_redis
+from workers.retry import retry_countdown, should_retry
+from workers.settings import get_settings
+
+StageFn = Callable[[StageMessage, StageContext], StageMessage]
+log = structlog.get_logger("zxsync.stage")
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Base class of every pipeline task: retry policy, history and dead letters."""
+
+    abstract = True
+
+    def context_for(self, connection: str) -> StageContext:
+        delivery = self.request.delivery_info or {}
+        return build_context(connection, self.request.retries, bool(delivery.get("redelivered")))
+
+    def retry_or_raise(self, exc: BaseException, ctx: StageContext, key: str) -> None:
+        """Schedule the next attempt for a transient error; otherwise let it fail."""
+        if not should_retry(exc) or self.request.retries >= self.max_retries:
+            return
+        countdown = retry_countdown(exc, self.request.retries, ctx.settings.zxs_retry_backoff_max)
+        ctx.history.log(key, self.name, "retry", error=str(exc), countdown=round(countdown, 1))
+        log.warning(
+            "stage.retry",
+            stage=self.name,
+            record=key,
+            error=str(exc),
+            attempt=self.request.retries + 1,
+            countdown=countdown,
+        )
+        raise self.retry(exc=exc, countdown=countdown)
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: ExceptionInfo,
+    ) -> None:
+        """Dead-letter the job with its full payload; nothing is dropped silently."""
+        payload = args[0] if args else kwargs
+        job = payload.get("job", payload) if isinstance(payload, dict) else {}
+        job = job if isinstance(job, dict) else {}
+        redis_client = get_redis()
+        letter = DeadLetterStore(redis_client).add(
+            stage=self.name,
+            job=job,
+            exc=exc,
+            attempts=self.request.retries + 1,
+            payload=dumps(payload),
+            traceback=str(einfo),
+        )
+        kind, message, hint, _ = describe(exc)
+        key = record_key(letter.connection, letter.module, letter.record_id)
+        history = RecordHistory(redis_client)
+        history.log(key, self.name, "dead_letter", error=message, kind=kind, dead_letter=letter.id)
+        history.finish(letter.connection, key, "failed", message)
+        log.error(
+            "stage.dead_letter",
+            stage=self.name,
+            record=key,
+            kind=kind,
+            error=message,
+            hint=hint,
+            dead_letter=letter.id,
+        )
+
+
+def stage(name: str) -> Callable[[StageFn], Task]:
+    """Register a stage function as the Celery task `name` with the shared middleware."""
+
+    def register(fn: StageFn) -> Task:
+        options = {
+            "name": name,
+            "base": StageTask,
+            "bind": True,
+            "max_retries": get_settings().zxs_max_retries,
+        }
+
+        @app.task(**options)  # type: ignore[untyped-decorator]
+        def run(task: StageTask, message: dict[str, Any]) -> dict[str, Any]:
+            msg = StageMessage.model_validate(message)
+            if msg.skipped_reason:
+                return message
+            job = msg.job
+            key = record_key(job.connection, job.module, job.record_id)
+            ctx = task.context_for(job.connection)
+            structlog.contextvars.bind_contextvars(
+                connection=job.connection, record=key, stage=name, attempt=ctx.attempt + 1
+            )
+            try:
+                result = fn(msg, ctx)
+            except SyncError as exc:
+                task.retry_or_raise(exc, ctx, key)
+                raise
+            finally:
+                structlog.contextvars.clear_contextvars()
+            if result.skipped_reason:
+                ctx.history.log(key, name, "skipped", detail=result.skipped_reason)
+                ctx.history.finish(job.connection, key, "skipped", result.skipped_reason)
+            else:
+                ctx.history.log(key, name, "done")
+            return result.model_dump(mode="json")
+
+        run.__doc__ = fn.__doc__
+        return run
+
+    return register
