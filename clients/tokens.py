@@ -8,6 +8,7 @@ first, so a worker that waited reuses the token another one just fetched.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,7 +16,6 @@ from dataclasses import asdict, dataclass
 import redis
 
 from schemas.errors import AuthRevoked
-from schemas.wire import dumps, loads
 
 REFRESH_MARGIN_SECONDS = 60.0
 
@@ -78,9 +78,9 @@ class TokenManager:
             fresh = self._refresh(refresh_token)
             if fresh.api_domain is None and stored and stored.api_domain:
                 fresh = TokenSet(**{**asdict(fresh), "api_domain": stored.api_domain})
-            self._redis.set(self._key, dumps(asdict(fresh)))
+            self._redis.set(self._key, json.dumps(asdict(fresh)))
             return fresh
 
     def _load(self) -> TokenSet | None:
         raw = self._redis.get(self._key)
-        return TokenSet(**loads(raw)) if raw else None
+        return TokenSet(**json.loads(raw)) if raw else None

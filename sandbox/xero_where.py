@@ -11,11 +11,13 @@ into the 400 QueryParseException Xero answers.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
@@ -31,6 +33,9 @@ _TOKEN = re.compile(
 _STRING_METHODS = {"contains", "startswith", "endswith"}
 _CASE_METHODS = {"tolower", "toupper"}
 _COMPARISONS = {"==", "=", "!=", ">", "<", ">=", "<="}
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
+}
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -128,18 +133,14 @@ def _compare(left: Any, op: str, right: Any) -> bool:
         return not _equal(left, right)
     if left is None or right is None:
         return False
-    pair: tuple[Any, Any]
+    value: Any
     if isinstance(right, datetime):
-        pair = (_as_datetime(left), right)
+        value = _as_datetime(left)
     elif isinstance(right, Decimal):
-        pair = (_as_decimal(left), right)
+        value = _as_decimal(left)
     else:
-        pair = (str(left), str(right))
-    a, b = pair
-    if a is None:
-        return False
-    results = {">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}
-    return bool(results[op])
+        value, right = str(left), str(right)
+    return value is not None and bool(_ORDERING[op](value, right))
 
 
 def _equal(left: Any, right: Any) -> bool:
@@ -308,8 +309,9 @@ class _Parser:
                 raise WhereError(f"Expected ',' or ')' in DateTime() but found '{sep.text}'")
         if not 3 <= len(numbers) <= 6:
             raise WhereError("DateTime() takes year, month, day and optionally h, m, s")
+        year, month, day, hour, minute, second = [*numbers, 0, 0, 0][:6]
         try:
-            return datetime(*numbers, tzinfo=UTC)  # type: ignore[misc]
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError as exc:
             raise WhereError(f"Invalid DateTime(): {exc}") from exc
 
@@ -360,8 +362,12 @@ def order_objects(objects: list[dict[str, Any]], order: str) -> list[dict[str, A
     """Stable multi-key sort; nulls first ascending, like SQL Server which backs Xero."""
     result = list(objects)
     for path, descending in reversed(sort_key_for(order)):
-        result.sort(key=lambda o, p=path: _sortable(p.resolve(o)), reverse=descending)
+        result.sort(key=partial(_sort_value, path), reverse=descending)
     return result
+
+
+def _sort_value(path: _Path, obj: Mapping[str, Any]) -> tuple[int, Any]:
+    return _sortable(path.resolve(obj))
 
 
 def _sortable(value: Any) -> tuple[int, Any]:

@@ -10,9 +10,10 @@ Faithful envelopes and status codes:
   `GET /oauth/v2/auth` is a consent screen that always approves and redirects with `code`,
   `location` and `accounts-server` (§1).
 - API (§3, §4, §8, §9): `Authorization: Zoho-oauthtoken <token>` or 401 `INVALID_TOKEN`;
-  `{"data": [...], "info": {...}}` lists, 204 for nothing found, per-record results with 201/207/400,
-  `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) on lists, `page_token` past 2,000
-  records, search `criteria` with escapes, notes, attachments and `/settings/fields`.
+  `{"data": [...], "info": {...}}` lists, 204 for nothing found, per-record results with
+  201/207/400, `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) on lists,
+  `page_token` past 2,000 records, search `criteria` with escapes, notes, attachments and
+  `/settings/fields`.
 - Limits (§6): 1 credit per call per org over a rolling day, concurrent calls per org, both
   answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` delays and `fault_rate` answers 500
   `INTERNAL_ERROR` before a call touches data, so a fault never half-applies a write.
@@ -212,8 +213,18 @@ def _token_offset(module: str, token: str) -> int:
     return int(decoded["o"])
 
 
-def _page(request: Request, module: str, rows: list[Record], *, tokens: bool) -> Response:
-    """One page of `rows` with Zoho's `info`; lists page by token past 2,000, search stops."""
+def _page(
+    request: Request,
+    module: str,
+    rows: list[Record],
+    *,
+    tokens: bool,
+    fields: list[str] | None = None,
+) -> Response:
+    """One page of `rows` with Zoho's `info`; lists page by token past 2,000, search stops.
+
+    `fields` trims each row to the requested fields (and id) after sorting.
+    """
     q = request.query_params
     per_page = min(max(_int_param(request, "per_page", MAX_PER_PAGE), 1), MAX_PER_PAGE)
     token = q.get("page_token")
@@ -234,6 +245,8 @@ def _page(request: Request, module: str, rows: list[Record], *, tokens: bool) ->
     chunk = _sorted(request, rows)[offset : offset + per_page]
     if not chunk:
         return Response(status_code=204)
+    if fields is not None:
+        chunk = [{"id": r["id"], **{f: r[f] for f in fields}} for r in chunk]
     more = offset + per_page < len(rows)
     info: Record = {
         "per_page": per_page,
@@ -274,6 +287,23 @@ def _same(stored: str, wanted: str) -> bool:
         return False
 
 
+def _split_values(text: str) -> list[str]:
+    """Split a criteria value on unescaped commas (any one may match); `\\x` is a literal x."""
+    values: list[str] = []
+    current, escaped = "", False
+    for char in text:
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    return [*values, current]
+
+
 def _condition(module: str, raw: str) -> Predicate:
     parts = raw.split(":", 2)
     if len(parts) != 3:
@@ -287,20 +317,10 @@ def _condition(module: str, raw: str) -> Predicate:
             "invalid query formed",
             {"api_name": api_name, "reason": "the api name given is invalid"},
         )
-    values, current, escaped = [], "", False
-    for char in value_text:
-        if escaped:
-            current, escaped = current + char, False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            values, current = [*values, current], ""
-        else:
-            current += char
-    values.append(current)
+    values = _split_values(value_text)
     op = operator.strip()
     if op in ("equals", "in", "not_equal"):
-        wanted = not op == "not_equal"
+        wanted = op != "not_equal"
 
         def match(row: Record) -> bool:
             stored = _candidates(row.get(name), sub or None)
@@ -426,20 +446,18 @@ async def _list(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
             cutoff = datetime.fromisoformat(since)
         except ValueError:
             raise _bad_param("If-Modified-Since") from None
+        if cutoff.tzinfo is None:
+            raise _bad_param("If-Modified-Since")
 
     def wanted(row: Record) -> bool:
         if ids and row["id"] not in ids:
             return False
         return cutoff is None or datetime.fromisoformat(row["Modified_Time"]) > cutoff
 
-    sort_by = q.get("sort_by", "id")
-    projection = [*fields, sort_by] if sort_by in SORTABLE and sort_by != "id" else fields
-    rows = zs.select(org_id, module, wanted, projection)
+    rows = zs.select(org_id, module, wanted, [*fields, *SORTABLE[1:]])
     if not rows and cutoff is not None:
         return Response(status_code=304)
-    if projection is not fields:
-        rows = [{k: v for k, v in r.items() if k == "id" or k in fields} if False else r for r in rows]
-    return _page(request, module, rows, tokens=True)
+    return _page(request, module, rows, tokens=True, fields=fields)
 
 
 async def _search(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
@@ -518,9 +536,10 @@ def _multipart_file(content_type: str, body: bytes) -> tuple[str, str, int] | No
     if not isinstance(message, EmailMessage) or not message.is_multipart():
         return None
     for part in message.iter_parts():
-        if isinstance(part, EmailMessage) and part.get_param(
-            "name", header="content-disposition"
-        ) == "file":
+        if (
+            isinstance(part, EmailMessage)
+            and part.get_param("name", header="content-disposition") == "file"
+        ):
             payload = part.get_payload(decode=True)
             size = len(payload) if isinstance(payload, bytes) else 0
             return part.get_filename() or "file", part.get_content_type(), size

@@ -6,8 +6,9 @@ while tests and the demo read and seed the same object from their own thread. Se
 
 Faithful:
 - OAuth (§2): 1 h access tokens (`zoho_access_token_seconds`), 10 access tokens per 10 min per
-  refresh token, 30 live access tokens per refresh token and 20 refresh tokens per client (the
-  oldest is evicted), single-use grant codes that live one minute, `invalid_client`/`invalid_code`.
+  refresh token, 30 live access tokens per refresh token and 20 refresh tokens (Zoho: per user;
+  here per client) with the oldest evicted, single-use grant codes that live one sandbox
+  minute, `invalid_client` and `invalid_code`.
 - Records (§3, §5): 19-digit numeric ids, per-record results in request order, `INVALID_DATA`,
   `MANDATORY_NOT_FOUND`, `DUPLICATE_DATA`, lookups stored as {"name", "id"}, subform rows kept
   only when their `id` is sent again, inventory totals computed by the server.
@@ -841,7 +842,7 @@ class ZohoSandbox:
                 continue
             row: Record = copy.deepcopy(old[row_id]) if row_id is not None else {"id": None}
             for entry in row.get("Line_Tax") or []:
-                entry["value"] = None
+                entry.pop("value", None)
             for name, field_value in given.items():
                 spec = LINE_ITEM_FIELDS.get(name)
                 if spec is None:
@@ -979,8 +980,10 @@ def _line_tax(value: Any, path: str, *, keep_values: bool) -> list[Record]:
         amount: Any = entry.get("value")
         if not _is_number(pct) or not (amount is None or _is_number(amount)):
             raise _invalid("Line_Tax", path, "linetax")
-        kept = Decimal(amount) if keep_values and amount is not None else None
-        taxes.append({"name": entry["name"], "percentage": Decimal(pct), "value": kept})
+        tax: Record = {"name": entry["name"], "percentage": Decimal(pct)}
+        if keep_values and amount is not None:
+            tax["value"] = Decimal(amount)
+        taxes.append(tax)
     return taxes
 
 

@@ -8,6 +8,7 @@ one hierarchy keeps classification in one place instead of in every stage.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 
 class SyncError(Exception):
@@ -21,6 +22,18 @@ class SyncError(Exception):
         self.message = message
         self.hint = hint
         self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with all attributes: Celery pickles exceptions between processes, and the
+        subclasses' constructors do not take `args` back."""
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[SyncError], args: tuple[Any, ...], state: dict[str, Any]) -> SyncError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRecord(SyncError):

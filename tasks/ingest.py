@@ -37,7 +37,7 @@ def parse_job(payload: Any) -> SyncJob:
         ) from None
 
 
-@app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)  # type: ignore[untyped-decorator]
+@app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
 def ingest(task: StageTask, payload: Any) -> str:
     """Accept one job from a relay; returns what was done with it."""
     job = parse_job(payload)

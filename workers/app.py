@@ -8,9 +8,10 @@ the retry policy can ask for, so Redis never redelivers a task that is merely wa
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
+from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
 
@@ -33,9 +34,10 @@ TASK_MODULES = [
 
 
 def create_app() -> Celery:
+    """The app with static settings; the broker is resolved when Celery first needs it."""
     settings = get_settings()
-    broker = resolve_redis_url(settings)
-    app = Celery("zxsync", broker=broker, include=TASK_MODULES)
+    app = Celery("zxsync", include=TASK_MODULES)
+    app.on_configure.connect(_resolve_broker, weak=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -55,6 +57,17 @@ def create_app() -> Celery:
         task_send_sent_event=True,
     )
     return app
+
+
+def _resolve_broker(sender: Celery, **_: object) -> None:
+    """Deferred so importing the app never starts an embedded Redis by itself."""
+    sender.conf.broker_url = resolve_redis_url(get_settings())
+
+
+@signals.worker_process_init.connect(weak=False)
+def _configure_worker_logging(**_: object) -> None:
+    settings = get_settings()
+    configure_logging(settings.zxs_log_level, settings.zxs_log_json)
 
 
 app = create_app()

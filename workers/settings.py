@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, TypeAdapter
+from pydantic import Field, SecretStr, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.connection import Connection
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     zxs_event_ttl_seconds: int = 7 * 24 * 3600
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
+
+    @field_validator("zxs_data_dir", "zxs_connections_file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value else value
 
     def connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""

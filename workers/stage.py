@@ -103,7 +103,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
             "max_retries": get_settings().zxs_max_retries,
         }
 
-        @app.task(**options)  # type: ignore[untyped-decorator]
+        @app.task(**options)
         def run(task: StageTask, message: dict[str, Any]) -> dict[str, Any]:
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:

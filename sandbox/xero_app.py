@@ -1,0 +1,564 @@
+"""The Xero sandbox over HTTP: identity server, `/connections` and the Accounting API.
+
+Mount points mirror the real hosts so a client only swaps base URLs: `POST /connect/token`
+(identity.xero.com), `GET /identity/connect/authorize` (login.xero.com, consent is automatic),
+`GET|DELETE /connections` (api.xero.com) and the Accounting API under `/api.xro/2.0`.
+
+Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-identity.yaml):
+- Every Accounting call: a 503 for `fault_rate` of calls before any work, then the bearer token
+  (401 problem JSON, "TokenExpired: ..." or "AuthenticationUnsuccessful"), then the
+  `xero-tenant-id` header (403), then rate limits (429 with `X-Rate-Limit-Problem`, `Retry-After`
+  for minute/day only; FACTS "Rate limits", developer.xero.com/faq/limits), then `latency_seconds`
+  while holding a concurrency slot, then `Idempotency-Key` (FACTS "Idempotency"; checked after
+  rate limiting, so a replay still spends a call), then the handler. Answers carry
+  `X-DayLimit-Remaining`, `X-MinLimit-Remaining`, `X-AppMinLimit-Remaining`.
+- Batches (FACTS "Batches and errors", developer.xero.com/documentation/api/accounting/
+  requests-and-responses): without `summarizeErrors=false` one bad element makes the answer a 400
+  ValidationException listing only the bad elements, yet the good ones are saved and their IDs are
+  not returned; with it, 200 and a StatusAttributeString per element.
+- Lists: `where`, `order`, `If-Modified-Since` (to the second), `page`/`pageSize` (100, max 1000)
+  with `pagination`; GET /Invoices returns line items only when paging (or for one invoice);
+  GET /Items is never paged. Unknown documents: 404 with Xero's plain-text body.
+
+Deviations: every string here is an invented stand-in where FACTS gives no exact message; the
+Rounding account (code 260) has Type CURRLIAB with SystemAccount ROUNDING, because ROUNDING is
+not an AccountType in the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import simplejson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from sandbox.xero_state import (
+    CURRENCY_NAMES,
+    JSON,
+    Outcome,
+    Reply,
+    Tenant,
+    XeroSandbox,
+    envelope_date,
+    updated_since,
+    validation_error,
+)
+from sandbox.xero_where import WhereError, compile_where, order_objects
+
+__all__ = ["XeroSandbox", "create_xero_app"]
+
+NOT_FOUND = "The resource you're looking for cannot be found"
+WRITES = ("POST", "PUT", "PATCH")
+
+
+@dataclass
+class Ctx:
+    """One admitted Accounting call, handed to a handler that runs under the state lock."""
+
+    xs: XeroSandbox
+    tenant: Tenant
+    method: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def unitdp(self) -> int:
+        return 4 if self.query.get("unitdp") == "4" else 2
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name.lower(), "").lower() == "true"
+
+
+Handler = Callable[[Ctx], Reply]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _respond(reply: Reply) -> Response:
+    if reply.status == 204:
+        return Response(status_code=204, headers=reply.headers)
+    if isinstance(reply.body, str):
+        return PlainTextResponse(reply.body, reply.status, headers=reply.headers)
+    content = simplejson.dumps(reply.body, use_decimal=True, ensure_ascii=False)
+    return Response(content, reply.status, reply.headers, media_type="application/json")
+
+
+def _problem(status: int, title: str, detail: str) -> JSON:
+    """The RFC 7807 body Xero's gateway sends for 401 and 403 (FACTS "OAuth2")."""
+    return {
+        "Type": None, "Title": title, "Status": status, "Detail": detail,
+        "Instance": str(uuid.uuid4()), "Extensions": {},
+    }
+
+
+def _error(number: int, kind: str, message: str) -> JSON:
+    return {"ErrorNumber": number, "Type": kind, "Message": message}
+
+
+def _envelope(ctx_xs: XeroSandbox, key: str, objects: list[JSON]) -> JSON:
+    return {
+        "Id": str(uuid.uuid4()),
+        "Status": "OK",
+        "ProviderName": "zxsync sandbox",
+        "DateTimeUTC": envelope_date(ctx_xs.clock()),
+        key: objects,
+    }
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _if_modified_since(headers: dict[str, str]) -> datetime | None:
+    raw = headers.get("if-modified-since")
+    if not raw:
+        return None
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def _list(
+    ctx: Ctx, key: str, objects: list[JSON], *, paged: bool, strip_lines: bool = False
+) -> Reply:
+    """Filter (If-Modified-Since, where), order and page a collection, then wrap it."""
+    since = _if_modified_since(ctx.headers)
+    if since is not None:
+        objects = [o for o in objects if updated_since(o, since)]
+    try:
+        if ctx.query.get("where"):
+            predicate = compile_where(ctx.query["where"])
+            objects = [o for o in objects if predicate(o)]
+        if ctx.query.get("order"):
+            objects = order_objects(objects, ctx.query["order"])
+    except WhereError as exc:
+        return Reply(400, _error(16, "QueryParseException", str(exc)))
+    paging = paged and "page" in ctx.query
+    pagination: JSON | None = None
+    if paging:
+        page = max(1, _int(ctx.query.get("page"), 1))
+        size = min(1000, max(1, _int(ctx.query.get("pagesize"), 100)))
+        count = len(objects)
+        pagination = {
+            "page": page, "pageSize": size, "pageCount": math.ceil(count / size),
+            "itemCount": count,
+        }
+        objects = objects[(page - 1) * size : page * size]
+    elif strip_lines:
+        for obj in objects:
+            obj.pop("LineItems", None)
+    body = _envelope(ctx.xs, key, objects)
+    if pagination is not None:
+        body["pagination"] = pagination
+    return Reply(200, body)
+
+
+def list_contacts(ctx: Ctx) -> Reply:
+    t = ctx.tenant
+    contacts = ctx.xs.ordered(t, t.contacts, "ContactID")
+    ids = {i.lower() for i in _csv(ctx.query.get("ids"))}
+    if ids:
+        contacts = [c for c in contacts if c["ContactID"] in ids]
+    if not ctx.flag("includeArchived"):
+        contacts = [c for c in contacts if c["ContactStatus"] != "ARCHIVED"]
+    term = (ctx.query.get("searchterm") or "").lower()
+    if term:
+        fields = ("Name", "FirstName", "LastName", "ContactNumber", "CompanyNumber",
+                  "EmailAddress")
+        contacts = [c for c in contacts if any(term in str(c.get(f) or "").lower()
+                                                for f in fields)]
+    return _list(ctx, "Contacts", copy.deepcopy(contacts), paged=True)
+
+
+def list_items(ctx: Ctx) -> Reply:
+    items = ctx.xs.ordered(ctx.tenant, ctx.tenant.items, "ItemID")
+    return _list(ctx, "Items", [_unit_price(i, ctx.unitdp) for i in items], paged=False)
+
+
+def list_invoices(ctx: Ctx) -> Reply:
+    t = ctx.tenant
+    invoices = [
+        ctx.xs.render_invoice(t, i, ctx.unitdp)
+        for i in ctx.xs.ordered(t, t.invoices, "InvoiceID")
+    ]
+    filters = (
+        ("ids", "InvoiceID", True), ("invoicenumbers", "InvoiceNumber", False),
+        ("statuses", "Status", False),
+    )
+    for param, field_name, lower in filters:
+        wanted = {v.lower() if lower else v for v in _csv(ctx.query.get(param))}
+        if wanted:
+            invoices = [i for i in invoices if i.get(field_name) in wanted]
+    contact_ids = {v.lower() for v in _csv(ctx.query.get("contactids"))}
+    if contact_ids:
+        invoices = [i for i in invoices if i["Contact"]["ContactID"] in contact_ids]
+    return _list(ctx, "Invoices", invoices, paged=True, strip_lines=True)
+
+
+def _unit_price(item: JSON, unitdp: int) -> JSON:
+    out = copy.deepcopy(item)
+    for details in ("SalesDetails", "PurchaseDetails"):
+        block = out.get(details)
+        if unitdp < 4 and isinstance(block, dict) and isinstance(block.get("UnitPrice"), Decimal):
+            block["UnitPrice"] = block["UnitPrice"].quantize(Decimal("0.01"))
+    return out
+
+
+def _settings(key: str, pick: Callable[[Tenant], list[JSON]]) -> Handler:
+    def handler(ctx: Ctx) -> Reply:
+        return _list(ctx, key, copy.deepcopy(pick(ctx.tenant)), paged=False)
+
+    return handler
+
+
+def _currencies(t: Tenant) -> list[JSON]:
+    return [{"Code": c, "Description": CURRENCY_NAMES.get(c, c)} for c in t.currencies]
+
+
+# --------------------------------------------------------------------------- single GETs
+
+
+def get_contact(ctx: Ctx) -> Reply:
+    contact = ctx.xs.find_contact(ctx.tenant, ctx.params["ref"])
+    if contact is None:
+        return Reply(404, NOT_FOUND)
+    return Reply(200, _envelope(ctx.xs, "Contacts", copy.deepcopy([contact])))
+
+
+def get_item(ctx: Ctx) -> Reply:
+    item = ctx.xs.find_item(ctx.tenant, ctx.params["ref"])
+    if item is None:
+        return Reply(404, NOT_FOUND)
+    return Reply(200, _envelope(ctx.xs, "Items", [_unit_price(item, ctx.unitdp)]))
+
+
+def get_invoice(ctx: Ctx) -> Reply:
+    invoice = ctx.xs.find_invoice(ctx.tenant, ctx.params["ref"])
+    if invoice is None:
+        return Reply(404, NOT_FOUND)
+    rendered = ctx.xs.render_invoice(ctx.tenant, invoice, ctx.unitdp)
+    return Reply(200, _envelope(ctx.xs, "Invoices", [rendered]))
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def _elements(ctx: Ctx, key: str) -> list[JSON] | Reply:
+    """The request's objects: `{"Invoices": [...]}`, a bare object or a bare list."""
+    if not ctx.body.strip():
+        return Reply(400, _error(
+            17, "NoDataProcessedException",
+            f"No data has been processed for this endpoint. This endpoint is expecting "
+            f"{key[:-1]} data to be specifed in the request body.",
+        ))
+    try:
+        data = json.loads(ctx.body, parse_float=Decimal)
+    except ValueError as exc:
+        return Reply(400, _error(14, "PostDataInvalidException", f"Invalid JSON data: {exc}"))
+    if isinstance(data, dict):
+        match = next((k for k in data if k.lower() == key.lower()), None)
+        data = data[match] if match is not None else [data]
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        return Reply(400, _error(
+            14, "PostDataInvalidException", f"The {key} element must be a list of objects."
+        ))
+    if not data:
+        return Reply(400, _error(
+            17, "NoDataProcessedException",
+            f"No data has been processed for this endpoint. This endpoint is expecting "
+            f"{key[:-1]} data to be specifed in the request body.",
+        ))
+    return data
+
+
+def _write(
+    ctx: Ctx,
+    key: str,
+    save: Callable[[JSON], Outcome],
+    render: Callable[[JSON], JSON],
+    error_flag: str | None,
+    force: JSON | None = None,
+) -> Reply:
+    """Save each element in order; answer per FACTS' summarizeErrors semantics."""
+    parsed = _elements(ctx, key)
+    if isinstance(parsed, Reply):
+        return parsed
+    summarize = ctx.query.get("summarizeerrors", "true").lower() != "false"
+    answers: list[JSON] = []
+    refused: list[JSON] = []
+    for element in parsed:
+        saved, errors = save({**element, **(force or {})})
+        if saved is not None:
+            answers.append({**render(saved), "StatusAttributeString": "OK"})
+            continue
+        failed = {**element, "ValidationErrors": [{"Message": m} for m in errors]}
+        refused.append(failed)
+        flags: JSON = {"StatusAttributeString": "ERROR"}
+        if error_flag:
+            flags[error_flag] = True
+        answers.append({**failed, **flags})
+    if summarize and refused:
+        return Reply(400, validation_error("A validation exception occurred", refused))
+    if summarize:
+        for answer in answers:
+            answer.pop("StatusAttributeString")
+    return Reply(200, _envelope(ctx.xs, key, answers))
+
+
+def write_contacts(ctx: Ctx) -> Reply:
+    create_only = ctx.method == "PUT"
+    force = {"ContactID": ctx.params["ref"]} if "ref" in ctx.params else None
+    if force is not None:
+        found = ctx.xs.find_contact(ctx.tenant, ctx.params["ref"])
+        if found is None:
+            return Reply(404, NOT_FOUND)
+        force["ContactID"] = found["ContactID"]
+    return _write(
+        ctx, "Contacts",
+        lambda e: ctx.xs.save_contact(ctx.tenant.tenant_id, e, create_only=create_only),
+        copy.deepcopy, "HasValidationErrors", force,
+    )
+
+
+def write_items(ctx: Ctx) -> Reply:
+    create_only = ctx.method == "PUT"
+    force: JSON | None = None
+    if "ref" in ctx.params:
+        found = ctx.xs.find_item(ctx.tenant, ctx.params["ref"])
+        if found is None:
+            return Reply(404, NOT_FOUND)
+        force = {"ItemID": found["ItemID"]}
+    return _write(
+        ctx, "Items",
+        lambda e: ctx.xs.save_item(
+            ctx.tenant.tenant_id, e, create_only=create_only, unitdp=ctx.unitdp
+        ),
+        lambda i: _unit_price(i, ctx.unitdp), None, force,
+    )
+
+
+def write_invoices(ctx: Ctx) -> Reply:
+    create_only = ctx.method == "PUT"
+    force: JSON | None = None
+    if "ref" in ctx.params:
+        found = ctx.xs.find_invoice(ctx.tenant, ctx.params["ref"])
+        if found is None:
+            return Reply(404, NOT_FOUND)
+        force = {"InvoiceID": found["InvoiceID"]}
+    return _write(
+        ctx, "Invoices",
+        lambda e: ctx.xs.save_invoice(
+            ctx.tenant.tenant_id, e, create_only=create_only, unitdp=ctx.unitdp
+        ),
+        lambda i: ctx.xs.render_invoice(ctx.tenant, i, ctx.unitdp), "HasErrors", force,
+    )
+
+
+def get_organisation(ctx: Ctx) -> Reply:
+    return Reply(200, _envelope(ctx.xs, "Organisations", copy.deepcopy([ctx.tenant.organisation])))
+
+
+# --------------------------------------------------------------------------- the app
+
+
+class _Api:
+    """Binds endpoints to one XeroSandbox and applies the per-call pipeline."""
+
+    def __init__(self, xs: XeroSandbox) -> None:
+        self.xs = xs
+
+    async def _pause(self) -> None:
+        if self.xs.config.latency_seconds > 0:
+            await asyncio.sleep(self.xs.config.latency_seconds)
+
+    def accounting(self, template: str, handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            reply, tenant_id = await self._accounting(request, handler)
+            self.xs.record(f"{request.method} {template}", reply.status, tenant_id)
+            return _respond(reply)
+
+        return endpoint
+
+    async def _accounting(self, request: Request, handler: Handler) -> tuple[Reply, str | None]:
+        xs = self.xs
+        if xs.roll_fault():
+            return Reply(503, "Service Unavailable"), None
+        client_id, detail = xs.authenticate(_bearer(request))
+        if client_id is None:
+            return Reply(401, _problem(401, "Unauthorized", detail)), None
+        tenant_id = request.headers.get("xero-tenant-id", "").strip()
+        if not tenant_id or not xs.is_connected(client_id, tenant_id):
+            return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
+        admission = xs.admit(client_id, tenant_id)
+        if admission.problem is not None:
+            headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem}
+            if admission.retry_after is not None:
+                headers["Retry-After"] = str(admission.retry_after)
+            return Reply(429, "Rate limit exceeded", headers), tenant_id
+        try:
+            await self._pause()
+            body = await request.body()
+            ctx = Ctx(
+                xs=xs,
+                tenant=xs.tenant(tenant_id),
+                method=request.method,
+                params=dict(request.path_params),
+                query={k.lower(): v for k, v in request.query_params.multi_items()},
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+            )
+            reply = self._run(request, client_id, ctx, handler)
+        finally:
+            xs.release(tenant_id)
+        reply.headers.update(admission.headers)
+        return reply, tenant_id
+
+    def _run(self, request: Request, client_id: str, ctx: Ctx, handler: Handler) -> Reply:
+        key = ctx.headers.get("idempotency-key", "") if ctx.method in WRITES else ""
+        if not key:
+            with self.xs.lock:
+                return handler(ctx)
+        if len(key) > 128:
+            return Reply(400, validation_error(
+                "Idempotency-Key must be 128 characters or fewer.", []
+            ))
+        digest = hashlib.sha256()
+        for part in (ctx.method, request.url.path, request.url.query, ctx.tenant.tenant_id):
+            digest.update(part.encode() + b"\0")
+        digest.update(ctx.body)
+        return self.xs.idempotent(client_id, key, digest.hexdigest(), lambda: handler(ctx))
+
+    async def token(self, request: Request) -> Response:
+        await self._pause()
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                client_id = secret = None
+        if client_id is None or not self.xs.check_client(client_id, secret):
+            reply = Reply(400, {"error": "invalid_client"})
+        else:
+            status, body = self.xs.grant(client_id, form)
+            reply = Reply(status, body, {"Cache-Control": "no-store"})
+        self.xs.record("POST /connect/token", reply.status, None)
+        return _respond(reply)
+
+    async def authorize(self, request: Request) -> Response:
+        await self._pause()
+        query = request.query_params
+        redirect_uri = query.get("redirect_uri", "")
+        code = self.xs.authorize(
+            query.get("client_id", ""), redirect_uri, query.get("scope", "")
+        )
+        if code is None or not redirect_uri:
+            self.xs.record("GET /identity/connect/authorize", 400, None)
+            return _respond(Reply(400, {"error": "invalid_client" if code is None
+                                        else "invalid_request"}))
+        answer: dict[str, str] = {"code": code, "scope": query.get("scope", "")}
+        if query.get("response_type") != "code":
+            answer = {"error": "unsupported_response_type"}
+        if "state" in query:
+            answer["state"] = query["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        self.xs.record("GET /identity/connect/authorize", 302, None)
+        return RedirectResponse(f"{redirect_uri}{separator}{urlencode(answer)}", 302)
+
+    async def connections(self, request: Request) -> Response:
+        await self._pause()
+        client_id, detail = self.xs.authenticate(_bearer(request))
+        if client_id is None:
+            reply = Reply(401, _problem(401, "Unauthorized", detail))
+        else:
+            admission = self.xs.admit(client_id, None)
+            if admission.problem is not None:
+                headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem,
+                           "Retry-After": str(admission.retry_after)}
+                reply = Reply(429, "Rate limit exceeded", headers)
+            elif request.method == "DELETE":
+                gone = self.xs.disconnect(client_id, request.path_params["id"])
+                reply = Reply(204 if gone else 404, "" if gone else NOT_FOUND, admission.headers)
+            else:
+                reply = Reply(200, self.xs.connections(client_id), admission.headers)
+        route = "DELETE /connections/{id}" if request.method == "DELETE" else "GET /connections"
+        self.xs.record(route, reply.status, None)
+        return _respond(reply)
+
+
+def create_xero_app(xs: XeroSandbox) -> Starlette:
+    """The Starlette app serving identity, connections and the Accounting API from `xs`."""
+    api = _Api(xs)
+    accounting: list[tuple[str, Handler, list[str]]] = [
+        ("/Organisation", get_organisation, ["GET"]),
+        ("/TaxRates", _settings("TaxRates", lambda t: list(t.tax_rates.values())), ["GET"]),
+        ("/Accounts", _settings("Accounts", lambda t: list(t.accounts.values())), ["GET"]),
+        ("/Currencies", _settings("Currencies", _currencies), ["GET"]),
+        ("/Contacts", list_contacts, ["GET"]),
+        ("/Contacts", write_contacts, ["PUT", "POST"]),
+        ("/Contacts/{ref}", get_contact, ["GET"]),
+        ("/Contacts/{ref}", write_contacts, ["POST"]),
+        ("/Items", list_items, ["GET"]),
+        ("/Items", write_items, ["PUT", "POST"]),
+        ("/Items/{ref}", get_item, ["GET"]),
+        ("/Items/{ref}", write_items, ["POST"]),
+        ("/Invoices", list_invoices, ["GET"]),
+        ("/Invoices", write_invoices, ["PUT", "POST"]),
+        ("/Invoices/{ref}", get_invoice, ["GET"]),
+        ("/Invoices/{ref}", write_invoices, ["POST"]),
+    ]
+    labels = {"Contacts": "ContactID", "Items": "ItemID", "Invoices": "InvoiceID"}
+    api_routes = []
+    for path, handler, methods in accounting:
+        label = path.replace("{ref}", "{" + labels.get(path.split("/")[1], "ref") + "}")
+        api_routes.append(Route(path, api.accounting(label, handler), methods=methods))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(NOT_FOUND, 404)
+
+    routes: list[Any] = [
+        Route("/connect/token", api.token, methods=["POST"]),
+        Route("/identity/connect/authorize", api.authorize, methods=["GET"]),
+        Route("/connections", api.connections, methods=["GET"]),
+        Route("/connections/{id}", api.connections, methods=["DELETE"]),
+        Mount("/api.xro/2.0", routes=api_routes),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found})

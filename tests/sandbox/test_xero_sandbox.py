@@ -1,0 +1,582 @@
+"""The Xero sandbox over real HTTP: OAuth, limits, idempotency, batches, documents, where."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from sandbox.config import SandboxConfig, XeroLimits
+from sandbox.server import ThreadedServer
+from sandbox.xero_app import XeroSandbox, create_xero_app
+from sandbox.xero_where import WhereError, compile_where, order_objects
+
+API = "/api.xro/2.0"
+AU = "11111111-1111-4111-8111-111111111111"
+NZ = "22222222-2222-4222-8222-222222222222"
+SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "xero" / "xero_accounting.yaml"
+
+
+class Sandbox:
+    """A running sandbox with one AU org connected to app `app` and an unconnected NZ org."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.xs = XeroSandbox(config)
+        self.xs.add_tenant(AU, "Acme AU", currencies=["USD"])
+        self.xs.add_tenant(NZ, "Acme NZ", country="NZ", base_currency="NZD")
+        self.xs.add_client("app", "secret", "rt-0", [AU])
+        self.server = ThreadedServer(create_xero_app(self.xs)).start()
+        self.http = httpx.Client(base_url=self.server.url, timeout=10)
+        self._token: str | None = None
+
+    def refresh(self, token: str, secret: str = "secret") -> httpx.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": token}
+        return self.http.post("/connect/token", data=form, auth=("app", secret))
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self._token = str(self.refresh("rt-0").json()["access_token"])
+        return self._token
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        tenant: str = AU,
+        headers: dict[str, str] | None = None,
+        **params: str,
+    ) -> httpx.Response:
+        sent = {"Authorization": f"Bearer {self.token}", "xero-tenant-id": tenant}
+        content = json.dumps(body, default=str) if body is not None else None
+        return self.http.request(
+            method, API + path, content=content, params=params, headers={**sent, **(headers or {})}
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+
+def data(response: httpx.Response) -> Any:
+    """Parse like a careful client: every non-integer number as an exact Decimal."""
+    return json.loads(response.text, parse_float=Decimal)
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Sandbox]]:
+    started: list[Sandbox] = []
+
+    def factory(**overrides: Any) -> Sandbox:
+        sandbox = Sandbox(SandboxConfig(**overrides))
+        started.append(sandbox)
+        return sandbox
+
+    yield factory
+    for sandbox in started:
+        sandbox.close()
+
+
+@pytest.fixture
+def sb(make: Callable[..., Sandbox]) -> Sandbox:
+    return make()
+
+
+def invoice(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "Type": "ACCREC",
+        "Contact": {"Name": "Bob's Bikes"},
+        "Date": "2026-11-25",
+        "DueDate": "2026-12-25",
+        "Status": "AUTHORISED",
+        "LineItems": [
+            {"Description": "Tyre", "Quantity": 1, "UnitAmount": "100.00", "AccountCode": "200"}
+        ],
+    }
+    base.update(fields)
+    return base
+
+
+def line(quantity: str, unit: str, **fields: Any) -> dict[str, Any]:
+    return {"Description": "x", "Quantity": quantity, "UnitAmount": unit, "AccountCode": "200",
+            "TaxType": "OUTPUT", **fields}
+
+
+# --------------------------------------------------------------------------- OAuth
+
+
+def test_refresh_token_rotates_and_old_one_has_a_grace_period(make: Callable[..., Sandbox]) -> None:
+    sb = make(xero_refresh_grace_seconds=0.4)
+    first = sb.refresh("rt-0")
+    assert first.status_code == 200
+    tokens = first.json()
+    assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 1800
+    assert {"id_token", "access_token", "refresh_token", "scope"} <= tokens.keys()
+    assert tokens["refresh_token"] != "rt-0"
+
+    assert sb.refresh("rt-0").status_code == 200  # retry inside the grace period
+    time.sleep(0.5)
+    late = sb.refresh("rt-0")
+    assert (late.status_code, late.json()) == (400, {"error": "invalid_grant"})
+    rotated = sb.refresh(tokens["refresh_token"])
+    assert rotated.status_code == 200
+
+    assert sb.refresh("never-issued").json() == {"error": "invalid_grant"}
+    bad_client = sb.refresh(rotated.json()["refresh_token"], secret="wrong")
+    assert (bad_client.status_code, bad_client.json()) == (400, {"error": "invalid_client"})
+    in_form = sb.http.post("/connect/token", data={
+        "grant_type": "refresh_token", "refresh_token": rotated.json()["refresh_token"],
+        "client_id": "app", "client_secret": "secret",
+    })
+    assert in_form.status_code == 200
+    assert sb.xs.stats()["token_refreshes"] == 4
+
+
+def test_authorization_code_flow_and_connections(sb: Sandbox) -> None:
+    consent = sb.http.get("/identity/connect/authorize", params={
+        "response_type": "code", "client_id": "app", "redirect_uri": "http://localhost/cb",
+        "scope": "openid accounting.transactions offline_access", "state": "xyz",
+    })
+    assert consent.status_code == 302
+    query = parse_qs(urlparse(consent.headers["location"]).query)
+    assert query["state"] == ["xyz"]
+    form = {"grant_type": "authorization_code", "code": query["code"][0],
+            "redirect_uri": "http://localhost/cb"}
+    tokens = sb.http.post("/connect/token", data=form, auth=("app", "secret"))
+    assert tokens.status_code == 200 and "refresh_token" in tokens.json()
+    again = sb.http.post("/connect/token", data=form, auth=("app", "secret"))
+    assert again.json() == {"error": "invalid_grant"}
+
+    bearer = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    connections = sb.http.get("/connections", headers=bearer)
+    assert connections.status_code == 200
+    [conn] = connections.json()
+    assert conn["tenantId"] == AU and conn["tenantType"] == "ORGANISATION"
+    assert conn["tenantName"] == "Acme AU"
+    assert {"id", "authEventId", "createdDateUtc", "updatedDateUtc"} <= conn.keys()
+    assert "X-AppMinLimit-Remaining" in connections.headers
+    assert "X-MinLimit-Remaining" not in connections.headers
+
+    gone = sb.http.delete(f"/connections/{conn['id']}", headers=bearer)
+    assert gone.status_code == 204
+    assert sb.call("GET", "/Organisation").status_code == 403
+
+
+def test_expired_and_unknown_access_tokens_get_401(make: Callable[..., Sandbox]) -> None:
+    sb = make(xero_access_token_seconds=0.3)
+    assert sb.call("GET", "/Organisation").status_code == 200
+    time.sleep(0.4)
+    expired = sb.call("GET", "/Organisation")
+    assert expired.status_code == 401
+    body = expired.json()
+    assert body["Title"] == "Unauthorized" and body["Status"] == 401 and body["Type"] is None
+    assert body["Detail"].startswith("TokenExpired: token expired at ")
+    assert body["Extensions"] == {} and body["Instance"]
+
+    unknown = sb.call("GET", "/Organisation", headers={"Authorization": "Bearer nope"})
+    assert (unknown.status_code, unknown.json()["Detail"]) == (401, "AuthenticationUnsuccessful")
+
+
+@pytest.mark.parametrize("tenant", ["", "33333333-3333-4333-8333-333333333333", NZ])
+def test_missing_unknown_or_unconnected_tenant_gets_403(sb: Sandbox, tenant: str) -> None:
+    answer = sb.call("GET", "/Invoices", tenant=tenant)
+    assert answer.status_code == 403
+    assert answer.json()["Detail"] == "AuthenticationUnsuccessful"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_are_seeded_by_country(sb: Sandbox) -> None:
+    org = data(sb.call("GET", "/Organisation"))["Organisations"][0]
+    assert (org["Name"], org["CountryCode"], org["BaseCurrency"]) == ("Acme AU", "AU", "AUD")
+    rates = {r["TaxType"]: r for r in data(sb.call("GET", "/TaxRates"))["TaxRates"]}
+    assert rates["OUTPUT"]["EffectiveRate"] == Decimal("10.0000")
+    assert set(rates) == {"OUTPUT", "INPUT", "EXEMPTOUTPUT", "BASEXCLUDED"}
+    accounts = data(sb.call("GET", "/Accounts", where='Type=="REVENUE"'))["Accounts"]
+    assert [a["Code"] for a in accounts] == ["200"]
+    currencies = data(sb.call("GET", "/Currencies"))["Currencies"]
+    assert [c["Code"] for c in currencies] == ["AUD", "USD"]
+
+
+# --------------------------------------------------------------------------- contacts, items
+
+
+def test_contact_create_lookup_and_duplicate_name(sb: Sandbox) -> None:
+    created = sb.call("PUT", "/Contacts", {"Contacts": [
+        {"Name": "Acme Ltd", "ContactNumber": "Z-1", "EmailAddress": "a@acme.test"}
+    ]})
+    assert created.status_code == 200
+    contact = created.json()["Contacts"][0]
+    assert contact["ContactStatus"] == "ACTIVE" and contact["ContactID"]
+    assert contact["UpdatedDateUTC"].startswith("/Date(")
+
+    found = sb.call("GET", "/Contacts", where='Name=="Acme Ltd"').json()["Contacts"]
+    assert [c["ContactID"] for c in found] == [contact["ContactID"]]
+    assert sb.call("GET", "/Contacts", where='Name.StartsWith("Acme")').json()["Contacts"]
+    assert sb.call("GET", "/Contacts/Z-1").json()["Contacts"][0]["Name"] == "Acme Ltd"
+    assert sb.call("GET", "/Contacts", searchTerm="ACME").json()["Contacts"]
+
+    duplicate = sb.call("PUT", "/Contacts", {"Name": "acme ltd"})
+    assert duplicate.status_code == 400
+    [element] = duplicate.json()["Elements"]
+    assert element["ValidationErrors"] == [{"Message": (
+        "The contact name acme ltd is already assigned to another contact. The contact name "
+        "must be unique across all active contacts."
+    )}]
+
+    renamed = sb.call("POST", "/Contacts", {"ContactID": contact["ContactID"], "Name": "Acme 2"})
+    assert renamed.status_code == 200 and len(sb.xs.contacts(AU)) == 1
+    assert sb.xs.contacts(AU)[0]["EmailAddress"] == "a@acme.test"
+
+
+def test_item_create_duplicate_code_and_bad_account(sb: Sandbox) -> None:
+    item = {"Code": "P-1", "Name": "Pump", "SalesDetails": {"UnitPrice": "12.50",
+                                                            "AccountCode": "200"}}
+    assert sb.call("PUT", "/Items", {"Items": [item]}).status_code == 200
+    duplicate = sb.call("PUT", "/Items", {"Items": [item]})
+    assert duplicate.status_code == 400
+    assert "P-1" in duplicate.json()["Elements"][0]["ValidationErrors"][0]["Message"]
+    bad = sb.call("PUT", "/Items", {"Code": "P-2", "SalesDetails": {"AccountCode": "999"}})
+    assert bad.json()["Elements"][0]["ValidationErrors"] == [
+        {"Message": "Account code '999' is not a valid code for this document."}
+    ]
+    [found] = data(sb.call("GET", "/Items", where='Code=="P-1"'))["Items"]
+    assert found["SalesDetails"]["UnitPrice"] == Decimal("12.50")
+    assert sb.call("GET", "/Items/P-1").status_code == 200
+    assert "pagination" not in sb.call("GET", "/Items", page="1").json()
+
+
+# --------------------------------------------------------------------------- invoices
+
+
+def test_invoice_totals_exclusive_with_per_line_rounding(sb: Sandbox) -> None:
+    sent = invoice(LineItems=[line("3", "19.99"), line("1", "0.05"), line("1", "10.00",
+                                                                         TaxType="BASEXCLUDED")])
+    answer = sb.call("PUT", "/Invoices", {"Invoices": [sent]})
+    assert answer.status_code == 200, answer.text
+    inv = data(answer)["Invoices"][0]
+    assert [li["TaxAmount"] for li in inv["LineItems"]] == [
+        Decimal("6.00"), Decimal("0.01"), Decimal("0.00")
+    ]
+    assert (inv["SubTotal"], inv["TotalTax"], inv["Total"], inv["AmountDue"]) == (
+        Decimal("70.02"), Decimal("6.01"), Decimal("76.03"), Decimal("76.03")
+    )
+    assert inv["LineItems"][0]["Quantity"] == Decimal("3.0000")
+    assert inv["InvoiceNumber"] == "INV-0001" and inv["HasErrors"] is False
+    assert inv["DateString"] == "2026-11-25T00:00:00"
+    assert inv["Date"] == "/Date(1795564800000+0000)/"
+    assert inv["DueDateString"] == "2026-12-25T00:00:00"
+    assert inv["Contact"]["Name"] == "Bob's Bikes"  # created from an unknown name
+    assert sb.xs.contacts(AU)[0]["IsCustomer"] is True
+
+
+def test_invoice_totals_inclusive_override_and_discounts(sb: Sandbox) -> None:
+    inclusive = invoice(LineAmountTypes="Inclusive",
+                        LineItems=[line("1", "110.00"), line("1", "9.99")])
+    override = invoice(LineItems=[line("1", "100.00", TaxAmount="9.99")])
+    discounted = invoice(LineItems=[
+        line("2", "50.00", DiscountAmount="10"), line("3", "33.33", DiscountRate="10"),
+    ])
+    four_dp = invoice(LineItems=[line("3", "1.23456")])
+    answer = sb.call("PUT", "/Invoices", {"Invoices": [inclusive, override, discounted]})
+    inc, over, disc = data(answer)["Invoices"]
+
+    assert [li["TaxAmount"] for li in inc["LineItems"]] == [Decimal("10.00"), Decimal("0.91")]
+    assert (inc["SubTotal"], inc["TotalTax"], inc["Total"]) == (
+        Decimal("109.08"), Decimal("10.91"), Decimal("119.99")
+    )
+    assert (over["TotalTax"], over["Total"]) == (Decimal("9.99"), Decimal("109.99"))
+    assert [li["LineAmount"] for li in disc["LineItems"]] == [Decimal("90.00"), Decimal("89.99")]
+    assert disc["TotalDiscount"] == Decimal("20.00")
+    assert (disc["SubTotal"], disc["TotalTax"], disc["Total"]) == (
+        Decimal("179.99"), Decimal("18.00"), Decimal("197.99")
+    )
+
+    two = data(sb.call("PUT", "/Invoices", four_dp))["Invoices"][0]["LineItems"][0]
+    four = data(sb.call("PUT", "/Invoices", four_dp, unitdp="4"))["Invoices"][0]["LineItems"][0]
+    assert (two["UnitAmount"], two["LineAmount"]) == (Decimal("1.23"), Decimal("3.69"))
+    assert (four["UnitAmount"], four["LineAmount"]) == (Decimal("1.2346"), Decimal("3.70"))
+
+
+def test_invalid_account_code_is_a_validation_exception(sb: Sandbox) -> None:
+    sent = invoice(Reference="R-9", LineItems=[line("1", "5", AccountCode="610")])
+    answer = sb.call("PUT", "/Invoices", {"Invoices": [sent]})
+    assert answer.status_code == 400
+    body = answer.json()
+    assert (body["ErrorNumber"], body["Type"], body["Message"]) == (
+        10, "ValidationException", "A validation exception occurred"
+    )
+    [element] = body["Elements"]
+    assert element["Reference"] == "R-9"
+    assert element["ValidationErrors"] == [
+        {"Message": "Account code '610' is not a valid code for this document."}
+    ]
+    assert sb.xs.invoices(AU) == [] and sb.xs.contacts(AU) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"LineItems": [line("1", "5", ItemCode="NOPE")]}, "Item code 'NOPE' is not valid"),
+        ({"LineItems": [line("1", "5", TaxType="INPUT")]},
+         "The TaxType code INPUT does not exist or cannot be used with this type of transaction."),
+        ({"CurrencyCode": "EUR"}, "Organisation is not subscribed to currency EUR"),
+        ({"DueDate": None}, "Due Date is mandatory."),
+    ],
+)
+def test_invoice_validation_messages(sb: Sandbox, fields: dict[str, Any], message: str) -> None:
+    answer = sb.call("PUT", "/Invoices", invoice(**fields))
+    assert {"Message": message} in answer.json()["Elements"][0]["ValidationErrors"]
+
+
+def test_contact_resolution_and_archived_contact(sb: Sandbox) -> None:
+    archived = sb.xs.add_contact(AU, {"Name": "Old Co", "ContactNumber": "OLD"})
+    sb.call("POST", "/Contacts", {"ContactID": archived["ContactID"], "ContactStatus": "ARCHIVED"})
+    refused = sb.call("PUT", "/Invoices", invoice(Contact={"ContactNumber": "OLD"}))
+    assert refused.json()["Elements"][0]["ValidationErrors"][0]["Message"].startswith(
+        "The contact with the specified contact details has been archived."
+    )
+    assert sb.call("GET", "/Contacts", where='Name=="Old Co"').json()["Contacts"] == []
+    assert sb.call("GET", "/Contacts", where='Name=="Old Co"', includeArchived="true").json()[
+        "Contacts"
+    ]
+    known = sb.xs.add_contact(AU, {"Name": "Known"})
+    by_id = sb.call("PUT", "/Invoices", invoice(Contact={"ContactID": known["ContactID"]}))
+    assert by_id.json()["Invoices"][0]["Contact"]["Name"] == "Known"
+
+
+def test_batch_with_summarize_errors_false_answers_200_per_element(sb: Sandbox) -> None:
+    good, bad = invoice(Reference="good"), invoice(Reference="bad", InvoiceNumber="X" * 256)
+    answer = sb.call("PUT", "/Invoices", {"Invoices": [good, bad]}, summarizeErrors="false")
+    assert answer.status_code == 200
+    ok, error = answer.json()["Invoices"]
+    assert ok["StatusAttributeString"] == "OK" and ok["InvoiceID"]
+    assert error["StatusAttributeString"] == "ERROR" and error["HasErrors"] is True
+    assert error["ValidationErrors"] and error["Reference"] == "bad"
+    assert [i["Reference"] for i in sb.xs.invoices(AU)] == ["good"]
+
+
+def test_batch_without_summarize_errors_still_saves_the_good_ones(sb: Sandbox) -> None:
+    good = invoice(Reference="good")
+    bad = invoice(Reference="bad", LineItems=[line("1", "1", AccountCode="999")])
+    answer = sb.call("PUT", "/Invoices", {"Invoices": [good, bad]})
+    assert answer.status_code == 400
+    assert [e["Reference"] for e in answer.json()["Elements"]] == ["bad"]
+    assert "Invoices" not in answer.json()
+    assert [i["Reference"] for i in sb.xs.invoices(AU)] == ["good"]
+
+
+def test_status_rules_on_update(sb: Sandbox) -> None:
+    draft = sb.call("PUT", "/Invoices", invoice(Status="DRAFT", DueDate=None)).json()
+    draft_id = draft["Invoices"][0]["InvoiceID"]
+    edited = sb.call("POST", f"/Invoices/{draft_id}", {"Reference": "edited",
+                                                        "LineItems": [line("2", "10")]})
+    assert edited.status_code == 200
+    assert data(edited)["Invoices"][0]["Total"] == Decimal("22.00")
+    assert sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DELETED"}).status_code \
+        == 200
+    dead = sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DRAFT"})
+    assert dead.json()["Elements"][0]["ValidationErrors"][0]["Message"] == (
+        "Invoice not of valid status for modification"
+    )
+
+    authorised = sb.call("PUT", "/Invoices", invoice()).json()["Invoices"][0]
+    number = authorised["InvoiceNumber"]
+    back = sb.call("POST", "/Invoices", {"InvoiceNumber": number, "Status": "DRAFT"})
+    assert back.status_code == 400
+    assert sb.call("PUT", "/Invoices", invoice(InvoiceNumber=number)).json()["Elements"][0][
+        "ValidationErrors"] == [{"Message": "Invoice # must be unique."}]
+
+    sb.xs.add_payment(AU, authorised["InvoiceID"], Decimal("10.00"))
+    paid = sb.call("POST", "/Invoices", {"InvoiceNumber": number, "Status": "VOIDED"})
+    assert paid.json()["Elements"][0]["ValidationErrors"][0]["Message"] == (
+        "This document cannot be edited as it has a payment or credit note allocated to it."
+    )
+    fresh = sb.call("PUT", "/Invoices", invoice()).json()["Invoices"][0]
+    voided = sb.call("POST", f"/Invoices/{fresh['InvoiceID']}", {"Status": "VOIDED"})
+    assert voided.json()["Invoices"][0]["Status"] == "VOIDED"
+
+
+def test_get_unknown_invoice_is_404_text(sb: Sandbox) -> None:
+    answer = sb.call("GET", "/Invoices/00000000-0000-0000-0000-000000000000")
+    assert (answer.status_code, answer.text) == (
+        404, "The resource you're looking for cannot be found"
+    )
+
+
+def test_malformed_and_empty_bodies(sb: Sandbox) -> None:
+    malformed = sb.http.put(API + "/Invoices", content=b"{nope", headers={
+        "Authorization": f"Bearer {sb.token}", "xero-tenant-id": AU,
+    })
+    assert (malformed.status_code, malformed.json()["ErrorNumber"]) == (400, 14)
+    assert malformed.json()["Type"] == "PostDataInvalidException"
+    assert sb.call("PUT", "/Invoices", {"Invoices": []}).json()["ErrorNumber"] == 17
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_idempotency_replays_and_refuses_a_different_request(sb: Sandbox) -> None:
+    key = {"Idempotency-Key": "zoho-inv-42"}
+    first = sb.call("PUT", "/Invoices", invoice(), headers=key)
+    second = sb.call("PUT", "/Invoices", invoice(), headers=key)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["Invoices"][0]["InvoiceID"] == second.json()["Invoices"][0]["InvoiceID"]
+    assert len(sb.xs.invoices(AU)) == 1
+
+    other = sb.call("PUT", "/Invoices", invoice(Reference="changed"), headers=key)
+    assert other.status_code == 400
+    assert other.json()["Message"] == "Idempotency Key: zoho-inv-42 is used with a different request."
+
+    bad = invoice(LineItems=[line("1", "1", AccountCode="999")])
+    errors = [sb.call("PUT", "/Invoices", bad, headers={"Idempotency-Key": "k2"})
+              for _ in range(2)]
+    assert [e.status_code for e in errors] == [400, 400]
+    assert errors[0].json() == errors[1].json()
+    too_long = sb.call("PUT", "/Invoices", invoice(), headers={"Idempotency-Key": "k" * 129})
+    assert too_long.status_code == 400
+
+
+def test_idempotency_key_expires_after_the_window(make: Callable[..., Sandbox]) -> None:
+    sb = make(idempotency_window_seconds=0.3)
+    key = {"Idempotency-Key": "short"}
+    sb.call("PUT", "/Invoices", invoice(), headers=key)
+    time.sleep(0.4)
+    sb.call("PUT", "/Invoices", invoice(), headers=key)
+    assert len(sb.xs.invoices(AU)) == 2
+
+
+# --------------------------------------------------------------------------- limits and faults
+
+
+def test_minute_limit_answers_429_with_retry_after(make: Callable[..., Sandbox]) -> None:
+    sb = make(minute_seconds=1, xero_limits=XeroLimits(per_minute=3))
+    _ = sb.token
+    remaining = [sb.call("GET", "/Organisation").headers["X-MinLimit-Remaining"]
+                 for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    refused = sb.call("GET", "/Organisation")
+    assert refused.status_code == 429
+    assert refused.headers["X-Rate-Limit-Problem"] == "minute"
+    assert refused.headers["Retry-After"] == "1"
+    assert "X-DayLimit-Remaining" in refused.headers
+    assert "X-AppMinLimit-Remaining" in refused.headers
+    stats = sb.xs.stats()
+    assert stats["rate_limited"]["minute"] == 1 and stats["status"]["429"] == 1
+    assert stats["calls"][AU] == 4 and stats["by_route"]["GET /Organisation"] == 4
+    time.sleep(1.05)
+    assert sb.call("GET", "/Organisation").status_code == 200
+
+
+def test_concurrent_limit_has_no_retry_after(make: Callable[..., Sandbox]) -> None:
+    sb = make(latency_seconds=0.3, xero_limits=XeroLimits(concurrent=1))
+    _ = sb.token
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda: answers.append(sb.call("GET", "/Organisation")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(refused) == 1 and refused[0].headers["X-Rate-Limit-Problem"] == "concurrent"
+    assert "Retry-After" not in refused[0].headers
+
+
+def test_fault_rate_answers_503(make: Callable[..., Sandbox]) -> None:
+    sb = make(fault_rate=1.0)
+    assert sb.call("GET", "/Organisation").status_code == 503
+    assert sb.xs.stats()["calls"] == {}
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def test_invoice_paging_filters_and_line_items(sb: Sandbox) -> None:
+    batch = [invoice(Reference=f"R{n}") for n in range(5)]
+    assert sb.call("PUT", "/Invoices", {"Invoices": batch}).status_code == 200
+    first = sb.call("GET", "/Invoices", page="1", pageSize="2").json()
+    assert first["pagination"] == {"page": 1, "pageSize": 2, "pageCount": 3, "itemCount": 5}
+    assert [i["Reference"] for i in first["Invoices"]] == ["R0", "R1"]
+    assert all("LineItems" in i for i in first["Invoices"])
+    last = sb.call("GET", "/Invoices", page="3", pageSize="2").json()
+    assert [i["Reference"] for i in last["Invoices"]] == ["R4"]
+
+    unpaged = sb.call("GET", "/Invoices").json()
+    assert "pagination" not in unpaged and len(unpaged["Invoices"]) == 5
+    assert all("LineItems" not in i for i in unpaged["Invoices"])
+
+    numbers = sb.call("GET", "/Invoices", InvoiceNumbers="INV-0002,INV-0004").json()["Invoices"]
+    assert [i["InvoiceNumber"] for i in numbers] == ["INV-0002", "INV-0004"]
+    picked = sb.call("GET", "/Invoices", where='(Reference=="R1" OR Reference=="R3") '
+                                               'AND Type=="ACCREC"', order="Reference DESC")
+    assert [i["Reference"] for i in picked.json()["Invoices"]] == ["R3", "R1"]
+    contact_id = numbers[0]["Contact"]["ContactID"]
+    by_contact = sb.call("GET", "/Invoices", where=f'Contact.ContactID==guid("{contact_id}")')
+    assert len(by_contact.json()["Invoices"]) == 5
+    later = sb.call("GET", "/Invoices", headers={"If-Modified-Since": "2100-01-01T00:00:00"})
+    assert later.json()["Invoices"] == []
+
+    broken = sb.call("GET", "/Invoices", where='Reference=="R1" AND')
+    assert broken.status_code == 400 and broken.json()["Type"] == "QueryParseException"
+
+
+def test_where_interpreter() -> None:
+    contact = {"Name": "Acme Ltd", "EmailAddress": None, "Total": Decimal("20.00"),
+               "Date": "/Date(1795564800000+0000)/", "Phones": [{"PhoneNumber": "555"}],
+               "Contact": {"ContactID": "AbC"}, "IsCustomer": True}
+
+    def where(text: str) -> bool:
+        return compile_where(text)(contact)
+
+    assert where('Name.Contains("Ltd") && !(Name.EndsWith("Inc"))')
+    assert where("Total = 20.00 AND Total >= 19.5 AND Total < 21")
+    assert where("EmailAddress==null") and not where('EmailAddress.StartsWith("a")')
+    assert where("Date >= DateTime(2026, 11, 25) && Date < DateTime(2026,11,26)")
+    assert where('Phones[0].PhoneNumber=="555" and name.ToLower()=="acme ltd"')
+    assert where('Contact.ContactID==GUID("abc") OR false') and where("IsCustomer")
+    assert not where('Name=="acme ltd"')
+    for broken in ('Name==', 'Name=="x" OR', "(Name", 'Name.Contains(1)', "eval('x')"):
+        with pytest.raises(WhereError):
+            compile_where(broken)
+    ordered = order_objects([{"N": "b"}, {"N": None}, {"N": "a"}], "N DESC")
+    assert [o["N"] for o in ordered] == ["b", "a", None]
+
+
+# --------------------------------------------------------------------------- spec shapes
+
+
+def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
+    yaml = pytest.importorskip("yaml")
+    jsonschema = pytest.importorskip("jsonschema")
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} not found")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    components = yaml.load(SPEC.read_text(), Loader=loader)["components"]
+
+    def check(schema: str, instance: Any) -> None:
+        jsonschema.validate(instance, {"$ref": f"#/components/schemas/{schema}",
+                                       "components": components})
+
+    sb.call("PUT", "/Items", {"Code": "P-1", "Name": "Pump"})
+    sb.call("PUT", "/Invoices", invoice(LineItems=[line("1", "5", ItemCode="P-1")]))
+    check("Organisations", data(sb.call("GET", "/Organisation")))
+    check("TaxRates", data(sb.call("GET", "/TaxRates")))
+    check("Accounts", data(sb.call("GET", "/Accounts")))
+    check("Currencies", data(sb.call("GET", "/Currencies")))
+    check("Contacts", data(sb.call("GET", "/Contacts", page="1")))
+    check("Items", data(sb.call("GET", "/Items")))
+    check("Invoices", data(sb.call("GET", "/Invoices", page="1")))
+    errors = sb.call("PUT", "/Invoices", {"Invoices": [invoice(Contact={})]})
+    check("Error", data(errors))

@@ -1,0 +1,165 @@
+"""End to end on real parts: Celery worker processes, Redis, and the sandboxes over HTTP.
+
+Assertions read the sandboxes' own state (what Xero and Zoho hold), never our bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sandbox.seed import build_dataset, load_dataset
+
+pytestmark = pytest.mark.integration
+
+
+def send(
+    connection: str, record_ids: list[str], repeats: int = 1, event_prefix: str = "ev"
+) -> None:
+    from workers.app import app
+
+    for _ in range(repeats):
+        for record_id in record_ids:
+            app.send_task(
+                "zxsync.ingest",
+                args=[
+                    {
+                        "connection": connection,
+                        "module": "Invoices",
+                        "record_id": record_id,
+                        "event": "insert",
+                        "event_id": f"{event_prefix}-{record_id}",
+                    }
+                ],
+            )
+
+
+def keys(connection: str, record_ids: list[str]) -> list[str]:
+    return [f"{connection}:Invoices:{rid}" for rid in record_ids]
+
+
+def test_each_zoho_invoice_becomes_one_matching_xero_invoice(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    stack = make_stack()
+    conn = stack.connections[0]
+    dataset = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=8, accounts=3, products=5, seed=11)
+    )
+    # one customer and one product are already in Xero: they must be found, not duplicated
+    stack.xero.add_contact(conn.xero_tenant_id, {"Name": dataset.accounts[0]["Account_Name"]})
+    stack.xero.add_item(
+        conn.xero_tenant_id,
+        {"Code": dataset.products[0]["Product_Code"], "Name": dataset.products[0]["Product_Name"]},
+    )
+    stack.start_worker(concurrency=2)
+    ids = [str(inv["id"]) for inv in dataset.invoices]
+    send(conn.name, ids, repeats=3)
+    outcomes = wait_for_outcomes(conn.name, keys(conn.name, ids), timeout=90)
+    assert {o for o, _ in outcomes.values()} == {"created"}, outcomes
+
+    xero_invoices = stack.xero.invoices(conn.xero_tenant_id)
+    assert len(xero_invoices) == len(ids)
+    by_ref = {inv["Reference"]: inv for inv in xero_invoices}
+    for record_id in ids:
+        zoho = stack.zoho.get(conn.zoho_org_id, "Invoices", record_id)
+        xero = by_ref[zoho["Invoice_Number"]]
+        assert xero["Type"] == "ACCREC" and xero["Status"] == "AUTHORISED"
+        assert Decimal(str(xero["Total"])) == Decimal(str(zoho["Grand_Total"]))
+        assert xero["CurrencyCode"] == zoho["Currency"]
+        assert zoho["Xero_Invoice_ID"] == xero["InvoiceID"]
+        assert zoho["Xero_Invoice_Number"] == xero["InvoiceNumber"]
+        assert zoho["Xero_Sync_Status"] == "Synced"
+        source_lines = zoho["Invoiced_Items"]
+        assert [Decimal(str(li["Quantity"])) for li in xero["LineItems"]] == [
+            Decimal(str(li["Quantity"])) for li in source_lines
+        ]
+    contacts = stack.xero.contacts(conn.xero_tenant_id)
+    assert len(contacts) == len(
+        {inv["Account_Name"]["id"] for inv in dataset.invoices} | {str(dataset.accounts[0]["id"])}
+    )
+    names = [c["Name"] for c in contacts]
+    assert len(names) == len(set(names)), "a contact was duplicated"
+    codes = [i["Code"] for i in stack.xero.items(conn.xero_tenant_id)]
+    assert len(codes) == len(set(codes)), "an item was duplicated"
+
+
+def test_invalid_record_is_dead_lettered_with_field_and_nothing_reaches_xero(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    org = conn.zoho_org_id
+    account = stack.zoho.insert(org, "Accounts", {"Account_Name": "No Code Pty"})
+    product = stack.zoho.insert(
+        org, "Products", {"Product_Name": "Mystery", "Unit_Price": Decimal("5")}
+    )
+    invoice = stack.zoho.insert(
+        org,
+        "Invoices",
+        {
+            "Subject": "bad",
+            "Invoice_Number": "ZINV-NOCODE",
+            "Currency": "AUD",
+            "Account_Name": {"id": account["id"], "name": "No Code Pty"},
+            "Invoice_Date": "2026-11-25",
+            "Due_Date": "2026-12-25",
+            "Invoiced_Items": [
+                {
+                    "Product_Name": {"id": product["id"], "name": "Mystery"},
+                    "Quantity": Decimal("1"),
+                    "List_Price": Decimal("5.00"),
+                }
+            ],
+        },
+    )
+    stack.start_worker(concurrency=1)
+    send(conn.name, [str(invoice["id"])])
+    outcomes = wait_for_outcomes(conn.name, keys(conn.name, [str(invoice["id"])]))
+    assert next(iter(outcomes.values()))[0] == "failed"
+    letters = [dl for dl in DeadLetterStore(get_redis()).list(1000) if dl.connection == conn.name]
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.stage == "zxsync.item_precheck" and letter.field == "Product_Code"
+    assert "Mystery" in letter.error and str(invoice["id"]) in letter.payload
+    assert stack.xero.invoices(conn.xero_tenant_id) == []
+
+
+def test_job_breaking_the_contract_is_dead_lettered_with_its_payload(
+    make_stack: Callable[..., Any],
+) -> None:
+    import time
+
+    from workers.app import app
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    stack.start_worker(concurrency=1)
+    marker = f"bad-{stack.connections[0].name}"
+    app.send_task(
+        "zxsync.ingest",
+        args=[
+            {
+                "connection": stack.connections[0].name,
+                "module": "Invoices",
+                "record_id": "12ab",
+                "event": "insert",
+                "event_id": marker,
+            }
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = [dl for dl in DeadLetterStore(get_redis()).list(1000) if marker in dl.payload]
+        if found:
+            break
+        time.sleep(0.1)
+    assert found, "the malformed job was not dead-lettered"
+    assert found[0].error_kind == "invalid_job" and found[0].field == "record_id"

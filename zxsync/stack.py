@@ -1,0 +1,197 @@
+"""A whole local deployment in one object: Redis, both sandboxes and worker processes.
+
+The demo, the integration tests and the benchmarks all run the real pipeline this way: real
+redis-server, real Celery worker processes, and the sandboxes over HTTP on loopback ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sandbox.config import SandboxConfig
+from sandbox.server import ThreadedServer, free_port
+from sandbox.xero_app import XeroSandbox, create_xero_app
+from sandbox.zoho_app import ZohoSandbox, create_zoho_app
+
+XERO_CLIENT_ID = "zxs-local-xero-app"
+XERO_CLIENT_SECRET = "local-xero-secret-0123456789"
+ZOHO_CLIENT_ID = "1000.ZXSLOCAL"
+ZOHO_CLIENT_SECRET = "local-zoho-secret-0123456789"
+
+
+@dataclass
+class LocalConnection:
+    """A sandbox Xero tenant + Zoho org wired up as one connection."""
+
+    name: str
+    xero_tenant_id: str
+    zoho_org_id: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "xero_tenant_id": self.xero_tenant_id,
+            "zoho_org_id": self.zoho_org_id,
+            "xero_refresh_token": f"xero-refresh-{self.name}",
+            "zoho_refresh_token": f"1000.zoho-refresh-{self.name}",
+            "tax_types": {"GST": "OUTPUT"},
+            "untaxed_tax_type": "BASEXCLUDED",
+            **self.options,
+        }
+
+
+class LocalStack:
+    """Start with `with LocalStack(...) as stack:`; everything stops on exit, even on errors."""
+
+    def __init__(
+        self,
+        connections: list[LocalConnection],
+        sandbox: SandboxConfig | None = None,
+        redis_url: str | None = None,
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.connections = connections
+        self.sandbox_config = sandbox or SandboxConfig()
+        self.redis_url = redis_url
+        self.concurrency = concurrency
+        self.extra_env = extra_env or {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="zxsync-"))
+        self.xero = XeroSandbox(self.sandbox_config)
+        self.zoho = ZohoSandbox(self.sandbox_config)
+        self._servers: list[ThreadedServer] = []
+        self._workers: list[subprocess.Popen[bytes]] = []
+        self._embedded_redis = False
+        self.env: dict[str, str] = {}
+        for conn in connections:
+            self.xero.add_tenant(conn.xero_tenant_id, f"{conn.name} (sandbox)", "AU", "AUD")
+            self.xero.add_client(
+                XERO_CLIENT_ID,
+                XERO_CLIENT_SECRET,
+                conn.config()["xero_refresh_token"],
+                [conn.xero_tenant_id],
+            )
+            self.zoho.add_client(
+                ZOHO_CLIENT_ID,
+                ZOHO_CLIENT_SECRET,
+                conn.config()["zoho_refresh_token"],
+                conn.zoho_org_id,
+            )
+
+    def start(self) -> LocalStack:
+        if not self.redis_url:
+            from workers.redis import start_embedded
+
+            self.redis_url = start_embedded(self.workdir / "redis", free_port())
+            self._embedded_redis = True
+        xero = ThreadedServer(create_xero_app(self.xero)).start()
+        zoho = ThreadedServer(create_zoho_app(self.zoho)).start()
+        self._servers = [xero, zoho]
+        self.env = {
+            "REDIS_URL": self.redis_url,
+            "XERO_API_URL": f"{xero.url}/api.xro/2.0",
+            "XERO_IDENTITY_URL": xero.url,
+            "ZOHO_API_URL": zoho.url,
+            "ZOHO_ACCOUNTS_URL": zoho.url,
+            "XERO_CLIENT_ID": XERO_CLIENT_ID,
+            "XERO_CLIENT_SECRET": XERO_CLIENT_SECRET,
+            "ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+            "ZOHO_CLIENT_SECRET": ZOHO_CLIENT_SECRET,
+            "ZXS_CONNECTIONS": json.dumps([c.config() for c in self.connections]),
+            "ZXS_DATA_DIR": str(self.workdir),
+            **self.extra_env,
+        }
+        self._apply_env_here()
+        return self
+
+    def _apply_env_here(self) -> None:
+        """Point this process's settings, Redis client and Celery app at the stack."""
+        os.environ.update(self.env)
+        from workers.app import app
+        from workers.redis import get_redis
+        from workers.settings import get_settings
+
+        get_settings.cache_clear()
+        get_redis.cache_clear()
+        app.conf.broker_url = self.redis_url
+
+    def start_worker(
+        self, concurrency: int | None = None, name: str = "w"
+    ) -> subprocess.Popen[bytes]:
+        """A real `celery worker` process consuming every stage queue."""
+        from workers.app import STAGE_QUEUES
+
+        log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            ",".join(dict.fromkeys(STAGE_QUEUES.values())),
+            "-c",
+            str(concurrency or self.concurrency),
+            "-n",
+            f"{name}{len(self._workers)}@%h",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._workers.append(process)
+        return process
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+
+    def stop(self) -> None:
+        for process in self._workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self._workers:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for server in self._servers:
+            server.stop()
+        if self._embedded_redis:
+            from workers.redis import stop_embedded
+
+            stop_embedded()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
