@@ -20,9 +20,10 @@ Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-id
   with `pagination`; GET /Invoices returns line items only when paging (or for one invoice);
   GET /Items is never paged. Unknown documents: 404 with Xero's plain-text body.
 
-Deviations: every string here is an invented stand-in where FACTS gives no exact message; the
-Rounding account (code 260) has Type CURRLIAB with SystemAccount ROUNDING, because ROUNDING is
-not an AccountType in the spec.
+Not confirmed by a source, so kept plausible rather than exact: messages FACTS does not quote
+(ours are worded like Xero's), the 429 body (FACTS: do not rely on it), and the Rounding account
+(code 260) being Type CURRLIAB with SystemAccount ROUNDING, as ROUNDING is no AccountType in the
+spec.
 """
 
 from __future__ import annotations
@@ -326,7 +327,10 @@ def _write(
     for element in parsed:
         saved, errors = save({**element, **(force or {})})
         if saved is not None:
-            answers.append({**render(saved), "StatusAttributeString": "OK"})
+            answer = render(saved)
+            if not summarize:
+                answer["StatusAttributeString"] = "OK"
+            answers.append(answer)
             continue
         failed = {**element, "ValidationErrors": [{"Message": m} for m in errors]}
         refused.append(failed)
@@ -336,20 +340,17 @@ def _write(
         answers.append({**failed, **flags})
     if summarize and refused:
         return Reply(400, validation_error("A validation exception occurred", refused))
-    if summarize:
-        for answer in answers:
-            answer.pop("StatusAttributeString")
     return Reply(200, _envelope(ctx.xs, key, answers))
 
 
 def write_contacts(ctx: Ctx) -> Reply:
     create_only = ctx.method == "PUT"
-    force = {"ContactID": ctx.params["ref"]} if "ref" in ctx.params else None
-    if force is not None:
+    force: JSON | None = None
+    if "ref" in ctx.params:
         found = ctx.xs.find_contact(ctx.tenant, ctx.params["ref"])
         if found is None:
             return Reply(404, NOT_FOUND)
-        force["ContactID"] = found["ContactID"]
+        force = {"ContactID": found["ContactID"]}
     return _write(
         ctx, "Contacts",
         lambda e: ctx.xs.save_contact(ctx.tenant.tenant_id, e, create_only=create_only),
@@ -420,13 +421,13 @@ class _Api:
         xs = self.xs
         if xs.roll_fault():
             return Reply(503, "Service Unavailable"), None
-        client_id, detail = xs.authenticate(_bearer(request))
-        if client_id is None:
+        grant, detail = xs.authenticate(_bearer(request))
+        if grant is None:
             return Reply(401, _problem(401, "Unauthorized", detail)), None
         tenant_id = request.headers.get("xero-tenant-id", "").strip()
-        if not tenant_id or not xs.is_connected(client_id, tenant_id):
+        if not tenant_id or not xs.is_connected(grant, tenant_id):
             return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
-        admission = xs.admit(client_id, tenant_id)
+        admission = xs.admit(grant.client_id, tenant_id)
         if admission.problem is not None:
             headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem}
             if admission.retry_after is not None:
@@ -444,7 +445,7 @@ class _Api:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
             )
-            reply = self._run(request, client_id, ctx, handler)
+            reply = self._run(request, grant.client_id, ctx, handler)
         finally:
             xs.release(tenant_id)
         reply.headers.update(admission.headers)
@@ -505,20 +506,20 @@ class _Api:
 
     async def connections(self, request: Request) -> Response:
         await self._pause()
-        client_id, detail = self.xs.authenticate(_bearer(request))
-        if client_id is None:
+        grant, detail = self.xs.authenticate(_bearer(request))
+        if grant is None:
             reply = Reply(401, _problem(401, "Unauthorized", detail))
         else:
-            admission = self.xs.admit(client_id, None)
+            admission = self.xs.admit(grant.client_id, None)
             if admission.problem is not None:
                 headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem,
                            "Retry-After": str(admission.retry_after)}
                 reply = Reply(429, "Rate limit exceeded", headers)
             elif request.method == "DELETE":
-                gone = self.xs.disconnect(client_id, request.path_params["id"])
+                gone = self.xs.disconnect(grant, request.path_params["id"])
                 reply = Reply(204 if gone else 404, "" if gone else NOT_FOUND, admission.headers)
             else:
-                reply = Reply(200, self.xs.connections(client_id), admission.headers)
+                reply = Reply(200, self.xs.connections(grant), admission.headers)
         route = "DELETE /connections/{id}" if request.method == "DELETE" else "GET /connections"
         self.xs.record(route, reply.status, None)
         return _respond(reply)

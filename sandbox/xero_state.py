@@ -277,15 +277,24 @@ class Admission:
 
 @dataclass
 class _Client:
+    """An OAuth app; `tenant_ids` are the organisations a sandbox consent connects."""
+
     secret: str
     tenant_ids: list[str]
-    connected_at: dict[str, float]
+
+
+@dataclass
+class Grant:
+    """One user's consent to an app (Xero's auth event): its tokens share these connections."""
+
+    client_id: str
     auth_event_id: str
+    connected_at: dict[str, float]
 
 
 @dataclass
 class _RefreshToken:
-    client_id: str
+    grant: Grant
     scope: str
     issued_at: float
     superseded_at: float | None = None
@@ -293,7 +302,7 @@ class _RefreshToken:
 
 @dataclass
 class _AccessToken:
-    client_id: str
+    grant: Grant
     expires_at: float
 
 
@@ -464,17 +473,21 @@ class XeroSandbox:
     def add_client(
         self, client_id: str, client_secret: str, refresh_token: str, tenant_ids: list[str]
     ) -> None:
-        """Register an OAuth app connected to `tenant_ids`, holding a valid refresh token."""
+        """Register an OAuth app (again: same secret) and a refresh token for `tenant_ids`.
+
+        Each call is one user's consent, as in Xero: the token sees only its own tenants.
+        """
         now = self.clock()
         with self.lock:
             unknown = [t for t in tenant_ids if t not in self._tenants]
             if unknown:
                 raise ValueError(f"unknown tenants {unknown}; add_tenant first")
-            self._clients[client_id] = _Client(
-                client_secret, list(tenant_ids), dict.fromkeys(tenant_ids, now),
-                str(uuid.uuid4()),
-            )
-            self._refresh[refresh_token] = _RefreshToken(client_id, _DEFAULT_SCOPE, now)
+            client = self._clients.setdefault(client_id, _Client(client_secret, []))
+            if client.secret != client_secret:
+                raise ValueError(f"client {client_id!r} is registered with another secret")
+            client.tenant_ids += [t for t in tenant_ids if t not in client.tenant_ids]
+            grant = Grant(client_id, str(uuid.uuid4()), dict.fromkeys(tenant_ids, now))
+            self._refresh[refresh_token] = _RefreshToken(grant, _DEFAULT_SCOPE, now)
 
     def add_contact(self, tenant_id: str, contact: JSON) -> JSON:
         """Seed a contact without spending API calls; raises ValidationFailed like a 400."""
@@ -601,14 +614,14 @@ class XeroSandbox:
             grant_type = form.get("grant_type", "")
             if grant_type == "refresh_token":
                 token = self._refresh.get(form.get("refresh_token", ""))
-                if token is None or token.client_id != client_id or not self._refresh_usable(
-                    token, now
+                if token is None or token.grant.client_id != client_id or not (
+                    self._refresh_usable(token, now)
                 ):
                     return 400, {"error": "invalid_grant"}
                 if token.superseded_at is None:
                     token.superseded_at = now
                 self._token_refreshes += 1
-                return 200, self._issue(client_id, token.scope, now)
+                return 200, self._issue(token.grant, token.scope, now)
             if grant_type == "authorization_code":
                 code = self._codes.pop(form.get("code", ""), None)
                 if (
@@ -618,8 +631,9 @@ class XeroSandbox:
                     or code.redirect_uri != form.get("redirect_uri", "")
                 ):
                     return 400, {"error": "invalid_grant"}
-                self._clients[client_id].auth_event_id = str(uuid.uuid4())
-                return 200, self._issue(client_id, code.scope, now)
+                tenants = self._clients[client_id].tenant_ids
+                grant = Grant(client_id, str(uuid.uuid4()), dict.fromkeys(tenants, now))
+                return 200, self._issue(grant, code.scope, now)
             return 400, {"error": "unsupported_grant_type"}
 
     def _refresh_usable(self, token: _RefreshToken, now: float) -> bool:
@@ -627,18 +641,17 @@ class XeroSandbox:
             return now - token.superseded_at <= self.config.xero_refresh_grace_seconds
         return now - token.issued_at <= self.config.xero_refresh_token_idle_seconds
 
-    def _issue(self, client_id: str, scope: str, now: float) -> JSON:
+    def _issue(self, grant: Grant, scope: str, now: float) -> JSON:
         lifetime = self.config.xero_access_token_seconds
-        client = self._clients[client_id]
         claims = {
             "nbf": int(now), "exp": int(now + lifetime), "iss": "https://identity.xero.com",
-            "client_id": client_id, "authentication_event_id": client.auth_event_id,
+            "client_id": grant.client_id, "authentication_event_id": grant.auth_event_id,
             "scope": scope.split(), "jti": secrets.token_hex(16),
         }
         access = _jwt(claims)
-        self._access[access] = _AccessToken(client_id, now + lifetime)
+        self._access[access] = _AccessToken(grant, now + lifetime)
         answer: JSON = {
-            "id_token": _jwt({"sub": client_id, "iat": int(now), "exp": int(now + 300)}),
+            "id_token": _jwt({"sub": grant.auth_event_id, "iat": int(now), "exp": int(now + 300)}),
             "access_token": access,
             "expires_in": math.ceil(lifetime),
             "token_type": "Bearer",
@@ -646,12 +659,12 @@ class XeroSandbox:
         }
         if "offline_access" in scope.split():
             refresh = secrets.token_urlsafe(32)
-            self._refresh[refresh] = _RefreshToken(client_id, scope, now)
+            self._refresh[refresh] = _RefreshToken(grant, scope, now)
             answer["refresh_token"] = refresh
         return answer
 
-    def authenticate(self, access_token: str) -> tuple[str | None, str]:
-        """(client_id, "") for a live token, else (None, the 401 Detail Xero sends)."""
+    def authenticate(self, access_token: str) -> tuple[Grant | None, str]:
+        """(grant, "") for a live token, else (None, the 401 Detail Xero sends)."""
         with self.lock:
             token = self._access.get(access_token)
             if token is None:
@@ -659,38 +672,33 @@ class XeroSandbox:
             if self.clock() >= token.expires_at:
                 expired = _utc(token.expires_at).strftime("%m/%d/%Y %H:%M:%S")
                 return None, f"TokenExpired: token expired at {expired}"
-            return token.client_id, ""
+            return token.grant, ""
 
-    def is_connected(self, client_id: str, tenant_id: str) -> bool:
+    def is_connected(self, grant: Grant, tenant_id: str) -> bool:
         with self.lock:
-            client = self._clients.get(client_id)
-            return client is not None and tenant_id in client.connected_at and (
-                tenant_id in self._tenants
-            )
+            return tenant_id in grant.connected_at and tenant_id in self._tenants
 
-    def connections(self, client_id: str) -> list[JSON]:
-        """`GET /connections`: the app's connected organisations (xero-identity.yaml)."""
+    def connections(self, grant: Grant) -> list[JSON]:
+        """`GET /connections`: the organisations this consent connected (xero-identity.yaml)."""
         with self.lock:
-            client = self._clients[client_id]
             return [
                 {
-                    "id": _connection_id(client_id, tenant_id),
-                    "authEventId": client.auth_event_id,
+                    "id": _connection_id(grant, tenant_id),
+                    "authEventId": grant.auth_event_id,
                     "tenantId": tenant_id,
                     "tenantType": "ORGANISATION",
                     "tenantName": self._tenants[tenant_id].name,
                     "createdDateUtc": _iso7(at),
                     "updatedDateUtc": _iso7(at),
                 }
-                for tenant_id, at in client.connected_at.items()
+                for tenant_id, at in grant.connected_at.items()
             ]
 
-    def disconnect(self, client_id: str, connection_id: str) -> bool:
+    def disconnect(self, grant: Grant, connection_id: str) -> bool:
         with self.lock:
-            client = self._clients[client_id]
-            for tenant_id in list(client.connected_at):
-                if _connection_id(client_id, tenant_id) == connection_id:
-                    del client.connected_at[tenant_id]
+            for tenant_id in list(grant.connected_at):
+                if _connection_id(grant, tenant_id) == connection_id:
+                    del grant.connected_at[tenant_id]
                     return True
             return False
 
@@ -1047,13 +1055,17 @@ class XeroSandbox:
         ):
             errors.append(MSG_INVOICE_NUMBER)
 
-        raw_lines = submitted["LineItems"] if "LineItems" in submitted else base.get("LineItems")
+        base_lines: list[JSON] = base.get("LineItems", [])
+        raw_lines = submitted.get("LineItems", base_lines)
+        if base and "LineItems" not in submitted and amount_type != base["LineAmountTypes"]:
+            # Kept lines are recomputed under the new LineAmountTypes, not with their old tax.
+            raw_lines = [{k: v for k, v in li.items() if k != "TaxAmount"} for li in base_lines]
         if raw_lines is not None and not isinstance(raw_lines, list):
             errors.append("LineItems must be a list.")
             raw_lines = []
         if not raw_lines and status != "DRAFT":
             errors.append("At least one line item must be specified.")
-        old_ids = {li["LineItemID"] for li in base.get("LineItems", [])}
+        old_ids = {li["LineItemID"] for li in base_lines}
         lines: list[JSON] = []
         for index, raw in enumerate(raw_lines or [], start=1):
             if not isinstance(raw, dict):
@@ -1330,8 +1342,8 @@ def _iso7(at: float) -> str:
     return _utc(at).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0"
 
 
-def _connection_id(client_id: str, tenant_id: str) -> str:
-    return str(uuid.uuid5(_SEED_NS, f"{client_id}/connection/{tenant_id}"))
+def _connection_id(grant: Grant, tenant_id: str) -> str:
+    return str(uuid.uuid5(_SEED_NS, f"{grant.auth_event_id}/connection/{tenant_id}"))
 
 
 def validation_error(message: str, elements: list[JSON]) -> JSON:

@@ -169,7 +169,8 @@ def test_authorization_code_flow_and_connections(sb: Sandbox) -> None:
 
     gone = sb.http.delete(f"/connections/{conn['id']}", headers=bearer)
     assert gone.status_code == 204
-    assert sb.call("GET", "/Organisation").status_code == 403
+    assert sb.call("GET", "/Organisation", headers=bearer).status_code == 403
+    assert sb.call("GET", "/Organisation").status_code == 200  # another consent's token
 
 
 def test_expired_and_unknown_access_tokens_get_401(make: Callable[..., Sandbox]) -> None:
@@ -185,6 +186,19 @@ def test_expired_and_unknown_access_tokens_get_401(make: Callable[..., Sandbox])
 
     unknown = sb.call("GET", "/Organisation", headers={"Authorization": "Bearer nope"})
     assert (unknown.status_code, unknown.json()["Detail"]) == (401, "AuthenticationUnsuccessful")
+
+
+def test_each_consent_sees_only_its_own_tenants(sb: Sandbox) -> None:
+    sb.xs.add_client("app", "secret", "rt-nz", [NZ])
+    nz_token = sb.refresh("rt-nz").json()["access_token"]
+    bearer = {"Authorization": f"Bearer {nz_token}"}
+    assert [c["tenantId"] for c in sb.http.get("/connections", headers=bearer).json()] == [NZ]
+    nz = sb.call("GET", "/Organisation", tenant=NZ, headers=bearer)
+    assert nz.json()["Organisations"][0]["CountryCode"] == "NZ"
+    assert sb.call("GET", "/Organisation", tenant=AU, headers=bearer).status_code == 403
+    assert sb.call("GET", "/Organisation", tenant=AU).status_code == 200
+    with pytest.raises(ValueError, match="another secret"):
+        sb.xs.add_client("app", "other", "rt-x", [AU])
 
 
 @pytest.mark.parametrize("tenant", ["", "33333333-3333-4333-8333-333333333333", NZ])
@@ -384,6 +398,10 @@ def test_status_rules_on_update(sb: Sandbox) -> None:
                                                         "LineItems": [line("2", "10")]})
     assert edited.status_code == 200
     assert data(edited)["Invoices"][0]["Total"] == Decimal("22.00")
+    inclusive = data(sb.call("POST", f"/Invoices/{draft_id}", {"LineAmountTypes": "Inclusive"}))
+    assert (inclusive["Invoices"][0]["Total"], inclusive["Invoices"][0]["TotalTax"]) == (
+        Decimal("20.00"), Decimal("1.82")
+    )
     assert sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DELETED"}).status_code \
         == 200
     dead = sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DRAFT"})
@@ -437,7 +455,9 @@ def test_idempotency_replays_and_refuses_a_different_request(sb: Sandbox) -> Non
 
     other = sb.call("PUT", "/Invoices", invoice(Reference="changed"), headers=key)
     assert other.status_code == 400
-    assert other.json()["Message"] == "Idempotency Key: zoho-inv-42 is used with a different request."
+    assert other.json()["Message"] == (
+        "Idempotency Key: zoho-inv-42 is used with a different request."
+    )
 
     bad = invoice(LineItems=[line("1", "1", AccountCode="999")])
     errors = [sb.call("PUT", "/Invoices", bad, headers={"Idempotency-Key": "k2"})

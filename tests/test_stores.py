@@ -1,0 +1,73 @@
+"""Dead letters, history and idempotency stores (fakeredis: fast and Lua-free paths only)."""
+
+from __future__ import annotations
+
+import fakeredis
+
+from schemas.errors import InvalidRecord
+from schemas.jobs import SyncJob
+from workers.deadletter import DeadLetterStore
+from workers.history import RecordHistory
+from workers.idempotency import IdempotencyStore, idempotency_key
+
+JOB = SyncJob(connection="c", module="Invoices", record_id="1", event="insert", event_id="e1")
+
+
+def client() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+def test_dead_letter_keeps_everything_until_discarded() -> None:
+    store = DeadLetterStore(client())
+    exc = InvalidRecord("Invoices 1", "Invoice_Date", "is empty", hint="Set it in Zoho.")
+    letter = store.add(
+        stage="zxsync.fetch_record",
+        job=JOB.model_dump(mode="json"),
+        exc=exc,
+        attempts=1,
+        payload='{"job": 1}',
+        traceback="tb",
+    )
+    [listed] = store.list()
+    assert listed == letter and store.get(letter.id) == letter
+    assert (letter.error_kind, letter.field, letter.hint) == (
+        "invalid_record",
+        "Invoice_Date",
+        "Set it in Zoho.",
+    )
+    assert store.discard(letter.id) and store.list() == []
+
+
+def test_unexpected_exceptions_are_labelled_as_defects() -> None:
+    letter = DeadLetterStore(client()).add(
+        stage="s", job={}, exc=KeyError("x"), attempts=3, payload="{}", traceback=""
+    )
+    assert letter.error_kind == "bug" and "KeyError" in letter.error
+
+
+def test_event_claimed_once_but_own_redelivery_proceeds() -> None:
+    store = IdempotencyStore(client(), event_ttl_seconds=60)
+    assert store.claim_event(JOB, "task-1")
+    assert store.claim_event(JOB, "task-1"), "a redelivery of the claiming task must proceed"
+    assert not store.claim_event(JOB, "task-2"), "a repeat of the event must not"
+
+
+def test_links_round_trip() -> None:
+    store = IdempotencyStore(client(), event_ttl_seconds=60)
+    store.set_links("item", "c", {"p1": {"Code": "A"}, "p2": {"Code": "B"}})
+    assert store.links("item", "c", ["p1", "p3"]) == {"p1": {"Code": "A"}}
+    assert store.link("item", "c", "p2") == {"Code": "B"} and store.link("item", "x", "p2") is None
+
+
+def test_idempotency_key_is_stable_and_short() -> None:
+    key = idempotency_key("invoice", "c", "Invoices", "1", "v1")
+    assert key == idempotency_key("invoice", "c", "Invoices", "1", "v1")
+    assert key != idempotency_key("invoice", "c", "Invoices", "1", "v2") and len(key) <= 128
+
+
+def test_history_and_outcomes() -> None:
+    history = RecordHistory(client())
+    history.log("c:Invoices:1", "zxsync.fetch_record", "done")
+    history.finish("c", "c:Invoices:1", "created", "INV-0001")
+    assert [e["event"] for e in history.entries("c:Invoices:1")] == ["done"]
+    assert history.outcomes("c") == {"c:Invoices:1": ("created", "INV-0001")}
