@@ -57,6 +57,7 @@ from sandbox.xero_state import (
     Tenant,
     XeroSandbox,
     envelope_date,
+    money,
     updated_since,
     validation_error,
 )
@@ -113,12 +114,12 @@ def _error(number: int, kind: str, message: str) -> JSON:
     return {"ErrorNumber": number, "Type": kind, "Message": message}
 
 
-def _envelope(ctx_xs: XeroSandbox, key: str, objects: list[JSON]) -> JSON:
+def _envelope(xs: XeroSandbox, key: str, objects: list[JSON]) -> JSON:
     return {
         "Id": str(uuid.uuid4()),
         "Status": "OK",
         "ProviderName": "zxsync sandbox",
-        "DateTimeUTC": envelope_date(ctx_xs.clock()),
+        "DateTimeUTC": envelope_date(xs.clock()),
         key: objects,
     }
 
@@ -238,7 +239,7 @@ def _unit_price(item: JSON, unitdp: int) -> JSON:
     for details in ("SalesDetails", "PurchaseDetails"):
         block = out.get(details)
         if unitdp < 4 and isinstance(block, dict) and isinstance(block.get("UnitPrice"), Decimal):
-            block["UnitPrice"] = block["UnitPrice"].quantize(Decimal("0.01"))
+            block["UnitPrice"] = money(block["UnitPrice"])
     return out
 
 

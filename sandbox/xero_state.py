@@ -356,7 +356,11 @@ Outcome = tuple[JSON | None, list[str]]
 
 
 class XeroSandbox:
-    """All state of one sandboxed Xero: organisations, OAuth apps and tokens, limits, stats."""
+    """All state of one sandboxed Xero: organisations, OAuth apps and tokens, limits, stats.
+
+    The seeding and read methods lock for themselves; `save_*`, `find_*` and `render_invoice`
+    are the HTTP layer's and expect `lock` to be held, so a batch is applied atomically.
+    """
 
     def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
