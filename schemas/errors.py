@@ -145,6 +145,14 @@ class TransportError(RetryableApiError):
     kind = "transport"
 
 
+class Busy(SyncError):
+    """Another worker holds the lock on this record (or a killed one's lease has not expired):
+    try again shortly instead of blocking a worker."""
+
+    kind = "busy"
+    retryable = True
+
+
 class InvalidJob(SyncError):
     """A job message that fails the relay contract or names an unknown connection."""
 

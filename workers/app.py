@@ -9,6 +9,7 @@ the retry policy can ask for, so Redis never redelivers a task that is merely wa
 from __future__ import annotations
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from kombu import Queue
 
 from workers.logs import configure_logging
@@ -22,6 +23,8 @@ STAGE_QUEUES = {
     "zxsync.item_precheck": "zxs.items",
     "zxsync.invoice_create": "zxs.invoices",
     "zxsync.zoho_writeback": "zxs.writeback",
+    "zxsync.report_dead_letter": "zxs.alerts",
+    "zxsync.dlq_digest": "zxs.alerts",
 }
 TASK_MODULES = [
     "tasks.ingest",
@@ -30,6 +33,7 @@ TASK_MODULES = [
     "tasks.item_precheck",
     "tasks.invoice_create",
     "tasks.zoho_writeback",
+    "workers.alerts",
 ]
 
 
@@ -55,6 +59,12 @@ def create_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
+        beat_schedule={
+            "dead-letter-digest": {
+                "task": "zxsync.dlq_digest",
+                "schedule": crontab(hour=settings.zxs_digest_hour_utc, minute=0),
+            },
+        },
     )
     return app
 
@@ -65,9 +75,13 @@ def _resolve_broker(sender: Celery, **_: object) -> None:
 
 
 @signals.worker_process_init.connect(weak=False)
-def _configure_worker_logging(**_: object) -> None:
+def _configure_worker_process(**_: object) -> None:
+    """Per pool process: logs and Sentry (after the fork, as sentry-sdk requires)."""
+    from workers.alerts import init_sentry
+
     settings = get_settings()
     configure_logging(settings.zxs_log_level, settings.zxs_log_json)
+    init_sentry(settings)
 
 
 app = create_app()

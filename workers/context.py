@@ -36,7 +36,9 @@ class StageContext:
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:
-        return IdempotencyStore(self.redis, self.settings.zxs_event_ttl_seconds)
+        return IdempotencyStore(
+            self.redis, self.settings.zxs_event_ttl_seconds, self.settings.zxs_lock_seconds
+        )
 
     @cached_property
     def history(self) -> RecordHistory:

@@ -13,8 +13,10 @@ from typing import Any, cast
 import redis
 
 from schemas.errors import SyncError
+from workers.redact import redact
 
 STREAM = "zxs:dlq"
+REPLAYED_STREAM = "zxs:dlq:replayed"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class DeadLetterStore:
         traceback: str,
     ) -> DeadLetter:
         kind, message, hint, field = describe(exc)
+        message, payload, traceback = redact(message), redact(payload), redact(traceback)
         letter = DeadLetter(
             stage=stage,
             connection=str(job.get("connection", "")),
@@ -86,6 +89,15 @@ class DeadLetterStore:
 
     def discard(self, entry_id: str) -> bool:
         return bool(self._redis.xdel(STREAM, entry_id))
+
+    def mark_replayed(self, letter: DeadLetter) -> None:
+        """Move the letter to the replayed stream (kept for audit); a new failure re-enters."""
+        fields: dict[Any, Any] = {k: str(v) for k, v in asdict(letter).items()}
+        fields["replayed_at"] = datetime.now(UTC).isoformat()
+        pipe = self._redis.pipeline()
+        pipe.xadd(REPLAYED_STREAM, fields)
+        pipe.xdel(STREAM, letter.id)
+        pipe.execute()
 
     @staticmethod
     def _letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:

@@ -12,16 +12,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 import redis
+from redis.exceptions import LockError
 from redis.lock import Lock
 
+from schemas.errors import Busy
 from schemas.jobs import SyncJob
 from schemas.wire import dumps, loads
 
-LOCK_SECONDS = 120
-LOCK_WAIT_SECONDS = 60
+LOCK_WAIT_SECONDS = 5
 
 
 def idempotency_key(*parts: str) -> str:
@@ -30,9 +33,12 @@ def idempotency_key(*parts: str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, redis_client: redis.Redis, event_ttl_seconds: int) -> None:
+    def __init__(
+        self, redis_client: redis.Redis, event_ttl_seconds: int, lock_seconds: float = 60
+    ) -> None:
         self._redis = redis_client
         self._event_ttl = event_ttl_seconds
+        self._lock_seconds = lock_seconds
 
     def claim_event(self, job: SyncJob, task_id: str) -> bool:
         """True if this task owns the event (first claim, or its own redelivery)."""
@@ -41,13 +47,23 @@ class IdempotencyStore:
             return True
         return self._redis.get(key) == task_id
 
-    def lock(self, name: str) -> Lock:
-        return Lock(
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold `name` for at most the lease; if busy after a short wait, raise Busy (retried
+        with a countdown) rather than keep a worker waiting. A killed holder's lease expires."""
+        lock = Lock(
             self._redis,
             f"zxs:lock:{name}",
-            timeout=LOCK_SECONDS,
+            timeout=self._lock_seconds,
             blocking_timeout=LOCK_WAIT_SECONDS,
         )
+        if not lock.acquire():
+            raise Busy(f"{name} is locked by another worker", hint="Retried automatically.")
+        try:
+            yield
+        finally:
+            with suppress(LockError):  # the lease expired while we worked: nothing to release
+                lock.release()
 
     def link(self, kind: str, connection: str, zoho_id: str) -> dict[str, Any] | None:
         raw = self._redis.hget(f"zxs:links:{connection}:{kind}", zoho_id)

@@ -37,8 +37,21 @@ class Settings(BaseSettings):
     zxs_max_retries: int = 8
     zxs_retry_backoff_max: float = 600.0
     zxs_event_ttl_seconds: int = 7 * 24 * 3600
+    zxs_lock_seconds: float = 60.0
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
+    sentry_dsn: SecretStr = SecretStr("")
+    sentry_environment: str = "production"
+    zxs_alert_webhook_url: SecretStr = SecretStr("")
+    zxs_alert_email_to: str = ""
+    zxs_smtp_host: str = ""
+    zxs_smtp_port: int = 587
+    zxs_smtp_user: str = ""
+    zxs_smtp_password: SecretStr = SecretStr("")
+    zxs_smtp_from: str = "zxsync@localhost"
+    zxs_smtp_starttls: bool = True
+    zxs_digest_hour_utc: int = Field(7, ge=0, le=23)
+    flower_basic_auth: SecretStr = SecretStr("")
 
     @field_validator("zxs_data_dir", "zxs_connections_file")
     @classmethod

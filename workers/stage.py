@@ -81,6 +81,7 @@ class StageTask(Task):  # type: ignore[misc]
         history = RecordHistory(redis_client)
         history.log(key, self.name, "dead_letter", error=message, kind=kind, dead_letter=letter.id)
         history.finish(letter.connection, key, "failed", message)
+        app.send_task("zxsync.report_dead_letter", args=[letter.id])
         log.error(
             "stage.dead_letter",
             stage=self.name,

@@ -11,10 +11,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from zxsync.ops import dlq_app, flower, status
+
 app = typer.Typer(
     help="Zoho CRM -> Xero sync: workers, relays' enqueue, sandbox and demo.", no_args_is_help=True
 )
 console = Console()
+app.add_typer(dlq_app, name="dlq")
+app.command()(status)
+app.command()(flower)
 
 
 @app.command()

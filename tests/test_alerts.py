@@ -1,0 +1,70 @@
+"""Exception report wording, Sentry fingerprints and secret redaction (pure parts)."""
+
+from __future__ import annotations
+
+from workers.alerts import build_report, fingerprint
+from workers.deadletter import DeadLetter
+from workers.redact import MASK, redact
+
+
+def letter(error: str, **kw: str) -> DeadLetter:
+    values = {
+        "stage": "zxsync.invoice_create",
+        "connection": "acme-au",
+        "module": "Invoices",
+        "record_id": "5843000000000001",
+        "error_kind": "validation",
+        "error": error,
+        "hint": "",
+        "field": "",
+        "attempts": 1,
+        "payload": "{}",
+        "traceback": "",
+        "failed_at": "2026-11-25T00:00:00+00:00",
+        "id": "1700000000000-0",
+        **kw,
+    }
+    return DeadLetter(**values)  # type: ignore[arg-type]
+
+
+def test_report_says_what_for_which_document_why_and_what_to_do() -> None:
+    report = build_report(letter("Xero: Account code '999' is not a valid code for this document."))
+    assert report.title == (
+        "Xero did not create the invoice for Zoho Invoices 5843000000000001 (connection acme-au)"
+    )
+    assert "set sales_account_code for connection acme-au" in report.what_to_do
+    assert "999" in report.what_to_do
+    assert report.replay == "zxsync dlq replay 1700000000000-0"
+    assert "Why: Xero: Account code '999'" in report.text()
+
+
+def test_hint_and_transient_fallbacks() -> None:
+    assert build_report(letter("x", hint="Give it a code")).what_to_do == "Give it a code"
+    transient = build_report(letter("Xero: HTTP 503", error_kind="server_error", attempts="9"))
+    assert "after 9 attempts" in transient.what_to_do
+
+
+def test_fingerprint_groups_the_same_cause_across_records() -> None:
+    a = letter("Xero: Account code '999' is not valid", record_id="1")
+    b = letter("Xero: Account code '123' is not valid", record_id="2")
+    c = letter("Xero: Invoice # must be unique.")
+    assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+
+
+def test_redact_masks_credentials_and_known_values() -> None:
+    text = (
+        "GET https://accounts.zoho.com/oauth/v2/token?client_secret=s3cr3t-value&"
+        "refresh_token=1000.abcdef123456 Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x.y "
+        'then {"access_token": "tok-123456789"} and my-planted-secret'
+    )
+    out = redact(text, secrets=["my-planted-secret"])
+    for secret in (
+        "s3cr3t-value",
+        "1000.abcdef123456",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "tok-123456789",
+        "my-planted-secret",
+    ):
+        assert secret not in out
+    assert out.count(MASK) == 5
+    assert redact("Account code '999' is not valid") == "Account code '999' is not valid"

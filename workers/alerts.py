@@ -1,0 +1,312 @@
+"""Exception reports: a dead letter told in plain words to every configured channel.
+
+On-call get a Sentry issue per cause (fingerprinted by stage + error kind + normalised message);
+ops get an e-mail and/or a Slack-compatible webhook; the salesperson gets a note and a sync
+status on the Zoho record. Each channel is tried independently and its delivery attempts are
+kept as data (`zxs:dlq:delivery:<id>`), so a retry re-sends only what failed.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, cast
+
+import httpx
+import sentry_sdk
+import structlog
+
+from schemas.wire import dumps, loads
+from workers.app import app
+from workers.deadletter import DeadLetter, DeadLetterStore
+from workers.redact import redact
+from workers.redis import get_redis
+from workers.settings import Settings, get_settings
+
+log = structlog.get_logger("zxsync.alerts")
+
+WHAT_FAILED = {
+    "zxsync.ingest": "The job was rejected at the door",
+    "zxsync.fetch_record": "The Zoho record could not be read",
+    "zxsync.contact_precheck": "The Xero contact could not be found or created",
+    "zxsync.item_precheck": "The Xero items could not be found or created",
+    "zxsync.invoice_create": "Xero did not create the invoice",
+    "zxsync.zoho_writeback": "The Xero invoice could not be written back to Zoho",
+}
+# Xero's and Zoho's own messages -> what to do; the first match wins.
+ADVICE = [
+    (
+        r"Account code '([^']*)' is not a valid code",
+        "Xero has no usable account code {0}: set sales_account_code for connection {conn} to one "
+        "of the organisation's revenue accounts, then replay.",
+    ),
+    (
+        r"TaxType code (\S+) does not exist|TaxType '([^']*)'",
+        "Map the Zoho tax to one of the Xero organisation's TaxTypes in connection {conn}'s "
+        "tax_types, then replay.",
+    ),
+    (r"archived", "Un-archive the contact in Xero (Contacts > Archived > Restore), then replay."),
+    (
+        r"Organisation is not subscribed to currency (\w+)",
+        "Enable currency {0} in Xero (Settings > Currencies), then replay.",
+    ),
+    (
+        r"Invoice # must be unique",
+        "Another Xero invoice already has this number: check for a manual duplicate, then replay.",
+    ),
+    (
+        r"cannot be edited|not of valid status for modification",
+        "Xero no longer allows changes to this document (paid, credited or voided): make the "
+        "change in Xero by hand, or raise a credit note.",
+    ),
+    (
+        r"INVALID_DATA|MANDATORY_NOT_FOUND",
+        "Zoho refused the field named above: check the custom fields in README 'Zoho setup'.",
+    ),
+]
+SYNC_ERROR_MAX = 2000
+
+
+@dataclass(frozen=True)
+class ExceptionReport:
+    """What failed, for which document, why, what to do and how to replay: plain words."""
+
+    title: str
+    why: str
+    what_to_do: str
+    replay: str
+    letter: DeadLetter
+
+    def text(self) -> str:
+        return (
+            f"{self.title}\n\nWhy: {self.why}\n\nWhat to do: {self.what_to_do}\n\n"
+            f"Once fixed: {self.replay}"
+        )
+
+
+def build_report(letter: DeadLetter) -> ExceptionReport:
+    """Pure: turn a dead letter into the words people read."""
+    what = WHAT_FAILED.get(letter.stage, f"Stage {letter.stage} failed")
+    document = f"Zoho {letter.module} {letter.record_id}" if letter.record_id else "a relay's job"
+    title = f"{what} for {document} (connection {letter.connection or 'unknown'})"
+    why = letter.error + (f" [field: {letter.field}]" if letter.field else "")
+    return ExceptionReport(
+        title=title,
+        why=why,
+        what_to_do=advice_for(letter),
+        replay=f"zxsync dlq replay {letter.id}",
+        letter=letter,
+    )
+
+
+def advice_for(letter: DeadLetter) -> str:
+    for pattern, advice in ADVICE:
+        match = re.search(pattern, letter.error)
+        if match:
+            groups = [g for g in match.groups() if g] or [""]
+            return advice.format(*groups, conn=letter.connection)
+    if letter.hint:
+        return letter.hint
+    if letter.error_kind in {"transient", "rate_limited", "server_error", "transport"}:
+        return (
+            f"Xero/Zoho kept failing after {letter.attempts} attempts: check their status "
+            "pages and this worker's network, then replay."
+        )
+    return "Read the error above; fix the data in Zoho or the connection settings, then replay."
+
+
+def fingerprint(letter: DeadLetter) -> list[str]:
+    """One Sentry issue per cause: ids, numbers and quoted values do not split issues."""
+    normalised = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", letter.error)
+    normalised = re.sub(r"\d[\d.,-]*", "N", normalised)
+    return [letter.stage, letter.error_kind, normalised]
+
+
+def report_to_sentry(report: ExceptionReport) -> None:
+    letter = report.letter
+    with sentry_sdk.new_scope() as scope:
+        scope.fingerprint = fingerprint(letter)
+        for key, value in (
+            ("connection", letter.connection),
+            ("module", letter.module),
+            ("record_id", letter.record_id),
+            ("stage", letter.stage),
+            ("error_kind", letter.error_kind),
+        ):
+            scope.set_tag(key, value)
+        scope.set_context(
+            "dead_letter",
+            {
+                "id": letter.id,
+                "field": letter.field,
+                "attempts": letter.attempts,
+                "replay": report.replay,
+            },
+        )
+        sentry_sdk.capture_message(report.text(), level="error")
+
+
+def post_webhook(url: str, report: ExceptionReport) -> None:
+    """Slack-compatible JSON: `text` for any receiver, `blocks` for Slack."""
+    body = {
+        "text": report.text(),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": report.title[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {report.why}"}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*What to do:* {report.what_to_do}"},
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"`{report.replay}`"}]},
+        ],
+    }
+    httpx.post(url, json=body, timeout=10).raise_for_status()
+
+
+def send_email(settings: Settings, subject: str, text: str) -> None:
+    message = EmailMessage()
+    message["Subject"] = subject[:200]
+    message["From"] = settings.zxs_smtp_from
+    message["To"] = settings.zxs_alert_email_to
+    message.set_content(text)
+    with smtplib.SMTP(settings.zxs_smtp_host, settings.zxs_smtp_port, timeout=10) as smtp:
+        if settings.zxs_smtp_starttls:
+            smtp.starttls()
+        if settings.zxs_smtp_user:
+            smtp.login(settings.zxs_smtp_user, settings.zxs_smtp_password.get_secret_value())
+        smtp.send_message(message)
+
+
+def note_on_zoho(report: ExceptionReport) -> None:
+    """Tell the salesperson on the record itself: a note plus Xero_Sync_Status = Failed."""
+    from workers.context import build_context
+
+    letter = report.letter
+    zoho = build_context(letter.connection).zoho
+    zoho.add_note(letter.module, letter.record_id, "Xero sync failed", report.text())
+    zoho.update_records(
+        letter.module,
+        [
+            {
+                "id": letter.record_id,
+                "Xero_Sync_Status": "Failed",
+                "Xero_Sync_Error": redact(f"{report.why} | {report.what_to_do}")[:SYNC_ERROR_MAX],
+            }
+        ],
+    )
+
+
+def channels(settings: Settings, letter: DeadLetter) -> list[str]:
+    """The channels configured for this letter (Zoho only when there is a record to note)."""
+    names = []
+    if settings.sentry_dsn.get_secret_value():
+        names.append("sentry")
+    if settings.zxs_alert_webhook_url.get_secret_value():
+        names.append("webhook")
+    if settings.zxs_smtp_host and settings.zxs_alert_email_to:
+        names.append("email")
+    if letter.record_id and letter.connection and letter.stage != "zxsync.ingest":
+        names.append("zoho")
+    return names
+
+
+def deliver(report: ExceptionReport, channel: str, settings: Settings) -> None:
+    if channel == "sentry":
+        report_to_sentry(report)
+    elif channel == "webhook":
+        post_webhook(settings.zxs_alert_webhook_url.get_secret_value(), report)
+    elif channel == "email":
+        send_email(settings, f"[zxsync] {report.title}", report.text())
+    elif channel == "zoho":
+        note_on_zoho(report)
+
+
+@app.task(name="zxsync.report_dead_letter", bind=True, max_retries=5, acks_late=True)
+def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
+    """Send the exception report of one dead letter; failed channels are retried, alone."""
+    settings, redis_client = get_settings(), get_redis()
+    letter = DeadLetterStore(redis_client).get(letter_id)
+    if letter is None:
+        return {}
+    report = build_report(letter)
+    key = f"zxs:dlq:delivery:{letter_id}"
+    done = {k for k, v in cast(dict[str, str], redis_client.hgetall(key)).items() if loads(v)["ok"]}
+    failed: dict[str, str] = {}
+    for channel in channels(settings, letter):
+        if channel in done:
+            continue
+        try:
+            deliver(report, channel, settings)
+            outcome = {"ok": True, "at": _now(), "attempt": task.request.retries + 1}
+        except Exception as exc:  # each channel is independent: record it and go on
+            failed[channel] = redact(f"{type(exc).__name__}: {exc}")
+            outcome = {
+                "ok": False,
+                "at": _now(),
+                "attempt": task.request.retries + 1,
+                "error": failed[channel],
+            }
+        redis_client.hset(key, channel, dumps(outcome))
+    if failed:
+        log.warning("alert.delivery_failed", dead_letter=letter_id, failed=failed)
+        if task.request.retries < task.max_retries:
+            raise task.retry(countdown=min(300, 5 * 2**task.request.retries))
+    return failed
+
+
+@app.task(name="zxsync.dlq_digest")
+def dlq_digest() -> dict[str, int]:
+    """Daily digest of open dead letters per connection, to the webhook and e-mail."""
+    settings = get_settings()
+    letters = DeadLetterStore(get_redis()).list(count=100_000)
+    counts = Counter(letter.connection or "unknown" for letter in letters)
+    if not counts:
+        return {}
+    lines = [f"{conn}: {n} open" for conn, n in sorted(counts.items())]
+    text = (
+        "Open dead letters (zxsync dlq list to see them, zxsync dlq replay ID once fixed):\n"
+        + "\n".join(lines)
+    )
+    if settings.zxs_alert_webhook_url.get_secret_value():
+        httpx.post(
+            settings.zxs_alert_webhook_url.get_secret_value(), json={"text": text}, timeout=10
+        ).raise_for_status()
+    if settings.zxs_smtp_host and settings.zxs_alert_email_to:
+        send_email(settings, f"[zxsync] {sum(counts.values())} open dead letters", text)
+    return dict(counts)
+
+
+def init_sentry(settings: Settings) -> None:
+    """Sentry for on-call, with Celery's integration and every event redacted."""
+    dsn = settings.sentry_dsn.get_secret_value()
+    if not dsn:
+        return
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=settings.sentry_environment,
+        integrations=[CeleryIntegration()],
+        before_send=_before_send,
+        send_default_pii=False,
+    )
+
+
+def _before_send(event: Any, hint: dict[str, Any]) -> Any:
+    """Drop Celery's automatic task-failure events (our dead-letter report is the one issue per
+    cause) and redact credentials from what remains."""
+    mechanisms = [
+        (value.get("mechanism") or {}).get("type")
+        for value in (event.get("exception") or {}).get("values", [])
+    ]
+    if "celery" in mechanisms:
+        return None
+    return loads(redact(dumps(event)))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,177 @@
+"""Operator commands: the dead-letter queue, a record's history, and Flower."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workers.deadletter import DeadLetterStore
+
+dlq_app = typer.Typer(help="Dead-letter queue: list, show, replay, discard.", no_args_is_help=True)
+console = Console()
+
+
+def _store() -> DeadLetterStore:
+    from workers.redis import get_redis
+
+    return DeadLetterStore(get_redis())
+
+
+@dlq_app.command("list")
+def dlq_list(
+    connection: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Open dead letters, oldest first."""
+    letters = [
+        dl
+        for dl in _store().list(count=100_000)
+        if (not connection or dl.connection == connection)
+        and (not stage or dl.stage.endswith(stage))
+    ]
+    table = Table(title=f"{len(letters)} open dead letters")
+    for column in ("id", "failed at", "connection", "record", "stage", "kind", "error"):
+        table.add_column(column, overflow="fold")
+    for dl in letters:
+        table.add_row(
+            dl.id,
+            dl.failed_at[:19],
+            dl.connection,
+            f"{dl.module} {dl.record_id}",
+            dl.stage.removeprefix("zxsync."),
+            dl.error_kind,
+            dl.error[:120],
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: str) -> None:
+    """Everything about one dead letter: the report, deliveries, payload and traceback."""
+    from schemas.wire import loads
+    from workers.alerts import build_report
+    from workers.redis import get_redis
+
+    letter = _store().get(letter_id)
+    if letter is None:
+        console.print(f"[red]no open dead letter {letter_id}[/red]")
+        raise typer.Exit(1)
+    console.print(build_report(letter).text(), markup=False)
+    console.print(
+        f"\nkind {letter.error_kind} · attempts {letter.attempts} · failed at {letter.failed_at}",
+        markup=False,
+    )
+    deliveries = cast(dict[str, str], get_redis().hgetall(f"zxs:dlq:delivery:{letter_id}"))
+    for channel, raw in sorted(deliveries.items()):
+        console.print(f"alert via {channel}: {loads(raw)}", markup=False)
+    console.print(f"\npayload: {letter.payload}\n\n{letter.traceback}", markup=False)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    letter_id: Annotated[str | None, typer.Argument()] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="Replay every open letter.")] = False,
+    stage: Annotated[str | None, typer.Option(help="With --all: only this stage.")] = None,
+    connection: Annotated[
+        str | None, typer.Option(help="With --all: only this connection.")
+    ] = None,
+) -> None:
+    """Re-enqueue fixed jobs (the Zoho record is read again; no duplicate Xero documents)."""
+    from workers.replay import replay
+
+    store = _store()
+    if all_letters:
+        letters = [
+            dl
+            for dl in store.list(count=100_000)
+            if (not stage or dl.stage.endswith(stage))
+            and (not connection or dl.connection == connection)
+        ]
+    elif letter_id:
+        found = store.get(letter_id)
+        letters = [found] if found else []
+    else:
+        console.print("[red]give a dead-letter id or --all[/red]")
+        raise typer.Exit(2)
+    if not letters:
+        console.print("[yellow]nothing to replay[/yellow]")
+        raise typer.Exit(1)
+    for letter in letters:
+        event_id = replay(letter, store)
+        console.print(
+            f"replayed {letter.id}: {letter.module} {letter.record_id} (event {event_id})",
+            markup=False,
+        )
+
+
+@dlq_app.command("discard")
+def dlq_discard(letter_id: str) -> None:
+    """Remove a dead letter that needs no replay (e.g. fixed by hand in Xero)."""
+    if not _store().discard(letter_id):
+        console.print(f"[red]no open dead letter {letter_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"discarded {letter_id}")
+
+
+def status(record_id: str) -> None:
+    """Every stage a Zoho record went through, when, its Xero ids and any dead letter."""
+    from workers.history import RecordHistory
+    from workers.redis import get_redis
+
+    redis_client = get_redis()
+    history = RecordHistory(redis_client)
+    keys = sorted(
+        k.removeprefix("zxs:history:")
+        for k in cast(list[str], redis_client.keys(f"zxs:history:*:{record_id}"))
+    )
+    if not keys:
+        console.print(f"[yellow]no history for record {record_id}[/yellow]")
+        raise typer.Exit(1)
+    for key in keys:
+        connection, module, _ = key.split(":")
+        table = Table(title=f"{module} {record_id} on {connection}")
+        for column in ("at", "stage", "event", "detail"):
+            table.add_column(column, overflow="fold")
+        for entry in history.entries(key):
+            detail = {k: v for k, v in entry.items() if k not in {"at", "stage", "event"}}
+            table.add_row(
+                entry["at"][:23],
+                entry["stage"].removeprefix("zxsync."),
+                entry["event"],
+                " ".join(f"{k}={v}" for k, v in detail.items()),
+            )
+        console.print(table)
+        outcome = history.outcomes(connection).get(key)
+        if outcome:
+            console.print(f"outcome: {outcome[0]} {outcome[1]}", markup=False)
+        link = cast(
+            str | None,
+            redis_client.hget(f"zxs:links:{connection}:invoice", f"{module}:{record_id}"),
+        )
+        if link:
+            console.print(f"Xero: {link}", markup=False)
+    for letter in _store().list(count=100_000):
+        if letter.record_id == record_id:
+            console.print(f"[red]dead letter {letter.id}[/red] {letter.stage}: {letter.error}")
+
+
+def flower(port: int = 5555) -> None:
+    """Flower behind basic auth (FLOWER_BASIC_AUTH); Prometheus metrics at /metrics."""
+    from workers.settings import get_settings
+
+    auth = get_settings().flower_basic_auth.get_secret_value()
+    if not auth:
+        console.print(
+            "[red]set FLOWER_BASIC_AUTH=user:password first: Flower shows task arguments[/red]"
+        )
+        raise typer.Exit(2)
+    os.environ["FLOWER_BASIC_AUTH"] = auth
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={port}"],
+    )
