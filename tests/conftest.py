@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,21 +11,34 @@ from pathlib import Path
 import pytest
 import redis
 
-TEST_DB = 13
+CLAIM_KEY = "zxs:test:owner"
+
+
+def _claim_database(host_url: str) -> int | None:
+    """A Redis database no other test session on this machine is using (each session flushes
+    its own; workers of two sessions sharing queues would steal each other's jobs)."""
+    for db in range(1, 16):
+        client = redis.Redis.from_url(f"{host_url}/{db}", socket_connect_timeout=1)
+        if client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
+            client.flushdb()
+            client.set(CLAIM_KEY, os.getpid(), ex=3600)
+            return db
+    return None
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis (a test database, flushed once) or an embedded redis-server."""
-    url = f"redis://127.0.0.1:6379/{TEST_DB}"
+    """A database of the machine's Redis claimed for this session, or an embedded server."""
+    host = "redis://127.0.0.1:6379"
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        client.ping()
-        client.flushdb()
-        yield url
-        return
+        db = _claim_database(host)
     except redis.RedisError:
-        pass
+        db = None
+    if db is not None:
+        yield f"{host}/{db}"
+        client = redis.Redis.from_url(f"{host}/{db}")
+        client.flushdb()
+        return
     from sandbox.server import free_port
     from workers.redis import start_embedded, stop_embedded
 

@@ -163,3 +163,37 @@ def test_job_breaking_the_contract_is_dead_lettered_with_its_payload(
         time.sleep(0.1)
     assert found, "the malformed job was not dead-lettered"
     assert found[0].error_kind == "invalid_job" and found[0].field == "record_id"
+
+
+def test_messages_celery_cannot_run_are_dead_lettered_not_dropped(
+    make_stack: Callable[..., Any],
+) -> None:
+    import time
+
+    from workers.app import app
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    stack.start_worker(concurrency=1)
+    marker = stack.connections[0].name
+    app.send_task("zxsync.no_such_task", args=[marker], queue="zxs.ingest")
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            f'{{"not json {marker}'.encode(),
+            exchange="zxs.ingest",
+            routing_key="zxs.ingest",
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": "zxsync.ingest", "id": f"raw-{marker}"},
+        )
+    deadline = time.monotonic() + 30
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline and len(found) < 2:
+        found = {
+            dl.stage: dl for dl in DeadLetterStore(get_redis()).list(10_000) if marker in dl.payload
+        }
+        time.sleep(0.1)
+    assert set(found) == {"celery.unknown_task", "celery.decode"}, found
+    assert "zxsync.no_such_task" in found["celery.unknown_task"].error
+    assert "could not be decoded" in found["celery.decode"].error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from celery import Celery, signals
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
@@ -50,7 +50,12 @@ def create_app() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue="zxs.ingest",
-        task_queues=[Queue(name) for name in dict.fromkeys(STAGE_QUEUES.values())],
+        # each queue its own direct exchange and key: with Celery's default (one exchange, one
+        # key) every queue would be bound to the same key and receive every task
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in dict.fromkeys(STAGE_QUEUES.values())
+        ],
         task_routes={name: {"queue": queue} for name, queue in STAGE_QUEUES.items()},
         broker_transport_options={
             "visibility_timeout": int(settings.zxs_retry_backoff_max * 3 + 600)
@@ -58,6 +63,7 @@ def create_app() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
+        worker_consumer="workers.poison:DeadLetteringConsumer",
         task_send_sent_event=True,
         beat_schedule={
             "dead-letter-digest": {
