@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,11 +25,14 @@ from schemas.xero import (
     XeroInvoiceIn,
     XeroItem,
     XeroItemIn,
+    XeroPurchaseOrder,
+    XeroPurchaseOrderIn,
     XeroTaxRate,
 )
 
 PROVIDER = "Xero"
 REVOKED = {"invalid_grant", "invalid_client"}
+PAGE_SIZE = 100
 
 
 def classify_xero(response: httpx.Response) -> ApiError:
@@ -149,19 +153,61 @@ class XeroClient(ApiClient):
         element = self._create_one("Invoices", invoice.body(), idempotency_key)
         return XeroInvoice.model_validate(element)
 
-    def _create_one(self, collection: str, body: dict[str, Any], key: str) -> dict[str, Any]:
-        [(element, errors)] = self._create_many(collection, [body], key)
+    def purchase_orders(
+        self, params: dict[str, str], modified_since: datetime | None = None
+    ) -> list[XeroPurchaseOrder]:
+        """Every purchase order matching the spec's filters (Status, DateFrom...), all pages."""
+        headers = (
+            {"If-Modified-Since": modified_since.strftime("%Y-%m-%dT%H:%M:%S")}
+            if modified_since
+            else {}
+        )
+        found: list[XeroPurchaseOrder] = []
+        page = 1
+        while True:
+            payload = self.json(
+                "GET",
+                "PurchaseOrders",
+                params={**params, "page": str(page), "pageSize": str(PAGE_SIZE)},
+                headers=headers,
+            )
+            rows = payload.get("PurchaseOrders", []) if payload else []
+            found += [XeroPurchaseOrder.model_validate(po) for po in rows]
+            if len(rows) < PAGE_SIZE:
+                return found
+            page += 1
+
+    def create_purchase_order(
+        self, purchase_order: XeroPurchaseOrderIn, idempotency_key: str
+    ) -> XeroPurchaseOrder:
+        element = self._create_one("PurchaseOrders", purchase_order.body(), idempotency_key)
+        return XeroPurchaseOrder.model_validate(element)
+
+    def update_purchase_order(
+        self, purchase_order_id: str, body: dict[str, Any], idempotency_key: str
+    ) -> XeroPurchaseOrder:
+        """POST to one order: an edit, or `{"Status": "DELETED"}` to delete it."""
+        element = self._create_one(
+            f"PurchaseOrders/{purchase_order_id}", body, idempotency_key, "POST"
+        )
+        return XeroPurchaseOrder.model_validate(element)
+
+    def _create_one(
+        self, path: str, body: dict[str, Any], key: str, method: str = "PUT"
+    ) -> dict[str, Any]:
+        [(element, errors)] = self._create_many(path, [body], key, method)
         if errors:
             raise ValidationFailed(PROVIDER, errors)
         return element
 
     def _create_many(
-        self, collection: str, bodies: list[dict[str, Any]], key: str
+        self, path: str, bodies: list[dict[str, Any]], key: str, method: str = "PUT"
     ) -> list[tuple[dict[str, Any], list[str]]]:
-        """PUT with summarizeErrors=false: HTTP 200 and a status per element (FACTS.md)."""
+        """PUT (or POST) with summarizeErrors=false: HTTP 200 and a status per element."""
+        collection = path.split("/")[0]
         payload = self.json(
-            "PUT",
-            collection,
+            method,
+            path,
             params={"summarizeErrors": "false", "unitdp": "4"},
             body={collection: bodies},
             headers={"Idempotency-Key": key},

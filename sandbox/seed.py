@@ -1,4 +1,5 @@
-"""Deterministic sample data for the Zoho sandbox: accounts, contacts, products and invoices.
+"""Deterministic sample data for the Zoho sandbox: accounts, contacts, products, invoices, and
+(when asked for) vendors and purchase orders.
 
 `build_dataset` only draws from `random.Random(seed)`, so a seed always gives the same data (demo,
 tests and benchmarks compare runs). Amounts are Decimals with cents, quantities include fractions
@@ -146,6 +147,8 @@ class ZohoDataset:
     contacts: list[Record] = field(default_factory=list)
     products: list[Record] = field(default_factory=list)
     invoices: list[Record] = field(default_factory=list)
+    vendors: list[Record] = field(default_factory=list)
+    purchase_orders: list[Record] = field(default_factory=list)
 
 
 def _price(rng: random.Random, low: int, high: int) -> Decimal:
@@ -224,6 +227,62 @@ def _line(
     return line
 
 
+def _vendor(rng: random.Random, index: int) -> Record:
+    city, state, code = rng.choice(_CITIES)
+    name = f"{_PREFIXES[(index * 7) % len(_PREFIXES)]} {_MATERIALS[index % len(_MATERIALS)]}"
+    name += " Supply Co" + (f" {index // 20 + 1}" if index >= 20 else "")  # names stay unique
+    slug = "".join(ch for ch in name.lower() if ch.isalnum())
+    return {
+        "Vendor_Name": name,
+        "Email": f"orders@{slug}.com.au",
+        "Phone": f"+61 3 {rng.randint(9000, 9999)} {rng.randint(1000, 9999)}",
+        "Website": f"https://www.{slug}.com.au",
+        "Street": f"{rng.randint(1, 400)} {rng.choice(_STREETS)} Road",
+        "City": city,
+        "State": state,
+        "Zip_Code": code,
+        "Country": "Australia",
+    }
+
+
+def _purchase_order(
+    rng: random.Random,
+    number: int,
+    ds: ZohoDataset,
+    currency: str,
+    tax_name: str,
+    tax_percentage: Decimal,
+) -> Record:
+    """A purchase order at cost prices; a line discount is a whole percentage, as Xero takes."""
+    index = rng.randrange(len(ds.vendors))
+    issued = _START + timedelta(days=rng.randint(0, 120))
+    lines = []
+    for _ in range(rng.randint(1, 4)):
+        line = _line(rng, ds.products, tax_name, tax_percentage)
+        line["List_Price"] = cents(line["List_Price"] * Decimal("0.6"))
+        gross = cents(line["Quantity"] * line["List_Price"])
+        line.pop("Discount", None)
+        if rng.random() < 0.25:
+            line["Discount"] = cents(gross * rng.choice((5, 10, 15)) / 100)
+        lines.append(line)
+    return {
+        "Subject": f"Purchase order ZPO-{number:05d} to {ds.vendors[index]['Vendor_Name']}",
+        "PO_Number": f"ZPO-{number:05d}",
+        "Vendor_Name": {"name": ds.vendors[index]["Vendor_Name"], REF: f"Vendors:{index}"},
+        "Status": "Approved",
+        "Currency": currency,
+        "Exchange_Rate": Decimal(1),
+        "PO_Date": issued.isoformat(),
+        "Due_Date": (issued + timedelta(days=rng.choice((7, 14, 21)))).isoformat(),
+        "Shipping_Street": "12 Dock Road",
+        "Shipping_City": "Port Melbourne",
+        "Shipping_State": "VIC",
+        "Shipping_Code": "3207",
+        "Shipping_Country": "Australia",
+        "Purchase_Items": lines,
+    }
+
+
 def build_dataset(
     invoices: int = 24,
     accounts: int = 6,
@@ -232,8 +291,11 @@ def build_dataset(
     currency: str = "AUD",
     tax_name: str = "GST",
     tax_percentage: Decimal = Decimal("10"),
+    purchase_orders: int = 0,
+    vendors: int = 3,
 ) -> ZohoDataset:
-    """A consistent dataset: invoices point at accounts, their contacts and products by index."""
+    """A consistent dataset: invoices point at accounts, their contacts and products by index;
+    purchase orders (none unless asked for, drawn last) at vendors and the same products."""
     rng = random.Random(seed)
     ds = ZohoDataset()
     contacts_of: list[list[int]] = []
@@ -271,6 +333,12 @@ def build_dataset(
         if rng.random() < 0.15:
             invoice.update(Discount=Decimal(0), Adjustment=Decimal(0))
         ds.invoices.append(invoice)
+    if purchase_orders:
+        ds.vendors = [_vendor(rng, i) for i in range(vendors)]
+        ds.purchase_orders = [
+            _purchase_order(rng, number, ds, currency, tax_name, tax_percentage)
+            for number in range(1, purchase_orders + 1)
+        ]
     return ds
 
 
@@ -287,7 +355,8 @@ def _resolve(value: Any, ids: dict[str, list[str]]) -> Any:
 
 
 def load_dataset(zs: ZohoSandbox, org_id: str, ds: ZohoDataset) -> ZohoDataset:
-    """Insert accounts, contacts, products, then invoices; returns the stored records."""
+    """Insert accounts, contacts, products, invoices, vendors, then purchase orders; returns
+    the stored records."""
     ids: dict[str, list[str]] = {}
     loaded = ZohoDataset()
     for module, attr in (
@@ -295,6 +364,8 @@ def load_dataset(zs: ZohoSandbox, org_id: str, ds: ZohoDataset) -> ZohoDataset:
         ("Contacts", "contacts"),
         ("Products", "products"),
         ("Invoices", "invoices"),
+        ("Vendors", "vendors"),
+        ("Purchase_Orders", "purchase_orders"),
     ):
         stored = [zs.insert(org_id, module, _resolve(r, ids)) for r in getattr(ds, attr)]
         ids[module] = [r["id"] for r in stored]

@@ -63,6 +63,19 @@ MSG_INVOICE_NUMBER = "Invoice # must be unique."
 MSG_PAID = "This document cannot be edited as it has a payment or credit note allocated to it."
 MSG_STATUS = "Invoice not of valid status for modification"
 MSG_CURRENCY = "Organisation is not subscribed to currency {code}"
+MSG_PO_STATUS = "Purchase order not of valid status for modification"
+MSG_PO_BILLED = "This purchase order cannot be edited as it has been billed."
+MSG_PO_CONTACT = "A valid Contact must be specified: purchase orders do not create contacts."
+MSG_PO_NUMBER = "Purchase Order Number must be unique."
+#: Purchase order status changes the API allows (FACTS "Documents"); BILLED is set by Xero when a
+#: bill is created from the order, and a billed order is final. Unconfirmed: AUTHORISED ->
+#: DELETED (Xero's UI deletes approved orders), kept plausible rather than exact.
+_PO_TRANSITIONS = {
+    "DRAFT": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+    "SUBMITTED": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+    "AUTHORISED": {"AUTHORISED", "DELETED"},
+}
+PO = "PURCHASEORDER"  # the document type `_line` validates a purchase order's lines as
 
 
 # --------------------------------------------------------------------------- time and numbers
@@ -87,7 +100,7 @@ def _day_fields(name: str, day: date) -> JSON:
     return {name: ms_date(midnight), f"{name}String": midnight.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def _parse_day(value: Any) -> date | None:
+def parse_day(value: Any) -> date | None:
     """Accept `YYYY-MM-DD`, an ISO date-time or a `/Date(ms)/`; None when unreadable."""
     if not isinstance(value, str):
         return None
@@ -339,6 +352,8 @@ class Tenant:
     invoices: dict[str, JSON] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)
     invoice_counter: int = 0
+    purchase_orders: dict[str, JSON] = field(default_factory=dict)
+    po_counter: int = 0
 
 
 class ValidationFailed(ValueError):
@@ -359,6 +374,7 @@ class XeroSandbox:
     """All state of one sandboxed Xero: organisations, OAuth apps and tokens, limits, stats.
 
     The seeding and read methods lock for themselves; `save_*`, `find_*` and `render_invoice`
+    (which renders purchase orders too)
     are the HTTP layer's and expect `lock` to be held, so a batch is applied atomically.
     """
 
@@ -539,6 +555,17 @@ class XeroSandbox:
             self._touch(self.tenant(tenant_id), invoice, "InvoiceID", now)
             return copy.deepcopy(payment)
 
+    def bill_purchase_order(self, tenant_id: str, purchase_order_id: str) -> JSON:
+        """Mark an AUTHORISED purchase order BILLED, as creating a bill from it in Xero does."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            po = t.purchase_orders[purchase_order_id]
+            if po["Status"] != "AUTHORISED":
+                raise ValueError("Only AUTHORISED purchase orders can be billed")
+            po["Status"] = "BILLED"
+            self._touch(t, po, "PurchaseOrderID", self.clock())
+            return self.render_invoice(t, po, 4)
+
     # ----------------------------------------------------------------------- public read API
 
     def contacts(self, tenant_id: str) -> list[JSON]:
@@ -555,6 +582,14 @@ class XeroSandbox:
         with self.lock:
             t = self.tenant(tenant_id)
             return [self.render_invoice(t, i, 4) for i in self.ordered(t, t.invoices, "InvoiceID")]
+
+    def purchase_orders(self, tenant_id: str) -> list[JSON]:
+        with self.lock:
+            t = self.tenant(tenant_id)
+            return [
+                self.render_invoice(t, po, 4)
+                for po in self.ordered(t, t.purchase_orders, "PurchaseOrderID")
+            ]
 
     def stats(self) -> JSON:
         """Counters for benchmarks and tests: calls, routes, statuses, 429s, refreshes."""
@@ -954,7 +989,8 @@ class XeroSandbox:
         return matches[0] if matches else None
 
     def render_invoice(self, t: Tenant, invoice: JSON, unitdp: int, lines: bool = True) -> JSON:
-        """A deep copy with the contact as it is now and unit amounts at the asked precision."""
+        """A deep copy of an invoice or purchase order with the contact as it is now and unit
+        amounts at the asked precision."""
         out = copy.deepcopy(invoice)
         contact = t.contacts.get(invoice["Contact"]["ContactID"])
         if contact is not None:
@@ -1031,8 +1067,8 @@ class XeroSandbox:
         errors += contact_errors
 
         today = _utc(self.clock()).date()
-        issued = _parse_day(pick("Date")) if pick("Date") else today
-        due = _parse_day(pick("DueDate")) if pick("DueDate") else None
+        issued = parse_day(pick("Date")) if pick("Date") else today
+        due = parse_day(pick("DueDate")) if pick("DueDate") else None
         if issued is None:
             errors.append(f"The Date '{pick('Date')}' is not a valid date.")
         if pick("DueDate") and due is None:
@@ -1040,11 +1076,7 @@ class XeroSandbox:
         if doc_type == "ACCREC" and status in ("SUBMITTED", "AUTHORISED") and not pick("DueDate"):
             errors.append("Due Date is mandatory.")
 
-        amount_types = {"exclusive": "Exclusive", "inclusive": "Inclusive", "notax": "NoTax"}
-        amount_type = amount_types.get(str(pick("LineAmountTypes") or "Exclusive").lower())
-        if amount_type is None:
-            errors.append(f"LineAmountTypes '{pick('LineAmountTypes')}' is not valid.")
-            amount_type = "Exclusive"
+        amount_type = _amount_type(pick("LineAmountTypes"), errors)
 
         currency = str(pick("CurrencyCode") or t.base_currency).upper()
         if currency not in t.currencies:
@@ -1059,25 +1091,7 @@ class XeroSandbox:
         ):
             errors.append(MSG_INVOICE_NUMBER)
 
-        base_lines: list[JSON] = base.get("LineItems", [])
-        raw_lines = submitted.get("LineItems", base_lines)
-        if base and "LineItems" not in submitted and amount_type != base["LineAmountTypes"]:
-            # Kept lines are recomputed under the new LineAmountTypes, not with their old tax.
-            raw_lines = [{k: v for k, v in li.items() if k != "TaxAmount"} for li in base_lines]
-        if raw_lines is not None and not isinstance(raw_lines, list):
-            errors.append("LineItems must be a list.")
-            raw_lines = []
-        if not raw_lines and status != "DRAFT":
-            errors.append("At least one line item must be specified.")
-        old_ids = {li["LineItemID"] for li in base_lines}
-        lines: list[JSON] = []
-        for index, raw in enumerate(raw_lines or [], start=1):
-            if not isinstance(raw, dict):
-                errors.append(f"Line {index} must be an object.")
-                continue
-            line, line_errors = self._line(t, raw, doc_type, amount_type, status, unitdp, old_ids)
-            errors += line_errors
-            lines.append(line)
+        lines = self._lines(t, submitted, base, doc_type, amount_type, status, unitdp, errors)
 
         if errors:
             return None, errors
@@ -1134,6 +1148,39 @@ class XeroSandbox:
         t.invoices[invoice["InvoiceID"]] = invoice
         return invoice, []
 
+    def _lines(
+        self,
+        t: Tenant,
+        submitted: JSON,
+        base: JSON,
+        doc_type: str,
+        amount_type: str,
+        status: str,
+        unitdp: int,
+        errors: list[str],
+    ) -> list[JSON]:
+        """A document's lines, submitted or kept from `base`; problems go to `errors`."""
+        base_lines: list[JSON] = base.get("LineItems", [])
+        raw_lines = submitted.get("LineItems", base_lines)
+        if base and "LineItems" not in submitted and amount_type != base["LineAmountTypes"]:
+            # Kept lines are recomputed under the new LineAmountTypes, not with their old tax.
+            raw_lines = [{k: v for k, v in li.items() if k != "TaxAmount"} for li in base_lines]
+        if raw_lines is not None and not isinstance(raw_lines, list):
+            errors.append("LineItems must be a list.")
+            raw_lines = []
+        if not raw_lines and status != "DRAFT":
+            errors.append("At least one line item must be specified.")
+        old_ids = {li["LineItemID"] for li in base_lines}
+        lines: list[JSON] = []
+        for index, raw in enumerate(raw_lines or [], start=1):
+            if not isinstance(raw, dict):
+                errors.append(f"Line {index} must be an object.")
+                continue
+            line, line_errors = self._line(t, raw, doc_type, amount_type, status, unitdp, old_ids)
+            errors += line_errors
+            lines.append(line)
+        return lines
+
     def _next_invoice_number(self, t: Tenant) -> str:
         taken = {i.get("InvoiceNumber") for i in t.invoices.values() if i["Type"] == "ACCREC"}
         while True:
@@ -1174,6 +1221,123 @@ class XeroSandbox:
         if found["ContactStatus"] == "ARCHIVED":
             return None, None, [MSG_ARCHIVED]
         return found, None, []
+
+    # ----------------------------------------------------------------------- purchase orders
+
+    def find_purchase_order(self, t: Tenant, ref: str) -> JSON | None:
+        """By PurchaseOrderID, else by PurchaseOrderNumber (unique per organisation)."""
+        found = t.purchase_orders.get(ref.lower()) or t.purchase_orders.get(ref)
+        if found is not None:
+            return found
+        return next(
+            (po for po in t.purchase_orders.values() if po["PurchaseOrderNumber"] == ref), None
+        )
+
+    def save_purchase_order(
+        self, tenant_id: str, submitted: JSON, *, create_only: bool, unitdp: int
+    ) -> Outcome:
+        """Create (PUT) or create-or-update by PurchaseOrderID/Number (POST) one order."""
+        t = self.tenant(tenant_id)
+        existing: JSON | None = None
+        if submitted.get("PurchaseOrderID"):
+            existing = t.purchase_orders.get(str(submitted["PurchaseOrderID"]).lower())
+            if existing is None:
+                return None, [
+                    f"Purchase order with PurchaseOrderID {submitted['PurchaseOrderID']} "
+                    "was not found."
+                ]
+        elif submitted.get("PurchaseOrderNumber") and not create_only:
+            existing = self.find_purchase_order(t, str(submitted["PurchaseOrderNumber"]))
+        if existing is not None and create_only:
+            return None, [
+                f"Purchase order with PurchaseOrderID {existing['PurchaseOrderID']} already exists."
+            ]
+        if existing is None:
+            return self._build_purchase_order(t, submitted, None, unitdp)
+        old = existing["Status"]
+        new = str(submitted.get("Status") or old).upper()
+        if old == "BILLED":
+            return None, [MSG_PO_BILLED]
+        if new not in _PO_TRANSITIONS.get(old, set()):
+            return None, [MSG_PO_STATUS]
+        if new == "DELETED":
+            existing["Status"] = new
+            self._touch(t, existing, "PurchaseOrderID", self.clock())
+            return existing, []
+        return self._build_purchase_order(t, submitted, existing, unitdp)
+
+    def _build_purchase_order(
+        self, t: Tenant, submitted: JSON, existing: JSON | None, unitdp: int
+    ) -> Outcome:
+        errors: list[str] = []
+        base: JSON = copy.deepcopy(existing) if existing else {}
+
+        def pick(name: str, default: Any = None) -> Any:
+            return submitted[name] if name in submitted else base.get(name, default)
+
+        status = str(pick("Status") or "DRAFT").upper()
+        if existing is None and status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+            errors.append(MSG_PO_STATUS)
+        contact, new_contact, contact_errors = self._invoice_contact(t, submitted, base)
+        errors += contact_errors
+        if new_contact is not None:
+            errors.append(MSG_PO_CONTACT)
+        issued = parse_day(pick("Date")) if pick("Date") else _utc(self.clock()).date()
+        if issued is None:
+            errors.append(f"The Date '{pick('Date')}' is not a valid date.")
+        delivery = parse_day(pick("DeliveryDate")) if pick("DeliveryDate") else None
+        if pick("DeliveryDate") and delivery is None:
+            errors.append(f"The DeliveryDate '{pick('DeliveryDate')}' is not a valid date.")
+        amount_type = _amount_type(pick("LineAmountTypes"), errors)
+        currency = str(pick("CurrencyCode") or t.base_currency).upper()
+        if currency not in t.currencies:
+            errors.append(MSG_CURRENCY.format(code=currency))
+        number = str(pick("PurchaseOrderNumber") or "")
+        if number and any(
+            po["PurchaseOrderNumber"] == number and po is not existing
+            for po in t.purchase_orders.values()
+        ):
+            errors.append(MSG_PO_NUMBER)
+        lines = self._lines(t, submitted, base, PO, amount_type, status, unitdp, errors)
+        if errors:
+            return None, errors
+        assert issued is not None and contact is not None
+        sub_total, total_tax, total_discount = _totals(lines, amount_type)
+        po: JSON = {
+            "PurchaseOrderID": base.get("PurchaseOrderID") or str(uuid.uuid4()),
+            "PurchaseOrderNumber": number or self._next_po_number(t),
+            **_day_fields("Date", issued),
+            "Reference": str(pick("Reference") or ""),
+            "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+            "Status": status,
+            "LineAmountTypes": amount_type,
+            "LineItems": lines,
+            "SubTotal": sub_total,
+            "TotalTax": total_tax,
+            "Total": sub_total + total_tax,
+            "TotalDiscount": total_discount,
+            "CurrencyCode": currency,
+            "CurrencyRate": _currency_rate(pick("CurrencyRate"), currency == t.base_currency),
+            "IsDiscounted": total_discount > 0,
+            "HasAttachments": False,
+            "HasErrors": False,
+            "SentToContact": bool(pick("SentToContact", False)),
+        }
+        for text in ("DeliveryAddress", "AttentionTo", "Telephone", "DeliveryInstructions"):
+            po[text] = str(pick(text) or "")
+        if delivery is not None:
+            po.update(_day_fields("DeliveryDate", delivery))
+        self._touch(t, po, "PurchaseOrderID", self.clock())
+        t.purchase_orders[po["PurchaseOrderID"]] = po
+        return po, []
+
+    def _next_po_number(self, t: Tenant) -> str:
+        taken = {po["PurchaseOrderNumber"] for po in t.purchase_orders.values()}
+        while True:
+            t.po_counter += 1
+            candidate = f"PO-{t.po_counter:04d}"
+            if candidate not in taken:
+                return candidate
 
     def _line(
         self,
@@ -1228,7 +1392,9 @@ class XeroSandbox:
         rate_off = number("DiscountRate")
         amount_off = number("DiscountAmount")
         discount = Decimal("0.00")
-        if (rate_off or amount_off) and doc_type != "ACCREC":
+        if amount_off and doc_type == PO:
+            errors.append("DiscountAmount is not supported on purchase orders; use DiscountRate.")
+        elif (rate_off or amount_off) and doc_type not in ("ACCREC", PO):
             errors.append("Discounts are only supported on ACCREC invoices.")
         elif rate_off and amount_off:
             errors.append("Specify either DiscountRate or DiscountAmount, not both.")
@@ -1312,6 +1478,15 @@ def _tax_rate(seed: _TaxSeed) -> JSON:
         "DisplayTaxRate": rate,
         "EffectiveRate": rate,
     }
+
+
+def _amount_type(given: Any, errors: list[str]) -> str:
+    """A document's LineAmountTypes (Exclusive when absent); a bad value goes to `errors`."""
+    amount_types = {"exclusive": "Exclusive", "inclusive": "Inclusive", "notax": "NoTax"}
+    amount_type = amount_types.get(str(given or "Exclusive").lower())
+    if amount_type is None:
+        errors.append(f"LineAmountTypes '{given}' is not valid.")
+    return amount_type or "Exclusive"
 
 
 def _totals(lines: list[JSON], amount_type: str) -> tuple[Decimal, Decimal, Decimal]:

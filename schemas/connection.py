@@ -35,3 +35,19 @@ class Connection(BaseModel):
     rounding_tolerance: Decimal = Field(Decimal("0.05"), ge=0)
     invoice_status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
     payment_terms_days: int = Field(30, ge=0, le=365)
+    purchase_account_code: str = "300"
+    purchase_tax_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Zoho tax name -> Xero purchase TaxType (e.g. GST -> INPUT).",
+    )
+    purchase_default_tax_type: str | None = Field(
+        None, description="Tax-inclusive purchase lines that name no Zoho tax."
+    )
+    purchase_order_status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
+    purchase_order_sync_statuses: list[str] = Field(
+        default_factory=list,
+        description="Zoho PO statuses that create a Xero PO; empty: any but the cancelled one.",
+    )
+    purchase_order_cancelled_status: str = Field(
+        "Cancelled", description="Zoho PO status that deletes the Xero purchase order."
+    )

@@ -13,7 +13,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.zoho import Module, ZohoAccount, ZohoContact, ZohoProduct, ZohoSalesDocument
+from schemas.zoho import (
+    Module,
+    ZohoAccount,
+    ZohoContact,
+    ZohoInventoryDocument,
+    ZohoProduct,
+    ZohoPurchaseOrder,
+    ZohoSalesDocument,
+)
 
 JOB_SCHEMA_PATH = Path(__file__).with_name("job.schema.json")
 
@@ -60,8 +68,16 @@ class StageMessage(BaseModel):
     xero_invoice_id: str | None = None
     xero_invoice_number: str | None = None
     xero_invoice_status: str | None = None
-    xero_action: Literal["created", "adopted", "unchanged"] | None = None
+    xero_action: Literal["created", "adopted", "unchanged", "updated", "deleted"] | None = None
     skipped_reason: str | None = None
+    purchase_order: ZohoPurchaseOrder | None = None
+    xero_purchase_order_id: str | None = None
+    xero_purchase_order_number: str | None = None
+    xero_purchase_order_status: str | None = None
+
+    def inventory_document(self) -> ZohoInventoryDocument | None:
+        """The Zoho document whose lines this job syncs: a sales document or a purchase order."""
+        return self.document or self.purchase_order
 
 
 def job_json_schema() -> str:

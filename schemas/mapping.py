@@ -12,10 +12,11 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from schemas.connection import Connection
 from schemas.errors import InvalidRecord, TotalMismatch
-from schemas.money import CENT, ZERO, exclusive_tax, inclusive_tax, round_money
+from schemas.money import CENT, HUNDRED, ZERO, exclusive_tax, inclusive_tax, round_money
 from schemas.wire import dumps
 from schemas.xero import (
     XeroAddress,
@@ -30,6 +31,7 @@ from schemas.xero import (
 from schemas.zoho import (
     ZohoAccount,
     ZohoContact,
+    ZohoInventoryDocument,
     ZohoLineItem,
     ZohoProduct,
     ZohoSalesDocument,
@@ -51,11 +53,32 @@ class MappedInvoice:
     @property
     def content_version(self) -> str:
         """Fingerprint of the body: equal bodies give equal idempotency keys."""
-        return hashlib.sha256(dumps(self.invoice.body()).encode()).hexdigest()[:16]
+        return fingerprint(self.invoice.body())
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A short hash of a Xero body (content version and idempotency keys of any document)."""
+    return hashlib.sha256(dumps(body).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class _Line:
+class LineRules:
+    """What differs between sales and purchase lines: account, tax names, discount style."""
+
+    account_code: str
+    tax_types: dict[str, str]
+    default_tax_type: str | None
+    discount_as_rate: bool = False  # Xero purchase orders take a percentage DiscountRate only
+
+
+def sales_rules(conn: Connection) -> LineRules:
+    return LineRules(conn.sales_account_code, conn.tax_types, conn.default_tax_type)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A mapped line plus the amounts Xero will compute for it."""
+
     body: XeroLineItemIn
     line_amount: Decimal
     tax: Decimal
@@ -71,7 +94,6 @@ def contact_from_account(account: ZohoAccount, person: ZohoContact | None) -> Xe
         PostalCode=account.billing_code,
         Country=account.billing_country,
     )
-    has_address = any(v for k, v in address.body().items() if k != "AddressType")
     return XeroContactIn(
         Name=account.name.strip()[:255],
         ContactNumber=account.id[:50],
@@ -79,20 +101,38 @@ def contact_from_account(account: ZohoAccount, person: ZohoContact | None) -> Xe
         LastName=person.last_name if person else None,
         EmailAddress=person.email if person else None,
         Website=account.website,
-        Addresses=[address] if has_address else None,
+        Addresses=addresses(address),
         Phones=[XeroPhone(PhoneNumber=account.phone)] if account.phone else None,
     )
 
 
-def item_from_product(product: ZohoProduct, conn: Connection) -> XeroItemIn:
-    """A Xero item for a Zoho product, keyed by Product_Code."""
+def addresses(address: XeroAddress) -> list[XeroAddress] | None:
+    """The contact's address list, or None when Zoho has no address at all."""
+    return [address] if any(v for k, v in address.body().items() if k != "AddressType") else None
+
+
+def item_from_product(
+    product: ZohoProduct, conn: Connection, purchase_price: Decimal | None = None
+) -> XeroItemIn:
+    """A Xero item for a Zoho product, keyed by Product_Code.
+
+    Zoho products carry no cost price, so an item first met on a purchase order takes the price
+    it is bought at there (`purchase_price`) and the connection's purchase account.
+    """
     code = product_code(product)
+    purchased = purchase_price is not None
     return XeroItemIn(
         Code=code,
         Name=product.name.strip()[:XERO_ITEM_NAME_MAX],
         Description=product.description or product.name,
         SalesDetails=XeroItemDetails(
             UnitPrice=product.unit_price, AccountCode=conn.sales_account_code
+        ),
+        IsPurchased=True if purchased else None,
+        PurchaseDetails=(
+            XeroItemDetails(UnitPrice=purchase_price, AccountCode=conn.purchase_account_code)
+            if purchased
+            else None
         ),
     )
 
@@ -132,12 +172,13 @@ def map_invoice(
     if doc.document_date is None:
         raise InvalidRecord(record, _date_field(module), "is empty; Xero needs an invoice date")
     decisions: list[str] = []
+    rules = sales_rules(conn)
     lines = [
-        _map_line(record, index, line, products, conn, tax_rates, decisions)
+        map_line(record, index, line, products, conn, rules, tax_rates, decisions)
         for index, line in enumerate(doc.items)
     ]
-    lines += _record_level_lines(record, doc, conn, tax_rates)
-    lines = _reconcile_total(record, doc, lines, conn, tax_rates, decisions)
+    lines += record_level_lines(record, doc, conn, rules, tax_rates)
+    lines = reconcile_total(record, doc.grand_total, lines, conn, decisions)
     invoice = XeroInvoiceIn(
         Contact=XeroContactRef(ContactID=contact_id),
         LineItems=[line.body for line in lines],
@@ -146,29 +187,33 @@ def map_invoice(
         LineAmountTypes=conn.line_amount_types,
         Reference=(doc.number or doc.subject or doc.id)[:255],
         CurrencyCode=doc.currency,
-        CurrencyRate=(
-            doc.exchange_rate
-            if doc.currency and doc.currency != conn.xero_base_currency and doc.exchange_rate
-            else None
-        ),
+        CurrencyRate=currency_rate(doc, conn),
         Status=conn.invoice_status,
     )
-    return MappedInvoice(invoice, _xero_total(lines, conn), decisions)
+    return MappedInvoice(invoice, xero_total(lines, conn), decisions)
+
+
+def currency_rate(doc: ZohoInventoryDocument, conn: Connection) -> Decimal | None:
+    """Zoho's rate for a foreign-currency document; None lets Xero use its own day rate."""
+    foreign = doc.currency and doc.currency != conn.xero_base_currency
+    return doc.exchange_rate if foreign and doc.exchange_rate else None
 
 
 def _date_field(module: str) -> str:
     return {"Quotes": "Quote_Date", "Sales_Orders": "SO_Date"}.get(module, "Invoice_Date")
 
 
-def _map_line(
+def map_line(
     record: str,
     index: int,
     line: ZohoLineItem,
     products: dict[str, ZohoProduct],
     conn: Connection,
+    rules: LineRules,
     tax_rates: dict[str, Decimal],
     decisions: list[str],
-) -> _Line:
+) -> Line:
+    """One Zoho line as a Xero line: amounts exact, tax checked, Zoho's tax kept if it differs."""
     where = f"line {index + 1}"
     product = products.get(line.product.id)
     if product is None:
@@ -179,7 +224,7 @@ def _map_line(
                 record, f"{where}.{name}", f"{value} has more than {MAX_UNIT_DECIMALS} decimals"
             )
     line_amount = round_money(line.quantity * line.list_price - line.discount)
-    tax_type, rate = _line_tax_type(record, where, line, conn, tax_rates)
+    tax_type, rate = _line_tax_type(record, where, line, conn, rules, tax_rates)
     zoho_tax = sum((t.value for t in line.line_taxes), ZERO)
     override: Decimal | None = None
     if conn.line_amount_types == "Inclusive":
@@ -202,12 +247,31 @@ def _map_line(
         Quantity=line.quantity,
         UnitAmount=line.list_price,
         ItemCode=product_code(product),
-        AccountCode=conn.sales_account_code,
+        AccountCode=rules.account_code,
         TaxType=tax_type,
         TaxAmount=override,
-        DiscountAmount=line.discount or None,
+        DiscountAmount=None if rules.discount_as_rate else line.discount or None,
+        DiscountRate=_discount_rate(record, where, line) if rules.discount_as_rate else None,
     )
-    return _Line(body, line_amount, tax, taxed=rate != ZERO)
+    return Line(body, line_amount, tax, taxed=rate != ZERO)
+
+
+def _discount_rate(record: str, where: str, line: ZohoLineItem) -> Decimal | None:
+    """Zoho's line discount (an amount) as the percentage Xero applies to the same cents."""
+    if not line.discount:
+        return None
+    gross = line.quantity * line.list_price
+    rate = (line.discount * HUNDRED / gross).quantize(CENT) if gross else ZERO
+    if round_money(gross * rate / HUNDRED) != line.discount:
+        raise InvalidRecord(
+            record,
+            f"{where}.Discount",
+            f"{line.discount} off {round_money(gross)} is no whole-cent percentage, and Xero "
+            "takes only a percentage discount on purchase lines",
+            hint="Use a discount that is a percentage with at most 2 decimals, or lower the "
+            "List_Price instead.",
+        )
+    return rate
 
 
 def _line_tax_type(
@@ -215,17 +279,18 @@ def _line_tax_type(
     where: str,
     line: ZohoLineItem,
     conn: Connection,
+    rules: LineRules,
     tax_rates: dict[str, Decimal],
 ) -> tuple[str, Decimal]:
     """Xero TaxType and rate for a line, checked against the organisation's TaxRates."""
     if not line.line_taxes:
         untaxed = conn.untaxed_tax_type
-        if conn.line_amount_types == "Inclusive" and conn.default_tax_type:
-            untaxed = conn.default_tax_type
+        if conn.line_amount_types == "Inclusive" and rules.default_tax_type:
+            untaxed = rules.default_tax_type
         return untaxed, _xero_rate(record, f"{where}.Line_Tax", untaxed, tax_rates)
     zoho_name = " + ".join(t.name for t in line.line_taxes)
     zoho_rate = sum((t.percentage for t in line.line_taxes), ZERO)
-    mapped = conn.tax_types.get(zoho_name)
+    mapped = rules.tax_types.get(zoho_name)
     if mapped is None:
         raise InvalidRecord(
             record,
@@ -258,9 +323,13 @@ def _xero_rate(
     return tax_rates[tax_type]
 
 
-def _record_level_lines(
-    record: str, doc: ZohoSalesDocument, conn: Connection, tax_rates: dict[str, Decimal]
-) -> list[_Line]:
+def record_level_lines(
+    record: str,
+    doc: ZohoInventoryDocument,
+    conn: Connection,
+    rules: LineRules,
+    tax_rates: dict[str, Decimal],
+) -> list[Line]:
     """Zoho's record-level Discount and Adjustment become untaxed lines, as Zoho applies them."""
     rate = _xero_rate(record, "Discount", conn.untaxed_tax_type, tax_rates)
     if rate != ZERO:
@@ -269,13 +338,13 @@ def _record_level_lines(
         )
     extra = [("Discount", -doc.discount), ("Adjustment", doc.adjustment)]
     return [
-        _untaxed_line(label, amount, conn.sales_account_code, conn)
+        _untaxed_line(label, amount, rules.account_code, conn)
         for label, amount in extra
         if amount
     ]
 
 
-def _untaxed_line(label: str, amount: Decimal, account_code: str, conn: Connection) -> _Line:
+def _untaxed_line(label: str, amount: Decimal, account_code: str, conn: Connection) -> Line:
     body = XeroLineItemIn(
         Description=label,
         Quantity=Decimal(1),
@@ -283,27 +352,21 @@ def _untaxed_line(label: str, amount: Decimal, account_code: str, conn: Connecti
         AccountCode=account_code,
         TaxType=conn.untaxed_tax_type,
     )
-    return _Line(body, round_money(amount), ZERO, taxed=False)
+    return Line(body, round_money(amount), ZERO, taxed=False)
 
 
-def _xero_total(lines: list[_Line], conn: Connection) -> Decimal:
+def xero_total(lines: list[Line], conn: Connection) -> Decimal:
     """What Xero will compute as the invoice Total for these lines."""
     if conn.line_amount_types == "Inclusive":
         return sum((line.line_amount for line in lines), ZERO)
     return sum((line.line_amount + line.tax for line in lines), ZERO)
 
 
-def _reconcile_total(
-    record: str,
-    doc: ZohoSalesDocument,
-    lines: list[_Line],
-    conn: Connection,
-    tax_rates: dict[str, Decimal],
-    decisions: list[str],
-) -> list[_Line]:
-    """Make Xero's total equal Grand_Total, or fail naming both figures."""
-    zoho_total = doc.grand_total
-    difference = zoho_total - _xero_total(lines, conn)
+def reconcile_total(
+    record: str, zoho_total: Decimal, lines: list[Line], conn: Connection, decisions: list[str]
+) -> list[Line]:
+    """Make Xero's total equal Zoho's Grand_Total, or fail naming both figures."""
+    difference = zoho_total - xero_total(lines, conn)
     if difference == ZERO:
         return lines
     if conn.rounding == "rounding_line" and abs(difference) <= conn.rounding_tolerance:
@@ -323,11 +386,11 @@ def _reconcile_total(
         tax = line.tax + difference
         decisions.append(f"line {index + 1}: TaxAmount {tax} carries Zoho's total-tax rounding")
         lines = list(lines)
-        lines[index] = _Line(
+        lines[index] = Line(
             line.body.model_copy(update={"TaxAmount": tax}), line.line_amount, tax, True
         )
         return lines
-    raise TotalMismatch(record, zoho_total, _xero_total(lines, conn))
+    raise TotalMismatch(record, zoho_total, xero_total(lines, conn))
 
 
 def _decimals(value: Decimal) -> int:

@@ -7,15 +7,27 @@ forbid unknown fields so a typo fails here, not at Xero. Shapes follow the offic
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 XeroDate = Annotated[date, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+def parse_ms_date(value: object) -> object:
+    """Xero's WCF date `/Date(1700000000000+0000)/` as an aware datetime; other values as-is."""
+    if isinstance(value, str) and value.startswith("/Date("):
+        millis = int(value[6:].split("+")[0].split(")")[0])
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    return value
+
+
+XeroDateTime = Annotated[datetime, BeforeValidator(parse_ms_date)]
 LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
 InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED"]
+PurchaseOrderStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "BILLED", "DELETED"]
 
 
 class XeroRequest(BaseModel):
@@ -69,6 +81,8 @@ class XeroItemIn(XeroRequest):
     Description: str | None = Field(None, max_length=4000)
     IsSold: bool = True
     SalesDetails: XeroItemDetails | None = None
+    IsPurchased: bool | None = None
+    PurchaseDetails: XeroItemDetails | None = None
 
 
 class XeroContactRef(XeroRequest):
@@ -86,6 +100,7 @@ class XeroLineItemIn(XeroRequest):
     TaxType: str | None = None
     TaxAmount: Decimal | None = None
     DiscountAmount: Decimal | None = None
+    DiscountRate: Decimal | None = None
 
 
 class XeroInvoiceIn(XeroRequest):
@@ -101,6 +116,21 @@ class XeroInvoiceIn(XeroRequest):
     Reference: str | None = None
     CurrencyCode: str | None = None
     CurrencyRate: Decimal | None = None
+    Status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
+
+
+class XeroPurchaseOrderIn(XeroRequest):
+    """A purchase order to create or update; the contact must already exist in Xero."""
+
+    Contact: XeroContactRef
+    LineItems: list[XeroLineItemIn] = Field(min_length=1)
+    Date: XeroDate | None = None
+    DeliveryDate: XeroDate | None = None
+    LineAmountTypes: LineAmountTypes = "Exclusive"
+    Reference: str | None = None
+    CurrencyCode: str | None = None
+    CurrencyRate: Decimal | None = None
+    DeliveryAddress: str | None = None
     Status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
 
 
@@ -135,6 +165,16 @@ class XeroInvoice(XeroResponse):
     SubTotal: Decimal | None = None
     TotalTax: Decimal | None = None
     AmountDue: Decimal | None = None
+
+
+class XeroPurchaseOrder(XeroResponse):
+    PurchaseOrderID: str
+    PurchaseOrderNumber: str | None = None
+    Reference: str | None = None
+    Status: PurchaseOrderStatus
+    Total: Decimal
+    Contact: XeroContact | None = None
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroTaxRate(XeroResponse):

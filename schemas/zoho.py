@@ -54,26 +54,18 @@ class ZohoLineItem(ZohoModel):
     net_total: Decimal | None = Field(None, alias="Net_Total")
 
 
-class ZohoSalesDocument(ZohoModel):
-    """A Zoho quote, sales order or invoice: the source of one Xero ACCREC invoice."""
+class ZohoInventoryDocument(ZohoModel):
+    """What every Zoho inventory record shares: lines, totals, currency and status (§5)."""
 
     id: str
-    number: str | None = Field(
-        None, validation_alias=AliasChoices("Invoice_Number", "SO_Number", "Quote_Number")
-    )
     subject: str | None = Field(None, alias="Subject")
     status: str | None = Field(None, alias="Status")
-    account: ZohoLookup = Field(alias="Account_Name")
     contact: ZohoLookup | None = Field(None, alias="Contact_Name")
     currency: str | None = Field(None, alias="Currency")
     exchange_rate: Decimal | None = Field(None, alias="Exchange_Rate")
-    document_date: date | None = Field(
-        None, validation_alias=AliasChoices("Invoice_Date", "Quote_Date", "SO_Date")
-    )
-    due_date: date | None = Field(None, validation_alias=AliasChoices("Due_Date", "Valid_Till"))
     items: list[ZohoLineItem] = Field(
         validation_alias=AliasChoices(
-            "Invoiced_Items", "Ordered_Items", "Quoted_Items", "Product_Details"
+            "Invoiced_Items", "Ordered_Items", "Quoted_Items", "Purchase_Items", "Product_Details"
         ),
         min_length=1,
     )
@@ -83,6 +75,33 @@ class ZohoSalesDocument(ZohoModel):
     adjustment: Decimal = Field(ZERO, alias="Adjustment")
     grand_total: Decimal = Field(alias="Grand_Total")
     modified_time: datetime | None = Field(None, alias="Modified_Time")
+
+
+class ZohoSalesDocument(ZohoInventoryDocument):
+    """A Zoho quote, sales order or invoice: the source of one Xero ACCREC invoice."""
+
+    number: str | None = Field(
+        None, validation_alias=AliasChoices("Invoice_Number", "SO_Number", "Quote_Number")
+    )
+    account: ZohoLookup = Field(alias="Account_Name")
+    document_date: date | None = Field(
+        None, validation_alias=AliasChoices("Invoice_Date", "Quote_Date", "SO_Date")
+    )
+    due_date: date | None = Field(None, validation_alias=AliasChoices("Due_Date", "Valid_Till"))
+
+
+class ZohoPurchaseOrder(ZohoInventoryDocument):
+    """A Zoho purchase order: the source of one Xero purchase order."""
+
+    number: str | None = Field(None, alias="PO_Number")
+    vendor: ZohoLookup = Field(alias="Vendor_Name")
+    document_date: date | None = Field(None, alias="PO_Date")
+    delivery_date: date | None = Field(None, alias="Due_Date")
+    shipping_street: str | None = Field(None, alias="Shipping_Street")
+    shipping_city: str | None = Field(None, alias="Shipping_City")
+    shipping_state: str | None = Field(None, alias="Shipping_State")
+    shipping_code: str | None = Field(None, alias="Shipping_Code")
+    shipping_country: str | None = Field(None, alias="Shipping_Country")
 
 
 class ZohoAccount(ZohoModel):
@@ -97,6 +116,22 @@ class ZohoAccount(ZohoModel):
     billing_state: str | None = Field(None, alias="Billing_State")
     billing_code: str | None = Field(None, alias="Billing_Code")
     billing_country: str | None = Field(None, alias="Billing_Country")
+    xero_contact_id: str | None = Field(None, alias="Xero_Contact_ID")
+
+
+class ZohoVendor(ZohoModel):
+    """A Zoho vendor: becomes the Xero contact a purchase order is raised to."""
+
+    id: str
+    name: str = Field(alias="Vendor_Name", min_length=1)
+    email: str | None = Field(None, alias="Email")
+    phone: str | None = Field(None, alias="Phone")
+    website: str | None = Field(None, alias="Website")
+    street: str | None = Field(None, alias="Street")
+    city: str | None = Field(None, alias="City")
+    state: str | None = Field(None, alias="State")
+    zip_code: str | None = Field(None, alias="Zip_Code")
+    country: str | None = Field(None, alias="Country")
     xero_contact_id: str | None = Field(None, alias="Xero_Contact_ID")
 
 
@@ -132,6 +167,17 @@ class ZohoInvoiceWriteBack(ZohoModel):
     xero_invoice_id: str | None = Field(None, alias="Xero_Invoice_ID")
     xero_invoice_number: str | None = Field(None, alias="Xero_Invoice_Number")
     xero_invoice_status: str | None = Field(None, alias="Xero_Invoice_Status")
+    sync_status: SyncStatus | None = Field(None, alias="Xero_Sync_Status")
+    sync_error: str | None = Field(None, alias="Xero_Sync_Error")
+
+
+class ZohoPurchaseOrderWriteBack(ZohoModel):
+    """What the integration writes back to a Zoho purchase order (custom fields, README)."""
+
+    id: str
+    xero_purchase_order_id: str | None = Field(None, alias="Xero_Purchase_Order_ID")
+    xero_purchase_order_number: str | None = Field(None, alias="Xero_Purchase_Order_Number")
+    xero_po_status: str | None = Field(None, alias="Xero_PO_Status")
     sync_status: SyncStatus | None = Field(None, alias="Xero_Sync_Status")
     sync_error: str | None = Field(None, alias="Xero_Sync_Error")
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from schemas.jobs import StageMessage
-from schemas.zoho import ZohoSalesDocument, parse_record
+from schemas.zoho import ZohoPurchaseOrder, ZohoSalesDocument, parse_record
 from workers.context import StageContext
 from workers.stage import stage
 
 
 @stage("zxsync.fetch_record")
 def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
-    """Fetch and validate the quote, sales order or invoice named by the job."""
+    """Fetch and validate the quote, sales order, invoice or purchase order named by the job."""
     job = msg.job
     raw = ctx.zoho.get_record(job.module, job.record_id)
+    if job.module == "Purchase_Orders":
+        order = parse_record(ZohoPurchaseOrder, job.module, raw)
+        return msg.model_copy(update={"purchase_order": order})
     document = parse_record(ZohoSalesDocument, job.module, raw)
     return msg.model_copy(update={"document": document})

@@ -29,7 +29,7 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
     assert doc is not None and msg.xero_contact_id, "prechecks run first"
     products = {p.id: p for p in msg.products}
     mapped = map_invoice(
-        job.module, doc, msg.xero_contact_id, products, ctx.connection, _tax_rates(ctx)
+        job.module, doc, msg.xero_contact_id, products, ctx.connection, tax_rates(ctx)
     )
     for decision in mapped.decisions:
         ctx.history.log(f"{job.connection}:{job.module}:{job.record_id}", "mapping", decision)
@@ -89,7 +89,7 @@ def _create_once(
     return "created", ctx.xero.create_invoice(body, key)
 
 
-def _tax_rates(ctx: StageContext) -> dict[str, Decimal]:
+def tax_rates(ctx: StageContext) -> dict[str, Decimal]:
     """The organisation's tax rates, cached in Redis for an hour (one call, not one per job)."""
     cache_key = f"zxs:cache:{ctx.connection.xero_tenant_id}:taxrates"
     cached = ctx.redis.get(cache_key)

@@ -68,3 +68,35 @@ def test_redact_masks_credentials_and_known_values() -> None:
         assert secret not in out
     assert out.count(MASK) == 5
     assert redact("Account code '999' is not valid") == "Account code '999' is not valid"
+
+
+def test_email_report_reaches_an_smtp_server() -> None:
+    from aiosmtpd.controller import Controller
+
+    from sandbox.server import free_port
+    from workers.alerts import send_email
+    from workers.settings import Settings
+
+    received: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            received.append(envelope.content.decode())  # type: ignore[attr-defined]
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        settings = Settings(
+            zxs_smtp_host="127.0.0.1",
+            zxs_smtp_port=controller.port,
+            zxs_smtp_starttls=False,
+            zxs_alert_email_to="ops@example.test",
+        )
+        report = build_report(letter("Xero: Invoice # must be unique."))
+        send_email(settings, f"[zxsync] {report.title}", report.text())
+    finally:
+        controller.stop()
+    [mail] = received
+    assert "To: ops@example.test" in mail and "Xero did not create the invoice" in mail
+    assert "Another Xero invoice already has this number" in mail

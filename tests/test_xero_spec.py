@@ -146,3 +146,49 @@ def test_the_check_catches_a_wrong_field(components: dict[str, Any]) -> None:
         validate(components, "Items", {"Items": [{"Code": "A", "UnitPrice": D(1)}]})
     with pytest.raises(AssertionError):
         validate(components, "Invoices", {"Invoices": [{"Type": "SALES"}]})
+
+
+def test_purchase_order_bodies_conform(components: dict[str, Any]) -> None:
+    from schemas.purchase_mapping import contact_from_vendor, map_purchase_order
+    from schemas.zoho import ZohoPurchaseOrder, ZohoVendor
+
+    order = ZohoPurchaseOrder.model_validate(
+        {
+            "id": "7",
+            "PO_Number": "ZPO-7",
+            "Vendor_Name": {"id": "9", "name": "Parts Pty"},
+            "PO_Date": date(2026, 11, 25),
+            "Due_Date": date(2026, 12, 2),
+            "Currency": "USD",
+            "Exchange_Rate": "0.65",
+            "Shipping_Street": "12 Dock Road",
+            "Purchase_Items": [
+                {
+                    "Product_Name": {"id": "1"},
+                    "Quantity": "3",
+                    "List_Price": "10.00",
+                    "Discount": "3.00",
+                    "Line_Tax": [{"name": "GST", "percentage": "10", "value": "2.70"}],
+                }
+            ],
+            "Sub_Total": "27.00",
+            "Adjustment": "0.50",
+            "Grand_Total": "30.20",
+        }
+    )
+    conn = CONN.model_copy(update={"purchase_tax_types": {"GST": "INPUT"}})
+    mapped = map_purchase_order(
+        order,
+        "00000000-0000-4000-8000-000000000009",
+        {"1": PRODUCT},
+        conn,
+        {"INPUT": D(10), "BASEXCLUDED": D(0)},
+    )
+    validate(components, "PurchaseOrders", {"PurchaseOrders": [mapped.purchase_order.body()]})
+    validate(components, "PurchaseOrders", {"PurchaseOrders": [{"Status": "DELETED"}]})
+    vendor = ZohoVendor.model_validate(
+        {"id": "9", "Vendor_Name": "Parts Pty", "Phone": "+61 3 5550 0000", "City": "Hobart"}
+    )
+    validate(components, "Contacts", {"Contacts": [contact_from_vendor(vendor).body()]})
+    purchased = item_from_product(PRODUCT, conn, D("4.20"))
+    validate(components, "Items", {"Items": [purchased.body()]})

@@ -23,6 +23,10 @@ STAGE_QUEUES = {
     "zxsync.item_precheck": "zxs.items",
     "zxsync.invoice_create": "zxs.invoices",
     "zxsync.zoho_writeback": "zxs.writeback",
+    "zxsync.vendor_precheck": "zxs.contacts",
+    "zxsync.purchase_order_create": "zxs.purchase_orders",
+    "zxsync.po_writeback": "zxs.writeback",
+    "zxsync.po_status_poll": "zxs.status",
     "zxsync.report_dead_letter": "zxs.alerts",
     "zxsync.dlq_digest": "zxs.alerts",
 }
@@ -33,8 +37,14 @@ TASK_MODULES = [
     "tasks.item_precheck",
     "tasks.invoice_create",
     "tasks.zoho_writeback",
+    "tasks.vendor_precheck",
+    "tasks.purchase_order_create",
+    "tasks.po_writeback",
+    "tasks.po_status_poll",
     "workers.alerts",
 ]
+
+PO_STATUS_POLL_SECONDS = 300  # purchase order statuses back to Zoho (no Xero webhook)
 
 
 def create_app() -> Celery:
@@ -69,6 +79,10 @@ def create_app() -> Celery:
             "dead-letter-digest": {
                 "task": "zxsync.dlq_digest",
                 "schedule": crontab(hour=settings.zxs_digest_hour_utc, minute=0),
+            },
+            "po-status-poll": {
+                "task": "zxsync.po_status_poll",
+                "schedule": PO_STATUS_POLL_SECONDS,
             },
         },
     )

@@ -13,7 +13,7 @@ import redis
 
 from schemas.wire import dumps, loads
 
-Outcome = Literal["created", "skipped", "failed", "duplicate"]
+Outcome = Literal["created", "updated", "deleted", "skipped", "failed", "duplicate"]
 HISTORY_TTL_SECONDS = 90 * 24 * 3600
 
 

@@ -21,10 +21,19 @@ SALES_STAGES = (
     "zxsync.zoho_writeback",
 )
 
+PURCHASE_STAGES = (
+    "zxsync.fetch_record",
+    "zxsync.vendor_precheck",
+    "zxsync.item_precheck",
+    "zxsync.purchase_order_create",
+    "zxsync.po_writeback",
+)
+PIPELINES = {**dict.fromkeys(SALES_MODULES, SALES_STAGES), "Purchase_Orders": PURCHASE_STAGES}
+
 
 def stages_for(module: str) -> tuple[str, ...]:
     """The pipeline of a module; empty when the module has none yet."""
-    return SALES_STAGES if module in SALES_MODULES else ()
+    return PIPELINES.get(module, ())
 
 
 def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None:

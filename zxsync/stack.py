@@ -47,6 +47,7 @@ class LocalConnection:
             "xero_refresh_token": f"xero-refresh-{self.name}",
             "zoho_refresh_token": f"1000.zoho-refresh-{self.name}",
             "tax_types": {"GST": "OUTPUT"},
+            "purchase_tax_types": {"GST": "INPUT"},
             "untaxed_tax_type": "BASEXCLUDED",
             **self.options,
         }
