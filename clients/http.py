@@ -1,14 +1,16 @@
 """The one place that turns HTTP into results or classified errors (schemas/errors.py).
 
 Each provider client names its classifier; this module owns the transport concerns shared by
-both: bearer tokens with one refresh-and-replay on 401, timeouts, and mapping transport
+both: the shared rate limiter (every call, replays included, passes through it here and nowhere
+else), bearer tokens with one refresh-and-replay on 401, timeouts, and mapping transport
 failures to retryable errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import httpx
 
@@ -17,6 +19,15 @@ from schemas.errors import ApiError, ServerError, TransportError
 from schemas.wire import dumps, loads
 
 Classifier = Callable[[httpx.Response], ApiError]
+
+
+class Limiter(Protocol):
+    """The shared rate limiter (workers/ratelimit.py): a slot per call, then the answer's
+    remaining-count headers."""
+
+    def slot(self) -> AbstractContextManager[Any]: ...
+
+    def observe(self, permit: Any, headers: Mapping[str, str]) -> None: ...
 
 
 class ApiClient:
@@ -32,6 +43,7 @@ class ApiClient:
         classify: Classifier,
         auth_scheme: str,
         extra_headers: Mapping[str, str] | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -39,6 +51,7 @@ class ApiClient:
         self._classify = classify
         self._auth_scheme = auth_scheme
         self._extra_headers = dict(extra_headers or {})
+        self._limiter = limiter
 
     def base_url(self) -> str:
         return self._base_url
@@ -87,10 +100,24 @@ class ApiClient:
             content = dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
         url = self._url(path)
+        if self._limiter is None:
+            return self._transmit(method, path, url, params, content, all_headers)
+        with self._limiter.slot() as permit:
+            response = self._transmit(method, path, url, params, content, all_headers)
+            self._limiter.observe(permit, response.headers)
+            return response
+
+    def _transmit(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        content: bytes | None,
+        headers: dict[str, str],
+    ) -> httpx.Response:
         try:
-            return self._http.request(
-                method, url, params=params, content=content, headers=all_headers
-            )
+            return self._http.request(method, url, params=params, content=content, headers=headers)
         except httpx.TimeoutException as exc:
             raise TransportError(self.provider, f"timed out: {method} {path}") from exc
         except httpx.TransportError as exc:

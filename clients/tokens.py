@@ -2,22 +2,30 @@
 
 Xero rotates the refresh token on every use and Zoho caps refreshes per 10 minutes, so two
 workers refreshing at once is how integrations end in `invalid_grant` (FACTS.md, OAuth2). The
-newest token set lives in Redis; a refresh happens under a Redis lock and re-reads the store
-first, so a worker that waited reuses the token another one just fetched.
+newest token set lives in Redis, encrypted with Fernet (a refresh token is a standing key to the
+customer's books); a refresh happens under a Redis lock and re-reads the store first, so a worker
+that waited reuses the token another one just fetched. A refresh token the server refused is
+remembered, so later jobs fail at once with "reconnect" instead of hammering the token endpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import redis
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from schemas.errors import AuthRevoked
+from schemas.errors import AuthRevoked, ConfigurationError
 
 REFRESH_MARGIN_SECONDS = 60.0
+KEY_HINT = (
+    "Set ZXS_TOKEN_KEY to a Fernet key: python -c "
+    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,46 @@ class TokenSet:
     refresh_token: str
     expires_at: float
     api_domain: str | None = None
+    issued_at: float = 0.0
+
+    @classmethod
+    def issued(
+        cls, access_token: str, refresh_token: str, expires_in: float, api_domain: str | None = None
+    ) -> TokenSet:
+        now = time.time()
+        return cls(access_token, refresh_token, now + expires_in, api_domain, now)
 
     def fresh(self, now: float) -> bool:
-        return bool(self.access_token) and now < self.expires_at - REFRESH_MARGIN_SECONDS
+        """Valid for a while yet: a minute, or a quarter of its life when that is shorter."""
+        margin = REFRESH_MARGIN_SECONDS
+        if self.issued_at:
+            margin = min(margin, (self.expires_at - self.issued_at) / 4)
+        return bool(self.access_token) and now < self.expires_at - margin
 
 
 Refresh = Callable[[str], TokenSet]
+
+
+class TokenCipher:
+    """Fernet encryption of stored token sets; several keys (comma-separated) allow rotation:
+    the first encrypts, any of them decrypts."""
+
+    def __init__(self, keys: str) -> None:
+        parts = [k.strip() for k in keys.split(",") if k.strip()]
+        if not parts:
+            raise ConfigurationError("ZXS_TOKEN_KEY is not set: tokens are never stored in clear",
+                                     hint=KEY_HINT)
+        try:
+            self._fernet = MultiFernet([Fernet(k) for k in parts])
+        except ValueError as exc:
+            raise ConfigurationError(f"ZXS_TOKEN_KEY is not a Fernet key: {exc}",
+                                     hint=KEY_HINT) from None
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode()).decode()
 
 
 class TokenManager:
@@ -44,6 +86,8 @@ class TokenManager:
         connection: str,
         refresh: Refresh,
         bootstrap_refresh_token: str | None,
+        *,
+        cipher: TokenCipher,
     ) -> None:
         self._redis = redis_client
         self._key = f"zxs:tokens:{provider}:{connection}"
@@ -51,9 +95,10 @@ class TokenManager:
         self._connection = connection
         self._refresh = refresh
         self._bootstrap = bootstrap_refresh_token
+        self._cipher = cipher
 
     def current(self) -> TokenSet:
-        """A token set whose access token is valid for at least another minute."""
+        """A token set whose access token is valid for a while yet."""
         stored = self._load()
         if stored and stored.fresh(time.time()):
             return stored
@@ -63,6 +108,12 @@ class TokenManager:
         """Refresh once after the API refused a token, unless another worker already did."""
         return self._refresh_locked(stale=rejected_access_token)
 
+    def store(self, tokens: TokenSet) -> None:
+        """Save a token set from a new consent (`zxsync connect`), clearing any revocation."""
+        with self._redis.lock(self._key + ":lock", timeout=60, blocking_timeout=60):
+            self._save(tokens)
+            self._redis.delete(self._key + ":revoked")
+
     def _refresh_locked(self, stale: str | None) -> TokenSet:
         with self._redis.lock(self._key + ":lock", timeout=60, blocking_timeout=60):
             stored = self._load()
@@ -70,17 +121,42 @@ class TokenManager:
                 return stored
             refresh_token = stored.refresh_token if stored else self._bootstrap
             if not refresh_token:
-                raise AuthRevoked(
-                    self._provider,
-                    f"connection '{self._connection}' has no {self._provider} token",
-                    hint=f"Run `zxsync connect {self._provider.lower()}` for this connection.",
-                )
-            fresh = self._refresh(refresh_token)
+                raise self._reconnect(f"connection '{self._connection}' has no token")
+            fingerprint = hashlib.sha256(refresh_token.encode()).hexdigest()
+            refused = self._redis.get(self._key + ":revoked")
+            if refused and str(refused).startswith(fingerprint):
+                raise self._reconnect(str(refused).partition(" ")[2])
+            try:
+                fresh = self._refresh(refresh_token)
+            except AuthRevoked as exc:
+                self._redis.set(self._key + ":revoked", f"{fingerprint} {exc.message}")
+                raise
             if fresh.api_domain is None and stored and stored.api_domain:
-                fresh = TokenSet(**{**asdict(fresh), "api_domain": stored.api_domain})
-            self._redis.set(self._key, json.dumps(asdict(fresh)))
+                fresh = replace(fresh, api_domain=stored.api_domain)
+            self._save(fresh)
             return fresh
+
+    def _reconnect(self, why: str) -> AuthRevoked:
+        command = f"zxsync connect {self._provider.lower()} --connection {self._connection}"
+        return AuthRevoked(self._provider, why, hint=f"Reconnect: run `{command}`.")
+
+    def _save(self, tokens: TokenSet) -> None:
+        self._redis.set(self._key, self._cipher.encrypt(json.dumps(asdict(tokens))))
 
     def _load(self) -> TokenSet | None:
         raw = self._redis.get(self._key)
-        return TokenSet(**json.loads(raw)) if raw else None
+        if not raw:
+            return None
+        if str(raw).startswith("{"):  # written before encryption at rest: encrypt it now
+            legacy = TokenSet(**json.loads(str(raw)))
+            self._save(legacy)
+            return legacy
+        try:
+            return TokenSet(**json.loads(self._cipher.decrypt(str(raw))))
+        except InvalidToken:
+            raise ConfigurationError(
+                f"the stored {self._provider} tokens of '{self._connection}' do not decrypt "
+                "with ZXS_TOKEN_KEY",
+                hint="Restore the previous key (keys may be listed comma-separated) or "
+                f"reconnect with `zxsync connect {self._provider.lower()}`.",
+            ) from None

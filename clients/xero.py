@@ -7,14 +7,13 @@ Retry-After, 400 ValidationException with per-element messages, 401/403 auth pro
 from __future__ import annotations
 
 import base64
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from clients.http import ApiClient, body_text, server_or_generic
+from clients.http import ApiClient, Limiter, body_text, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
 from schemas.errors import ApiError, AuthRevoked, NotFound, RateLimited, ValidationFailed
 from schemas.wire import loads
@@ -96,10 +95,8 @@ def refresh_xero_token(
             )
         if not response.is_success:
             raise classify_xero(response)
-        return TokenSet(
-            access_token=payload["access_token"],
-            refresh_token=payload["refresh_token"],
-            expires_at=time.time() + float(payload["expires_in"]),
+        return TokenSet.issued(
+            payload["access_token"], payload["refresh_token"], float(payload["expires_in"])
         )
 
     return refresh
@@ -110,9 +107,16 @@ class XeroClient(ApiClient):
 
     provider = PROVIDER
 
-    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenManager, tenant_id: str):
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        tokens: TokenManager,
+        tenant_id: str,
+        limiter: Limiter | None = None,
+    ):
         super().__init__(
-            http, base_url, tokens, classify_xero, "Bearer", {"xero-tenant-id": tenant_id}
+            http, base_url, tokens, classify_xero, "Bearer", {"xero-tenant-id": tenant_id}, limiter
         )
 
     def tax_rates(self) -> dict[str, Decimal]:

@@ -6,12 +6,11 @@ calls go to the `api_domain` the token response names, falling back to ZOHO_API_
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-from clients.http import ApiClient, body_text, server_or_generic
+from clients.http import ApiClient, Limiter, body_text, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
 from schemas.errors import (
     ApiError,
@@ -25,6 +24,7 @@ from schemas.wire import loads
 PROVIDER = "Zoho"
 API_VERSION = "crm/v7"
 MAX_RECORDS_PER_CALL = 100
+REFRESH_BLOCK_SECONDS = 60.0
 
 
 def classify_zoho(response: httpx.Response) -> ApiError:
@@ -74,17 +74,20 @@ def refresh_zoho_token(
             },
         )
         payload = response.json() if response.content else {}
+        if payload.get("error") == "Access Denied":
+            # Zoho's 10 refreshes per 10 minutes: a wait, not a revoked token (FACTS §2).
+            raise RateLimited(PROVIDER, "token refreshes", REFRESH_BLOCK_SECONDS)
         if "error" in payload or not response.is_success:
             raise AuthRevoked(
                 PROVIDER,
                 f"token refresh refused: {payload.get('error', response.status_code)}",
                 hint="Reconnect Zoho with `zxsync connect zoho` (check the data centre too).",
             )
-        return TokenSet(
-            access_token=payload["access_token"],
-            refresh_token=refresh_token,
-            expires_at=time.time() + float(payload["expires_in"]),
-            api_domain=payload.get("api_domain"),
+        return TokenSet.issued(
+            payload["access_token"],
+            refresh_token,
+            float(payload["expires_in"]),
+            payload.get("api_domain"),
         )
 
     return refresh
@@ -95,8 +98,16 @@ class ZohoClient(ApiClient):
 
     provider = PROVIDER
 
-    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenManager):
-        super().__init__(http, base_url, tokens, classify_zoho, "Zoho-oauthtoken")
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        tokens: TokenManager,
+        limiter: Limiter | None = None,
+    ):
+        super().__init__(
+            http, base_url, tokens, classify_zoho, "Zoho-oauthtoken", limiter=limiter
+        )
 
     def _url(self, path: str) -> str:
         domain = self._tokens.current().api_domain or self.base_url()

@@ -8,13 +8,14 @@ from functools import cached_property, lru_cache
 import httpx
 import redis
 
-from clients.tokens import TokenManager
+from clients.tokens import TokenCipher, TokenManager
 from clients.xero import XeroClient, refresh_xero_token
 from clients.zoho import ZohoClient, refresh_zoho_token
 from schemas.connection import Connection
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
 from workers.idempotency import IdempotencyStore
+from workers.ratelimit import xero_limiter, zoho_limiter
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
@@ -24,6 +25,11 @@ def http_client() -> httpx.Client:
     """One pooled HTTP client per worker process (created lazily, after Celery forks)."""
     timeout = get_settings().zxs_http_timeout
     return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+
+
+def token_cipher() -> TokenCipher:
+    """The token store's cipher; no key, no start (ConfigurationError with how to make one)."""
+    return TokenCipher(get_settings().zxs_token_key.get_secret_value())
 
 
 @dataclass
@@ -58,8 +64,20 @@ class StageContext:
             s.xero_client_secret.get_secret_value(),
         )
         bootstrap = conn.xero_refresh_token.get_secret_value() if conn.xero_refresh_token else None
-        tokens = TokenManager(self.redis, "Xero", conn.name, refresh, bootstrap)
-        return XeroClient(http_client(), s.xero_api_url, tokens, conn.xero_tenant_id)
+        tokens = TokenManager(
+            self.redis, "Xero", conn.name, refresh, bootstrap, cipher=token_cipher()
+        )
+        limiter = xero_limiter(
+            self.redis,
+            conn.xero_tenant_id,
+            s.xero_client_id,
+            per_minute=s.zxs_xero_per_minute,
+            per_day=s.zxs_xero_per_day,
+            app_per_minute=s.zxs_xero_app_per_minute,
+            concurrent=s.zxs_xero_concurrent,
+            **self._limiter_timing(),
+        )
+        return XeroClient(http_client(), s.xero_api_url, tokens, conn.xero_tenant_id, limiter)
 
     @cached_property
     def zoho(self) -> ZohoClient:
@@ -71,8 +89,27 @@ class StageContext:
             s.zoho_client_secret.get_secret_value(),
         )
         bootstrap = conn.zoho_refresh_token.get_secret_value() if conn.zoho_refresh_token else None
-        tokens = TokenManager(self.redis, "Zoho", conn.name, refresh, bootstrap)
-        return ZohoClient(http_client(), s.zoho_api_url, tokens)
+        tokens = TokenManager(
+            self.redis, "Zoho", conn.name, refresh, bootstrap, cipher=token_cipher()
+        )
+        limiter = zoho_limiter(
+            self.redis,
+            conn.zoho_org_id,
+            per_minute=s.zxs_zoho_per_minute,
+            per_day=s.zxs_zoho_per_day,
+            concurrent=s.zxs_zoho_concurrent,
+            **self._limiter_timing(),
+        )
+        return ZohoClient(http_client(), s.zoho_api_url, tokens, limiter)
+
+    def _limiter_timing(self) -> dict[str, float]:
+        """A slot's lease outlives the longest call, so only a killed worker's slot expires."""
+        s = self.settings
+        return {
+            "minute_seconds": s.zxs_limit_minute_seconds,
+            "lease_seconds": s.zxs_http_timeout + 10,
+            "guard_seconds": s.zxs_limit_guard_seconds,
+        }
 
 
 def build_context(

@@ -38,6 +38,20 @@ class Settings(BaseSettings):
     zxs_retry_backoff_max: float = 600.0
     zxs_event_ttl_seconds: int = 7 * 24 * 3600
     zxs_lock_seconds: float = 60.0
+    xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+    zxs_token_key: SecretStr = Field(
+        SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."
+    )
+    zxs_xero_per_minute: int = Field(60, ge=1)
+    zxs_xero_per_day: int = Field(5000, ge=1)
+    zxs_xero_app_per_minute: int = Field(10_000, ge=1)
+    zxs_xero_concurrent: int = Field(5, ge=1)
+    zxs_zoho_per_minute: int = Field(0, ge=0, description="0: Zoho sets no minute limit.")
+    zxs_zoho_per_day: int = Field(50_000, ge=1)
+    zxs_zoho_concurrent: int = Field(10, ge=1)
+    zxs_limit_minute_seconds: float = Field(60.0, gt=0)
+    zxs_limit_guard_seconds: float = Field(0.5, ge=0)
+    zxs_defer_poll_seconds: float = Field(30.0, gt=0)
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
     sentry_dsn: SecretStr = SecretStr("")

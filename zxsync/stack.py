@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 from sandbox.config import SandboxConfig
 from sandbox.server import ThreadedServer, free_port
 from sandbox.xero_app import XeroSandbox, create_xero_app
@@ -112,6 +114,9 @@ class LocalStack:
             "ZOHO_CLIENT_SECRET": ZOHO_CLIENT_SECRET,
             "ZXS_CONNECTIONS": json.dumps([c.config() for c in self.connections]),
             "ZXS_DATA_DIR": str(self.workdir),
+            "XERO_AUTHORIZE_URL": f"{xero.url}/identity/connect/authorize",
+            "ZXS_TOKEN_KEY": Fernet.generate_key().decode(),  # a fresh key per local stack
+            "ZXS_LIMIT_MINUTE_SECONDS": str(self.sandbox_config.minute_seconds),
             **self.extra_env,
         }
         self._apply_env_here()

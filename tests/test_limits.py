@@ -1,0 +1,131 @@
+"""The shared rate limiter (workers/ratelimit.py) against real Redis: windows, slots, phase."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+
+from schemas.errors import RateLimited
+from workers.ratelimit import Permit, RateLimiter, Window, xero_limiter
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+def limiter(
+    client: redis.Redis,
+    *,
+    per_minute: int = 10,
+    minute: float = 1.0,
+    concurrent: int = 5,
+    lease: float = 5.0,
+    guard: float = 0.05,
+) -> RateLimiter:
+    return xero_limiter(
+        client,
+        f"t-{uuid.uuid4().hex[:8]}",
+        "app",
+        per_minute=per_minute,
+        per_day=1000,
+        app_per_minute=10_000,
+        concurrent=concurrent,
+        minute_seconds=minute,
+        lease_seconds=lease,
+        guard_seconds=guard,
+    )
+
+
+def test_a_full_window_refuses_with_the_wait_until_the_next_one(client: redis.Redis) -> None:
+    lim = limiter(client, per_minute=3, minute=4.0)
+    for _ in range(3):
+        lim.release(lim.acquire())
+    with pytest.raises(RateLimited) as caught:
+        lim.acquire()
+    assert caught.value.problem == "minute, local limiter"
+    assert 3.0 < (caught.value.retry_after or 0) <= 4.1
+
+
+def test_short_waits_block_instead_of_rescheduling(client: redis.Redis) -> None:
+    lim = limiter(client, per_minute=2, minute=0.6, guard=0.05)
+    started = time.monotonic()
+    for _ in range(5):
+        lim.release(lim.acquire())
+    elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 2.5, "two per 0.6 s window: the fifth call waits two windows"
+
+
+def test_at_most_the_concurrent_limit_is_in_flight(client: redis.Redis) -> None:
+    lim = limiter(client, per_minute=1000, minute=60.0, concurrent=3)
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def call() -> None:
+        with lim.slot():
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            time.sleep(0.05)
+            with lock:
+                in_flight[0] -= 1
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 3
+
+
+def test_a_killed_workers_slot_comes_back_after_its_lease(client: redis.Redis) -> None:
+    lim = limiter(client, concurrent=1, lease=1.5)
+    lim.acquire()  # never released: the worker "died"
+    with pytest.raises(RateLimited, match="concurrent"):
+        lim.acquire()  # polls for about a second, then hands the wait to the task
+    time.sleep(0.5)
+    lim.release(lim.acquire())
+
+
+def test_reported_calls_we_did_not_make_are_booked(client: redis.Redis) -> None:
+    lim = limiter(client, per_minute=10, minute=5.0)
+    permit = lim.acquire()
+    lim.observe(permit, {"X-MinLimit-Remaining": "2"})  # Xero counted 8: 7 were not ours
+    lim.release(permit)
+    for _ in range(2):
+        lim.release(lim.acquire())
+    with pytest.raises(RateLimited):
+        lim.acquire()
+
+
+def test_the_window_follows_the_phase_xero_reports(client: redis.Redis) -> None:
+    """We admitted 8 calls, Xero says the 8th was its 2nd: its window began at our 7th."""
+    lim = limiter(client, per_minute=10, minute=5.0, concurrent=5)
+    permits: list[Permit] = []
+    for _ in range(8):
+        permits.append(lim.acquire())
+        lim.release(permits[-1])
+        time.sleep(0.06)  # further apart than the guard
+    lim.observe(permits[-1], {"X-MinLimit-Remaining": "8"})
+    minute = next(w for w in lim.windows if w.name == "minute")
+    anchor = int(client.get(minute.key + ":anchor") or 0)
+    assert anchor == permits[6].admitted_ms - 50
+    for _ in range(8):  # the new window holds 2 of ours: 8 more fit
+        lim.release(lim.acquire())
+    with pytest.raises(RateLimited):
+        lim.acquire()
+
+
+def test_rolling_windows_free_a_call_when_the_oldest_ages_out(client: redis.Redis) -> None:
+    key = f"zxs:rl:test:{uuid.uuid4().hex[:8]}"
+    lim = RateLimiter(client, "Zoho", key, [Window("day", key + ":day", 2, 0.5, fixed=False)],
+                      5, 5.0, 0.0)
+    lim.release(lim.acquire())
+    time.sleep(0.2)
+    lim.release(lim.acquire())
+    started = time.monotonic()
+    lim.release(lim.acquire())  # blocks until the first call is 0.5 s old
+    assert 0.2 < time.monotonic() - started < 0.5

@@ -1,0 +1,284 @@
+"""One rate limiter per Xero tenant (and Xero app, and Zoho org), shared by every worker process.
+
+Xero allows each app, per tenant, 5 calls in flight, 60 a minute and 5,000 a day, and 10,000 a
+minute across tenants; its windows are fixed, not rolling, and reset at a different moment per
+tenant (`../shared/xero/FACTS.md` "Rate limits", developer.xero.com/faq/limits). Zoho CRM counts
+credits over a rolling day and concurrent calls per org (`../shared/zoho/FACTS.md` §6).
+
+Why a Redis Lua script and not the `limits` library: `limits` keeps one counter per limit and
+spends it on `hit()`. Here a call must pass a minute window, a day window, the app's window and a
+concurrency semaphore *together* (spending nothing when any one refuses), and the fixed windows
+must follow Xero's phase, which we only learn afterwards from `X-MinLimit-Remaining` and
+friends. Counters cannot be re-cut when the phase moves; a log of admission times (a sorted set
+per window) can, and one script checks and spends everything atomically.
+
+Fixed windows: a window starts at `anchor + k * length` (the first call anchors it, as Xero's
+does) and admits nothing in its first and last `guard` seconds, so calls in flight across a
+boundary still land in the window they were counted in. Each answer's remaining count is
+compared with the log: if Xero counted far fewer calls than we admitted before that call, its
+window began later than ours and the anchor moves to the call Xero counted first; if Xero
+counted more than we ever admitted in that window, the difference is booked as placeholder
+entries (someone else spent them) so this window admits that many fewer.
+
+Concurrency: a slot is a lease in a sorted set scored by its expiry, released after the answer;
+the lease timeout returns the slot of a worker that was killed mid-call.
+
+When the limiter says wait: a wait under `MAX_BLOCK_SECONDS` sleeps here, a longer one raises
+`RateLimited` with that wait, so the stage task is rescheduled with a countdown (workers/retry.py)
+and the worker is free meanwhile.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from schemas.errors import RateLimited
+
+MAX_BLOCK_SECONDS = 1.0
+CONCURRENCY_POLL_MS = 25
+# A window's phase is kept for two days (or two windows): Xero's windows tick on when idle.
+ANCHOR_TTL_MS = 2 * 86_400_000
+
+_ACQUIRE = """
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local lease, lease_ms = ARGV[1], tonumber(ARGV[2])
+local concurrent, guard, poll = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = (#KEYS - 1) / 2
+local wait, problem = 0, ''
+for i = 1, n do
+  local log, anchor_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local a = 6 + 4 * (i - 1)
+  local name, limit, len = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local w = 0
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - 2 * len)
+  if ARGV[a + 4] == '1' then
+    local anchor = tonumber(redis.call('GET', anchor_key))
+    if anchor then
+      local start = anchor + math.floor((now - anchor) / len) * len
+      local offset = now - start
+      if offset < guard then
+        w = guard - offset
+      elseif offset >= len - guard
+          or redis.call('ZCOUNT', log, start, '(' .. (start + len)) >= limit then
+        w = len - offset + guard
+      end
+    end
+  else
+    local used = redis.call('ZCOUNT', log, '(' .. (now - len), '+inf')
+    if used >= limit then
+      local first = redis.call('ZRANGEBYSCORE', log, '(' .. (now - len), '+inf',
+        'WITHSCORES', 'LIMIT', used - limit, 1)
+      w = tonumber(first[2]) + len - now + 1
+    end
+  end
+  if w > wait then wait, problem = w, name end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if wait == 0 and redis.call('ZCARD', KEYS[1]) >= concurrent then
+  wait, problem = poll, 'concurrent'
+end
+if wait > 0 then return {0, wait, problem, now} end
+for i = 1, n do
+  local log, anchor_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local len = tonumber(ARGV[6 + 4 * (i - 1) + 3])
+  redis.call('ZADD', log, now, lease)
+  redis.call('PEXPIRE', log, 2 * len)
+  if ARGV[6 + 4 * (i - 1) + 4] == '1' then
+    if redis.call('SET', anchor_key, now - guard, 'NX') then
+      redis.call('PEXPIRE', anchor_key, math.max(2 * len, tonumber(ARGV[6])))
+    end
+  end
+end
+redis.call('ZADD', KEYS[1], now + lease_ms, lease)
+redis.call('PEXPIRE', KEYS[1], lease_ms * 2)
+return {1, 0, '', now}
+"""
+
+# KEYS: log, anchor. ARGV: lease, admitted_ms, used (as the API reported it), guard, concurrent
+# (calls in flight may overtake each other, so counts within that margin agree), anchor ttl.
+_OBSERVE = """
+local log, anchor_key = KEYS[1], KEYS[2]
+local lease, at, used = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local len, guard, concurrent, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6]), tonumber(ARGV[7])
+local anchor = tonumber(redis.call('GET', anchor_key))
+if not anchor then return 0 end
+local start = anchor + math.floor((at - anchor) / len) * len
+local before = redis.call('ZCOUNT', log, start, at)
+if before - used >= concurrent then
+  local first = redis.call('ZREVRANGEBYSCORE', log, at, start, 'WITHSCORES', 'LIMIT', used - 1, 1)
+  redis.call('SET', anchor_key, tonumber(first[2]) - guard, 'PX', ttl)
+  return 1
+end
+local total = redis.call('ZCOUNT', log, start, '(' .. (start + len))
+for k = 1, used - total do
+  redis.call('ZADD', log, at, 'spent:' .. lease .. ':' .. k)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """One counted limit: `name` is the problem Xero would name, `header` its remaining count."""
+
+    name: str
+    key: str
+    limit: int
+    seconds: float
+    fixed: bool = True
+    header: str | None = None
+
+
+@dataclass
+class Permit:
+    """One admitted call: its lease and the Redis time it was admitted (ms)."""
+
+    lease: str
+    admitted_ms: int
+
+
+class RateLimiter:
+    """Admits calls under every window and the concurrency limit of one API scope."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        provider: str,
+        scope: str,
+        windows: list[Window],
+        concurrent: int,
+        lease_seconds: float,
+        guard_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if any(w.fixed and guard_seconds * 4 >= w.seconds for w in windows):
+            raise ValueError("the guard must be shorter than a quarter of every window")
+        self._redis = redis_client
+        self.provider = provider
+        self._slots_key = f"zxs:rl:{scope}:slots"
+        self.windows = windows
+        self._concurrent = concurrent
+        self._lease_ms = int(lease_seconds * 1000)
+        self._guard_ms = int(guard_seconds * 1000)
+        self._sleep = sleep
+        self._acquire = redis_client.register_script(_ACQUIRE)
+        self._observe = redis_client.register_script(_OBSERVE)
+
+    @contextmanager
+    def slot(self) -> Iterator[Permit]:
+        """Hold a slot for one call; raises RateLimited when the wait is too long to block."""
+        permit = self.acquire()
+        try:
+            yield permit
+        finally:
+            self.release(permit)
+
+    def acquire(self) -> Permit:
+        lease = secrets.token_hex(8)
+        blocked = 0.0
+        while True:
+            admitted, wait_ms, problem, now_ms = self._try(lease)
+            if admitted:
+                return Permit(lease, now_ms)
+            wait = wait_ms / 1000
+            if blocked + wait > MAX_BLOCK_SECONDS:
+                raise RateLimited(self.provider, f"{problem}, local limiter", max(wait, 0.05))
+            self._sleep(wait)
+            blocked += wait
+
+    def release(self, permit: Permit) -> None:
+        self._redis.zrem(self._slots_key, permit.lease)
+
+    def observe(self, permit: Permit, headers: Mapping[str, str]) -> None:
+        """Bring the windows in step with the remaining counts the API reported."""
+        for window in self.windows:
+            raw = headers.get(window.header) if window.header else None
+            if raw is None or not raw.strip().isdigit():
+                continue
+            used = window.limit - int(raw)
+            if used < 1:
+                continue
+            self._observe(
+                keys=[window.key, window.key + ":anchor"],
+                args=[
+                    permit.lease,
+                    permit.admitted_ms,
+                    used,
+                    int(window.seconds * 1000),
+                    self._guard_ms,
+                    self._concurrent,
+                    max(ANCHOR_TTL_MS, int(window.seconds * 2000)),
+                ],
+            )
+
+    def _try(self, lease: str) -> tuple[bool, int, str, int]:
+        keys = [self._slots_key]
+        args: list[Any] = [
+            lease,
+            self._lease_ms,
+            self._concurrent,
+            self._guard_ms,
+            CONCURRENCY_POLL_MS,
+            ANCHOR_TTL_MS,
+        ]
+        for window in self.windows:
+            keys += [window.key, window.key + ":anchor"]
+            args += [window.name, window.limit, int(window.seconds * 1000), int(window.fixed)]
+        result = cast(list[Any], self._acquire(keys=keys, args=args))
+        return bool(int(result[0])), int(result[1]), str(result[2]), int(result[3])
+
+
+def xero_limiter(
+    redis_client: redis.Redis,
+    tenant_id: str,
+    client_id: str,
+    *,
+    per_minute: int,
+    per_day: int,
+    app_per_minute: int,
+    concurrent: int,
+    minute_seconds: float,
+    lease_seconds: float,
+    guard_seconds: float,
+) -> RateLimiter:
+    """Xero: per tenant minute + day + 5 in flight, and the app's minute across tenants."""
+    tenant = f"xero:{tenant_id}"
+    windows = [
+        Window("day", f"zxs:rl:{tenant}:day", per_day, minute_seconds * 1440,
+               header="X-DayLimit-Remaining"),
+        Window("minute", f"zxs:rl:{tenant}:minute", per_minute, minute_seconds,
+               header="X-MinLimit-Remaining"),
+        Window("appminute", f"zxs:rl:xero-app:{client_id}:minute", app_per_minute,
+               minute_seconds, header="X-AppMinLimit-Remaining"),
+    ]
+    return RateLimiter(
+        redis_client, "Xero", tenant, windows, concurrent, lease_seconds, guard_seconds
+    )
+
+
+def zoho_limiter(
+    redis_client: redis.Redis,
+    org_id: str,
+    *,
+    per_minute: int,
+    per_day: int,
+    concurrent: int,
+    minute_seconds: float,
+    lease_seconds: float,
+    guard_seconds: float,
+) -> RateLimiter:
+    """Zoho: credits over a rolling day and calls in flight per org; a minute cap if set."""
+    org = f"zoho:{org_id}"
+    windows = [Window("day", f"zxs:rl:{org}:day", per_day, minute_seconds * 1440, fixed=False)]
+    if per_minute > 0:
+        windows.append(Window("minute", f"zxs:rl:{org}:minute", per_minute, minute_seconds))
+    return RateLimiter(redis_client, "Zoho", org, windows, concurrent, lease_seconds, guard_seconds)
