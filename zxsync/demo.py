@@ -3,7 +3,8 @@
 Embedded Redis, both sandboxes and a real Celery worker; Zoho is seeded with invoices over
 several accounts and products (some already in Xero, most new), plus one invoice whose product
 has no code, to show what an exception report looks like. Every event is sent twice more to show
-that repeats never duplicate a Xero invoice.
+that repeats never duplicate a Xero invoice. A few purchase orders from new vendors become Xero
+purchase orders; one is then billed in Xero and the status poll brings BILLED back to Zoho.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zxsync.stack import LocalConnection, LocalStack
 
 CONNECTION = LocalConnection("demo-au", "a1b2c3d4-0000-4000-8000-00000000d3m0", "org-demo-au")
 REPEATS = 3
+PURCHASE_ORDERS = 4
 
 
 @dataclass
@@ -33,6 +35,7 @@ class DemoResult:
     pending: int
     verified: int
     problems: list[str]
+    purchase_orders: int = 0
 
 
 def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -> int:
@@ -47,15 +50,19 @@ def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -
         )
         console.print(
             f"Seeded Zoho: {len(dataset.accounts)} accounts, {len(dataset.products)} products, "
-            f"{len(dataset.invoices) + 1} invoices; Xero already knows "
+            f"{len(dataset.invoices) + 1} invoices, {len(dataset.purchase_orders)} purchase "
+            f"orders from {len(dataset.vendors)} vendors; Xero already knows "
             f"{len(stack.xero.contacts(CONNECTION.xero_tenant_id))} contacts and "
             f"{len(stack.xero.items(CONNECTION.xero_tenant_id))} items."
         )
         stack.start_worker()
         record_ids = [str(inv["id"]) for inv in dataset.invoices] + [planted]
         _enqueue(record_ids)
+        _enqueue([str(po["id"]) for po in dataset.purchase_orders], "Purchase_Orders")
         outcomes = _follow(console, stack, record_ids, timeout)
         result = _verify(stack, dataset, outcomes)
+        result.purchase_orders, po_problems = _check_purchase_orders(stack, dataset, timeout)
+        result.problems += po_problems
         _summarise(console, stack, result, outcomes)
         ok = (
             result.pending == 0
@@ -74,7 +81,9 @@ def _seed(stack: LocalStack, invoices: int) -> ZohoDataset:
     dataset = load_dataset(
         stack.zoho,
         CONNECTION.zoho_org_id,
-        build_dataset(invoices=invoices, accounts=6, products=10),
+        build_dataset(
+            invoices=invoices, accounts=6, products=10, purchase_orders=PURCHASE_ORDERS
+        ),
     )
     tenant = CONNECTION.xero_tenant_id
     # Some customers and products are already in Xero: found by name / code, not duplicated.
@@ -118,7 +127,7 @@ def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
     return str(invoice["id"])
 
 
-def _enqueue(record_ids: list[str]) -> None:
+def _enqueue(record_ids: list[str], module: str = "Invoices") -> None:
     """Send every event REPEATS times, as a relay that retries would."""
     from workers.app import app
 
@@ -126,7 +135,7 @@ def _enqueue(record_ids: list[str]) -> None:
         for record_id in record_ids:
             job = {
                 "connection": CONNECTION.name,
-                "module": "Invoices",
+                "module": module,
                 "record_id": record_id,
                 "event": "insert",
                 "event_id": f"demo-{record_id}",
@@ -198,6 +207,49 @@ def _verify(
     )
 
 
+def _check_purchase_orders(
+    stack: LocalStack, dataset: ZohoDataset, timeout: float
+) -> tuple[int, list[str]]:
+    """One Xero purchase order per Zoho one, equal totals, written back; then the first is billed
+    in Xero and one run of the status poll must bring BILLED back to Zoho."""
+    from workers.app import app
+    from workers.history import RecordHistory, record_key
+    from workers.redis import get_redis
+
+    tenant, org = CONNECTION.xero_tenant_id, CONNECTION.zoho_org_id
+    ids = [str(po["id"]) for po in dataset.purchase_orders]
+    keys = {record_key(CONNECTION.name, "Purchase_Orders", rid) for rid in ids}
+    history = RecordHistory(get_redis())
+    deadline = time.monotonic() + timeout
+    while not keys <= set(history.outcomes(CONNECTION.name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orders = stack.xero.purchase_orders(tenant)
+    by_reference = {str(po["Reference"]): po for po in orders}
+    problems = [] if len(orders) == len(ids) else [f"{len(orders)} Xero POs for {len(ids)}"]
+    verified = 0
+    for record_id in ids:
+        zoho = stack.zoho.get(org, "Purchase_Orders", record_id) or {}
+        xero = by_reference.get(str(zoho.get("PO_Number")), {})
+        same_total = Decimal(str(xero.get("Total", "NaN"))) == Decimal(str(zoho.get("Grand_Total")))
+        if same_total and zoho.get("Xero_Purchase_Order_ID") == xero.get("PurchaseOrderID"):
+            verified += 1
+        else:
+            problems.append(f"{zoho.get('PO_Number')}: no matching, written-back Xero PO")
+    if ids and verified == len(ids):
+        first = by_reference[dataset.purchase_orders[0]["PO_Number"]]
+        stack.xero.bill_purchase_order(tenant, first["PurchaseOrderID"])
+        app.send_task("zxsync.po_status_poll", args=[CONNECTION.name])
+        deadline = time.monotonic() + 60
+        while (stack.zoho.get(org, "Purchase_Orders", ids[0]) or {}).get("Xero_PO_Status") != (
+            "BILLED"
+        ):
+            if time.monotonic() > deadline:
+                problems.append(f"{first['Reference']}: BILLED never reached Zoho")
+                break
+            time.sleep(0.2)
+    return verified, problems
+
+
 def _summarise(
     console: Console, stack: LocalStack, result: DemoResult, outcomes: dict[str, tuple[str, str]]
 ) -> None:
@@ -215,6 +267,9 @@ def _summarise(
     table.add_row("events received (each sent 3 times)", str(REPEATS * len(outcomes)))
     table.add_row(
         "verified in sandbox (1 invoice, Total = Grand_Total, written back)", str(result.verified)
+    )
+    table.add_row(
+        "purchase orders in Xero (Total = Grand_Total, BILLED back)", str(result.purchase_orders)
     )
     table.add_row("Xero API calls used", str(sum(xero_stats["calls"].values())))
     table.add_row("Xero 429 answers", str(xero_stats["status"].get("429", 0)))
