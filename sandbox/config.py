@@ -41,4 +41,13 @@ class SandboxConfig(BaseModel):
     idempotency_window_seconds: float = 6 * 60
     latency_seconds: float = 0.0
     fault_rate: float = Field(0.0, ge=0, le=1, description="Share of calls answered with a 5xx.")
+    timeout_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of calls done but answered only after timeout_seconds."
+    )
+    timeout_seconds: float = Field(35.0, gt=0, description="Longer than the client's timeout.")
+    drop_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of calls done whose connection drops mid-answer."
+    )
+    slow_rate: float = Field(0.0, ge=0, le=1, description="Share of calls slowed down.")
+    slow_seconds: float = Field(2.0, ge=0, description="Extra latency of a slowed call.")
     seed: int = 7

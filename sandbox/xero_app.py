@@ -9,8 +9,11 @@ Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-id
   (401 problem JSON, "TokenExpired: ..." or "AuthenticationUnsuccessful"), then the
   `xero-tenant-id` header (403), then rate limits (429 with `X-Rate-Limit-Problem`, `Retry-After`
   for minute/day only; FACTS "Rate limits", developer.xero.com/faq/limits), then `latency_seconds`
-  while holding a concurrency slot, then `Idempotency-Key` (FACTS "Idempotency"; checked after
-  rate limiting, so a replay still spends a call), then the handler. Answers carry
+  (plus `slow_seconds` for a `slow_rate` share) while holding a concurrency slot, then
+  `Idempotency-Key` (FACTS "Idempotency"; checked after
+  rate limiting, so a replay still spends a call), then the handler; a `timeout_rate` share of
+  answers then arrives only after `timeout_seconds` and a `drop_rate` share is cut off mid-body
+  (sandbox/faults.py: the work is done, the answer lost). Answers carry
   `X-DayLimit-Remaining`, `X-MinLimit-Remaining`, `X-AppMinLimit-Remaining`.
 - Batches (FACTS "Batches and errors", developer.xero.com/documentation/api/accounting/
   requests-and-responses): without `summarizeErrors=false` one bad element makes the answer a 400
@@ -461,7 +464,7 @@ class _Api:
         async def endpoint(request: Request) -> Response:
             reply, tenant_id = await self._accounting(request, handler)
             self.xs.record(f"{request.method} {template}", reply.status, tenant_id)
-            return _respond(reply)
+            return await self.xs.faults.deliver(_respond(reply), self.xs.faults.lose())
 
         return endpoint
 
@@ -482,7 +485,7 @@ class _Api:
                 headers["Retry-After"] = str(admission.retry_after)
             return Reply(429, "Rate limit exceeded", headers), tenant_id
         try:
-            await self._pause()
+            await xs.faults.slow_down()
             body = await request.body()
             ctx = Ctx(
                 xs=xs,

@@ -9,6 +9,8 @@ OpenAPI spec xero_accounting.yaml 16.1.0 for the shapes):
 - Rate limits (FACTS "Rate limits", developer.xero.com/faq/limits): per tenant 5 in flight,
   60 a minute, 5,000 a day, per app 10,000 a minute; fixed windows that start with a tenant's
   first call (so they reset at different times per tenant); a refused call spends nothing.
+  Xero's FAQ page developer.xero.com/faq/limits/rate-limits words them as "a rolling 60 second
+  window" and "a rolling 24 hour window"; FACTS (Xero staff answers) says fixed, which we keep.
 - Idempotency (FACTS "Idempotency", developer.xero.com/documentation/guides/idempotent-requests/
   idempotency): keys are per app, live 6 minutes from the first call, replay errors too.
 - Documents (FACTS "Documents", "Batches and errors", "Rounding"): validation messages, status
@@ -37,6 +39,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
 
 JSON = dict[str, Any]
 
@@ -393,6 +396,7 @@ class XeroSandbox:
         self._limits: dict[str, _Limits] = {}
         self._app_windows: dict[str, _Window] = {}
         self._idempotency: dict[tuple[str, str], _Idempotent] = {}
+        self.faults = Faults(self.config)
         self._rng = random.Random(self.config.seed)
         self._calls: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()

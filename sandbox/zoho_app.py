@@ -15,13 +15,13 @@ Faithful envelopes and status codes:
   `page_token` past 2,000 records, search `criteria` with escapes, notes, attachments and
   `/settings/fields`.
 - Limits (§6): 1 credit per call per org over a rolling day, concurrent calls per org, both
-  answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` delays and `fault_rate` answers 500
-  `INTERNAL_ERROR` before a call touches data, so a fault never half-applies a write.
+  answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` (and `slow_rate`) delays and `fault_rate`
+  answers 500 `INTERNAL_ERROR` before a call touches data, so a 500 never half-applies a write;
+  `timeout_rate` and `drop_rate` lose the answer of a call that did its work (sandbox/faults.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -611,8 +611,7 @@ def _crm(zs: ZohoSandbox, label: str, handler: Handler) -> Callable[[Request], A
         if not zs.admit(org_id):
             raise ApiError(429, "TOO_MANY_REQUESTS", "too many requests")
         try:
-            if zs.config.latency_seconds:
-                await asyncio.sleep(zs.config.latency_seconds)
+            await zs.faults.slow_down()
             if zs.roll_fault():
                 raise ApiError(500, "INTERNAL_ERROR", "Internal Server Error")
             return await handler(zs, request, org_id)
@@ -628,7 +627,7 @@ def _crm(zs: ZohoSandbox, label: str, handler: Handler) -> Callable[[Request], A
         version = str(request.path_params["version"])
         route = label.replace("{module}", module).replace("{version}", version)
         zs.count(f"{request.method} {route}", response.status_code)
-        return response
+        return await zs.faults.deliver(response, zs.faults.lose())
 
     return endpoint
 

@@ -14,8 +14,10 @@ Faithful:
   only when their `id` is sent again, inventory totals computed by the server.
 - Workflow: the API runs workflow rules unless `trigger` is given without "workflow"; an omitted
   `trigger` runs them, as in Zoho, so write-backs must send `"trigger": []`.
-- Limits (§6): API credits per org over a rolling day and concurrent calls per org, both from
-  `SandboxConfig.zoho_limits`; a sandbox day is `minute_seconds * 1440`.
+- Limits (§6; zoho.com/crm/developer/docs/api/v4/api-limits.html: "Maximum credit limit in a
+  24-hour window", Standard 50,000 + 250 per user): API credits per org over a rolling day and
+  concurrent calls per org, both from `SandboxConfig.zoho_limits`; a sandbox day is
+  `minute_seconds * 1440`.
 
 Field lists (`MODULE_FIELDS`) hold the standard fields of §5 plus these CUSTOM fields, which a
 user must create in their own org (Setup > Modules and Fields) before the integration writes back:
@@ -46,6 +48,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
 
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
@@ -409,6 +412,7 @@ class ZohoSandbox:
             self._status: Counter[int] = Counter()
             self._token_refreshes = 0
             self._rng = random.Random(self.config.seed)
+            self.faults = Faults(self.config)
             for rt in self._refresh.values():
                 rt.issued.clear()
                 rt.live.clear()

@@ -42,6 +42,7 @@ TASK_MODULES = [
     "tasks.po_writeback",
     "tasks.po_status_poll",
     "workers.alerts",
+    "workers.deferral",
 ]
 
 PO_STATUS_POLL_SECONDS = 300  # purchase order statuses back to Zoho (no Xero webhook)
@@ -83,6 +84,10 @@ def create_app() -> Celery:
             "po-status-poll": {
                 "task": "zxsync.po_status_poll",
                 "schedule": PO_STATUS_POLL_SECONDS,
+            },
+            "release-deferred": {  # jobs parked until Xero's next daily window
+                "task": "zxsync.release_deferred",
+                "schedule": settings.zxs_defer_poll_seconds,
             },
         },
     )

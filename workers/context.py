@@ -75,6 +75,7 @@ class StageContext:
             per_day=s.zxs_xero_per_day,
             app_per_minute=s.zxs_xero_app_per_minute,
             concurrent=s.zxs_xero_concurrent,
+            rolling=s.zxs_xero_rolling_windows,
             **self._limiter_timing(),
         )
         return XeroClient(http_client(), s.xero_api_url, tokens, conn.xero_tenant_id, limiter)

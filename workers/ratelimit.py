@@ -249,16 +249,23 @@ def xero_limiter(
     minute_seconds: float,
     lease_seconds: float,
     guard_seconds: float,
+    rolling: bool = False,
 ) -> RateLimiter:
-    """Xero: per tenant minute + day + 5 in flight, and the app's minute across tenants."""
+    """Xero: per tenant minute + day + 5 in flight, and the app's minute across tenants.
+
+    FACTS.md says Xero's windows are fixed; Xero's own FAQ page (developer.xero.com/faq/limits/
+    rate-limits) says "a rolling 60 second window" and "a rolling 24 hour window". Fixed is the
+    default (it is what the sandbox does); `rolling` (ZXS_XERO_ROLLING_WINDOWS) counts rolling
+    windows instead, which a fixed-window server also accepts, at some cost in throughput."""
     tenant = f"xero:{tenant_id}"
+    fixed = not rolling
     windows = [
-        Window("day", f"zxs:rl:{tenant}:day", per_day, minute_seconds * 1440,
-               header="X-DayLimit-Remaining"),
-        Window("minute", f"zxs:rl:{tenant}:minute", per_minute, minute_seconds,
-               header="X-MinLimit-Remaining"),
+        Window("day", f"zxs:rl:{tenant}:day", per_day, minute_seconds * 1440, fixed,
+               "X-DayLimit-Remaining"),
+        Window("minute", f"zxs:rl:{tenant}:minute", per_minute, minute_seconds, fixed,
+               "X-MinLimit-Remaining"),
         Window("appminute", f"zxs:rl:xero-app:{client_id}:minute", app_per_minute,
-               minute_seconds, header="X-AppMinLimit-Remaining"),
+               minute_seconds, fixed, "X-AppMinLimit-Remaining"),
     ]
     return RateLimiter(
         redis_client, "Xero", tenant, windows, concurrent, lease_seconds, guard_seconds

@@ -1,7 +1,10 @@
 """Retry policy: how long to wait before the next attempt, decided from the error alone.
 
-Rate limits wait exactly what Xero's Retry-After says; other transient failures back off
-exponentially with full jitter (Celery's own helper); everything else is permanent.
+Rate limits wait exactly what Xero's Retry-After (or the shared limiter) says, without spending
+an attempt: inside a task, `should_retry` hands them to workers/deferral.py, which sends the task
+again with that countdown, or parks it until the next daily window, and ends the run. Other
+transient failures back off exponentially with full jitter (Celery's own helper); everything
+else is permanent.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ RATE_LIMIT_FALLBACK_SECONDS = 5.0
 
 
 def should_retry(exc: BaseException) -> bool:
+    if isinstance(exc, RateLimited):
+        from workers.deferral import reschedule  # imports the Celery app; only tasks need it
+
+        reschedule(exc)
     return isinstance(exc, SyncError) and exc.retryable
 
 

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     zxs_zoho_concurrent: int = Field(10, ge=1)
     zxs_limit_minute_seconds: float = Field(60.0, gt=0)
     zxs_limit_guard_seconds: float = Field(0.5, ge=0)
+    zxs_xero_rolling_windows: bool = False
     zxs_defer_poll_seconds: float = Field(30.0, gt=0)
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
