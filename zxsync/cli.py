@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 console = Console()
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(__import__("zxsync.connect").connect.app, name="connect")
 app.command()(status)
 app.command()(flower)
 

@@ -1,0 +1,224 @@
+"""`zxsync connect xero|zoho --connection NAME`: OAuth2 consent, then tokens into the token store.
+
+The authorization-code flow (Authlib's httpx client): print (and open) the consent URL, take the
+code from a one-shot callback server on 127.0.0.1 or from the redirected URL pasted back, and
+exchange it. The new token set goes into the encrypted store for the connection and clears any
+"reconnect" alert, so workers pick it up on their next call. Works against the sandboxes, whose
+consent screens approve at once (`zxsync sandbox` prints the settings).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import warnings
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import typer
+from rich.console import Console
+
+from clients.tokens import TokenManager, TokenSet
+from clients.xero import refresh_xero_token
+from clients.zoho import refresh_zoho_token
+from workers.context import http_client, token_cipher
+from workers.redis import get_redis
+from workers.settings import Settings, get_settings
+
+app = typer.Typer(help="Connect a Xero organisation or a Zoho org and store its tokens.")
+console = Console()
+
+XERO_SCOPES = (
+    "openid profile email offline_access accounting.transactions accounting.contacts "
+    "accounting.settings"
+)
+ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ"
+CALLBACK_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    authorize_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str
+    auth_method: str  # Xero: HTTP Basic; Zoho: id and secret in the form (FACTS.md)
+    extra: dict[str, str]
+
+
+def provider(name: str, settings: Settings) -> Provider:
+    if name == "Xero":
+        return Provider(
+            "Xero",
+            settings.xero_authorize_url,
+            f"{settings.xero_identity_url.rstrip('/')}/connect/token",
+            settings.xero_client_id,
+            settings.xero_client_secret.get_secret_value(),
+            XERO_SCOPES,
+            "client_secret_basic",
+            {},
+        )
+    accounts = settings.zoho_accounts_url.rstrip("/")
+    return Provider(
+        "Zoho",
+        f"{accounts}/oauth/v2/auth",
+        f"{accounts}/oauth/v2/token",
+        settings.zoho_client_id,
+        settings.zoho_client_secret.get_secret_value(),
+        ZOHO_SCOPES,
+        "client_secret_post",
+        {"access_type": "offline", "prompt": "consent"},
+    )
+
+
+def consent(
+    p: Provider, redirect_uri: str, open_url: Callable[[str], Any], paste: bool = False
+) -> TokenSet:
+    """Run the consent and exchange the code; the redirected URL comes back by callback or paste."""
+    with warnings.catch_warnings():  # Authlib 1.9 deprecates this module for "httpx2"; we use httpx
+        warnings.simplefilter("ignore")
+        from authlib.integrations.httpx_client import OAuth2Client
+
+    client = OAuth2Client(
+        p.client_id,
+        p.client_secret,
+        scope=p.scope,
+        redirect_uri=redirect_uri,
+        token_endpoint_auth_method=p.auth_method,
+    )
+    url, _state = client.create_authorization_url(p.authorize_url, **p.extra)
+    if paste:
+        open_url(url)
+        answer = typer.prompt("Paste the URL your browser was sent to").strip()
+    else:
+        answer = _await_callback(redirect_uri, lambda: open_url(url))
+    query = parse_qs(urlsplit(answer).query)
+    # Zoho names the accounts server of the user's data centre (FACTS §1): exchange there.
+    token_url = p.token_url
+    if "accounts-server" in query:
+        token_url = f"{query['accounts-server'][0].rstrip('/')}/oauth/v2/token"
+    token = client.fetch_token(token_url, authorization_response=answer)
+    return TokenSet.issued(
+        token["access_token"],
+        token["refresh_token"],
+        float(token["expires_in"]),
+        token.get("api_domain"),
+    )
+
+
+def _await_callback(redirect_uri: str, open_consent: Callable[[], Any]) -> str:
+    """Serve one GET on the redirect URI's 127.0.0.1 port and return the full redirected URL."""
+    parts = urlsplit(redirect_uri)
+    received: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(f"{parts.scheme}://{parts.netloc}{self.path}")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"zxsync: consent received, you can close this window.\n")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the terminal shows our own messages only."""
+
+    server = http.server.HTTPServer((parts.hostname or "127.0.0.1", parts.port or 80), Handler)
+    server.timeout = CALLBACK_TIMEOUT_SECONDS
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        open_consent()
+        thread.join(CALLBACK_TIMEOUT_SECONDS)
+    finally:
+        server.server_close()
+    if not received:
+        raise typer.BadParameter("no consent arrived on the callback; try --paste")
+    return received[0]
+
+
+def connect(
+    name: str,
+    connection: str,
+    redirect_uri: str,
+    open_url: Callable[[str], Any],
+    paste: bool = False,
+) -> TokenSet:
+    """Consent for one connection and store its tokens; Xero: check the tenant is connected."""
+    settings = get_settings()
+    conn = settings.connection(connection)
+    p = provider(name, settings)
+    tokens = consent(p, redirect_uri, open_url, paste)
+    if name == "Xero":
+        _check_tenant(settings, tokens, conn.xero_tenant_id)
+        refresh = refresh_xero_token(http_client(), settings.xero_identity_url, p.client_id,
+                                     p.client_secret)
+    else:
+        refresh = refresh_zoho_token(http_client(), settings.zoho_accounts_url, p.client_id,
+                                     p.client_secret)
+    TokenManager(get_redis(), name, conn.name, refresh, None, cipher=token_cipher()).store(tokens)
+    return tokens
+
+
+def _check_tenant(settings: Settings, tokens: TokenSet, tenant_id: str) -> None:
+    """GET /connections (api.xero.com, beside the Accounting API): is our tenant among them?"""
+    base = settings.xero_api_url.rstrip("/").removesuffix("/api.xro/2.0")
+    answer = httpx.get(
+        f"{base}/connections", headers={"Authorization": f"Bearer {tokens.access_token}"}
+    )
+    answer.raise_for_status()
+    tenants = {t["tenantId"]: t.get("tenantName", "") for t in answer.json()}
+    if tenant_id not in tenants:
+        names = ", ".join(f"{n} ({i})" for i, n in tenants.items()) or "none"
+        raise typer.BadParameter(
+            f"the consent connected {names}, not the connection's tenant {tenant_id}: "
+            "choose that organisation on Xero's consent screen"
+        )
+
+
+ConnectionOpt = Annotated[str, typer.Option("--connection", "-c", help="Connection name.")]
+RedirectOpt = Annotated[
+    str, typer.Option(help="Registered redirect URI; a 127.0.0.1 one is served here.")
+]
+PasteOpt = Annotated[
+    bool, typer.Option(help="Paste the redirected URL instead of running the local callback.")
+]
+BrowserOpt = Annotated[bool, typer.Option(help="Open the consent URL in a browser.")]
+
+
+def _opener(browser: bool) -> Callable[[str], None]:
+    def open_url(url: str) -> None:
+        console.print(f"Open this URL and approve access:\n{url}", soft_wrap=True)
+        if browser:
+            webbrowser.open(url)
+
+    return open_url
+
+
+@app.command()
+def xero(
+    connection: ConnectionOpt,
+    redirect_uri: RedirectOpt = "http://127.0.0.1:8765/callback",
+    paste: PasteOpt = False,
+    browser: BrowserOpt = True,
+) -> None:
+    """Connect the connection's Xero organisation (scopes include offline_access)."""
+    connect("Xero", connection, redirect_uri, _opener(browser), paste)
+    console.print(f"[green]Xero connected[/green] for '{connection}'; tokens stored (encrypted).")
+
+
+@app.command()
+def zoho(
+    connection: ConnectionOpt,
+    redirect_uri: RedirectOpt = "http://127.0.0.1:8765/callback",
+    paste: PasteOpt = False,
+    browser: BrowserOpt = True,
+) -> None:
+    """Connect the connection's Zoho CRM org (offline access, in your data centre)."""
+    connect("Zoho", connection, redirect_uri, _opener(browser), paste)
+    console.print(f"[green]Zoho connected[/green] for '{connection}'; tokens stored (encrypted).")
