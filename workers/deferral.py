@@ -7,6 +7,9 @@ countdown that would be redelivered every `visibility_timeout` (`../shared/notes
 so the task is parked in the Redis sorted set `zxs:deferred`, scored by when it is due, and the
 beat task `zxsync.release_deferred` (`celery -A workers.app beat`) sends it again then.
 
+A rescheduled task gets a new task id: it is a new delivery, not the redelivery of one that
+killed its worker (which the stage middleware counts per task id and attempt).
+
 A parked item keeps the stage name, the full stage message and the task's signature with the
 rest of its chain, so it resumes at the same stage; it resumes as a retry (attempt >= 1), so the
 invoice stage looks the document up before creating it, Xero's 6-minute idempotency window being
@@ -22,6 +25,7 @@ from typing import Any, cast
 import structlog
 from celery import current_task
 from celery.exceptions import Ignore
+from kombu.utils.uuid import uuid
 
 from schemas.errors import RateLimited
 from schemas.wire import dumps, loads
@@ -50,12 +54,14 @@ def reschedule(exc: RateLimited) -> None:
     wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
     if exc.problem.startswith("day") or wait > get_settings().zxs_retry_backoff_max:
         due = time.time() + wait
-        signature = task.signature_from_request(retries=max(1, request.retries))
+        signature = task.signature_from_request(retries=max(1, request.retries), task_id=uuid())
         park(task.name, message, dict(signature), due, str(exc))
         history.log(key, task.name, "deferred", error=str(exc), until=_iso(due))
         log.warning("stage.deferred", stage=task.name, record=key, until=_iso(due))
     else:
-        task.signature_from_request(countdown=wait, retries=request.retries).apply_async()
+        task.signature_from_request(
+            countdown=wait, retries=request.retries, task_id=uuid()
+        ).apply_async()
         history.log(key, task.name, "throttled", error=str(exc), countdown=round(wait, 2))
     raise Ignore()
 
