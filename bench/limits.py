@@ -79,7 +79,8 @@ def main() -> None:
         from workers.deadletter import DeadLetterStore
         from workers.redis import get_redis
 
-        reasons = Counter(f"{d.stage}: {d.error[:120]}" for d in DeadLetterStore(get_redis()).list())
+        letters = DeadLetterStore(get_redis()).list()
+        reasons = Counter(f"{d.stage}: {d.error[:120]}" for d in letters)
         for reason, count in reasons.most_common(5):
             print(f"dead letter    {count} x {reason}")
 
