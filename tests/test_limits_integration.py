@@ -6,9 +6,10 @@ bookkeeping. Sizes are CI-sized; `bench/limits.py` runs the full-size figure.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,16 @@ from sandbox.config import SandboxConfig
 from sandbox.seed import build_dataset, load_dataset
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """LocalStack.start() writes its settings (our tight budgets too) into os.environ, where
+    later stacks' workers would inherit them: put the environment back after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def send(connection: str, record_ids: list[str], prefix: str) -> None:
