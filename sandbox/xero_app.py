@@ -210,7 +210,7 @@ def list_contacts(ctx: Ctx) -> Reply:
                   "EmailAddress")
         contacts = [c for c in contacts if any(term in str(c.get(f) or "").lower()
                                                 for f in fields)]
-    return _list(ctx, "Contacts", copy.deepcopy(contacts), paged=True)
+    return _list(ctx, "Contacts", [ctx.xs.render_contact(t, c) for c in contacts], paged=True)
 
 
 def list_items(ctx: Ctx) -> Reply:
@@ -285,7 +285,8 @@ def get_contact(ctx: Ctx) -> Reply:
     contact = ctx.xs.find_contact(ctx.tenant, ctx.params["ref"])
     if contact is None:
         return Reply(404, NOT_FOUND)
-    return Reply(200, _envelope(ctx.xs, "Contacts", copy.deepcopy([contact])))
+    rendered = ctx.xs.render_contact(ctx.tenant, contact)
+    return Reply(200, _envelope(ctx.xs, "Contacts", [rendered]))
 
 
 def get_item(ctx: Ctx) -> Reply:
@@ -441,6 +442,43 @@ write_purchase_orders = _write_documents(
     "PurchaseOrders", "PurchaseOrderID", XeroSandbox.find_purchase_order,
     XeroSandbox.save_purchase_order,
 )
+
+
+def list_credit_notes(ctx: Ctx) -> Reply:
+    t = ctx.tenant
+    notes = copy.deepcopy(ctx.xs.ordered(t, t.credit_notes, "CreditNoteID"))
+    return _list(ctx, "CreditNotes", notes, paged=True)
+
+
+def get_credit_note(ctx: Ctx) -> Reply:
+    note = ctx.xs.find_credit_note(ctx.tenant, ctx.params["ref"])
+    if note is None:
+        return Reply(404, NOT_FOUND)
+    return Reply(200, _envelope(ctx.xs, "CreditNotes", copy.deepcopy([note])))
+
+
+def write_credit_notes(ctx: Ctx) -> Reply:
+    return _write(
+        ctx,
+        "CreditNotes",
+        lambda e: ctx.xs.save_credit_note(ctx.tenant.tenant_id, e, unitdp=ctx.unitdp),
+        copy.deepcopy,
+        "HasErrors",
+    )
+
+
+def allocate_credit_note(ctx: Ctx) -> Reply:
+    """PUT /CreditNotes/{id}/Allocations: `{"Allocations": [{Amount, Invoice{InvoiceID}}]}`."""
+    note = ctx.xs.find_credit_note(ctx.tenant, ctx.params["ref"])
+    if note is None:
+        return Reply(404, NOT_FOUND)
+    return _write(
+        ctx,
+        "Allocations",
+        lambda e: ctx.xs.allocate_credit_note(ctx.tenant, note, e),
+        copy.deepcopy,
+        None,
+    )
 
 
 def get_organisation(ctx: Ctx) -> Reply:
@@ -600,10 +638,14 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/PurchaseOrders", write_purchase_orders, ["PUT", "POST"]),
         ("/PurchaseOrders/{ref}", get_purchase_order, ["GET"]),
         ("/PurchaseOrders/{ref}", write_purchase_orders, ["POST"]),
+        ("/CreditNotes", list_credit_notes, ["GET"]),
+        ("/CreditNotes", write_credit_notes, ["PUT"]),
+        ("/CreditNotes/{ref}", get_credit_note, ["GET"]),
+        ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
     ]
     labels = {
         "Contacts": "ContactID", "Items": "ItemID", "Invoices": "InvoiceID",
-        "PurchaseOrders": "PurchaseOrderID",
+        "PurchaseOrders": "PurchaseOrderID", "CreditNotes": "CreditNoteID",
     }
     api_routes = []
     for path, handler, methods in accounting:

@@ -40,6 +40,7 @@ from typing import Any
 
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
+from sandbox.xero_webhooks import CATEGORIES, XeroWebhooks
 
 JSON = dict[str, Any]
 
@@ -357,6 +358,8 @@ class Tenant:
     invoice_counter: int = 0
     purchase_orders: dict[str, JSON] = field(default_factory=dict)
     po_counter: int = 0
+    credit_notes: dict[str, JSON] = field(default_factory=dict)
+    credit_note_counter: int = 0
 
 
 class ValidationFailed(ValueError):
@@ -385,6 +388,7 @@ class XeroSandbox:
         self.config = config
         self.clock = clock
         self.lock = threading.RLock()
+        self.webhooks = XeroWebhooks()
         self._init_state()
 
     def _init_state(self) -> None:
@@ -551,13 +555,43 @@ class XeroSandbox:
                 "HasValidationErrors": False,
             }
             invoice["Payments"].append(payment)
-            invoice["AmountPaid"] = money(invoice["AmountPaid"] + amount)
-            invoice["AmountDue"] = money(invoice["AmountDue"] - amount)
-            if invoice["AmountDue"] == 0:
-                invoice["Status"] = "PAID"
-                invoice["FullyPaidOnDate"] = _day_fields("Date", paid_on)["Date"]
-            self._touch(self.tenant(tenant_id), invoice, "InvoiceID", now)
+            self._settle(self.tenant(tenant_id), invoice, "AmountPaid", amount, paid_on)
             return copy.deepcopy(payment)
+
+    def apply_credit_note(
+        self, tenant_id: str, invoice_id: str, amount: Decimal, credit: Decimal | None = None
+    ) -> JSON:
+        """Raise an AUTHORISED ACCRECCREDIT of `credit` (default `amount`, tax-free) for the
+        invoice's contact and allocate `amount` of it to the invoice (Xero's UI does both)."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            invoice = t.invoices[invoice_id]
+            note, errors = self.save_credit_note(tenant_id, {
+                "Type": "ACCRECCREDIT", "Status": "AUTHORISED",
+                "Contact": {"ContactID": invoice["Contact"]["ContactID"]},
+                "CurrencyCode": invoice["CurrencyCode"], "LineAmountTypes": "NoTax",
+                "LineItems": [{"Description": "Credit", "Quantity": 1,
+                               "UnitAmount": credit or amount, "AccountCode": "200"}],
+            }, unitdp=2)
+            if note is None:
+                raise ValidationFailed(errors)
+            allocation, errors = self.allocate_credit_note(t, note, {
+                "Amount": amount, "Invoice": {"InvoiceID": invoice_id},
+            })
+            if allocation is None:
+                raise ValidationFailed(errors)
+            return copy.deepcopy(note)
+
+    def _settle(
+        self, t: Tenant, invoice: JSON, applied: str, amount: Decimal, on: date
+    ) -> None:
+        """Apply a payment (AmountPaid) or credit (AmountCredited); PAID when nothing is due."""
+        invoice[applied] = money(invoice[applied] + amount)
+        invoice["AmountDue"] = money(invoice["AmountDue"] - amount)
+        if invoice["AmountDue"] == 0:
+            invoice["Status"] = "PAID"
+            invoice["FullyPaidOnDate"] = _day_fields("Date", on)["Date"]
+        self._touch(t, invoice, "InvoiceID", self.clock())
 
     def bill_purchase_order(self, tenant_id: str, purchase_order_id: str) -> JSON:
         """Mark an AUTHORISED purchase order BILLED, as creating a bill from it in Xero does."""
@@ -632,8 +666,15 @@ class XeroSandbox:
         )
 
     def _touch(self, t: Tenant, obj: JSON, id_field: str, now: float) -> None:
+        """Stamp a change, and tell the webhook subscriber (a payment is an INVOICE UPDATE)."""
         obj["UpdatedDateUTC"] = ms_date(_utc(now))
+        created = obj[id_field] not in t.seq
         t.seq.setdefault(obj[id_field], len(t.seq) + 1)
+        category = CATEGORIES.get(id_field)
+        if category is not None:
+            note = category == "CREDITNOTE"
+            data = {"Type": obj["Type"], "Status": obj["Status"]} if note else {}
+            self.webhooks.emit(t.tenant_id, category, obj[id_field], created, **data)
 
     # ----------------------------------------------------------------------- OAuth2
 
@@ -1225,6 +1266,127 @@ class XeroSandbox:
         if found["ContactStatus"] == "ARCHIVED":
             return None, None, [MSG_ARCHIVED]
         return found, None, []
+
+    # ----------------------------------------------------------------------- credit notes
+
+    def find_credit_note(self, t: Tenant, ref: str) -> JSON | None:
+        """By CreditNoteID, else by CreditNoteNumber."""
+        found = t.credit_notes.get(ref.lower()) or t.credit_notes.get(ref)
+        return found or next(
+            (c for c in t.credit_notes.values() if c.get("CreditNoteNumber") == ref), None
+        )
+
+    def save_credit_note(self, tenant_id: str, submitted: JSON, *, unitdp: int) -> Outcome:
+        """Create (PUT) one ACCRECCREDIT; its lines follow the sales rules of an ACCREC."""
+        t = self.tenant(tenant_id)
+        errors: list[str] = []
+        if submitted.get("Type") != "ACCRECCREDIT":
+            errors.append("Credit note Type must be ACCRECCREDIT (ACCPAYCREDIT is not modelled).")
+        status = str(submitted.get("Status") or "DRAFT").upper()
+        if status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+            errors.append(MSG_STATUS)
+        contact, new_contact, contact_errors = self._invoice_contact(t, submitted, {})
+        errors += contact_errors
+        issued = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
+        amount_type = _amount_type(submitted.get("LineAmountTypes"), errors)
+        currency = str(submitted.get("CurrencyCode") or t.base_currency).upper()
+        if currency not in t.currencies:
+            errors.append(MSG_CURRENCY.format(code=currency))
+        lines = self._lines(t, submitted, {}, "ACCREC", amount_type, status, unitdp, errors)
+        if errors:
+            return None, errors
+        if new_contact is not None:
+            contact, problems = self.save_contact(tenant_id, new_contact, create_only=True)
+            if contact is None:
+                return None, problems
+        assert contact is not None
+        sub_total, total_tax, _ = _totals(lines, amount_type)
+        t.credit_note_counter += 1
+        note: JSON = {
+            "Type": "ACCRECCREDIT",
+            "CreditNoteID": str(uuid.uuid4()),
+            "CreditNoteNumber": f"CN-{t.credit_note_counter:04d}",
+            "Reference": str(submitted.get("Reference") or ""),
+            "Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+            **_day_fields("Date", issued),
+            "Status": status,
+            "LineAmountTypes": amount_type,
+            "LineItems": lines,
+            "SubTotal": sub_total,
+            "TotalTax": total_tax,
+            "Total": sub_total + total_tax,
+            "RemainingCredit": sub_total + total_tax,
+            "CurrencyCode": currency,
+            "CurrencyRate": Decimal("1.000000"),
+            "Allocations": [],
+            "HasErrors": False,
+        }
+        self._touch(t, note, "CreditNoteID", self.clock())
+        t.credit_notes[note["CreditNoteID"]] = note
+        return note, []
+
+    def allocate_credit_note(self, t: Tenant, note: JSON, submitted: JSON) -> Outcome:
+        """Allocate part of an AUTHORISED credit note to an AUTHORISED invoice of its contact."""
+        ref = submitted.get("Invoice")
+        invoice_id = ref.get("InvoiceID", "") if isinstance(ref, dict) else ""
+        invoice = t.invoices.get(str(invoice_id).lower())
+        try:
+            amount = money(_number(submitted.get("Amount")))
+        except ValueError:
+            return None, ["Amount must be a number."]
+        if note["Status"] != "AUTHORISED":
+            return None, ["Only AUTHORISED credit notes can be allocated."]
+        if invoice is None or invoice["Type"] != "ACCREC":
+            return None, ["Invoice could not be found."]
+        if invoice["Contact"]["ContactID"] != note["Contact"]["ContactID"]:
+            return None, ["The invoice must be for the same contact as the credit note."]
+        if invoice["Status"] != "AUTHORISED":
+            return None, [MSG_STATUS]
+        if not 0 < amount <= min(note["RemainingCredit"], invoice["AmountDue"]):
+            return None, [
+                f"The allocation amount must be more than 0 and at most the credit remaining "
+                f"({note['RemainingCredit']}) and the amount due ({invoice['AmountDue']})."
+            ]
+        on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
+        allocation: JSON = {
+            "AllocationID": str(uuid.uuid4()), "Amount": amount, **_day_fields("Date", on),
+            "Invoice": {"InvoiceID": invoice["InvoiceID"],
+                        "InvoiceNumber": invoice["InvoiceNumber"]},
+        }
+        note["Allocations"].append(allocation)
+        note["RemainingCredit"] = money(note["RemainingCredit"] - amount)
+        if note["RemainingCredit"] == 0:
+            note["Status"] = "PAID"
+        invoice["CreditNotes"].append({
+            "CreditNoteID": note["CreditNoteID"], "CreditNoteNumber": note["CreditNoteNumber"],
+            "Total": note["Total"], "AppliedAmount": amount, **_day_fields("Date", on),
+        })
+        self._settle(t, invoice, "AmountCredited", amount, on)
+        self._touch(t, note, "CreditNoteID", self.clock())
+        return allocation, []
+
+    def render_contact(self, t: Tenant, contact: JSON) -> JSON:
+        """A copy of the contact with its `Balances`: what is due on its AUTHORISED invoices
+        (Overdue: past their DueDate), not converted to the base currency, as Xero reports."""
+        out = copy.deepcopy(contact)
+        today = _utc(self.clock()).date()
+        balances: JSON = {}
+        for doc_type, name in (("ACCREC", "AccountsReceivable"), ("ACCPAY", "AccountsPayable")):
+            due = [
+                i for i in t.invoices.values()
+                if i["Type"] == doc_type and i["Status"] == "AUTHORISED"
+                and i["Contact"]["ContactID"] == contact["ContactID"]
+            ]
+            balances[name] = {
+                "Outstanding": sum((i["AmountDue"] for i in due), Decimal("0.00")),
+                "Overdue": sum(
+                    (i["AmountDue"] for i in due
+                     if (parse_day(i.get("DueDate")) or today) < today),
+                    Decimal("0.00"),
+                ),
+            }
+        out["Balances"] = balances
+        return out
 
     # ----------------------------------------------------------------------- purchase orders
 
