@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy workers tasks schemas clients sandbox zxsync
+	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -20,6 +20,7 @@ from schemas.wire import loads
 from schemas.xero import (
     XeroContact,
     XeroContactIn,
+    XeroCreditNote,
     XeroInvoice,
     XeroInvoiceIn,
     XeroItem,
@@ -161,22 +162,46 @@ class XeroClient(ApiClient):
         self, params: dict[str, str], modified_since: datetime | None = None
     ) -> list[XeroPurchaseOrder]:
         """Every purchase order matching the spec's filters (Status, DateFrom...), all pages."""
+        rows = self._pages("PurchaseOrders", params, modified_since)
+        return [XeroPurchaseOrder.model_validate(po) for po in rows]
+
+    def invoices(
+        self, params: dict[str, str], modified_since: datetime | None = None
+    ) -> list[XeroInvoice]:
+        """Invoices (`IDs`, `where`...) changed since `modified_since`, all pages; paged
+        answers carry the full invoice, Payments included."""
+        rows = self._pages("Invoices", params, modified_since)
+        return [XeroInvoice.model_validate(i) for i in rows]
+
+    def contacts(self, contact_ids: list[str]) -> list[XeroContact]:
+        """Contacts by ID with their Balances (one call for up to a page of them)."""
+        rows = self._pages("Contacts", {"IDs": ",".join(contact_ids)}) if contact_ids else []
+        return [XeroContact.model_validate(c) for c in rows]
+
+    def credit_notes(self, where: str) -> list[XeroCreditNote]:
+        rows = self._pages("CreditNotes", {"where": where})
+        return [XeroCreditNote.model_validate(c) for c in rows]
+
+    def _pages(
+        self, collection: str, params: dict[str, str], modified_since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """GET every page of a collection; If-Modified-Since is accurate to the second."""
         headers = (
             {"If-Modified-Since": modified_since.strftime("%Y-%m-%dT%H:%M:%S")}
             if modified_since
             else {}
         )
-        found: list[XeroPurchaseOrder] = []
+        found: list[dict[str, Any]] = []
         page = 1
         while True:
             payload = self.json(
                 "GET",
-                "PurchaseOrders",
+                collection,
                 params={**params, "page": str(page), "pageSize": str(PAGE_SIZE)},
                 headers=headers,
             )
-            rows = payload.get("PurchaseOrders", []) if payload else []
-            found += [XeroPurchaseOrder.model_validate(po) for po in rows]
+            rows: list[dict[str, Any]] = payload.get(collection, []) if payload else []
+            found += rows
             if len(rows) < PAGE_SIZE:
                 return found
             page += 1

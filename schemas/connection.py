@@ -51,3 +51,16 @@ class Connection(BaseModel):
     purchase_order_cancelled_status: str = Field(
         "Cancelled", description="Zoho PO status that deletes the Xero purchase order."
     )
+    xero_webhook_key: SecretStr | None = Field(
+        None, description="The Xero app's webhook key: signs Xero's webhooks to the relay."
+    )
+    zoho_webhook_token: SecretStr | None = Field(
+        None,
+        max_length=50,
+        description="Shared secret of Zoho workflow webhooks and Notification API channels.",
+    )
+    credit_hold_overdue: Decimal | None = Field(
+        None,
+        ge=0,
+        description="Overdue balance above which Zoho's Xero_Credit_Hold is set; none: not used.",
+    )

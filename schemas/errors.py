@@ -157,3 +157,11 @@ class InvalidJob(SyncError):
     """A job message that fails the relay contract or names an unknown connection."""
 
     kind = "invalid_job"
+
+
+class NotLinkedYet(SyncError):
+    """Xero reported a change to an invoice the pipeline has not linked to its Zoho record yet
+    (the webhook can beat the link write): try again shortly."""
+
+    kind = "not_linked_yet"
+    retryable = True

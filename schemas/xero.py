@@ -144,11 +144,38 @@ class XeroValidationError(XeroResponse):
     Message: str
 
 
+class XeroBalance(XeroResponse):
+    Outstanding: Decimal = Decimal(0)
+    Overdue: Decimal = Decimal(0)
+
+
+class XeroBalances(XeroResponse):
+    """A contact's raw balances; changes to them do not move UpdatedDateUTC (FACTS)."""
+
+    AccountsReceivable: XeroBalance = XeroBalance()
+    AccountsPayable: XeroBalance = XeroBalance()
+
+
 class XeroContact(XeroResponse):
     ContactID: str
     Name: str
     ContactNumber: str | None = None
     ContactStatus: str | None = None
+    Balances: XeroBalances | None = None
+
+
+class XeroPayment(XeroResponse):
+    PaymentID: str | None = None
+    Date: XeroDateTime
+    Amount: Decimal
+
+
+class XeroCreditNote(XeroResponse):
+    CreditNoteID: str
+    Type: str
+    Status: str
+    RemainingCredit: Decimal = Decimal(0)
+    Contact: XeroContact | None = None
 
 
 class XeroItem(XeroResponse):
@@ -165,6 +192,13 @@ class XeroInvoice(XeroResponse):
     SubTotal: Decimal | None = None
     TotalTax: Decimal | None = None
     AmountDue: Decimal | None = None
+    Type: str | None = None
+    Contact: XeroContact | None = None
+    AmountPaid: Decimal = Decimal(0)
+    AmountCredited: Decimal = Decimal(0)
+    FullyPaidOnDate: XeroDateTime | None = None
+    Payments: list[XeroPayment] = []
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroPurchaseOrder(XeroResponse):

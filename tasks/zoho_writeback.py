@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.jobs import StageMessage
+from schemas.payments import INVOICE_REVERSE_LINK
 from schemas.zoho import ZohoInvoiceWriteBack
 from workers.context import StageContext
 from workers.history import record_key
@@ -21,6 +22,15 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         sync_status="Synced",
         sync_error="",
     )
+    if msg.xero_invoice_id and msg.document is not None:  # payment feedback's way back
+        reverse = {
+            "module": job.module,
+            "record_id": job.record_id,
+            "account_id": msg.document.account.id,
+        }
+        ctx.idempotency.set_links(
+            INVOICE_REVERSE_LINK, job.connection, {msg.xero_invoice_id: reverse}
+        )
     ctx.zoho.update_records(job.module, [update.model_dump(by_alias=True, exclude_none=True)])
     key = record_key(job.connection, job.module, job.record_id)
     ctx.history.finish(

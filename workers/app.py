@@ -27,6 +27,8 @@ STAGE_QUEUES = {
     "zxsync.purchase_order_create": "zxs.purchase_orders",
     "zxsync.po_writeback": "zxs.writeback",
     "zxsync.po_status_poll": "zxs.status",
+    "zxsync.payment_feedback": "zxs.payments",
+    "zxsync.payment_reconcile": "zxs.payments",
     "zxsync.report_dead_letter": "zxs.alerts",
     "zxsync.dlq_digest": "zxs.alerts",
 }
@@ -41,6 +43,7 @@ TASK_MODULES = [
     "tasks.purchase_order_create",
     "tasks.po_writeback",
     "tasks.po_status_poll",
+    "tasks.payment_feedback",
     "workers.alerts",
     "workers.deferral",
 ]
@@ -84,6 +87,10 @@ def create_app() -> Celery:
             "po-status-poll": {
                 "task": "zxsync.po_status_poll",
                 "schedule": PO_STATUS_POLL_SECONDS,
+            },
+            "payment-reconcile": {  # catches Xero webhooks that never arrived
+                "task": "zxsync.payment_reconcile",
+                "schedule": settings.zxs_payment_reconcile_seconds,
             },
             "release-deferred": {  # jobs parked until Xero's next daily window
                 "task": "zxsync.release_deferred",

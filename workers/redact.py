@@ -47,7 +47,12 @@ def _configured_secrets() -> tuple[str, ...]:
     except ValueError:
         connections = []  # type: ignore[assignment]
     for conn in connections:
-        for token in (conn.xero_refresh_token, conn.zoho_refresh_token):
+        for token in (
+            conn.xero_refresh_token,
+            conn.zoho_refresh_token,
+            conn.xero_webhook_key,
+            conn.zoho_webhook_token,
+        ):
             if token:
                 values.append(token.get_secret_value())
     return tuple(v for v in values if v)

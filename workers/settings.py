@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     zxs_smtp_from: str = "zxsync@localhost"
     zxs_smtp_starttls: bool = True
     zxs_digest_hour_utc: int = Field(7, ge=0, le=23)
+    zxs_payment_reconcile_seconds: float = Field(
+        300.0, gt=0, description="How often Xero is polled for payments a webhook missed."
+    )
     flower_basic_auth: SecretStr = SecretStr("")
 
     @field_validator("zxs_data_dir", "zxs_connections_file")

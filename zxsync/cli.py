@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from relay.cli import relay
 from zxsync.ops import dlq_app, flower, status
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(__import__("zxsync.connect").connect.app, name="connect")
 app.command()(status)
 app.command()(flower)
+app.command()(relay)
 
 
 @app.command()

@@ -169,6 +169,20 @@ class LocalStack:
         self._workers.append(process)
         return process
 
+    def start_relay(self) -> str:
+        """The webhook relay on a thread of this process (which has the stack's settings);
+        the Xero sandbox then sends each connection's events to it, signed with its key."""
+        from relay.app import create_relay_app
+
+        relay = ThreadedServer(create_relay_app()).start()
+        self._servers.append(relay)
+        for conn in self.connections:
+            key = conn.options.get("xero_webhook_key")
+            if key:
+                url = f"{relay.url}/webhooks/xero"
+                self.xero.webhooks.subscribe(conn.xero_tenant_id, url, str(key))
+        return relay.url
+
     def worker_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
 
@@ -183,6 +197,7 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        self.xero.webhooks.close()
         for server in self._servers:
             server.stop()
         if self._embedded_redis:

@@ -1,0 +1,1 @@
+"""The relay: webhook intake from Xero and Zoho, turned into Celery jobs (`zxsync relay`)."""

@@ -1,0 +1,291 @@
+"""The relay's ASGI app: authenticated webhooks in, Celery jobs out.
+
+- `POST /webhooks/xero`: Xero's signed deliveries (FACTS "Webhooks"). The signature is checked
+  against every configured webhook key before anything else is read; a good one gets 200 with an
+  empty body (intent to receive included), a bad or missing one 401. INVOICE events (a payment is
+  an INVOICE UPDATE) become one payment feedback job per connection and delivery.
+- `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in `?token=` or the
+  `X-Zxs-Token` header; `POST /webhooks/zoho/{connection}/notifications`: a Notification API
+  callback, token in the body (the channel's `token`). Each record id becomes one `zxsync.ingest`
+  job (README "Job contract for relays").
+
+Every event is claimed once in Redis (SET NX on a hash of it), so Xero's and Zoho's retries
+enqueue nothing twice; if the broker refuses a job the claims are released and the answer is 503,
+so the sender retries. Bad requests get a 4xx with the reason in JSON, are logged and enqueue
+nothing; nothing answers 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import redis
+import structlog
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relay.models import XeroEvent, XeroWebhook, ZohoChange
+from relay.openapi import OPENAPI
+from relay.signatures import token_matches, xero_signers
+from schemas.connection import Connection
+from schemas.jobs import SyncJob
+from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
+from schemas.wire import loads
+from workers.redis import get_redis
+from workers.settings import Settings, get_settings
+
+MAX_BODY_BYTES = 1_000_000
+INGEST_TASK = "zxsync.ingest"
+log = structlog.get_logger("zxsync.relay")
+Endpoint = Callable[[Request], Awaitable[Response]]
+M = TypeVar("M", XeroWebhook, ZohoChange)
+
+
+class Rejected(Exception):
+    """A request the relay refuses: its status and the reason given to the sender."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def event_hash(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+class Relay:
+    """Endpoints bound to the configured connections and a way to enqueue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        send: Callable[..., Any] | None = None,
+        store: redis.Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self.connections = settings.connections()
+        self.by_tenant = {c.xero_tenant_id: c for c in self.connections.values()}
+        self.xero_keys = {
+            c.name: c.xero_webhook_key.get_secret_value()
+            for c in self.connections.values()
+            if c.xero_webhook_key
+        }
+        self._send = send
+
+    def send(self, name: str, job: dict[str, Any]) -> None:
+        if self._send is None:
+            from workers.app import app  # the broker is resolved on first use
+
+            self._send = app.send_task
+        self._send(name, args=[job])
+
+    # ------------------------------------------------------------------- Xero
+
+    async def xero(self, request: Request) -> Response:
+        body = await _body(request)
+        signature = request.headers.get("x-xero-signature")
+        if not signature:
+            raise Rejected(401, "missing x-xero-signature")
+        signers = xero_signers(body, signature, self.xero_keys)
+        if not signers:
+            raise Rejected(401, "x-xero-signature does not match any configured webhook key")
+        delivery = _parse(XeroWebhook, body)
+        per_connection: dict[str, list[XeroEvent]] = defaultdict(list)
+        for event in delivery.events:
+            conn = self.by_tenant.get(event.tenantId)
+            if conn is None or conn.name not in signers:
+                log.warning("relay.xero.unknown_tenant", tenant=event.tenantId)
+            elif event.eventCategory != "INVOICE":
+                log.info("relay.xero.ignored", category=event.eventCategory, tenant=conn.name)
+            else:
+                per_connection[conn.name].append(event)
+        jobs = []
+        for name, events in per_connection.items():
+            for start in range(0, len(events), MAX_INVOICES_PER_JOB):
+                chunk = events[start : start + MAX_INVOICES_PER_JOB]
+                ids = list(dict.fromkeys(e.resourceId for e in chunk))
+                job = PaymentFeedbackJob(
+                    connection=name,
+                    invoice_ids=ids,
+                    event_id="xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+                )
+                jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
+        await run_in_threadpool(self._enqueue, FEEDBACK_TASK, jobs)
+        log.info("relay.xero.accepted", events=len(delivery.events), jobs=len(jobs))
+        return Response(status_code=200)
+
+    # ------------------------------------------------------------------- Zoho
+
+    async def zoho_workflow(self, request: Request) -> Response:
+        conn = self._connection(request)
+        given = request.query_params.get("token") or request.headers.get("x-zxs-token")
+        self._check_token(conn, given)
+        body = await _body(request)
+        fields = {k: v for k, v in request.query_params.items() if k != "token"}
+        fields.update(_form_or_json(request, body))
+        change = _parse(ZohoChange, fields)
+        return await self._zoho_jobs(conn, change, event_hash(body))
+
+    async def zoho_notification(self, request: Request) -> Response:
+        conn = self._connection(request)
+        change = _parse(ZohoChange, await _body(request))
+        self._check_token(conn, change.token)
+        return await self._zoho_jobs(conn, change, change.channel_id or "")
+
+    async def _zoho_jobs(self, conn: Connection, change: ZohoChange, source: str) -> Response:
+        jobs = []
+        for record_id in change.ids:
+            key = event_hash(
+                conn.name, change.module, record_id, change.operation, source, change.server_time
+            )
+            job = SyncJob(
+                connection=conn.name,
+                module=change.module,
+                record_id=record_id,
+                event=change.operation,
+                event_id=f"zoho-{change.event_id or key}-{record_id}"[:128],
+                occurred_at=change.server_time,
+            )
+            jobs.append(([key], job.model_dump(mode="json")))
+        await run_in_threadpool(self._enqueue, INGEST_TASK, jobs)
+        log.info("relay.zoho.accepted", connection=conn.name, records=len(jobs))
+        return Response(status_code=200)
+
+    def _connection(self, request: Request) -> Connection:
+        name = request.path_params["connection"]
+        conn = self.connections.get(name)
+        if conn is None:
+            raise Rejected(404, f"unknown connection '{name}'")
+        return conn
+
+    @staticmethod
+    def _check_token(conn: Connection, given: str | None) -> None:
+        if conn.zoho_webhook_token is None:
+            raise Rejected(401, f"no zoho_webhook_token is configured for '{conn.name}'")
+        if not token_matches(given, conn.zoho_webhook_token.get_secret_value()):
+            raise Rejected(401, "missing or wrong token")
+
+    # ------------------------------------------------------------------- enqueue
+
+    def _enqueue(self, task: str, jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
+        """Claim each job's events, send what is new; release the claims if sending fails."""
+        client = self._store or get_redis()
+        ttl = self.settings.zxs_event_ttl_seconds
+        claimed: list[str] = []
+        try:
+            for keys, job in jobs:
+                fresh = [k for k in keys if client.set(f"zxs:relay:{k}", "1", nx=True, ex=ttl)]
+                claimed += fresh
+                if fresh:
+                    self.send(task, job)
+        except Exception as exc:
+            if claimed:
+                client.delete(*(f"zxs:relay:{k}" for k in claimed))
+            log.error("relay.enqueue_failed", task=task, error=str(exc))
+            raise Rejected(503, "could not enqueue; retry later") from None
+
+
+def _xero_event_key(event: XeroEvent) -> str:
+    return event_hash(
+        event.tenantId, event.eventCategory, event.eventType, event.resourceId, event.eventDateUtc
+    )
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _form_or_json(request: Request, body: bytes) -> dict[str, Any]:
+    """A workflow webhook's body: JSON or URL-encoded form (multipart is not accepted)."""
+    if not body.strip():
+        return {}
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode(errors="replace")))
+    if kind not in ("", "application/json", "text/plain"):
+        raise Rejected(415, f"content type {kind} is not accepted; send JSON or a form")
+    payload = _json(body)
+    if not isinstance(payload, dict):
+        raise Rejected(400, "body must be a JSON object")
+    return payload
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return loads(body)
+    except ValueError:
+        raise Rejected(400, "body is not valid JSON") from None
+
+
+def _parse(model: type[M], raw: bytes | dict[str, Any]) -> M:
+    try:
+        payload = _json(raw) if isinstance(raw, bytes) else raw
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise Rejected(400, f"{where}: {first['msg']}") from None
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    """Refusals become their status with a reason; anything unexpected a logged 503, not 500."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Rejected as exc:
+            log.warning(
+                "relay.rejected", path=request.url.path, status=exc.status, reason=exc.reason
+            )
+            return JSONResponse({"error": exc.reason}, exc.status)
+        except redis.RedisError as exc:
+            log.error("relay.redis_unavailable", path=request.url.path, error=str(exc))
+            return JSONResponse({"error": "state store unavailable; retry later"}, 503)
+        except Exception:
+            log.exception("relay.failed", path=request.url.path)
+            return JSONResponse({"error": "relay error; retry later"}, 503)
+
+    return run
+
+
+def create_relay_app(
+    settings: Settings | None = None,
+    send: Callable[..., Any] | None = None,
+    store: redis.Redis | None = None,
+) -> Starlette:
+    """The relay for the configured connections; tests may replace Celery's send_task and
+    the Redis client."""
+    relay = Relay(settings or get_settings(), send, store)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/xero", _guard(relay.xero), methods=["POST"]),
+            Route("/webhooks/zoho/{connection}", _guard(relay.zoho_workflow), methods=["POST"]),
+            Route(
+                "/webhooks/zoho/{connection}/notifications",
+                _guard(relay.zoho_notification),
+                methods=["POST"],
+            ),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
