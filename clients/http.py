@@ -64,13 +64,15 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> httpx.Response:
-        """Send a request; return a 2xx answer or raise a classified error."""
+        """Send a request (a JSON `body` or multipart `files`); return a 2xx answer or raise
+        a classified error."""
         token = self._tokens.current().access_token
-        response = self._send(method, path, token, params, body, headers)
+        response = self._send(method, path, token, params, body, headers, files)
         if response.status_code == 401:
             token = self._tokens.refresh_after_401(token).access_token
-            response = self._send(method, path, token, params, body, headers)
+            response = self._send(method, path, token, params, body, headers, files)
         if response.is_success:
             return response
         raise self._classify(response)
@@ -88,6 +90,7 @@ class ApiClient:
         params: Mapping[str, str] | None,
         body: Any,
         headers: Mapping[str, str] | None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> httpx.Response:
         all_headers = {
             "Authorization": f"{self._auth_scheme} {token}",
@@ -96,10 +99,14 @@ class ApiClient:
             **(headers or {}),
         }
         content = None
+        url = self._url(path)
         if body is not None:
             content = dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
-        url = self._url(path)
+        elif files is not None:
+            encoded = httpx.Request(method, url, files=files)  # httpx encodes the multipart
+            content = encoded.read()
+            all_headers["Content-Type"] = encoded.headers["Content-Type"]
         if self._limiter is None:
             return self._transmit(method, path, url, params, content, all_headers)
         with self._limiter.slot() as permit:

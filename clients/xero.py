@@ -18,6 +18,7 @@ from clients.tokens import Refresh, TokenManager, TokenSet
 from schemas.errors import ApiError, AuthRevoked, NotFound, RateLimited, ValidationFailed
 from schemas.wire import loads
 from schemas.xero import (
+    XeroAccount,
     XeroContact,
     XeroContactIn,
     XeroCreditNote,
@@ -28,6 +29,7 @@ from schemas.xero import (
     XeroPurchaseOrder,
     XeroPurchaseOrderIn,
     XeroTaxRate,
+    XeroTrackingCategory,
 )
 
 PROVIDER = "Xero"
@@ -157,6 +159,44 @@ class XeroClient(ApiClient):
     def create_invoice(self, invoice: XeroInvoiceIn, idempotency_key: str) -> XeroInvoice:
         element = self._create_one("Invoices", invoice.body(), idempotency_key)
         return XeroInvoice.model_validate(element)
+
+    def get_invoice(self, invoice_id: str) -> XeroInvoice:
+        payload = self.json("GET", f"Invoices/{invoice_id}")
+        return XeroInvoice.model_validate(payload["Invoices"][0])
+
+    def update_invoice(
+        self, invoice_id: str, body: dict[str, Any], idempotency_key: str
+    ) -> XeroInvoice:
+        """POST to one invoice: an edit (lines replaced), or a void/delete status change."""
+        element = self._create_one(f"Invoices/{invoice_id}", body, idempotency_key, "POST")
+        return XeroInvoice.model_validate(element)
+
+    def email_invoice(self, invoice_id: str, idempotency_key: str) -> None:
+        """Xero e-mails the invoice to the contact and marks it sent (204, no body)."""
+        self.request(
+            "POST", f"Invoices/{invoice_id}/Email", body={},
+            headers={"Idempotency-Key": idempotency_key},
+        )
+
+    def online_invoice_url(self, invoice_id: str) -> str:
+        payload = self.json("GET", f"Invoices/{invoice_id}/OnlineInvoice")
+        return str(payload["OnlineInvoices"][0]["OnlineInvoiceUrl"])
+
+    def invoice_pdf(self, invoice_id: str) -> bytes:
+        response = self.request(
+            "GET", f"Invoices/{invoice_id}", headers={"Accept": "application/pdf"}
+        )
+        return response.content
+
+    def accounts(self) -> list[XeroAccount]:
+        payload = self.json("GET", "Accounts")
+        return [XeroAccount.model_validate(a) for a in payload.get("Accounts", [])]
+
+    def tracking_categories(self) -> list[XeroTrackingCategory]:
+        payload = self.json("GET", "TrackingCategories")
+        return [
+            XeroTrackingCategory.model_validate(c) for c in payload.get("TrackingCategories", [])
+        ]
 
     def purchase_orders(
         self, params: dict[str, str], modified_since: datetime | None = None

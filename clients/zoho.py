@@ -105,9 +105,7 @@ class ZohoClient(ApiClient):
         tokens: TokenManager,
         limiter: Limiter | None = None,
     ):
-        super().__init__(
-            http, base_url, tokens, classify_zoho, "Zoho-oauthtoken", limiter=limiter
-        )
+        super().__init__(http, base_url, tokens, classify_zoho, "Zoho-oauthtoken", limiter=limiter)
 
     def _url(self, path: str) -> str:
         domain = self._tokens.current().api_domain or self.base_url()
@@ -138,6 +136,16 @@ class ZohoClient(ApiClient):
             errors = record_errors(payload.get("data", []) if payload else [])
             if errors:
                 raise ValidationFailed(PROVIDER, errors)
+
+    def attach_file(
+        self, module: str, record_id: str, filename: str, content: bytes, content_type: str
+    ) -> None:
+        """Attach a file to a record (multipart `file`, FACTS.md §8)."""
+        self.request(
+            "POST",
+            f"{module}/{record_id}/Attachments",
+            files={"file": (filename, content, content_type)},
+        )
 
     def add_note(self, module: str, record_id: str, title: str, content: str) -> None:
         self.json(

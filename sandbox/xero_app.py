@@ -100,6 +100,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def _respond(reply: Reply) -> Response:
     if reply.status == 204:
         return Response(status_code=204, headers=reply.headers)
+    if isinstance(reply.body, bytes):
+        return Response(reply.body, reply.status, reply.headers, media_type="application/pdf")
     if isinstance(reply.body, str):
         return PlainTextResponse(reply.body, reply.status, headers=reply.headers)
     content = simplejson.dumps(reply.body, use_decimal=True, ensure_ascii=False)
@@ -109,8 +111,12 @@ def _respond(reply: Reply) -> Response:
 def _problem(status: int, title: str, detail: str) -> JSON:
     """The RFC 7807 body Xero's gateway sends for 401 and 403 (FACTS "OAuth2")."""
     return {
-        "Type": None, "Title": title, "Status": status, "Detail": detail,
-        "Instance": str(uuid.uuid4()), "Extensions": {},
+        "Type": None,
+        "Title": title,
+        "Status": status,
+        "Detail": detail,
+        "Instance": str(uuid.uuid4()),
+        "Extensions": {},
     }
 
 
@@ -183,7 +189,9 @@ def _list(
         size = min(1000, max(1, _int(ctx.query.get("pagesize"), 100)))
         count = len(objects)
         pagination = {
-            "page": page, "pageSize": size, "pageCount": math.ceil(count / size),
+            "page": page,
+            "pageSize": size,
+            "pageCount": math.ceil(count / size),
             "itemCount": count,
         }
         objects = objects[(page - 1) * size : page * size]
@@ -206,10 +214,8 @@ def list_contacts(ctx: Ctx) -> Reply:
         contacts = [c for c in contacts if c["ContactStatus"] != "ARCHIVED"]
     term = (ctx.query.get("searchterm") or "").lower()
     if term:
-        fields = ("Name", "FirstName", "LastName", "ContactNumber", "CompanyNumber",
-                  "EmailAddress")
-        contacts = [c for c in contacts if any(term in str(c.get(f) or "").lower()
-                                                for f in fields)]
+        fields = ("Name", "FirstName", "LastName", "ContactNumber", "CompanyNumber", "EmailAddress")
+        contacts = [c for c in contacts if any(term in str(c.get(f) or "").lower() for f in fields)]
     return _list(ctx, "Contacts", [ctx.xs.render_contact(t, c) for c in contacts], paged=True)
 
 
@@ -221,11 +227,11 @@ def list_items(ctx: Ctx) -> Reply:
 def list_invoices(ctx: Ctx) -> Reply:
     t = ctx.tenant
     invoices = [
-        ctx.xs.render_invoice(t, i, ctx.unitdp)
-        for i in ctx.xs.ordered(t, t.invoices, "InvoiceID")
+        ctx.xs.render_invoice(t, i, ctx.unitdp) for i in ctx.xs.ordered(t, t.invoices, "InvoiceID")
     ]
     filters = (
-        ("ids", "InvoiceID", True), ("invoicenumbers", "InvoiceNumber", False),
+        ("ids", "InvoiceID", True),
+        ("invoicenumbers", "InvoiceNumber", False),
         ("statuses", "Status", False),
     )
     for param, field_name, lower in filters:
@@ -297,12 +303,14 @@ def get_item(ctx: Ctx) -> Reply:
 
 
 def _get_document(key: str, find: Callable[[XeroSandbox, Tenant, str], JSON | None]) -> Handler:
-    """GET one invoice or purchase order by its ID or number."""
+    """GET one invoice or purchase order by ID or number (a PDF with Accept: application/pdf)."""
 
     def handler(ctx: Ctx) -> Reply:
         found = find(ctx.xs, ctx.tenant, ctx.params["ref"])
         if found is None:
             return Reply(404, NOT_FOUND)
+        if "application/pdf" in ctx.headers.get("accept", ""):
+            return Reply(200, invoice_pdf(found))
         rendered = ctx.xs.render_invoice(ctx.tenant, found, ctx.unitdp)
         return Reply(200, _envelope(ctx.xs, key, [rendered]))
 
@@ -315,11 +323,15 @@ def _get_document(key: str, find: Callable[[XeroSandbox, Tenant, str], JSON | No
 def _elements(ctx: Ctx, key: str) -> list[JSON] | Reply:
     """The request's objects: `{"Invoices": [...]}`, a bare object or a bare list."""
     if not ctx.body.strip():
-        return Reply(400, _error(
-            17, "NoDataProcessedException",
-            f"No data has been processed for this endpoint. This endpoint is expecting "
-            f"{key[:-1]} data to be specifed in the request body.",
-        ))
+        return Reply(
+            400,
+            _error(
+                17,
+                "NoDataProcessedException",
+                f"No data has been processed for this endpoint. This endpoint is expecting "
+                f"{key[:-1]} data to be specifed in the request body.",
+            ),
+        )
     try:
         data = json.loads(ctx.body, parse_float=Decimal)
     except ValueError as exc:
@@ -328,15 +340,20 @@ def _elements(ctx: Ctx, key: str) -> list[JSON] | Reply:
         match = next((k for k in data if k.lower() == key.lower()), None)
         data = data[match] if match is not None else [data]
     if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
-        return Reply(400, _error(
-            14, "PostDataInvalidException", f"The {key} element must be a list of objects."
-        ))
+        return Reply(
+            400,
+            _error(14, "PostDataInvalidException", f"The {key} element must be a list of objects."),
+        )
     if not data:
-        return Reply(400, _error(
-            17, "NoDataProcessedException",
-            f"No data has been processed for this endpoint. This endpoint is expecting "
-            f"{key[:-1]} data to be specifed in the request body.",
-        ))
+        return Reply(
+            400,
+            _error(
+                17,
+                "NoDataProcessedException",
+                f"No data has been processed for this endpoint. This endpoint is expecting "
+                f"{key[:-1]} data to be specifed in the request body.",
+            ),
+        )
     return data
 
 
@@ -383,9 +400,12 @@ def write_contacts(ctx: Ctx) -> Reply:
             return Reply(404, NOT_FOUND)
         force = {"ContactID": found["ContactID"]}
     return _write(
-        ctx, "Contacts",
+        ctx,
+        "Contacts",
         lambda e: ctx.xs.save_contact(ctx.tenant.tenant_id, e, create_only=create_only),
-        copy.deepcopy, "HasValidationErrors", force,
+        copy.deepcopy,
+        "HasValidationErrors",
+        force,
     )
 
 
@@ -398,11 +418,14 @@ def write_items(ctx: Ctx) -> Reply:
             return Reply(404, NOT_FOUND)
         force = {"ItemID": found["ItemID"]}
     return _write(
-        ctx, "Items",
+        ctx,
+        "Items",
         lambda e: ctx.xs.save_item(
             ctx.tenant.tenant_id, e, create_only=create_only, unitdp=ctx.unitdp
         ),
-        lambda i: _unit_price(i, ctx.unitdp), None, force,
+        lambda i: _unit_price(i, ctx.unitdp),
+        None,
+        force,
     )
 
 
@@ -422,12 +445,18 @@ def _write_documents(
                 return Reply(404, NOT_FOUND)
             force = {id_field: found[id_field]}
         return _write(
-            ctx, key,
+            ctx,
+            key,
             lambda e: save(
-                ctx.xs, ctx.tenant.tenant_id, e, create_only=ctx.method == "PUT",
+                ctx.xs,
+                ctx.tenant.tenant_id,
+                e,
+                create_only=ctx.method == "PUT",
                 unitdp=ctx.unitdp,
             ),
-            lambda d: ctx.xs.render_invoice(ctx.tenant, d, ctx.unitdp), "HasErrors", force,
+            lambda d: ctx.xs.render_invoice(ctx.tenant, d, ctx.unitdp),
+            "HasErrors",
+            force,
         )
 
     return handler
@@ -439,7 +468,9 @@ write_invoices = _write_documents(
 )
 get_purchase_order = _get_document("PurchaseOrders", XeroSandbox.find_purchase_order)
 write_purchase_orders = _write_documents(
-    "PurchaseOrders", "PurchaseOrderID", XeroSandbox.find_purchase_order,
+    "PurchaseOrders",
+    "PurchaseOrderID",
+    XeroSandbox.find_purchase_order,
     XeroSandbox.save_purchase_order,
 )
 
@@ -546,9 +577,9 @@ class _Api:
             with self.xs.lock:
                 return handler(ctx)
         if len(key) > 128:
-            return Reply(400, validation_error(
-                "Idempotency-Key must be 128 characters or fewer.", []
-            ))
+            return Reply(
+                400, validation_error("Idempotency-Key must be 128 characters or fewer.", [])
+            )
         digest = hashlib.sha256()
         for part in (ctx.method, request.url.path, request.url.query, ctx.tenant.tenant_id):
             digest.update(part.encode() + b"\0")
@@ -577,13 +608,12 @@ class _Api:
         await self._pause()
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
-        code = self.xs.authorize(
-            query.get("client_id", ""), redirect_uri, query.get("scope", "")
-        )
+        code = self.xs.authorize(query.get("client_id", ""), redirect_uri, query.get("scope", ""))
         if code is None or not redirect_uri:
             self.xs.record("GET /identity/connect/authorize", 400, None)
-            return _respond(Reply(400, {"error": "invalid_client" if code is None
-                                        else "invalid_request"}))
+            return _respond(
+                Reply(400, {"error": "invalid_client" if code is None else "invalid_request"})
+            )
         answer: dict[str, str] = {"code": code, "scope": query.get("scope", "")}
         if query.get("response_type") != "code":
             answer = {"error": "unsupported_response_type"}
@@ -601,8 +631,11 @@ class _Api:
         else:
             admission = self.xs.admit(grant.client_id, None)
             if admission.problem is not None:
-                headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem,
-                           "Retry-After": str(admission.retry_after)}
+                headers = {
+                    **admission.headers,
+                    "X-Rate-Limit-Problem": admission.problem,
+                    "Retry-After": str(admission.retry_after),
+                }
                 reply = Reply(429, "Rate limit exceeded", headers)
             elif request.method == "DELETE":
                 gone = self.xs.disconnect(grant, request.path_params["id"])
@@ -612,6 +645,84 @@ class _Api:
         route = "DELETE /connections/{id}" if request.method == "DELETE" else "GET /connections"
         self.xs.record(route, reply.status, None)
         return _respond(reply)
+
+
+def email_invoice(ctx: Ctx) -> Reply:
+    """POST /Invoices/{id}/Email: ACCREC SUBMITTED/AUTHORISED/PAID only; marks it sent (FACTS)."""
+    invoice = ctx.xs.find_invoice(ctx.tenant, ctx.params["ref"])
+    if invoice is None:
+        return Reply(404, NOT_FOUND)
+    if invoice["Type"] != "ACCREC" or invoice["Status"] not in ("SUBMITTED", "AUTHORISED", "PAID"):
+        message = "Only sales invoices that are SUBMITTED, AUTHORISED or PAID can be emailed"
+        body = _error(10, "ValidationException", "A validation exception occurred")
+        return Reply(400, {**body, "Elements": [{"ValidationErrors": [{"Message": message}]}]})
+    invoice["SentToContact"] = True
+    return Reply(204, "")
+
+
+def online_invoice(ctx: Ctx) -> Reply:
+    """GET /Invoices/{id}/OnlineInvoice: the customer's link, for approved invoices only."""
+    invoice = ctx.xs.find_invoice(ctx.tenant, ctx.params["ref"])
+    if invoice is None:
+        return Reply(404, NOT_FOUND)
+    if invoice["Status"] not in ("AUTHORISED", "PAID"):
+        return Reply(
+            400,
+            _error(
+                10, "ValidationException", "Online invoice is only available for approved invoices"
+            ),
+        )
+    token = uuid.uuid5(uuid.NAMESPACE_URL, invoice["InvoiceID"]).hex
+    return Reply(200, {"OnlineInvoices": [{"OnlineInvoiceUrl": f"https://in.xero.com/{token}"}]})
+
+
+def invoice_pdf(invoice: JSON) -> bytes:
+    """A small but valid one-page PDF naming the invoice, its contact and total."""
+    text = (
+        f"Invoice {invoice.get('InvoiceNumber') or ''} - {invoice['Contact'].get('Name', '')}"
+        f" - Total {invoice.get('CurrencyCode', '')} {invoice.get('Total')}"
+    )
+    text = text.replace("\\", "").replace("(", "[").replace(")", "]")
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1", "replace")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def _tracking(t: Tenant) -> list[JSON]:
+    """Every sandbox organisation tracks sales by Region (North, South)."""
+
+    def node(kind: str, name: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t.tenant_id}/{kind}/{name}"))
+
+    return [
+        {
+            "TrackingCategoryID": node("category", "Region"),
+            "Name": "Region",
+            "Status": "ACTIVE",
+            "Options": [
+                {"TrackingOptionID": node("option", o), "Name": o, "Status": "ACTIVE"}
+                for o in ("North", "South")
+            ],
+        }
+    ]
 
 
 def create_xero_app(xs: XeroSandbox) -> Starlette:
@@ -633,6 +744,9 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/Invoices", list_invoices, ["GET"]),
         ("/Invoices", write_invoices, ["PUT", "POST"]),
         ("/Invoices/{ref}", get_invoice, ["GET"]),
+        ("/Invoices/{ref}/Email", email_invoice, ["POST"]),
+        ("/Invoices/{ref}/OnlineInvoice", online_invoice, ["GET"]),
+        ("/TrackingCategories", _settings("TrackingCategories", _tracking), ["GET"]),
         ("/Invoices/{ref}", write_invoices, ["POST"]),
         ("/PurchaseOrders", list_purchase_orders, ["GET"]),
         ("/PurchaseOrders", write_purchase_orders, ["PUT", "POST"]),
@@ -644,8 +758,11 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
     ]
     labels = {
-        "Contacts": "ContactID", "Items": "ItemID", "Invoices": "InvoiceID",
-        "PurchaseOrders": "PurchaseOrderID", "CreditNotes": "CreditNoteID",
+        "Contacts": "ContactID",
+        "Items": "ItemID",
+        "Invoices": "InvoiceID",
+        "PurchaseOrders": "PurchaseOrderID",
+        "CreditNotes": "CreditNoteID",
     }
     api_routes = []
     for path, handler, methods in accounting:

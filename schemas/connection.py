@@ -7,6 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+SalesModule = Literal["Quotes", "Sales_Orders", "Invoices"]
+
+
+def _invoices_at_any_status() -> dict[SalesModule, list[str]]:
+    return {"Invoices": []}
+
 
 class Connection(BaseModel):
     """Everything that differs between two customers of the same deployment."""
@@ -35,6 +41,31 @@ class Connection(BaseModel):
     rounding_tolerance: Decimal = Field(Decimal("0.05"), ge=0)
     invoice_status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
     payment_terms_days: int = Field(30, ge=0, le=365)
+    triggers: dict[SalesModule, list[str]] = Field(
+        default_factory=_invoices_at_any_status,
+        description="Zoho module -> statuses at which Xero takes over (empty list: any status).",
+    )
+    cancelled_statuses: list[str] = Field(
+        default_factory=lambda: ["Cancelled"],
+        description="Zoho statuses that void (or delete) the Xero invoice.",
+    )
+    approval_field: str | None = Field(
+        None, description="Zoho field that must hold approval_value before anything goes to Xero."
+    )
+    approval_value: str = "Approved"
+    numbering: Literal["xero", "zoho"] = Field(
+        "xero", description="Xero's invoice numbers, or keep the Zoho document number."
+    )
+    sender: Literal["none", "xero", "zoho"] = Field(
+        "none", description="Xero e-mails the invoice, or Zoho gets its online link and PDF."
+    )
+    product_account_codes: dict[str, str] = Field(
+        default_factory=dict, description="Product code -> Xero sales account code."
+    )
+    tracking: dict[str, str] = Field(
+        default_factory=dict, description="Xero tracking category name -> option, on every line."
+    )
+    branding_theme_id: str | None = None
     purchase_account_code: str = "300"
     purchase_tax_types: dict[str, str] = Field(
         default_factory=dict,

@@ -153,6 +153,12 @@ class Busy(SyncError):
     retryable = True
 
 
+class PoisonMessage(SyncError):
+    """A job whose deliveries keep dying with their worker (crash, OOM, hard time limit)."""
+
+    kind = "poison"
+
+
 class InvalidJob(SyncError):
     """A job message that fails the relay contract or names an unknown connection."""
 

@@ -68,7 +68,14 @@ class StageMessage(BaseModel):
     xero_invoice_id: str | None = None
     xero_invoice_number: str | None = None
     xero_invoice_status: str | None = None
-    xero_action: Literal["created", "adopted", "unchanged", "updated", "deleted"] | None = None
+    xero_action: (
+        Literal["created", "adopted", "unchanged", "updated", "voided", "deleted"] | None
+    ) = None
+    intent: Literal["sync", "cancel"] = "sync"
+    converted_from: str | None = Field(
+        None, description="Link key (module:id) of the quote/sales order this was converted from"
+    )
+    xero_online_invoice_url: str | None = None
     skipped_reason: str | None = None
     purchase_order: ZohoPurchaseOrder | None = None
     xero_purchase_order_id: str | None = None

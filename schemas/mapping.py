@@ -27,6 +27,7 @@ from schemas.xero import (
     XeroItemIn,
     XeroLineItemIn,
     XeroPhone,
+    XeroTracking,
 )
 from schemas.zoho import (
     ZohoAccount,
@@ -69,10 +70,18 @@ class LineRules:
     tax_types: dict[str, str]
     default_tax_type: str | None
     discount_as_rate: bool = False  # Xero purchase orders take a percentage DiscountRate only
+    account_codes: dict[str, str] = field(default_factory=dict)  # product code -> account
+    tracking: tuple[XeroTracking, ...] = ()
 
 
 def sales_rules(conn: Connection) -> LineRules:
-    return LineRules(conn.sales_account_code, conn.tax_types, conn.default_tax_type)
+    return LineRules(
+        conn.sales_account_code,
+        conn.tax_types,
+        conn.default_tax_type,
+        account_codes=conn.product_account_codes,
+        tracking=tuple(XeroTracking(Name=k, Option=v) for k, v in sorted(conn.tracking.items())),
+    )
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,15 @@ def map_invoice(
     checked against it so a mis-mapped tax is an error here, not a wrong invoice in Xero.
     """
     record = f"{module} {doc.id}" + (f" ({doc.number})" if doc.number else "")
-    if doc.document_date is None:
+    # quotes and sales orders have no document date: Xero's invoice is dated the day the
+    # document reached its trigger stage (its last modification)
+    issued = doc.document_date or (doc.modified_time.date() if doc.modified_time else None)
+    if issued is None:
         raise InvalidRecord(record, _date_field(module), "is empty; Xero needs an invoice date")
+    if conn.numbering == "zoho" and not doc.number:
+        raise InvalidRecord(
+            record, _number_field(module), "is empty, but this connection keeps Zoho's numbers"
+        )
     decisions: list[str] = []
     rules = sales_rules(conn)
     lines = [
@@ -182,12 +198,14 @@ def map_invoice(
     invoice = XeroInvoiceIn(
         Contact=XeroContactRef(ContactID=contact_id),
         LineItems=[line.body for line in lines],
-        Date=doc.document_date,
-        DueDate=doc.due_date or doc.document_date + timedelta(days=conn.payment_terms_days),
+        Date=issued,
+        DueDate=doc.due_date or issued + timedelta(days=conn.payment_terms_days),
         LineAmountTypes=conn.line_amount_types,
-        Reference=(doc.number or doc.subject or doc.id)[:255],
+        InvoiceNumber=doc.number if conn.numbering == "zoho" else None,
+        Reference=_reference(doc, conn),
         CurrencyCode=doc.currency,
         CurrencyRate=currency_rate(doc, conn),
+        BrandingThemeID=conn.branding_theme_id,
         Status=conn.invoice_status,
     )
     return MappedInvoice(invoice, xero_total(lines, conn), decisions)
@@ -197,6 +215,17 @@ def currency_rate(doc: ZohoInventoryDocument, conn: Connection) -> Decimal | Non
     """Zoho's rate for a foreign-currency document; None lets Xero use its own day rate."""
     foreign = doc.currency and doc.currency != conn.xero_base_currency
     return doc.exchange_rate if foreign and doc.exchange_rate else None
+
+
+def _reference(doc: ZohoSalesDocument, conn: Connection) -> str:
+    """Reference carries the Zoho number (or, when Xero keeps that number, the subject)."""
+    if conn.numbering == "zoho":
+        return (doc.subject or doc.number or doc.id)[:255]
+    return (doc.number or doc.subject or doc.id)[:255]
+
+
+def _number_field(module: str) -> str:
+    return {"Quotes": "Quote_Number", "Sales_Orders": "SO_Number"}.get(module, "Invoice_Number")
 
 
 def _date_field(module: str) -> str:
@@ -247,11 +276,12 @@ def map_line(
         Quantity=line.quantity,
         UnitAmount=line.list_price,
         ItemCode=product_code(product),
-        AccountCode=rules.account_code,
+        AccountCode=rules.account_codes.get(product_code(product), rules.account_code),
         TaxType=tax_type,
         TaxAmount=override,
         DiscountAmount=None if rules.discount_as_rate else line.discount or None,
         DiscountRate=_discount_rate(record, where, line) if rules.discount_as_rate else None,
+        Tracking=list(rules.tracking) or None,
     )
     return Line(body, line_amount, tax, taxed=rate != ZERO)
 

@@ -89,6 +89,13 @@ class XeroContactRef(XeroRequest):
     ContactID: str
 
 
+class XeroTracking(XeroRequest):
+    """A tracking category option on a line (validated at start-up against the organisation)."""
+
+    Name: str
+    Option: str
+
+
 class XeroLineItemIn(XeroRequest):
     """One invoice line; TaxAmount is only sent where Xero's own figure would differ."""
 
@@ -101,10 +108,11 @@ class XeroLineItemIn(XeroRequest):
     TaxAmount: Decimal | None = None
     DiscountAmount: Decimal | None = None
     DiscountRate: Decimal | None = None
+    Tracking: list[XeroTracking] | None = None
 
 
 class XeroInvoiceIn(XeroRequest):
-    """An ACCREC invoice to create."""
+    """An ACCREC invoice to create or (with its InvoiceID) to update."""
 
     Type: Literal["ACCREC"] = "ACCREC"
     Contact: XeroContactRef
@@ -116,7 +124,15 @@ class XeroInvoiceIn(XeroRequest):
     Reference: str | None = None
     CurrencyCode: str | None = None
     CurrencyRate: Decimal | None = None
+    BrandingThemeID: str | None = None
     Status: Literal["DRAFT", "SUBMITTED", "AUTHORISED"] = "AUTHORISED"
+
+
+class XeroInvoiceStatusChange(XeroRequest):
+    """Void an AUTHORISED invoice or delete a DRAFT/SUBMITTED one."""
+
+    InvoiceID: str
+    Status: Literal["VOIDED", "DELETED"]
 
 
 class XeroPurchaseOrderIn(XeroRequest):
@@ -192,6 +208,7 @@ class XeroInvoice(XeroResponse):
     SubTotal: Decimal | None = None
     TotalTax: Decimal | None = None
     AmountDue: Decimal | None = None
+    SentToContact: bool | None = None
     Type: str | None = None
     Contact: XeroContact | None = None
     AmountPaid: Decimal = Decimal(0)
@@ -216,6 +233,17 @@ class XeroTaxRate(XeroResponse):
     Name: str
     EffectiveRate: Decimal
     Status: str = "ACTIVE"
+
+
+class XeroTrackingOption(XeroResponse):
+    Name: str
+    Status: str = "ACTIVE"
+
+
+class XeroTrackingCategory(XeroResponse):
+    Name: str
+    Status: str = "ACTIVE"
+    Options: list[XeroTrackingOption] = []
 
 
 class XeroAccount(XeroResponse):

@@ -59,7 +59,9 @@ class ZohoInventoryDocument(ZohoModel):
 
     id: str
     subject: str | None = Field(None, alias="Subject")
-    status: str | None = Field(None, alias="Status")
+    status: str | None = Field(
+        None, validation_alias=AliasChoices("Quote_Stage", "Status")
+    )  # quotes move through Quote_Stage, the other modules through Status
     contact: ZohoLookup | None = Field(None, alias="Contact_Name")
     currency: str | None = Field(None, alias="Currency")
     exchange_rate: Decimal | None = Field(None, alias="Exchange_Rate")
@@ -88,6 +90,8 @@ class ZohoSalesDocument(ZohoInventoryDocument):
         None, validation_alias=AliasChoices("Invoice_Date", "Quote_Date", "SO_Date")
     )
     due_date: date | None = Field(None, validation_alias=AliasChoices("Due_Date", "Valid_Till"))
+    sales_order: ZohoLookup | None = Field(None, alias="Sales_Order")
+    quote: ZohoLookup | None = Field(None, alias="Quote_Name")
 
 
 class ZohoPurchaseOrder(ZohoInventoryDocument):
@@ -169,6 +173,7 @@ class ZohoInvoiceWriteBack(ZohoModel):
     xero_invoice_status: str | None = Field(None, alias="Xero_Invoice_Status")
     sync_status: SyncStatus | None = Field(None, alias="Xero_Sync_Status")
     sync_error: str | None = Field(None, alias="Xero_Sync_Error")
+    online_invoice_url: str | None = Field(None, alias="Xero_Online_Invoice_URL")
 
 
 class ZohoPurchaseOrderWriteBack(ZohoModel):

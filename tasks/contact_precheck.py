@@ -23,6 +23,8 @@ from workers.stage import stage
 @stage("zxsync.contact_precheck")
 def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     """Find or create the Xero contact of the document's account."""
+    if msg.intent == "cancel":
+        return msg  # a cancellation needs only the link
     assert msg.document is not None, "fetch_record runs first"
     account_id = msg.document.account.id
     contact_id = linked_contact(

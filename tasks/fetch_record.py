@@ -1,8 +1,13 @@
-"""Stage 1: read the Zoho record itself (the job carries only ids; Zoho is the source of truth)."""
+"""Stage 1: read the Zoho record itself (the job carries only ids; Zoho is the source of truth)
+and decide where it stands in the Quote -> Sales Order -> Invoice sequence (schemas/sequence.py).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.jobs import StageMessage
+from schemas.sequence import decide
 from schemas.zoho import ZohoPurchaseOrder, ZohoSalesDocument, parse_record
 from workers.context import StageContext
 from workers.stage import stage
@@ -11,10 +16,54 @@ from workers.stage import stage
 @stage("zxsync.fetch_record")
 def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
     """Fetch and validate the quote, sales order, invoice or purchase order named by the job."""
-    job = msg.job
-    raw = ctx.zoho.get_record(job.module, job.record_id)
+    job, conn = msg.job, ctx.connection
     if job.module == "Purchase_Orders":
+        raw = ctx.zoho.get_record(job.module, job.record_id)
         order = parse_record(ZohoPurchaseOrder, job.module, raw)
         return msg.model_copy(update={"purchase_order": order})
+    own_link = ctx.idempotency.link("invoice", conn.name, f"{job.module}:{job.record_id}")
+    if job.event == "delete":  # the record is gone from Zoho: only its link tells us anything
+        decision = decide(job.module, job.event, None, None, own_link is not None, conn)
+        update: dict[str, Any] = {"intent": "cancel"}
+        if decision.action != "cancel":
+            update = {"skipped_reason": decision.reason}
+        return msg.model_copy(update=update)
+    raw = ctx.zoho.get_record(job.module, job.record_id)
     document = parse_record(ZohoSalesDocument, job.module, raw)
-    return msg.model_copy(update={"document": document})
+    converted_from = None if own_link else _converted_from(ctx, document)
+    approval = str(raw.get(conn.approval_field)) if conn.approval_field else None
+    decision = decide(
+        job.module,
+        job.event,
+        document.status,
+        approval,
+        own_link is not None or converted_from is not None,
+        conn,
+    )
+    update = {"document": document, "converted_from": converted_from}
+    if decision.action == "cancel":
+        update["intent"] = "cancel"
+    elif decision.action != "sync":
+        update["skipped_reason"] = decision.reason
+    return msg.model_copy(update=update)
+
+
+def _converted_from(ctx: StageContext, document: ZohoSalesDocument) -> str | None:
+    """Link key of the quote or sales order this document was converted from, if that one is
+    already in Xero: a converted document must not give a second Xero invoice."""
+    conn = ctx.connection.name
+    candidates = []
+    if document.sales_order:
+        candidates.append(f"Sales_Orders:{document.sales_order.id}")
+    if document.quote:
+        candidates.append(f"Quotes:{document.quote.id}")
+    for key in candidates:
+        if ctx.idempotency.link("invoice", conn, key):
+            return key
+    if document.sales_order and not document.quote:
+        # an invoice from a sales order that was itself converted from a (synced) quote
+        order = ctx.zoho.get_record("Sales_Orders", document.sales_order.id)
+        quote = order.get("Quote_Name") or {}
+        if quote.get("id") and ctx.idempotency.link("invoice", conn, f"Quotes:{quote['id']}"):
+            return f"Quotes:{quote['id']}"
+    return None

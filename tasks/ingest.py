@@ -14,7 +14,7 @@ from schemas.errors import InvalidJob
 from schemas.jobs import StageMessage, SyncJob
 from workers.app import app
 from workers.history import record_key
-from workers.pipeline import stages_for, start_pipeline
+from workers.pipeline import SALES_MODULES, stages_for, start_pipeline
 from workers.settings import get_settings
 from workers.stage import StageTask
 
@@ -40,17 +40,19 @@ def parse_job(payload: Any) -> SyncJob:
 @app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
 def ingest(task: StageTask, payload: Any) -> str:
     """Accept one job from a relay; returns what was done with it."""
+    task.count_delivery()
     job = parse_job(payload)
     ctx = task.context_for(job.connection)
     key = record_key(job.connection, job.module, job.record_id)
     if not ctx.idempotency.claim_event(job, task.request.id):
         ctx.history.log(key, TASK_NAME, "duplicate", event_id=job.event_id)
         return "duplicate"
-    if not stages_for(job.module) or job.event == "delete":
+    if not stages_for(job.module) or (job.event == "delete" and job.module not in SALES_MODULES):
         reason = f"{job.module} '{job.event}' events are not synced by this version"
         ctx.history.log(key, TASK_NAME, "skipped", detail=reason)
         ctx.history.finish(job.connection, key, "skipped", reason)
         return "skipped"
+    ctx.history.start(job.connection, key, job.model_dump(mode="json"))
     ctx.history.log(key, TASK_NAME, "accepted", zoho_event=job.event, event_id=job.event_id)
     start_pipeline(StageMessage(job=job))
     return "started"

@@ -23,6 +23,8 @@ PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
 @stage("zxsync.item_precheck")
 def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     """Find or create the Xero items of the document's products."""
+    if msg.intent == "cancel":
+        return msg  # a cancellation needs only the link
     doc = msg.inventory_document()
     assert doc is not None, "fetch_record runs first"
     conn = ctx.connection.name

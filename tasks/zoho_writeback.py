@@ -21,6 +21,7 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         xero_invoice_status=msg.xero_invoice_status,
         sync_status="Synced",
         sync_error="",
+        online_invoice_url=msg.xero_online_invoice_url,
     )
     if msg.xero_invoice_id and msg.document is not None:  # payment feedback's way back
         reverse = {
@@ -33,10 +34,12 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         )
     ctx.zoho.update_records(job.module, [update.model_dump(by_alias=True, exclude_none=True)])
     key = record_key(job.connection, job.module, job.record_id)
+    action = msg.xero_action
+    outcome = action if action in ("updated", "voided", "deleted") else "created"
     ctx.history.finish(
         job.connection,
         key,
-        "created" if msg.xero_action != "unchanged" else "skipped",
-        f"{msg.xero_invoice_number} ({msg.xero_action})",
+        "skipped" if action == "unchanged" else outcome,
+        f"{msg.xero_invoice_number} ({action})",
     )
     return msg

@@ -199,3 +199,34 @@ def test_worker_process_killed_mid_task_loses_nothing(
     assert {o for o, _ in outcomes.values()} == {"created"}, outcomes
     references = [inv["Reference"] for inv in stack.xero.invoices(conn.xero_tenant_id)]
     assert sorted(references) == sorted(inv["Invoice_Number"] for inv in dataset.invoices)
+
+
+def test_a_job_that_keeps_killing_its_worker_ends_as_poison_not_a_loop(
+    make_stack: Callable[..., Any],
+) -> None:
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    stack = make_stack(
+        sandbox=SandboxConfig(latency_seconds=1.5), extra_env={"ZXS_MAX_DELIVERIES": "2"}
+    )
+    conn = stack.connections[0]
+    dataset = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, seed=9))
+    record_id = str(dataset.invoices[0]["id"])
+    worker = stack.start_worker(concurrency=1)
+    wait(lambda: len(_children(worker.pid)) == 1, what="the pool process")
+    enqueue(conn.name, record_id, "poison")
+    store = DeadLetterStore(get_redis())
+    kills = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        letters = [d for d in store.list(10_000) if d.connection == conn.name]
+        if letters:
+            break
+        time.sleep(1.0)  # the stage is now waiting on the slow sandbox: its process "crashes"
+        for child in _children(worker.pid):
+            os.kill(child, signal.SIGKILL)
+            kills += 1
+    [letter] = letters
+    assert letter.error_kind == "poison" and "worker died" in letter.error
+    assert 2 <= kills <= 12

@@ -71,3 +71,16 @@ def test_history_and_outcomes() -> None:
     history.finish("c", "c:Invoices:1", "created", "INV-0001")
     assert [e["event"] for e in history.entries("c:Invoices:1")] == ["done"]
     assert history.outcomes("c") == {"c:Invoices:1": ("created", "INV-0001")}
+
+
+def test_in_flight_jobs_stall_only_without_progress() -> None:
+    history = RecordHistory(client())
+    job = JOB.model_dump(mode="json")
+    history.start("c", "c:Invoices:1", job)
+    history.start("c", "c:Invoices:2", job)
+    assert [k for k, _ in history.stalled("c", idle_seconds=0)] == ["c:Invoices:1", "c:Invoices:2"]
+    assert history.stalled("c", idle_seconds=60) == []
+    history.quiet_until("c:Invoices:2", until=4_000_000_000)  # parked for Xero's next day
+    history.finish("c", "c:Invoices:1", "created")
+    history.log("c:Invoices:1", "zxsync.payment_feedback", "done")  # after finishing: no revival
+    assert history.stalled("c", idle_seconds=0) == []

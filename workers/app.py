@@ -22,6 +22,7 @@ STAGE_QUEUES = {
     "zxsync.contact_precheck": "zxs.contacts",
     "zxsync.item_precheck": "zxs.items",
     "zxsync.invoice_create": "zxs.invoices",
+    "zxsync.invoice_send": "zxs.send",
     "zxsync.zoho_writeback": "zxs.writeback",
     "zxsync.vendor_precheck": "zxs.contacts",
     "zxsync.purchase_order_create": "zxs.purchase_orders",
@@ -31,6 +32,7 @@ STAGE_QUEUES = {
     "zxsync.payment_reconcile": "zxs.payments",
     "zxsync.report_dead_letter": "zxs.alerts",
     "zxsync.dlq_digest": "zxs.alerts",
+    "zxsync.redrive_stalled": "zxs.alerts",
 }
 TASK_MODULES = [
     "tasks.ingest",
@@ -38,6 +40,7 @@ TASK_MODULES = [
     "tasks.contact_precheck",
     "tasks.item_precheck",
     "tasks.invoice_create",
+    "tasks.invoice_send",
     "tasks.zoho_writeback",
     "tasks.vendor_precheck",
     "tasks.purchase_order_create",
@@ -45,6 +48,7 @@ TASK_MODULES = [
     "tasks.po_status_poll",
     "tasks.payment_feedback",
     "workers.alerts",
+    "workers.redrive",
     "workers.deferral",
 ]
 
@@ -72,14 +76,27 @@ def create_app() -> Celery:
         ],
         task_routes={name: {"queue": queue} for name, queue in STAGE_QUEUES.items()},
         broker_transport_options={
-            "visibility_timeout": int(settings.zxs_retry_backoff_max * 3 + 600)
+            "visibility_timeout": settings.zxs_visibility_timeout
+            or int(settings.zxs_retry_backoff_max * 3 + 600)
         },
         broker_connection_retry_on_startup=True,
+        # a stage hands its result to the next by publishing; ride out a Redis restart rather
+        # than fail (and ack) a finished stage whose next step could not be sent
+        task_publish_retry_policy={
+            "max_retries": 30,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         worker_consumer="workers.poison:DeadLetteringConsumer",
         task_send_sent_event=True,
         beat_schedule={
+            "redrive-stalled": {  # jobs a broker hiccup dropped are sent again
+                "task": "zxsync.redrive_stalled",
+                "schedule": 60.0,
+            },
             "dead-letter-digest": {
                 "task": "zxsync.dlq_digest",
                 "schedule": crontab(hour=settings.zxs_digest_hour_utc, minute=0),

@@ -57,6 +57,7 @@ def reschedule(exc: RateLimited) -> None:
         signature = task.signature_from_request(retries=max(1, request.retries), task_id=uuid())
         park(task.name, message, dict(signature), due, str(exc))
         history.log(key, task.name, "deferred", error=str(exc), until=_iso(due))
+        history.quiet_until(key, due)
         log.warning("stage.deferred", stage=task.name, record=key, until=_iso(due))
     else:
         task.signature_from_request(

@@ -6,6 +6,7 @@ outcome per record that the demo and `zxsync status` read.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -13,7 +14,7 @@ import redis
 
 from schemas.wire import dumps, loads
 
-Outcome = Literal["created", "updated", "deleted", "skipped", "failed", "duplicate"]
+Outcome = Literal["created", "updated", "voided", "deleted", "skipped", "failed", "duplicate"]
 HISTORY_TTL_SECONDS = 90 * 24 * 3600
 
 
@@ -25,13 +26,26 @@ class RecordHistory:
     def __init__(self, redis_client: redis.Redis) -> None:
         self._redis = redis_client
 
+    def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
+        """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
+        pipe = self._redis.pipeline()
+        pipe.hset(f"zxs:inflight:{connection}", key, dumps(job))
+        pipe.zadd(f"zxs:progress:{connection}", {key: time.time()})
+        pipe.execute()
+
     def log(self, key: str, stage: str, event: str, **detail: Any) -> None:
+        """Append to the record's history; for an in-flight record this counts as progress."""
         entry = {"at": datetime.now(UTC).isoformat(), "stage": stage, "event": event, **detail}
         name = f"zxs:history:{key}"
         pipe = self._redis.pipeline()
         pipe.rpush(name, dumps(entry))
         pipe.expire(name, HISTORY_TTL_SECONDS)
+        pipe.zadd(_progress(key), {key: time.time()}, xx=True)
         pipe.execute()
+
+    def quiet_until(self, key: str, until: float) -> None:
+        """The record is meant to wait (e.g. parked for Xero's next day): not stalled before."""
+        self._redis.zadd(_progress(key), {key: until}, xx=True)
 
     def entries(self, key: str) -> list[dict[str, Any]]:
         rows = cast(list[str], self._redis.lrange(f"zxs:history:{key}", 0, -1))
@@ -39,8 +53,29 @@ class RecordHistory:
 
     def finish(self, connection: str, key: str, outcome: Outcome, detail: str = "") -> None:
         """The record's final outcome for this event (read by the demo and by status)."""
-        self._redis.hset(f"zxs:outcomes:{connection}", key, dumps([outcome, detail]))
+        pipe = self._redis.pipeline()
+        pipe.hset(f"zxs:outcomes:{connection}", key, dumps([outcome, detail]))
+        pipe.hdel(f"zxs:inflight:{connection}", key)
+        pipe.zrem(f"zxs:progress:{connection}", key)
+        pipe.execute()
+
+    def stalled(self, connection: str, idle_seconds: float) -> list[tuple[str, dict[str, Any]]]:
+        """In-flight records with no progress for `idle_seconds`, with their jobs."""
+        keys = cast(
+            list[str],
+            self._redis.zrangebyscore(
+                f"zxs:progress:{connection}", "-inf", time.time() - idle_seconds
+            ),
+        )
+        if not keys:
+            return []
+        jobs = cast(list[str | None], self._redis.hmget(f"zxs:inflight:{connection}", keys))
+        return [(key, loads(job)) for key, job in zip(keys, jobs, strict=True) if job]
 
     def outcomes(self, connection: str) -> dict[str, tuple[str, str]]:
         raw = cast(dict[str, str], self._redis.hgetall(f"zxs:outcomes:{connection}"))
         return {k: (loads(v)[0], loads(v)[1]) for k, v in raw.items()}
+
+
+def _progress(key: str) -> str:
+    return f"zxs:progress:{key.split(':', 1)[0]}"

@@ -18,6 +18,7 @@ SALES_STAGES = (
     "zxsync.contact_precheck",
     "zxsync.item_precheck",
     "zxsync.invoice_create",
+    "zxsync.invoice_send",
     "zxsync.zoho_writeback",
 )
 

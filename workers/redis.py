@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from workers.settings import Settings, get_settings
 
@@ -61,5 +63,11 @@ def resolve_redis_url(settings: Settings) -> str:
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    """The process-wide Redis client (decoded strings)."""
-    return redis.Redis.from_url(resolve_redis_url(get_settings()), decode_responses=True)
+    """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
+    failover of up to about half a minute instead of failing the stage that issued them."""
+    return redis.Redis.from_url(
+        resolve_redis_url(get_settings()),
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     zxs_retry_backoff_max: float = 600.0
     zxs_event_ttl_seconds: int = 7 * 24 * 3600
     zxs_lock_seconds: float = 60.0
+    zxs_max_deliveries: int = Field(5, ge=1)
+    zxs_stall_seconds: float = Field(
+        900.0, gt=0, description="In-flight jobs idle this long are re-driven by beat."
+    )
+    zxs_visibility_timeout: int | None = Field(
+        None, gt=0, description="Seconds before Redis redelivers an unacknowledged task."
+    )
     xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
     zxs_token_key: SecretStr = Field(
         SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."

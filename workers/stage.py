@@ -15,7 +15,7 @@ import structlog
 from billiard.einfo import ExceptionInfo
 from celery import Task
 
-from schemas.errors import SyncError
+from schemas.errors import PoisonMessage, SyncError
 from schemas.jobs import StageMessage
 from schemas.wire import dumps
 from workers.app import app
@@ -38,6 +38,25 @@ class StageTask(Task):  # type: ignore[misc]
     def context_for(self, connection: str) -> StageContext:
         delivery = self.request.delivery_info or {}
         return build_context(connection, self.request.retries, bool(delivery.get("redelivered")))
+
+    def count_delivery(self) -> None:
+        """Refuse a job that keeps killing its worker.
+
+        With reject-on-worker-lost, Celery requeues a task whose process died, so one that
+        crashes its worker every time would loop forever (celery PR #6103). Deliveries of the
+        same attempt are counted in Redis; past the budget the job is dead-lettered instead.
+        """
+        key = f"zxs:deliveries:{self.request.id}:{self.request.retries}"
+        redis_client = get_redis()
+        deliveries = int(redis_client.incr(key))
+        redis_client.expire(key, 24 * 3600)
+        budget = get_settings().zxs_max_deliveries
+        if deliveries > budget:
+            raise PoisonMessage(
+                f"delivered {deliveries} times and its worker died each time",
+                hint="The job crashes or exhausts its worker (memory, time limit): inspect the "
+                "payload and traceback before replaying it.",
+            )
 
     def retry_or_raise(self, exc: BaseException, ctx: StageContext, key: str) -> None:
         """Schedule the next attempt for a transient error; otherwise let it fail."""
@@ -106,6 +125,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
 
         @app.task(**options)
         def run(task: StageTask, message: dict[str, Any]) -> dict[str, Any]:
+            task.count_delivery()
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
                 return message

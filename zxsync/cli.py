@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from relay.cli import relay
-from zxsync.ops import dlq_app, flower, status
+from zxsync.ops import check, dlq_app, flower, status
 
 app = typer.Typer(
     help="Zoho CRM -> Xero sync: workers, relays' enqueue, sandbox and demo.", no_args_is_help=True
@@ -22,6 +22,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(__import__("zxsync.connect").connect.app, name="connect")
 app.command()(status)
 app.command()(flower)
+app.command()(check)
 app.command()(relay)
 
 
@@ -49,6 +50,13 @@ def worker(
     from workers.app import STAGE_QUEUES
     from workers.app import app as celery_app
 
+    try:
+        check()  # a misfit mapping is reported before the first document fails on it
+    except typer.Exit:
+        console.print(
+            "[yellow]starting anyway: documents that need these settings will be "
+            "dead-lettered with the same reason[/yellow]"
+        )
     selected = queues or ",".join(dict.fromkeys(STAGE_QUEUES.values()))
     celery_app.worker_main(
         ["worker", "-Q", selected, "-c", str(concurrency), "--loglevel", loglevel]

@@ -175,3 +175,26 @@ def flower(port: int = 5555) -> None:
         sys.executable,
         [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={port}"],
     )
+
+
+def check() -> None:
+    """Check every connection's mapping against its Xero organisation's Accounts, TaxRates and
+    TrackingCategories; exit 1 naming each setting Xero would refuse."""
+    from schemas.checks import connection_problems
+    from workers.context import build_context
+    from workers.settings import get_settings
+
+    failed = False
+    for name in get_settings().connections():
+        ctx = build_context(name)
+        xero = ctx.xero
+        problems = connection_problems(
+            ctx.connection, xero.accounts(), xero.tax_rates(), xero.tracking_categories()
+        )
+        failed |= bool(problems)
+        for problem in problems:
+            console.print(f"[red]{name}[/red]: {problem}", highlight=False)
+        if not problems:
+            console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
+    if failed:
+        raise typer.Exit(1)

@@ -77,6 +77,8 @@ class LocalStack:
         self._servers: list[ThreadedServer] = []
         self._workers: list[subprocess.Popen[bytes]] = []
         self._embedded_redis = False
+        self._redis_port = 0
+        self._saved_env: dict[str, str] | None = None
         self.env: dict[str, str] = {}
         for conn in connections:
             self.xero.add_tenant(conn.xero_tenant_id, f"{conn.name} (sandbox)", "AU", "AUD")
@@ -97,7 +99,8 @@ class LocalStack:
         if not self.redis_url:
             from workers.redis import start_embedded
 
-            self.redis_url = start_embedded(self.workdir / "redis", free_port())
+            self._redis_port = free_port()
+            self.redis_url = start_embedded(self.workdir / "redis", self._redis_port)
             self._embedded_redis = True
         xero = ThreadedServer(create_xero_app(self.xero)).start()
         zoho = ThreadedServer(create_zoho_app(self.zoho)).start()
@@ -123,15 +126,19 @@ class LocalStack:
         return self
 
     def _apply_env_here(self) -> None:
-        """Point this process's settings, Redis client and Celery app at the stack."""
+        """Point this process's settings, Redis client and Celery app at the stack (undone by
+        stop(), so a later stack in the same process starts from a clean environment)."""
+        self._saved_env = dict(os.environ)
         os.environ.update(self.env)
-        from workers.app import app
-        from workers.redis import get_redis
-        from workers.settings import get_settings
+        _point_process_at(self.redis_url)
 
-        get_settings.cache_clear()
-        get_redis.cache_clear()
-        app.conf.broker_url = self.redis_url
+    def _restore_env_here(self) -> None:
+        if self._saved_env is None:
+            return
+        os.environ.clear()
+        os.environ.update(self._saved_env)
+        self._saved_env = None
+        _point_process_at(os.environ.get("REDIS_URL"))
 
     def start_worker(
         self, concurrency: int | None = None, name: str = "w"
@@ -186,6 +193,15 @@ class LocalStack:
     def worker_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
 
+    def restart_redis(self) -> None:
+        """Shut the embedded Redis down and start it again on its data (appendonly): what a
+        Redis restart in production does to queues, links and dead letters."""
+        from workers.redis import start_embedded, stop_embedded
+
+        assert self._embedded_redis, "only the stack's own Redis can be restarted"
+        stop_embedded()
+        start_embedded(self.workdir / "redis", self._redis_port)
+
     def stop(self) -> None:
         for process in self._workers:
             if process.poll() is None:
@@ -204,6 +220,7 @@ class LocalStack:
             from workers.redis import stop_embedded
 
             stop_embedded()
+        self._restore_env_here()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
@@ -216,3 +233,17 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _point_process_at(redis_url: str | None) -> None:
+    """Forget cached settings, Redis client and broker connections; use `redis_url`."""
+    from workers.app import app
+    from workers.redis import get_redis
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    get_redis.cache_clear()
+    # pooled connections still point at the previous broker: drop the app's references the
+    # way Celery itself does after a fork (kombu keeps its pools per broker URL, open)
+    app._after_fork()
+    app.conf.broker_url = redis_url

@@ -1,0 +1,43 @@
+"""Re-drive jobs that stopped moving: the last net under "no document lost".
+
+Celery on Redis can still drop a message in a few narrow windows (a worker killed between the
+transport's BRPOP and its unacked bookkeeping, a Redis restart under a publish). Every accepted
+job is therefore tracked until it finishes (workers/history.py); this beat task re-sends any
+that made no progress for `ZXS_STALL_SECONDS` through the door as a replay. Stages are
+idempotent, so a re-driven job that was merely slow does no harm.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from workers.app import app
+from workers.history import RecordHistory
+from workers.redis import get_redis
+from workers.settings import get_settings
+
+log = structlog.get_logger("zxsync.redrive")
+
+
+@app.task(name="zxsync.redrive_stalled")
+def redrive_stalled() -> int:
+    """Send every stalled in-flight job again (as event `replay`); returns how many."""
+    settings = get_settings()
+    history = RecordHistory(get_redis())
+    sent = 0
+    for connection in settings.connections():
+        for key, job in history.stalled(connection, settings.zxs_stall_seconds):
+            replay = {**job, "event": "replay", "event_id": f"redrive-{key}-{int(time.time())}"}
+            history.log(
+                key,
+                "zxsync.redrive_stalled",
+                "redriven",
+                detail=f"no progress for {settings.zxs_stall_seconds:.0f} s",
+            )
+            app.send_task("zxsync.ingest", args=[replay])
+            sent += 1
+    if sent:
+        log.warning("redrive.sent", count=sent)
+    return sent

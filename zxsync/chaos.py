@@ -1,0 +1,222 @@
+"""Chaos run: invoices flow while worker processes are SIGKILLed and Redis restarts.
+
+The proof that at-least-once delivery plus idempotent stages make the pipeline effectively
+exactly-once: afterwards every Zoho invoice has exactly one Xero invoice or exactly one dead
+letter with a reason; nothing is lost, nothing duplicated. Used by tests/test_chaos.py (small)
+and bench/chaos.py (large, figures printed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from sandbox.config import SandboxConfig, XeroLimits
+from sandbox.seed import build_dataset, load_dataset
+from zxsync.stack import LocalConnection, LocalStack
+
+CONNECTION = LocalConnection("chaos", "c4a05000-0000-4000-8000-000000000001", "org-chaos")
+
+
+@dataclass(frozen=True)
+class ChaosReport:
+    invoices: int
+    created: int
+    dead_lettered: int
+    lost: int
+    duplicated: int
+    kills: int
+    redis_restarts: int
+    seconds: float
+
+    @property
+    def exact(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"invoices {self.invoices}: created once {self.created}, dead-lettered "
+            f"{self.dead_lettered}, lost {self.lost}, duplicated {self.duplicated}",
+            f"worker SIGKILLs {self.kills}, Redis restarts {self.redis_restarts}, "
+            f"wall time {self.seconds:.1f} s",
+        ]
+
+
+def run_chaos(
+    invoices: int = 500,
+    workers: int = 2,
+    concurrency: int = 2,
+    kill_every: float = 3.0,
+    timeout: float = 600.0,
+    seed: int = 1,
+) -> ChaosReport:
+    """Run the pipeline under kills and one Redis restart; count what came out."""
+    rng = random.Random(seed)
+    env = {  # short waits, so killed workers' tasks come back within seconds
+        "ZXS_VISIBILITY_TIMEOUT": "15",
+        "ZXS_RETRY_BACKOFF_MAX": "5",
+        "ZXS_LOCK_SECONDS": "10",
+        "ZXS_MAX_DELIVERIES": "8", "ZXS_STALL_SECONDS": "30",
+        # limits off (sandbox and our limiter): this run is about faults, not throughput
+        "ZXS_XERO_PER_MINUTE": "1000000", "ZXS_XERO_PER_DAY": "1000000",
+    }
+    unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
+    config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
+    with LocalStack([CONNECTION], config, concurrency=concurrency, extra_env=env) as stack:
+        dataset = load_dataset(
+            stack.zoho,
+            CONNECTION.zoho_org_id,
+            build_dataset(
+                invoices=invoices, accounts=max(3, invoices // 10), products=20, seed=seed
+            ),
+        )
+        ids = [str(inv["id"]) for inv in dataset.invoices]
+        pool = [stack.start_worker(name=f"chaos{i}") for i in range(workers)]
+        started = time.monotonic()
+        _enqueue(ids)
+        kills, restarts = _torment(stack, pool, ids, rng, kill_every, timeout)
+        _wait_for_outcomes(ids, started + timeout)
+        seconds = time.monotonic() - started
+        return _count(stack, dataset.invoices, kills, restarts, seconds)
+
+
+def _enqueue(ids: list[str]) -> None:
+    from workers.app import app
+
+    for record_id in ids:
+        app.send_task(
+            "zxsync.ingest",
+            args=[
+                {
+                    "connection": CONNECTION.name,
+                    "module": "Invoices",
+                    "record_id": record_id,
+                    "event": "insert",
+                    "event_id": f"chaos-{record_id}",
+                }
+            ],
+        )
+
+
+def _done(ids: list[str]) -> int:
+    from workers.history import RecordHistory
+    from workers.redis import get_redis
+
+    outcomes = RecordHistory(get_redis()).outcomes(CONNECTION.name)
+    return sum(1 for rid in ids if f"{CONNECTION.name}:Invoices:{rid}" in outcomes)
+
+
+def _torment(
+    stack: LocalStack,
+    pool: list[subprocess.Popen[bytes]],
+    ids: list[str],
+    rng: random.Random,
+    kill_every: float,
+    timeout: float,
+) -> tuple[int, int]:
+    """Every `kill_every` seconds SIGKILL a random worker process: mostly a pool process (its
+    parent replaces it), every fourth time a whole worker (restarted here). Restart Redis once a
+    third of the work is done. Stops when every invoice has an outcome."""
+    kills = restarts = 0
+    deadline = time.monotonic() + timeout
+    next_kill = time.monotonic() + kill_every
+    while time.monotonic() < deadline:
+        done = _done_or_none(ids)
+        if done is not None and done >= len(ids):
+            break
+        if restarts == 0 and done is not None and done >= len(ids) // 3:
+            stack.restart_redis()
+            restarts += 1
+        _beat()
+        if time.monotonic() >= next_kill:
+            kills += 1
+            if kills % 4 == 0:
+                victim = pool.pop(rng.randrange(len(pool)))
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait()
+                pool.append(stack.start_worker(name=f"chaos{kills}k"))
+            else:
+                children = [c for w in pool for c in _children(w.pid)]
+                if children:
+                    os.kill(rng.choice(children), signal.SIGKILL)
+            next_kill = time.monotonic() + kill_every
+        time.sleep(0.2)
+    return kills, restarts
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _done_or_none(ids: list[str]) -> int | None:
+    import redis
+
+    try:
+        return _done(ids)
+    except redis.RedisError:  # Redis is restarting
+        return None
+
+
+def _wait_for_outcomes(ids: list[str], deadline: float) -> None:
+    while time.monotonic() < deadline and (_done_or_none(ids) or 0) < len(ids):
+        _beat()
+        time.sleep(0.2)
+
+
+_last_beat = [0.0]
+
+
+def _beat() -> None:
+    """What `celery beat` does in production, done by the driver (beat is not under test):
+    re-drive jobs that stopped moving."""
+    import redis
+
+    from workers.redrive import redrive_stalled
+
+    if time.monotonic() - _last_beat[0] < 5:
+        return
+    _last_beat[0] = time.monotonic()
+    with contextlib.suppress(redis.RedisError):  # Redis may be restarting
+        redrive_stalled()
+
+
+def _count(
+    stack: LocalStack, invoices: list[dict[str, object]], kills: int, restarts: int, seconds: float
+) -> ChaosReport:
+    """Judge by the sandboxes and the dead-letter store, not by our own outcomes."""
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    references = Counter(
+        str(inv.get("Reference"))
+        for inv in stack.xero.invoices(CONNECTION.xero_tenant_id)
+        if inv.get("Status") not in ("DELETED", "VOIDED")
+    )
+    letters = Counter(
+        dl.record_id
+        for dl in DeadLetterStore(get_redis()).list(1_000_000)
+        if dl.connection == CONNECTION.name
+    )
+    created = dead = lost = duplicated = 0
+    for invoice in invoices:
+        in_xero = references[str(invoice["Invoice_Number"])]
+        dead_letters = letters[str(invoice["id"])]
+        if in_xero == 1 and dead_letters == 0:
+            created += 1
+        elif in_xero == 0 and dead_letters == 1:
+            dead += 1
+        elif in_xero == 0 and dead_letters == 0:
+            lost += 1
+        else:
+            duplicated += 1
+    return ChaosReport(len(invoices), created, dead, lost, duplicated, kills, restarts, seconds)
