@@ -28,6 +28,7 @@ import structlog
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -228,6 +229,8 @@ def _json(body: bytes) -> Any:
         return loads(body)
     except ValueError:
         raise Rejected(400, "body is not valid JSON") from None
+    except RecursionError:  # `[[[[...` deeper than the parser's stack: hostile, not a crash
+        raise Rejected(400, "body is nested too deeply") from None
 
 
 def _parse(model: type[M], raw: bytes | dict[str, Any]) -> M:
@@ -276,7 +279,14 @@ def create_relay_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The router's own refusals (no such path, wrong method) also answer with a reason."""
+        assert isinstance(exc, HTTPException)
+        log.warning("relay.rejected", path=request.url.path, status=exc.status_code)
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
     return Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/webhooks/xero", _guard(relay.xero), methods=["POST"]),
             Route("/webhooks/zoho/{connection}", _guard(relay.zoho_workflow), methods=["POST"]),
