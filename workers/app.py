@@ -8,6 +8,10 @@ the retry policy can ask for, so Redis never redelivers a task that is merely wa
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
@@ -120,7 +124,21 @@ def create_app() -> Celery:
 
 def _resolve_broker(sender: Celery, **_: object) -> None:
     """Deferred so importing the app never starts an embedded Redis by itself."""
-    sender.conf.broker_url = resolve_redis_url(get_settings())
+    url = resolve_redis_url(get_settings())
+    sender.conf.broker_url = url
+    ssl_options = broker_ssl_options(url)
+    if ssl_options is not None:
+        sender.conf.broker_use_ssl = ssl_options
+
+
+def broker_ssl_options(url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a TLS Redis URL (`rediss://`): kombu refuses a rediss
+    broker without it unless the URL says `ssl_cert_reqs=...` itself (then the URL decides).
+    The default verifies the server's certificate, as redis-py does for the same URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 @signals.worker_process_init.connect(weak=False)
