@@ -39,8 +39,8 @@ from schemas.zoho import (
 )
 
 MAX_UNIT_DECIMALS = 4  # Xero keeps 4-decimal UnitAmount and Quantity with unitdp=4
-XERO_ITEM_CODE_MAX = 30
-XERO_ITEM_NAME_MAX = 50
+ITEM_CODE_MAX = 30
+ITEM_NAME_MAX = 50
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def item_from_product(
     purchased = purchase_price is not None
     return XeroItemIn(
         Code=code,
-        Name=product.name.strip()[:XERO_ITEM_NAME_MAX],
+        Name=product.name.strip()[:ITEM_NAME_MAX],
         Description=product.description or product.name,
         SalesDetails=XeroItemDetails(
             UnitPrice=product.unit_price, AccountCode=conn.sales_account_code
@@ -157,9 +157,9 @@ def product_code(product: ZohoProduct) -> str:
             "is empty; Xero items need a code",
             hint=f"Give product '{product.name}' a Product_Code in Zoho, then replay.",
         )
-    if len(code) > XERO_ITEM_CODE_MAX:
+    if len(code) > ITEM_CODE_MAX:
         raise InvalidRecord(
-            record, "Product_Code", f"'{code}' is over Xero's {XERO_ITEM_CODE_MAX} characters"
+            record, "Product_Code", f"'{code}' is over Xero's {ITEM_CODE_MAX} characters"
         )
     return code
 
