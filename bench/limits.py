@@ -19,12 +19,19 @@ from zxsync.stack import LocalConnection, LocalStack
 
 
 def send(connection: str, record_ids: list[str], prefix: str) -> None:
-    from workers.app import app
+    from schemas.jobs import SyncJob
+    from workers.pipeline import submit
 
     for record_id in record_ids:
-        job = {"connection": connection, "module": "Invoices", "record_id": record_id,
-               "event": "insert", "event_id": f"{prefix}-{record_id}"}
-        app.send_task("zxsync.ingest", args=[job])
+        submit(
+            SyncJob(
+                connection=connection,
+                module="Invoices",
+                record_id=record_id,
+                event="insert",
+                event_id=f"{prefix}-{record_id}",
+            )
+        )
 
 
 def wait(connection: str, keys: list[str], timeout: float) -> dict[str, tuple[str, str]]:
@@ -72,8 +79,10 @@ def main() -> None:
         print(f"workers        {args.workers} x concurrency {args.concurrency}")
         print(f"Xero calls     {calls} in {elapsed:.1f}s (a minute is {args.minute:g}s)")
         print(f"calls/minute   {calls / elapsed * args.minute:.1f} achieved, limit {limit}")
-        print(f"floor          {max(0, calls - limit) / limit * args.minute:.1f}s "
-              "(the first minute's calls need no wait)")
+        print(
+            f"floor          {max(0, calls - limit) / limit * args.minute:.1f}s "
+            "(the first minute's calls need no wait)"
+        )
         print(f"429s           {stats['rate_limited']}")
         print(f"exactly once   {len(invoices) == len(ids) and max(invoices.values()) == 1}")
         from workers.deadletter import DeadLetterStore

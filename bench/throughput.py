@@ -31,19 +31,17 @@ def stack(name: str) -> LocalStack:
 
 
 def send(connection: str, record_id: str) -> None:
-    from workers.app import app
+    from schemas.jobs import SyncJob
+    from workers.pipeline import submit
 
-    app.send_task(
-        "zxsync.ingest",
-        args=[
-            {
-                "connection": connection,
-                "module": "Invoices",
-                "record_id": record_id,
-                "event": "insert",
-                "event_id": f"bench-{record_id}",
-            }
-        ],
+    submit(
+        SyncJob(
+            connection=connection,
+            module="Invoices",
+            record_id=record_id,
+            event="insert",
+            event_id=f"bench-{record_id}",
+        )
     )
 
 

@@ -14,11 +14,11 @@ from schemas.errors import InvalidJob
 from schemas.jobs import StageMessage, SyncJob
 from workers.app import app
 from workers.history import record_key
-from workers.pipeline import SALES_MODULES, stages_for, start_pipeline
+from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, start_pipeline
 from workers.settings import get_settings
 from workers.stage import StageTask
 
-TASK_NAME = "zxsync.ingest"
+TASK_NAME = INGEST_TASK
 
 
 def parse_job(payload: Any) -> SyncJob:

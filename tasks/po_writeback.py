@@ -5,15 +5,8 @@ from __future__ import annotations
 from schemas.jobs import StageMessage
 from schemas.zoho import ZohoPurchaseOrderWriteBack
 from workers.context import StageContext
-from workers.history import Outcome, record_key
+from workers.history import outcome_of, record_key
 from workers.stage import stage
-
-OUTCOMES: dict[str, Outcome] = {
-    "created": "created",
-    "adopted": "created",
-    "updated": "updated",
-    "deleted": "deleted",
-}
 
 
 @stage("zxsync.po_writeback")
@@ -32,7 +25,7 @@ def po_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
     ctx.history.finish(
         job.connection,
         record_key(job.connection, job.module, job.record_id),
-        OUTCOMES.get(msg.xero_action or "", "skipped"),
+        outcome_of(msg.xero_action),
         f"{msg.xero_purchase_order_number} ({msg.xero_action})",
     )
     return msg

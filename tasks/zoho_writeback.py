@@ -6,7 +6,7 @@ from schemas.jobs import StageMessage
 from schemas.payments import INVOICE_REVERSE_LINK
 from schemas.zoho import ZohoInvoiceWriteBack
 from workers.context import StageContext
-from workers.history import record_key
+from workers.history import outcome_of, record_key
 from workers.stage import stage
 
 
@@ -34,12 +34,10 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         )
     ctx.zoho.update_records(job.module, [update.model_dump(by_alias=True, exclude_none=True)])
     key = record_key(job.connection, job.module, job.record_id)
-    action = msg.xero_action
-    outcome = action if action in ("updated", "voided", "deleted") else "created"
     ctx.history.finish(
         job.connection,
         key,
-        "skipped" if action == "unchanged" else outcome,
-        f"{msg.xero_invoice_number} ({action})",
+        outcome_of(msg.xero_action),
+        f"{msg.xero_invoice_number} ({msg.xero_action})",
     )
     return msg

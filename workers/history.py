@@ -16,6 +16,18 @@ from schemas.wire import dumps, loads
 
 Outcome = Literal["created", "updated", "voided", "deleted", "skipped", "failed", "duplicate"]
 HISTORY_TTL_SECONDS = 90 * 24 * 3600
+# what a stage did in Xero -> the record's outcome; anything else (e.g. unchanged) is a skip
+ACTION_OUTCOMES: dict[str, Outcome] = {
+    "created": "created",
+    "adopted": "created",
+    "updated": "updated",
+    "voided": "voided",
+    "deleted": "deleted",
+}
+
+
+def outcome_of(action: str | None) -> Outcome:
+    return ACTION_OUTCOMES.get(action or "", "skipped")
 
 
 def record_key(connection: str, module: str, record_id: str) -> str:

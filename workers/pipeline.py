@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from celery import chain
 
-from schemas.jobs import StageMessage
+from schemas.jobs import StageMessage, SyncJob
 from workers.app import app
+
+INGEST_TASK = "zxsync.ingest"
 
 SALES_MODULES = ("Invoices", "Quotes", "Sales_Orders")
 SALES_STAGES = (
@@ -44,3 +46,8 @@ def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None
         stages = stages[stages.index(from_stage) :]
     first = app.signature(stages[0], args=(message.model_dump(mode="json"),))
     chain(first, *(app.signature(name) for name in stages[1:])).apply_async()
+
+
+def submit(job: SyncJob) -> None:
+    """Enqueue a job at the door exactly as a relay does (the one way in for Python callers)."""
+    app.send_task(INGEST_TASK, args=[job.model_dump(mode="json")])

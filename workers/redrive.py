@@ -13,8 +13,10 @@ import time
 
 import structlog
 
+from schemas.jobs import SyncJob
 from workers.app import app
 from workers.history import RecordHistory
+from workers.pipeline import submit
 from workers.redis import get_redis
 from workers.settings import get_settings
 
@@ -29,14 +31,16 @@ def redrive_stalled() -> int:
     sent = 0
     for connection in settings.connections():
         for key, job in history.stalled(connection, settings.zxs_stall_seconds):
-            replay = {**job, "event": "replay", "event_id": f"redrive-{key}-{int(time.time())}"}
+            replay = SyncJob.model_validate(
+                {**job, "event": "replay", "event_id": f"redrive-{key}-{int(time.time())}"}
+            )
             history.log(
                 key,
                 "zxsync.redrive_stalled",
                 "redriven",
                 detail=f"no progress for {settings.zxs_stall_seconds:.0f} s",
             )
-            app.send_task("zxsync.ingest", args=[replay])
+            submit(replay)
             sent += 1
     if sent:
         log.warning("redrive.sent", count=sent)

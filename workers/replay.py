@@ -13,21 +13,20 @@ from schemas.jobs import SyncJob
 from schemas.wire import loads
 from workers.app import app
 from workers.deadletter import DeadLetter, DeadLetterStore
-
-INGEST = "zxsync.ingest"
+from workers.pipeline import INGEST_TASK, submit
 
 
 def replay(letter: DeadLetter, store: DeadLetterStore) -> str:
     """Enqueue the letter's job again; returns the event id used."""
     payload = loads(letter.payload)
-    if letter.stage == INGEST:
+    if letter.stage == INGEST_TASK:
         # a rejected job is sent as it came: only a fixed configuration can make it pass now
-        app.send_task(INGEST, args=[payload])
+        app.send_task(INGEST_TASK, args=[payload])
         event_id = str(payload.get("event_id", "")) if isinstance(payload, dict) else ""
     else:
         job = SyncJob.model_validate(payload["job"])
         event_id = f"replay-{letter.id}"
         replayed = job.model_copy(update={"event": "replay", "event_id": event_id})
-        app.send_task(INGEST, args=[replayed.model_dump(mode="json")])
+        submit(replayed)
     store.mark_replayed(letter)
     return event_id

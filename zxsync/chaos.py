@@ -62,9 +62,11 @@ def run_chaos(
         "ZXS_VISIBILITY_TIMEOUT": "15",
         "ZXS_RETRY_BACKOFF_MAX": "5",
         "ZXS_LOCK_SECONDS": "10",
-        "ZXS_MAX_DELIVERIES": "8", "ZXS_STALL_SECONDS": "30",
+        "ZXS_MAX_DELIVERIES": "8",
+        "ZXS_STALL_SECONDS": "30",
         # limits off (sandbox and our limiter): this run is about faults, not throughput
-        "ZXS_XERO_PER_MINUTE": "1000000", "ZXS_XERO_PER_DAY": "1000000",
+        "ZXS_XERO_PER_MINUTE": "1000000",
+        "ZXS_XERO_PER_DAY": "1000000",
     }
     unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
     config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
@@ -87,20 +89,18 @@ def run_chaos(
 
 
 def _enqueue(ids: list[str]) -> None:
-    from workers.app import app
+    from schemas.jobs import SyncJob
+    from workers.pipeline import submit
 
     for record_id in ids:
-        app.send_task(
-            "zxsync.ingest",
-            args=[
-                {
-                    "connection": CONNECTION.name,
-                    "module": "Invoices",
-                    "record_id": record_id,
-                    "event": "insert",
-                    "event_id": f"chaos-{record_id}",
-                }
-            ],
+        submit(
+            SyncJob(
+                connection=CONNECTION.name,
+                module="Invoices",
+                record_id=record_id,
+                event="insert",
+                event_id=f"chaos-{record_id}",
+            )
         )
 
 

@@ -78,8 +78,7 @@ def enqueue(
     from pydantic import ValidationError
 
     from schemas.jobs import SyncJob
-    from tasks.ingest import TASK_NAME
-    from workers.app import app as celery_app
+    from workers.pipeline import submit
 
     if json_file is not None:
         raw = sys.stdin.read() if str(json_file) == "-" else json_file.read_text()
@@ -98,7 +97,7 @@ def enqueue(
         for err in exc.errors():
             console.print(f"[red]rejected[/red] {'.'.join(map(str, err['loc']))}: {err['msg']}")
         raise typer.Exit(2) from None
-    celery_app.send_task(TASK_NAME, args=[job.model_dump(mode="json")])
+    submit(job)
     console.print(f"enqueued {job.module} {job.record_id} (event {job.event_id})")
 
 

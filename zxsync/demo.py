@@ -81,9 +81,7 @@ def _seed(stack: LocalStack, invoices: int) -> ZohoDataset:
     dataset = load_dataset(
         stack.zoho,
         CONNECTION.zoho_org_id,
-        build_dataset(
-            invoices=invoices, accounts=6, products=10, purchase_orders=PURCHASE_ORDERS
-        ),
+        build_dataset(invoices=invoices, accounts=6, products=10, purchase_orders=PURCHASE_ORDERS),
     )
     tenant = CONNECTION.xero_tenant_id
     # Some customers and products are already in Xero: found by name / code, not duplicated.
@@ -129,18 +127,20 @@ def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
 
 def _enqueue(record_ids: list[str], module: str = "Invoices") -> None:
     """Send every event REPEATS times, as a relay that retries would."""
-    from workers.app import app
+    from schemas.jobs import SyncJob
+    from workers.pipeline import submit
 
     for _ in range(REPEATS):
         for record_id in record_ids:
-            job = {
-                "connection": CONNECTION.name,
-                "module": module,
-                "record_id": record_id,
-                "event": "insert",
-                "event_id": f"demo-{record_id}",
-            }
-            app.send_task("zxsync.ingest", args=[job])
+            submit(
+                SyncJob(
+                    connection=CONNECTION.name,
+                    module=module,
+                    record_id=record_id,
+                    event="insert",
+                    event_id=f"demo-{record_id}",
+                )
+            )
 
 
 def _follow(
