@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck install clean bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay
 	$(BIN)/pytest -q
+
+# issue #8 figures (README "Performance"): burst, naive path, trickle, raw, fairness; ~10 minutes
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py all
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
