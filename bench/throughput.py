@@ -40,7 +40,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,36 @@ def make_stack(
     return LocalStack(conns, config, concurrency=concurrency, extra_env=extra)
 
 
+STARTED: dict[int, list[subprocess.Popen[bytes]]] = {}  # id(stack) -> its worker processes
+
+
+@contextmanager
+def running(
+    report: Report,
+    part: str,
+    names: Iterable[str],
+    *,
+    limits: bool,
+    env: dict[str, str],
+    concurrency: int,
+) -> Iterator[LocalStack]:
+    """A stack for one part; on the way out, says whether a worker process died meanwhile (a
+    dead worker makes the part's figures meaningless)."""
+    stack = make_stack(names, limits=limits, env=env, concurrency=concurrency)
+    with stack:
+        yield stack
+        dead = [(p.pid, p.poll()) for p in STARTED.pop(id(stack), []) if p.poll() is not None]
+        if dead:
+            report.add(
+                part,
+                "WARNING: worker exited during the run",
+                str(dead),
+                note="pid, exit status: these figures are not valid",
+            )
+            for line in stack.worker_logs().splitlines()[-12:]:
+                print(f"   | {line[:160]}")
+
+
 def start_workers(
     stack: LocalStack, workers: int, concurrency: int
 ) -> list[subprocess.Popen[bytes]]:
@@ -162,6 +193,7 @@ def start_workers(
     from workers.app import app
 
     procs = [stack.start_worker(concurrency=concurrency) for _ in range(workers)]
+    STARTED.setdefault(id(stack), []).extend(procs)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
@@ -417,7 +449,9 @@ def burst(report: Report, args: argparse.Namespace) -> None:
         deadline=f"{args.burst_timeout:.0f} s",
     )
     env = {"ZXS_BATCHING": "true", **args.env}
-    with make_stack(["burst"], limits=True, env=env, concurrency=args.concurrency) as s:
+    with running(
+        report, "burst", ["burst"], limits=True, env=env, concurrency=args.concurrency
+    ) as s:
         conn = s.connections[0]
         invoices = seed(s, conn, n, args.accounts, args.products, args.seed)
         start_workers(s, args.workers, args.concurrency)
@@ -489,7 +523,9 @@ def naive(report: Report, args: argparse.Namespace) -> None:
         step3=f"wall time for {n} under the limits = counted calls at "
         f"{REAL_MINUTE_LIMIT} calls/minute (extrapolated)",
     )
-    with make_stack(["naive"], limits=False, env=env, concurrency=args.concurrency) as s:
+    with running(
+        report, "naive", ["naive"], limits=False, env=env, concurrency=args.concurrency
+    ) as s:
         conn = s.connections[0]
         invoices = seed(s, conn, sn, sa, sp, args.seed)
         start_workers(s, args.workers, args.concurrency)
@@ -522,7 +558,9 @@ def naive(report: Report, args: argparse.Namespace) -> None:
     )
 
     if args.naive_sample > 0:
-        with make_stack(["naive"], limits=True, env=env, concurrency=args.concurrency) as s:
+        with running(
+            report, "naive", ["naive"], limits=True, env=env, concurrency=args.concurrency
+        ) as s:
             conn = s.connections[0]
             invoices = seed(s, conn, sn, sa, sp, args.seed)
             start_workers(s, args.workers, args.concurrency)
@@ -587,7 +625,9 @@ def trickle(report: Report, args: argparse.Namespace) -> None:
         latency="enqueue (submit) -> invoice created in the Xero sandbox (its UpdatedDateUTC)",
     )
     env = {"ZXS_BATCHING": "true", **args.env}
-    with make_stack(["trickle"], limits=limits, env=env, concurrency=args.concurrency) as s:
+    with running(
+        report, "trickle", ["trickle"], limits=limits, env=env, concurrency=args.concurrency
+    ) as s:
         conn = s.connections[0]
         invoices = seed(s, conn, seconds, args.trickle_accounts, args.trickle_products, 4)
         start_workers(s, args.workers, args.concurrency)
@@ -636,7 +676,7 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         rss="VmRSS of the celery worker processes (main + pool), /proc/<pid>/status",
     )
     env = {"ZXS_BATCHING": "true", **args.env}
-    with make_stack(["raw"], limits=False, env=env, concurrency=args.concurrency) as s:
+    with running(report, "raw", ["raw"], limits=False, env=env, concurrency=args.concurrency) as s:
         conn = s.connections[0]
         started = time.time()
         invoices = seed(s, conn, n, args.accounts, args.products, args.seed)
@@ -715,8 +755,13 @@ def fairness(report: Report, args: argparse.Namespace) -> None:
     env = {"ZXS_BATCHING": "true", **args.env}
     results: dict[str, tuple[Latencies, str]] = {}
     for phase in ("alone", "with A bursting"):
-        with make_stack(
-            ["fairA", "fairB"], limits=True, env=env, concurrency=args.concurrency
+        with running(
+            report,
+            "fairness",
+            ["fairA", "fairB"],
+            limits=True,
+            env=env,
+            concurrency=args.concurrency,
         ) as s:
             a, b = s.connections
             a_invoices = (
