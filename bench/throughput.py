@@ -809,7 +809,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="celery worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
     parser.add_argument(
-        "--burst-timeout", type=float, default=120.0, help="burst: seconds from the first enqueue"
+        "--burst-timeout", type=float, default=150.0, help="burst: seconds from the first enqueue"
     )
     parser.add_argument(
         "--naive-scale",
