@@ -1,4 +1,5 @@
-"""Ingest: the door. Validate a relay's job, drop repeats of the same event, start the chain.
+"""Ingest: the door. Validate a relay's job, drop repeats of the same event, start the chain
+(now if the tenant's window has room, else from its waiting room: workers/admission.py).
 
 A job that breaks the contract or names an unknown connection is dead-lettered with its payload
 and the field at fault (the stage middleware's on_failure), never dropped.
@@ -12,9 +13,10 @@ from pydantic import ValidationError
 
 from schemas.errors import InvalidJob
 from schemas.jobs import StageMessage, SyncJob
+from workers.admission import admit
 from workers.app import app
 from workers.history import record_key
-from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, start_pipeline
+from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for
 from workers.settings import get_settings
 from workers.stage import StageTask
 
@@ -54,5 +56,4 @@ def ingest(task: StageTask, payload: Any) -> str:
         return "skipped"
     ctx.history.start(job.connection, key, job.model_dump(mode="json"))
     ctx.history.log(key, TASK_NAME, "accepted", zoho_event=job.event, event_id=job.event_id)
-    start_pipeline(StageMessage(job=job))
-    return "started"
+    return admit(ctx.redis, ctx.settings, StageMessage(job=job))

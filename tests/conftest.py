@@ -48,15 +48,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
-    """Build a started LocalStack with a fresh connection name (no state shared with others)."""
+    """Build a started LocalStack with fresh connection names (no state shared with others);
+    `tenants=2` gives two connections, each its own Xero tenant and Zoho org."""
     from zxsync.stack import LocalConnection, LocalStack
 
     stacks: list[LocalStack] = []
 
-    def factory(options: dict[str, object] | None = None, **kwargs: object) -> LocalStack:
-        suffix = uuid.uuid4().hex[:8]
-        conn = LocalConnection(f"it-{suffix}", f"tenant-{suffix}", f"org-{suffix}", options or {})
-        stack = LocalStack([conn], redis_url=redis_url, **kwargs)  # type: ignore[arg-type]
+    def factory(
+        options: dict[str, object] | None = None, tenants: int = 1, **kwargs: object
+    ) -> LocalStack:
+        conns = []
+        for _ in range(tenants):
+            suffix = uuid.uuid4().hex[:8]
+            conns.append(
+                LocalConnection(f"it-{suffix}", f"tenant-{suffix}", f"org-{suffix}", options or {})
+            )
+        stack = LocalStack(conns, redis_url=redis_url, **kwargs)  # type: ignore[arg-type]
         stacks.append(stack)
         return stack.start()
 

@@ -2,11 +2,17 @@
 
 Operators ask "what happened to invoice X?"; the answer is a Redis list per record plus a final
 outcome per record that the demo and `zxsync status` read.
+
+`finish` is the one place every outcome is recorded (done, skipped, dead-lettered), so what must
+happen when a record finishes hooks in here: a listener registered with `on_finish` runs after
+the outcome is stored (workers/admission.py frees the tenant's slot and starts its next waiting
+job). Listeners keep this module free of Celery and its callers free of admission.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -34,6 +40,29 @@ def record_key(connection: str, module: str, record_id: str) -> str:
     return f"{connection}:{module}:{record_id}"
 
 
+def inflight_key(connection: str) -> str:
+    """Hash: record key -> the job of every record in flight (accepted, not finished)."""
+    return f"zxs:inflight:{connection}"
+
+
+def progress_key(connection: str) -> str:
+    """Sorted set: record key -> when it last moved (or until when it is meant to wait)."""
+    return f"zxs:progress:{connection}"
+
+
+# called as listener(redis_client, connection, key) after a record's outcome is stored
+FinishListener = Callable[[redis.Redis, str, str], None]
+_finish_listeners: list[FinishListener] = []
+
+
+def on_finish(listener: FinishListener) -> FinishListener:
+    """Register `listener` to run after every `RecordHistory.finish` in this process. It must
+    not raise: the outcome is already recorded and the caller's stage is done."""
+    if listener not in _finish_listeners:
+        _finish_listeners.append(listener)
+    return listener
+
+
 class RecordHistory:
     def __init__(self, redis_client: redis.Redis) -> None:
         self._redis = redis_client
@@ -41,8 +70,8 @@ class RecordHistory:
     def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
         """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
         pipe = self._redis.pipeline()
-        pipe.hset(f"zxs:inflight:{connection}", key, dumps(job))
-        pipe.zadd(f"zxs:progress:{connection}", {key: time.time()})
+        pipe.hset(inflight_key(connection), key, dumps(job))
+        pipe.zadd(progress_key(connection), {key: time.time()})
         pipe.execute()
 
     def log(self, key: str, stage: str, event: str, **detail: Any) -> None:
@@ -67,21 +96,23 @@ class RecordHistory:
         """The record's final outcome for this event (read by the demo and by status)."""
         pipe = self._redis.pipeline()
         pipe.hset(f"zxs:outcomes:{connection}", key, dumps([outcome, detail]))
-        pipe.hdel(f"zxs:inflight:{connection}", key)
-        pipe.zrem(f"zxs:progress:{connection}", key)
+        pipe.hdel(inflight_key(connection), key)
+        pipe.zrem(progress_key(connection), key)
         pipe.execute()
+        for listener in _finish_listeners:
+            listener(self._redis, connection, key)
 
     def stalled(self, connection: str, idle_seconds: float) -> list[tuple[str, dict[str, Any]]]:
         """In-flight records with no progress for `idle_seconds`, with their jobs."""
         keys = cast(
             list[str],
             self._redis.zrangebyscore(
-                f"zxs:progress:{connection}", "-inf", time.time() - idle_seconds
+                progress_key(connection), "-inf", time.time() - idle_seconds
             ),
         )
         if not keys:
             return []
-        jobs = cast(list[str | None], self._redis.hmget(f"zxs:inflight:{connection}", keys))
+        jobs = cast(list[str | None], self._redis.hmget(inflight_key(connection), keys))
         return [(key, loads(job)) for key, job in zip(keys, jobs, strict=True) if job]
 
     def outcomes(self, connection: str) -> dict[str, tuple[str, str]]:
@@ -90,4 +121,4 @@ class RecordHistory:
 
 
 def _progress(key: str) -> str:
-    return f"zxs:progress:{key.split(':', 1)[0]}"
+    return progress_key(key.split(":", 1)[0])

@@ -4,7 +4,8 @@ Celery on Redis can still drop a message in a few narrow windows (a worker kille
 transport's BRPOP and its unacked bookkeeping, a Redis restart under a publish). Every accepted
 job is therefore tracked until it finishes (workers/history.py); this beat task re-sends any
 that made no progress for `ZXS_STALL_SECONDS` through the door as a replay. Stages are
-idempotent, so a re-driven job that was merely slow does no harm.
+idempotent, so a re-driven job that was merely slow does no harm. The same beat entry pumps the
+tenants' waiting rooms (workers/admission.py), the net under a release a killed worker lost.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import structlog
 
 from schemas.jobs import SyncJob
+from workers.admission import pump
 from workers.app import app
 from workers.history import RecordHistory
 from workers.pipeline import submit
@@ -44,4 +46,5 @@ def redrive_stalled() -> int:
             sent += 1
     if sent:
         log.warning("redrive.sent", count=sent)
+    pump()
     return sent

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     zxs_stall_seconds: float = Field(
         900.0, gt=0, description="In-flight jobs idle this long are re-driven by beat."
     )
+    zxs_tenant_window: int = Field(
+        100, ge=1, description="Jobs per connection in the pipeline at once; the rest wait."
+    )
     zxs_visibility_timeout: int | None = Field(
         None, gt=0, description="Seconds before Redis redelivers an unacknowledged task."
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from workers.deadletter import DeadLetterStore
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 dlq_app = typer.Typer(help="Dead-letter queue: list, show, replay, discard.", no_args_is_help=True)
 console = Console()
@@ -155,9 +158,24 @@ def status(record_id: str) -> None:
         )
         if link:
             console.print(f"Xero: {link}", markup=False)
+        console.print(_tenant_window(redis_client, connection, key), markup=False)
     for letter in _store().list(count=100_000):
         if letter.record_id == record_id:
             console.print(f"[red]dead letter {letter.id}[/red] {letter.stage}: {letter.error}")
+
+
+def _tenant_window(redis_client: Redis, connection: str, key: str) -> str:
+    """The connection's admission figures, and the record's place if it waits for a slot."""
+    from workers.admission import windows
+
+    tenant = windows(redis_client)
+    admitted, waiting = tenant.counts(connection)
+    line = f"{connection}: {admitted} of {tenant.window} jobs admitted, {waiting} waiting"
+    if waiting:
+        keys = [entry.key for entry in tenant.waiting(connection)]
+        if key in keys:
+            line += f" (this record is number {keys.index(key) + 1})"
+    return line
 
 
 def flower(port: int = 5555) -> None:

@@ -141,9 +141,9 @@ class LocalStack:
         _point_process_at(os.environ.get("REDIS_URL"))
 
     def start_worker(
-        self, concurrency: int | None = None, name: str = "w"
+        self, concurrency: int | None = None, name: str = "w", queues: list[str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """A real `celery worker` process consuming every stage queue."""
+        """A real `celery worker` process consuming every stage queue (or only `queues`)."""
         from workers.app import STAGE_QUEUES
 
         log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
@@ -155,7 +155,7 @@ class LocalStack:
             "workers.app",
             "worker",
             "-Q",
-            ",".join(dict.fromkeys(STAGE_QUEUES.values())),
+            ",".join(queues or dict.fromkeys(STAGE_QUEUES.values())),
             "-c",
             str(concurrency or self.concurrency),
             "-n",
