@@ -35,6 +35,7 @@ from schemas.xero import (
 PROVIDER = "Xero"
 REVOKED = {"invalid_grant", "invalid_client"}
 PAGE_SIZE = 100
+WHERE_CHARS = 3000  # of one `where` filter: URLs past ~4 KB are refused by proxies and servers
 
 
 def classify_xero(response: httpx.Response) -> ApiError:
@@ -131,16 +132,38 @@ class XeroClient(ApiClient):
         payload = self.json("GET", "Contacts", params={"where": where})
         return [XeroContact.model_validate(c) for c in payload.get("Contacts", [])]
 
+    def find_contacts_matching(self, numbers: list[str], names: list[str]) -> list[XeroContact]:
+        """Contacts whose ContactNumber or Name is one of these: one call per URL-sized chunk."""
+        clauses = [f"ContactNumber=={quote(n)}" for n in numbers]
+        clauses += [f"Name=={quote(n)}" for n in names]
+        return [
+            XeroContact.model_validate(c)
+            for where in or_chunks(clauses)
+            for c in self.json("GET", "Contacts", params={"where": where}).get("Contacts", [])
+        ]
+
+    def create_contacts(
+        self, contacts: list[XeroContactIn], idempotency_key: str
+    ) -> list[tuple[XeroContact | None, list[str]]]:
+        """Create many contacts in one call; per element: (created or None, errors)."""
+        elements = self._create_many("Contacts", [c.body() for c in contacts], idempotency_key)
+        return [
+            (None if errors else XeroContact.model_validate(element), errors)
+            for element, errors in elements
+        ]
+
     def create_contact(self, contact: XeroContactIn, idempotency_key: str) -> XeroContact:
         element = self._create_one("Contacts", contact.body(), idempotency_key)
         return XeroContact.model_validate(element)
 
     def find_items(self, codes: list[str]) -> list[XeroItem]:
-        if not codes:
-            return []
-        where = " OR ".join(f"Code=={quote(code)}" for code in codes)
-        payload = self.json("GET", "Items", params={"where": where})
-        return [XeroItem.model_validate(i) for i in payload.get("Items", [])]
+        """Items with these codes: one call per URL-sized chunk."""
+        clauses = [f"Code=={quote(code)}" for code in codes]
+        return [
+            XeroItem.model_validate(i)
+            for where in or_chunks(clauses)
+            for i in self.json("GET", "Items", params={"where": where}).get("Items", [])
+        ]
 
     def create_items(
         self, items: list[XeroItemIn], idempotency_key: str
@@ -155,6 +178,26 @@ class XeroClient(ApiClient):
     def find_invoices(self, where: str) -> list[XeroInvoice]:
         payload = self.json("GET", "Invoices", params={"where": where})
         return [XeroInvoice.model_validate(i) for i in payload.get("Invoices", [])]
+
+    def find_invoices_any(self, clauses: list[str], scope: str) -> list[XeroInvoice]:
+        """Invoices matching `scope` and any one of `clauses`: one call per URL-sized chunk."""
+        return [
+            XeroInvoice.model_validate(i)
+            for where in or_chunks(clauses)
+            for i in self.json("GET", "Invoices", params={"where": f"{scope} AND ({where})"}).get(
+                "Invoices", []
+            )
+        ]
+
+    def create_invoices(
+        self, invoices: list[dict[str, Any]], idempotency_key: str
+    ) -> list[tuple[XeroInvoice | None, list[str]]]:
+        """Create many invoices (request bodies) in one call; per element: (created, errors)."""
+        elements = self._create_many("Invoices", invoices, idempotency_key)
+        return [
+            (None if errors else XeroInvoice.model_validate(element), errors)
+            for element, errors in elements
+        ]
 
     def create_invoice(self, invoice: XeroInvoiceIn, idempotency_key: str) -> XeroInvoice:
         element = self._create_one("Invoices", invoice.body(), idempotency_key)
@@ -291,6 +334,21 @@ class XeroClient(ApiClient):
             )
             for e in elements
         ]
+
+
+def or_chunks(clauses: list[str], limit: int = WHERE_CHARS) -> list[str]:
+    """Clauses joined with OR into filters of at most about `limit` characters each, so a bulk
+    lookup stays within URL limits (a 50-name filter of long names would not)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    for clause in clauses:
+        if current and len(" OR ".join([*current, clause])) > limit:
+            chunks.append(" OR ".join(current))
+            current = []
+        current.append(clause)
+    if current:
+        chunks.append(" OR ".join(current))
+    return chunks
 
 
 def quote(value: str) -> str:

@@ -137,6 +137,22 @@ class ZohoClient(ApiClient):
             if errors:
                 raise ValidationFailed(PROVIDER, errors)
 
+    def update_each(self, module: str, records: list[dict[str, Any]]) -> list[list[str]]:
+        """Write up to 100 records in one call (no workflows); per record, Zoho's errors.
+
+        Zoho answers a partly failed write with a result per record; a write where every record
+        failed comes back as a 400 whose messages follow the records' order."""
+        if len(records) > MAX_RECORDS_PER_CALL:
+            raise ValueError(f"at most {MAX_RECORDS_PER_CALL} records per Zoho update")
+        try:
+            payload = self.json("PUT", module, body={"data": records, "trigger": []})
+        except ValidationFailed as exc:
+            if len(exc.messages) == len(records):
+                return [[message] for message in exc.messages]
+            return [list(exc.messages) for _ in records]
+        results = payload.get("data", []) if payload else []
+        return [record_errors([result]) for result in results]
+
     def attach_file(
         self, module: str, record_id: str, filename: str, content: bytes, content_type: str
     ) -> None:

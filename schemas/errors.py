@@ -171,3 +171,12 @@ class NotLinkedYet(SyncError):
 
     kind = "not_linked_yet"
     retryable = True
+
+
+class RefusedInBatch(SyncError):
+    """One element of a batched request was refused: the element's own error, as the batch's
+    flush recorded it, raised in the stage of every document that waited for it."""
+
+    def __init__(self, kind: str, message: str, *, hint: str | None, field: str | None):
+        super().__init__(message, hint=hint, field=field)
+        self.kind = kind

@@ -1,36 +1,165 @@
 """Stage 2: make sure the Zoho account exists as a Xero contact, and remember the link.
 
 Match order (users' top complaint is duplicate contacts): stored link, then ContactNumber (the
-Zoho account id, set by us at creation), then exact Name; only then create. Vendors of purchase
-orders go the same way (tasks/vendor_precheck.py), through `linked_contact` and `find_contact`.
+Zoho account id, set by us at creation), then exact Name; only then create. Documents of one
+tenant share the work (workers/batching.py): the accounts of up to 50 documents are looked up in
+one filtered call and the missing ones created in one call. Vendors of purchase orders go one
+by one (tasks/vendor_precheck.py), through `linked_contact` and `find_contact`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from clients.xero import quote
-from schemas.errors import InvalidRecord
+from schemas.errors import InvalidRecord, SyncError, ValidationFailed
 from schemas.jobs import StageMessage
 from schemas.mapping import contact_from_account
-from schemas.xero import XeroContact
+from schemas.wire import dumps
+from schemas.xero import XeroContact, XeroContactIn
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
+from workers.batching import AwaitingBatch, Element, Results, batch_handler
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
 
+CONTACTS = "contacts"
+LINK = "contact"
+
 
 @stage("zxsync.contact_precheck")
 def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
-    """Find or create the Xero contact of the document's account."""
+    """Find or create the Xero contact of the document's account (in a batch)."""
     if msg.intent == "cancel":
         return msg  # a cancellation needs only the link
     assert msg.document is not None, "fetch_record runs first"
     account_id = msg.document.account.id
-    contact_id = linked_contact(
-        ctx, "contact", account_id, lambda: _find_or_create(msg, ctx, account_id)
+    link = ctx.batch_outcome(account_id)
+    if link is None and (ctx.settings.zxs_batching or ctx.batch is not None):
+        link = ctx.idempotency.link(LINK, ctx.connection.name, account_id)
+    if link is None:
+        raise AwaitingBatch(CONTACTS, {account_id: _element(msg, ctx, account_id)})
+    return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
+
+
+def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> dict[str, Any]:
+    """What the flush needs to find or create this account's contact."""
+    account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
+    person = None
+    if msg.document and msg.document.contact:
+        raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
+        person = parse_record(ZohoContact, "Contacts", raw)
+    return {
+        "record": f"Accounts {account.id} ({account.name})",
+        "body": contact_from_account(account, person).body(),
+    }
+
+
+@batch_handler(CONTACTS)
+def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
+    """Create the batch's contacts in one call, then match the ones Xero says exist.
+
+    Creating first costs one call for a batch of new customers (a burst's usual case); Xero
+    refuses a contact whose ContactNumber (our Zoho id, unique across all contacts) or active
+    Name is taken, and only those are looked up (one call) and matched: ContactNumber, then
+    Name, an archived match being an error. The naive path looks every contact up first.
+    """
+    conn = ctx.connection.name
+    batching = ctx.settings.zxs_batching
+    known = ctx.idempotency.links(LINK, conn, [e.id for e in elements]) if batching else {}
+    results: Results = {e.id: known[e.id] for e in elements if e.id in known}
+    todo = [e for e in elements if e.id not in known]
+    bodies = {e.id: XeroContactIn.model_validate(e.payload["body"]) for e in todo}
+    found: dict[str, XeroContact] = {}
+    refused: dict[str, list[str]] = {}
+    if batching:
+        found, refused = _create(ctx, todo, bodies)
+        lookup = [e for e in todo if e.id in refused and _taken(refused[e.id])]
+    else:
+        lookup = todo
+    matched = _lookup(ctx, lookup, bodies)
+    for element_id, match in matched.items():
+        if isinstance(match, SyncError):
+            results[element_id] = match
+        elif match is not None:
+            found[element_id] = match
+            refused.pop(element_id, None)
+    if not batching:
+        missing = [e for e in todo if matched.get(e.id) is None]
+        created, refused = _create(ctx, missing, bodies)
+        found.update(created)
+    for element in todo:
+        if element.id in refused and element.id not in results:
+            record = element.payload["record"]
+            results[element.id] = ValidationFailed(
+                "Xero", [f"{record}: {m}" for m in refused[element.id]]
+            )
+    links = {eid: {"ContactID": c.ContactID, "Name": c.Name} for eid, c in found.items()}
+    ctx.idempotency.set_links(LINK, conn, links)
+    results.update(links)
+    return results
+
+
+def _taken(errors: list[str]) -> bool:
+    """Xero refused the contact only because its Name or ContactNumber is already in use."""
+    return bool(errors) and all("already assigned to another contact" in m for m in errors)
+
+
+def _create(
+    ctx: StageContext, elements: list[Element], bodies: dict[str, XeroContactIn]
+) -> tuple[dict[str, XeroContact], dict[str, list[str]]]:
+    """One PUT for these contacts: (created by element id, Xero's errors by element id)."""
+    if not elements:
+        return {}, {}
+    sent = [bodies[e.id] for e in elements]
+    key = idempotency_key(CONTACTS, ctx.connection.name, dumps([b.body() for b in sent]))
+    created: dict[str, XeroContact] = {}
+    refused: dict[str, list[str]] = {}
+    for element, (contact, errors) in zip(
+        elements, ctx.xero.create_contacts(sent, key), strict=True
+    ):
+        if contact is None:
+            refused[element.id] = errors
+        else:
+            created[element.id] = contact
+    return created, refused
+
+
+def _lookup(
+    ctx: StageContext, elements: list[Element], bodies: dict[str, XeroContactIn]
+) -> dict[str, XeroContact | SyncError | None]:
+    """Each element's existing contact (or why it cannot be used), in one filtered call."""
+    if not elements:
+        return {}
+    existing = ctx.xero.find_contacts_matching(
+        [bodies[e.id].ContactNumber for e in elements], [bodies[e.id].Name for e in elements]
     )
-    return msg.model_copy(update={"xero_contact_id": contact_id})
+    return {e.id: _match(existing, bodies[e.id], e.payload["record"]) for e in elements}
+
+
+def _match(
+    existing: list[XeroContact], body: XeroContactIn, record: str
+) -> XeroContact | SyncError | None:
+    """The active contact with the ContactNumber, else the Name; an archived match is an error."""
+    by_number = [c for c in existing if c.ContactNumber == body.ContactNumber]
+    by_name = [c for c in existing if (c.Name or "").casefold() == body.Name.casefold()]
+    for matches in (by_number, by_name):
+        active = [c for c in matches if c.ContactStatus in (None, "ACTIVE")]
+        if active:
+            return active[0]
+        if matches:
+            return _archived(record, "Account_Name", matches[0])
+    return None
+
+
+def _archived(record: str, field: str, contact: XeroContact) -> InvalidRecord:
+    return InvalidRecord(
+        record,
+        field,
+        f"the matching Xero contact {contact.ContactID} is archived",
+        hint="Un-archive the contact in Xero, then replay.",
+    )
 
 
 def linked_contact(
@@ -59,25 +188,5 @@ def find_contact(
         if active:
             return active[0]
         if matches:
-            raise InvalidRecord(
-                record,
-                field,
-                f"the matching Xero contact {matches[0].ContactID} is archived",
-                hint="Un-archive the contact in Xero, then replay.",
-            )
+            raise _archived(record, field, matches[0])
     return None
-
-
-def _find_or_create(msg: StageMessage, ctx: StageContext, account_id: str) -> XeroContact:
-    account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
-    record = f"Accounts {account.id} ({account.name})"
-    found = find_contact(ctx, account.id, account.name, record, "Account_Name")
-    if found is not None:
-        return found
-    person = None
-    if msg.document and msg.document.contact:
-        raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
-        person = parse_record(ZohoContact, "Contacts", raw)
-    body = contact_from_account(account, person)
-    key = idempotency_key("contact", ctx.connection.name, account.id)
-    return ctx.xero.create_contact(body, key)

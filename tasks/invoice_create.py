@@ -1,8 +1,12 @@
 """Stage 4: create the Xero ACCREC invoice exactly once, then keep it in step with Zoho.
 
+New invoices of a tenant are created up to 50 per request (workers/batching.py) with
+`summarizeErrors=false`: a refused invoice is dead-lettered alone, the rest are created.
+
 Three guards against duplicates, strongest first: the stored link (a second run finds the
-invoice), a lookup on any retry, redelivery or replay (Xero forgets idempotency keys after 6
-minutes), and the Idempotency-Key derived from the record and its content for every write.
+invoice), a lookup of suspect elements (a retry, redelivery, replay, or a batch whose flusher
+died: Xero forgets idempotency keys after 6 minutes), and the Idempotency-Key derived from the
+batch's content for every write.
 
 A document converted from a quote or sales order already in Xero adopts that invoice (one Xero
 invoice per sale). An edit updates the invoice while Xero allows it; a cancelled or deleted Zoho
@@ -16,17 +20,19 @@ from decimal import Decimal
 from typing import Any
 
 from clients.xero import quote
-from schemas.errors import InvalidRecord, TotalMismatch
+from schemas.errors import InvalidRecord, SyncError, TotalMismatch, ValidationFailed
 from schemas.jobs import StageMessage
-from schemas.mapping import MappedInvoice, map_invoice
+from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
-from schemas.xero import XeroInvoice, XeroInvoiceStatusChange
+from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
+from workers.batching import AwaitingBatch, Element, Results, batch_handler
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
 
 TAX_RATE_CACHE_SECONDS = 3600
 LINK = "invoice"
+INVOICES = "invoices"
 
 
 @stage("zxsync.invoice_create")
@@ -55,21 +61,26 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
                 "converted",
                 detail=f"adopts the Xero invoice of {msg.converted_from}",
             )
-        invoice: XeroInvoice | None = None
         if link is None:
-            action, invoice = _create_once(msg, ctx, mapped)
+            raise AwaitingBatch(INVOICES, {link_id: _element(msg, ctx, mapped)})
+        created = ctx.batch_outcome(link_id)
+        total: Decimal | None = None
+        if created is not None:
+            action = str(created["action"])
+            total = Decimal(str(created["Total"])) if created.get("Total") else None
         elif link["version"] == mapped.content_version:
             action = "unchanged"
         else:
             action = "updated"
             key = idempotency_key("invoice-update", job.connection, link_id, mapped.content_version)
             invoice = ctx.xero.update_invoice(link["InvoiceID"], mapped.invoice.body(), key)
-        if invoice is not None:  # keep what later stages noted (e.g. that it was sent)
-            link = {**(link or {}), **_link(invoice, mapped.content_version)}
-        assert link is not None
+            total = invoice.Total
+            # keep what later stages noted (e.g. that it was sent)
+            link = {**link, **_link(invoice, mapped.content_version)}
+        # a converted document keeps the adopted invoice under its own id too
         ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
-    if invoice is not None and invoice.Total != doc.grand_total:
-        raise TotalMismatch(f"{job.module} {job.record_id}", doc.grand_total, invoice.Total)
+    if total is not None and total != doc.grand_total:
+        raise TotalMismatch(f"{job.module} {job.record_id}", doc.grand_total, total)
     return msg.model_copy(
         update={
             "content_version": mapped.content_version,
@@ -86,6 +97,7 @@ def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
         "InvoiceID": invoice.InvoiceID,
         "InvoiceNumber": invoice.InvoiceNumber,
         "Status": invoice.Status,
+        "Total": str(invoice.Total),
         "version": version,
     }
 
@@ -122,32 +134,107 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
     )
 
 
-def _create_once(
-    msg: StageMessage, ctx: StageContext, mapped: MappedInvoice
-) -> tuple[str, XeroInvoice]:
-    """Adopt an invoice an earlier attempt created, else create it with an Idempotency-Key.
-
-    A retry, a redelivery or a replay may come after Xero forgot the key (6 minutes), so those
-    look the invoice up first: by InvoiceNumber when we set it (unique per organisation), else
-    by Reference and contact.
-    """
+def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:
+    """What the flush needs to create this invoice, or find one an earlier attempt created."""
     job, body = msg.job, mapped.invoice
-    if (ctx.attempt > 0 or ctx.redelivered or job.event == "replay") and body.Reference:
-        # Xero's own numbers are unique per organisation; otherwise Reference + contact
-        same = (
-            f"InvoiceNumber=={quote(body.InvoiceNumber)}"
-            if body.InvoiceNumber
-            else f"Reference=={quote(body.Reference)} AND "
-            f'Contact.ContactID==guid("{body.Contact.ContactID}")'
+    assert msg.document is not None
+    return {
+        "record": f"{job.module} {job.record_id}",
+        "body": body.body(),
+        "version": mapped.content_version,
+        "lookup": _same_invoice(body),
+        # Xero may have created it already and forgotten the key (6 minutes): look first
+        "suspect": ctx.attempt > 0 or ctx.redelivered or job.event == "replay",
+        "account_id": msg.document.account.id,
+        "products": {p.id: product_code(p) for p in msg.products},
+    }
+
+
+def _same_invoice(body: XeroInvoiceIn) -> str | None:
+    """A filter for the invoice an earlier attempt made: by InvoiceNumber when we set it (unique
+    per organisation), else by Reference and contact."""
+    if body.InvoiceNumber:
+        return f"InvoiceNumber=={quote(body.InvoiceNumber)}"
+    if body.Reference:
+        contact = f'Contact.ContactID==guid("{body.Contact.ContactID}")'
+        return f"(Reference=={quote(body.Reference)} AND {contact})"
+    return None
+
+
+@batch_handler(INVOICES)
+def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
+    """Adopt what suspect elements already have in Xero; create the rest in one call."""
+    conn = ctx.connection.name
+    results: Results = {}
+    known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
+    for element_id, link in known.items():
+        results[element_id] = {"action": "adopted", "Total": str(link.get("Total", ""))}
+    todo = [e for e in elements if e.id not in known]
+    earlier = _earlier(ctx, [e for e in todo if e.suspect or e.payload["suspect"]])
+    links: dict[str, dict[str, Any]] = {}
+    for element in todo:
+        invoice = earlier.get(element.id)
+        if invoice is not None:
+            links[element.id] = _link(invoice, element.payload["version"])
+            results[element.id] = _outcome("adopted", invoice)
+    todo = [e for e in todo if e.id not in links]
+    if todo:
+        key = idempotency_key(
+            INVOICES, conn, *sorted(f"{e.id}@{e.payload['version']}" for e in todo)
         )
-        where = f'Type=="ACCREC" AND {same} AND Status!="DELETED" AND Status!="VOIDED"'
-        earlier = ctx.xero.find_invoices(where)
-        if earlier:
-            return "adopted", earlier[0]
-    key = idempotency_key(
-        "invoice", job.connection, job.module, job.record_id, mapped.content_version
+        answers = ctx.xero.create_invoices([e.payload["body"] for e in todo], key)
+        for element, (invoice, errors) in zip(todo, answers, strict=True):
+            if invoice is None:
+                results[element.id] = _refused(ctx, element, errors)
+            else:
+                links[element.id] = _link(invoice, element.payload["version"])
+                results[element.id] = _outcome("created", invoice)
+    ctx.idempotency.set_links(LINK, conn, links)
+    return results
+
+
+def _earlier(ctx: StageContext, suspects: list[Element]) -> dict[str, XeroInvoice]:
+    """Invoices earlier attempts created for these elements, in one lookup."""
+    clauses = {e.id: e.payload["lookup"] for e in suspects if e.payload["lookup"]}
+    if not clauses:
+        return {}
+    scope = 'Type=="ACCREC" AND Status!="DELETED" AND Status!="VOIDED"'
+    found = ctx.xero.find_invoices_any(list(clauses.values()), scope)
+    earlier: dict[str, XeroInvoice] = {}
+    for element in suspects:
+        body = XeroInvoiceIn.model_validate(element.payload["body"])
+        for invoice in found:
+            same_number = body.InvoiceNumber and invoice.InvoiceNumber == body.InvoiceNumber
+            same_reference = (
+                not body.InvoiceNumber
+                and invoice.Reference == body.Reference
+                and invoice.Contact is not None
+                and invoice.Contact.ContactID == body.Contact.ContactID
+            )
+            if same_number or same_reference:
+                earlier[element.id] = invoice
+                break
+    return earlier
+
+
+def _outcome(action: str, invoice: XeroInvoice) -> dict[str, Any]:
+    return {"action": action, "Total": str(invoice.Total)}
+
+
+def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncError:
+    """The element's own error; a cached link Xero says is stale is forgotten, so the replay
+    looks the contact or item up again instead of sending the same stale id."""
+    conn, text = ctx.connection.name, " ".join(errors)
+    if "archived" in text:
+        ctx.idempotency.forget_links("contact", conn, [element.payload["account_id"]])
+    stale = [pid for pid, code in element.payload["products"].items() if f"'{code}'" in text]
+    if stale and "Item code" in text:
+        ctx.idempotency.forget_links("item", conn, stale)
+    return ValidationFailed(
+        "Xero",
+        [f"{element.payload['record']}: {m}" for m in errors],
+        hint="Fix the record (or the Xero setting named) and replay the dead letter.",
     )
-    return "created", ctx.xero.create_invoice(body, key)
 
 
 def tax_rates(ctx: StageContext) -> dict[str, Decimal]:

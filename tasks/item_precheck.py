@@ -1,41 +1,63 @@
 """Stage 3: make sure every product on the document exists as a Xero item (by Code).
 
-Products are read in one Zoho call, looked up in one Xero call and created in one batched call
-(`summarizeErrors=false`), so a ten-line invoice costs three calls, not thirty. Purchase orders
-use the same stage: an item first met on a purchase order is created with purchase details too.
+Products are read in one Zoho call. Items missing from the link cache wait in the tenant's buffer
+(workers/batching.py): the products of many documents are looked up in one Xero call and the
+missing ones created in one batched call (`summarizeErrors=false`), so a burst of documents over
+the same hundred products costs a handful of calls. Purchase orders use the same stage: an item
+first met on a purchase order is created with purchase details too.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from schemas.errors import InvalidRecord
+from schemas.errors import InvalidRecord, ValidationFailed
 from schemas.jobs import StageMessage
 from schemas.mapping import item_from_product, product_code
+from schemas.wire import dumps
+from schemas.xero import XeroItemIn
 from schemas.zoho import ZohoProduct, parse_record
+from workers.batching import AwaitingBatch, Element, Results, batch_handler
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
 
 PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
+ITEMS = "items"
+LINK = "item"
 
 
 @stage("zxsync.item_precheck")
 def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
-    """Find or create the Xero items of the document's products."""
+    """Find or create the Xero items of the document's products (in a batch)."""
     if msg.intent == "cancel":
         return msg  # a cancellation needs only the link
     doc = msg.inventory_document()
     assert doc is not None, "fetch_record runs first"
-    conn = ctx.connection.name
     wanted = list(dict.fromkeys(line.product.id for line in doc.items))
     products = _read_products(msg, ctx, wanted)
     codes = {p.id: product_code(p) for p in products}
-    linked = ctx.idempotency.links("item", conn, wanted)
-    todo = [p for p in products if linked.get(p.id, {}).get("Code") != codes[p.id]]
+    linked = (  # the naive path's first pass ignores the cache
+        ctx.idempotency.links(LINK, ctx.connection.name, wanted)
+        if ctx.settings.zxs_batching or ctx.batch is not None
+        else {}
+    )
+    for product_id in wanted:
+        linked[product_id] = ctx.batch_outcome(product_id) or linked.get(product_id, {})
+    todo = [p for p in products if linked[p.id].get("Code") != codes[p.id]]
     if todo:
-        with ctx.idempotency.lock(f"items:{conn}"):
-            _find_or_create(ctx, todo, codes, _purchase_prices(msg))
+        prices = _purchase_prices(msg)
+        raise AwaitingBatch(
+            ITEMS,
+            {
+                p.id: {
+                    "record": f"Products {p.id} ({p.name})",
+                    "body": item_from_product(p, ctx.connection, prices.get(p.id)).body(),
+                }
+                for p in todo
+            },
+        )
     return msg.model_copy(update={"products": products})
 
 
@@ -59,26 +81,57 @@ def _purchase_prices(msg: StageMessage) -> dict[str, Decimal]:
     return {line.product.id: line.list_price for line in po.items} if po else {}
 
 
-def _find_or_create(
-    ctx: StageContext, todo: list[ZohoProduct], codes: dict[str, str], prices: dict[str, Decimal]
-) -> None:
+@batch_handler(ITEMS)
+def write_items(ctx: StageContext, elements: list[Element]) -> Results:
+    """Create the batch's items in one call; look up (one call) only the codes Xero has.
+
+    Creating first costs one call for a batch of new products (a burst's usual case); an item
+    whose code exists is refused ("Item code 'X' already exists") and then linked by lookup.
+    The naive path looks every code up first.
+    """
     conn = ctx.connection.name
-    found = {item.Code: item.ItemID for item in ctx.xero.find_items([codes[p.id] for p in todo])}
-    missing = [p for p in todo if codes[p.id] not in found]
-    if missing:
-        kind = "purchase_items" if prices else "items"
-        key = idempotency_key(kind, conn, *sorted(codes[p.id] for p in missing))
-        results = ctx.xero.create_items(
-            [item_from_product(p, ctx.connection, prices.get(p.id)) for p in missing], key
-        )
-        for product, (_, created, errors) in zip(missing, results, strict=True):
-            if created is None:
-                raise InvalidRecord(
-                    f"Products {product.id} ({product.name})",
-                    "Product_Code",
-                    f"Xero refused item '{codes[product.id]}': {'; '.join(errors)}",
-                )
+    bodies = {e.id: XeroItemIn.model_validate(e.payload["body"]) for e in elements}
+    records = {bodies[e.id].Code: str(e.payload["record"]) for e in elements}
+    # one body per code: two products with the same code share the item
+    wanted = {b.Code: b for b in bodies.values()}
+    found: dict[str, str] = {}
+    if not ctx.settings.zxs_batching:
+        found = {i.Code: i.ItemID for i in ctx.xero.find_items(sorted(wanted))}
+    refused = _create(ctx, [b for code, b in wanted.items() if code not in found], found)
+    taken = [code for code, errors in refused.items() if _exists(errors)]
+    if taken:
+        found.update({i.Code: i.ItemID for i in ctx.xero.find_items(taken)})
+    results: Results = {}
+    for element_id, body in bodies.items():
+        if body.Code in found:
+            results[element_id] = {"Code": body.Code, "ItemID": found[body.Code]}
+        else:
+            record = records[body.Code]
+            results[element_id] = ValidationFailed(
+                "Xero",
+                [
+                    f"{record}: item '{body.Code}': {m}"
+                    for m in refused.get(body.Code) or ["Xero returned no item for this code"]
+                ],
+            )
+    links = {eid: r for eid, r in results.items() if isinstance(r, dict)}
+    ctx.idempotency.set_links(LINK, conn, links)
+    return results
+
+
+def _exists(errors: list[str]) -> bool:
+    return bool(errors) and all("already exists" in m for m in errors)
+
+
+def _create(ctx: StageContext, items: list[XeroItemIn], found: dict[str, str]) -> dict[str, Any]:
+    """One PUT for these items: fills `found` (code -> ItemID), returns Xero's errors by code."""
+    if not items:
+        return {}
+    key = idempotency_key(ITEMS, ctx.connection.name, dumps([i.body() for i in items]))
+    refused: dict[str, Any] = {}
+    for body, (_, created, errors) in zip(items, ctx.xero.create_items(items, key), strict=True):
+        if created is None:
+            refused[body.Code] = errors
+        else:
             found[created.Code] = created.ItemID
-    ctx.idempotency.set_links(
-        "item", conn, {p.id: {"Code": codes[p.id], "ItemID": found[codes[p.id]]} for p in todo}
-    )
+    return refused

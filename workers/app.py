@@ -37,7 +37,30 @@ STAGE_QUEUES = {
     "zxsync.report_dead_letter": "zxs.alerts",
     "zxsync.dlq_digest": "zxs.alerts",
     "zxsync.redrive_stalled": "zxs.alerts",
+    "zxsync.flush_batch": "zxs.batches",
+    "zxsync.sweep_batches": "zxs.batches",
 }
+# A worker takes from the first non-empty queue in this order (kombu's "priority" strategy), not
+# round robin: the door first (cheap: it only admits or parks a job, so one tenant's burst of
+# 1,000 events never sits in front of another tenant's next event), then flushes (each releases
+# many documents), then the later stages before the earlier ones, so work already started is
+# finished before new work starts. Starvation is bounded: what a stage queue holds is bounded by
+# the tenants' admission windows (workers/admission.py).
+QUEUE_ORDER = [
+    "zxs.ingest",
+    "zxs.batches",
+    "zxs.alerts",
+    "zxs.payments",
+    "zxs.status",
+    "zxs.writeback",
+    "zxs.send",
+    "zxs.invoices",
+    "zxs.purchase_orders",
+    "zxs.items",
+    "zxs.contacts",
+    "zxs.fetch",
+]
+PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's Redis steps: 0 is served first
 TASK_MODULES = [
     "tasks.ingest",
     "tasks.fetch_record",
@@ -54,9 +77,11 @@ TASK_MODULES = [
     "workers.alerts",
     "workers.redrive",
     "workers.deferral",
+    "workers.batching",
 ]
 
-PO_STATUS_POLL_SECONDS = 300  # purchase order statuses back to Zoho (no Xero webhook)
+PO_STATUS_POLL_SECONDS = 300
+SWEEP_BATCHES_SECONDS = 5.0  # purchase order statuses back to Zoho (no Xero webhook)
 
 
 def create_app() -> Celery:
@@ -75,14 +100,16 @@ def create_app() -> Celery:
         # each queue its own direct exchange and key: with Celery's default (one exchange, one
         # key) every queue would be bound to the same key and receive every task
         task_queues=[
-            Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in dict.fromkeys(STAGE_QUEUES.values())
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUE_ORDER
         ],
         task_routes={name: {"queue": queue} for name, queue in STAGE_QUEUES.items()},
         broker_transport_options={
             "visibility_timeout": settings.zxs_visibility_timeout
-            or int(settings.zxs_retry_backoff_max * 3 + 600)
+            or int(settings.zxs_retry_backoff_max * 3 + 600),
+            "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
+            "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
         },
+        task_default_priority=0,
         broker_connection_retry_on_startup=True,
         # a stage hands its result to the next by publishing; ride out a Redis restart rather
         # than fail (and ack) a finished stage whose next step could not be sent
@@ -112,6 +139,10 @@ def create_app() -> Celery:
             "payment-reconcile": {  # catches Xero webhooks that never arrived
                 "task": "zxsync.payment_reconcile",
                 "schedule": settings.zxs_payment_reconcile_seconds,
+            },
+            "sweep-batches": {  # a batch whose flush trigger died with its worker
+                "task": "zxsync.sweep_batches",
+                "schedule": SWEEP_BATCHES_SECONDS,
             },
             "release-deferred": {  # jobs parked until Xero's next daily window
                 "task": "zxsync.release_deferred",

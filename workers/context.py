@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Any
 
 import httpx
 import redis
@@ -39,6 +40,12 @@ class StageContext:
     redis: redis.Redis
     attempt: int = 0
     redelivered: bool = False
+    batch: dict[str, Any] | None = None  # what a flush sends a resumed stage (workers/batching)
+
+    def batch_outcome(self, element_id: str) -> dict[str, Any] | None:
+        """What the flush that resumed this stage did with one of its elements."""
+        outcome = ((self.batch or {}).get("outcomes") or {}).get(element_id)
+        return dict(outcome) if outcome is not None else None
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:

@@ -79,3 +79,8 @@ class IdempotencyStore:
         if values:
             mapping: dict[Any, Any] = {zid: dumps(value) for zid, value in values.items()}
             self._redis.hset(f"zxs:links:{connection}:{kind}", mapping=mapping)
+
+    def forget_links(self, kind: str, connection: str, zoho_ids: list[str]) -> None:
+        """Drop links Xero says are stale (archived contact, deleted item): looked up again."""
+        if zoho_ids:
+            self._redis.hdel(f"zxs:links:{connection}:{kind}", *zoho_ids)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from celery import chain
 
 from schemas.jobs import StageMessage, SyncJob
-from workers.app import app
+from workers.app import PRIORITY_STEPS, app
+from workers.history import inflight_key
+from workers.redis import get_redis
 
 INGEST_TASK = "zxsync.ingest"
+PRIORITY_BAND = 50  # jobs in flight per priority step
 
 SALES_MODULES = ("Invoices", "Quotes", "Sales_Orders")
 SALES_STAGES = (
@@ -40,12 +43,26 @@ def stages_for(module: str) -> tuple[str, ...]:
 
 
 def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None:
-    """Enqueue the chain of stages for this message, from `from_stage` on."""
+    """Enqueue the chain of stages for this message, from `from_stage` on, at its tenant's
+    priority (every stage of the chain, and its resumes after a batch, keep it)."""
     stages = stages_for(message.job.module)
     if from_stage:
         stages = stages[stages.index(from_stage) :]
-    first = app.signature(stages[0], args=(message.model_dump(mode="json"),))
-    chain(first, *(app.signature(name) for name in stages[1:])).apply_async()
+    options = {"priority": tenant_priority(message.job.connection)}
+    first = app.signature(stages[0], args=(message.model_dump(mode="json"),), options=options)
+    chain(first, *(app.signature(name, options=options) for name in stages[1:])).apply_async()
+
+
+def tenant_priority(connection: str) -> int:
+    """Redis priority (0 first) from how much the tenant has in flight.
+
+    Stage queues are FIFO: without this, one event of a quiet tenant waits behind every job a
+    bursting tenant has admitted. kombu keeps one list per priority step and pops the higher
+    steps first across all queues, so a tenant's first `PRIORITY_BAND` jobs go at step 0 and a
+    burst's later ones at lower steps: the quiet tenant overtakes the burst at every stage.
+    """
+    inflight = int(get_redis().hlen(inflight_key(connection)))
+    return PRIORITY_STEPS[min(inflight // PRIORITY_BAND, len(PRIORITY_STEPS) - 1)]
 
 
 def submit(job: SyncJob) -> None:

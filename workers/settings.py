@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         900.0, gt=0, description="In-flight jobs idle this long are re-driven by beat."
     )
     zxs_tenant_window: int = Field(
-        100, ge=1, description="Jobs per connection in the pipeline at once; the rest wait."
+        500, ge=1, description="Jobs per connection in the pipeline at once; the rest wait."
     )
     zxs_visibility_timeout: int | None = Field(
         None, gt=0, description="Seconds before Redis redelivers an unacknowledged task."
@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     zxs_limit_guard_seconds: float = Field(0.5, ge=0)
     zxs_xero_rolling_windows: bool = False
     zxs_defer_poll_seconds: float = Field(30.0, gt=0)
+    zxs_batching: bool = Field(
+        True, description="False forces the naive path: one element per request, no cache."
+    )
+    zxs_batch_size: int = Field(50, ge=1, le=50, description="Elements per Xero request.")
+    zxs_batch_max_wait: float = Field(
+        1.0, ge=0, description="Flush a buffer whose oldest element waited this long."
+    )
+    zxs_batch_burst_wait: float = Field(
+        5.0, ge=0, description="The same while the connection has more than a batch in flight."
+    )
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
     sentry_dsn: SecretStr = SecretStr("")

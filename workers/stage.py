@@ -14,11 +14,14 @@ from typing import Any
 import structlog
 from billiard.einfo import ExceptionInfo
 from celery import Task
+from celery.exceptions import Ignore
+from kombu.utils.uuid import uuid
 
-from schemas.errors import PoisonMessage, SyncError
+from schemas.errors import PoisonMessage, RefusedInBatch, SyncError
 from schemas.jobs import StageMessage
 from schemas.wire import dumps
 from workers.app import app
+from workers.batching import AwaitingBatch, enqueue
 from workers.context import StageContext, build_context
 from workers.deadletter import DeadLetterStore, describe
 from workers.history import RecordHistory, record_key
@@ -74,6 +77,15 @@ class StageTask(Task):  # type: ignore[misc]
         )
         raise self.retry(exc=exc, countdown=countdown)
 
+    def await_batch(self, wait: AwaitingBatch, ctx: StageContext, key: str) -> None:
+        """Park this stage in the tenant's buffer with what resumes it: the same task and
+        message (and the rest of its chain) under a new task id, without batch results."""
+        resume = self.signature_from_request(
+            task_id=uuid(), retries=self.request.retries, kwargs={}
+        )
+        enqueue(wait.kind, ctx.connection.name, wait.elements, resume)
+        ctx.history.log(key, self.name, "batched", kind=wait.kind, elements=len(wait.elements))
+
     def on_failure(
         self,
         exc: BaseException,
@@ -112,6 +124,14 @@ class StageTask(Task):  # type: ignore[misc]
         )
 
 
+def raise_batch_error(batch: dict[str, Any] | None) -> None:
+    """A flush that refused one of this stage's elements resumes it with that element's error:
+    raised here, the stage fails like any other and is dead-lettered alone."""
+    for error in ((batch or {}).get("errors") or {}).values():
+        hint, field = error["hint"] or None, error["field"] or None
+        raise RefusedInBatch(error["kind"], error["message"], hint=hint, field=field)
+
+
 def stage(name: str) -> Callable[[StageFn], Task]:
     """Register a stage function as the Celery task `name` with the shared middleware."""
 
@@ -124,7 +144,9 @@ def stage(name: str) -> Callable[[StageFn], Task]:
         }
 
         @app.task(**options)
-        def run(task: StageTask, message: dict[str, Any]) -> dict[str, Any]:
+        def run(
+            task: StageTask, message: dict[str, Any], batch: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
             task.count_delivery()
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
@@ -132,11 +154,16 @@ def stage(name: str) -> Callable[[StageFn], Task]:
             job = msg.job
             key = record_key(job.connection, job.module, job.record_id)
             ctx = task.context_for(job.connection)
+            ctx.batch = batch
             structlog.contextvars.bind_contextvars(
                 connection=job.connection, record=key, stage=name, attempt=ctx.attempt + 1
             )
             try:
+                raise_batch_error(batch)
                 result = fn(msg, ctx)
+            except AwaitingBatch as wait:
+                task.await_batch(wait, ctx, key)
+                raise Ignore() from None  # resumed by the flush (workers/batching.py)
             except SyncError as exc:
                 task.retry_or_raise(exc, ctx, key)
                 raise

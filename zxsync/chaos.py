@@ -67,6 +67,8 @@ def run_chaos(
         # limits off (sandbox and our limiter): this run is about faults, not throughput
         "ZXS_XERO_PER_MINUTE": "1000000",
         "ZXS_XERO_PER_DAY": "1000000",
+        # calls are free here: a straggler need not wait long for a fuller batch
+        "ZXS_BATCH_BURST_WAIT": "1",
     }
     unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
     config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
@@ -178,9 +180,10 @@ _last_beat = [0.0]
 
 def _beat() -> None:
     """What `celery beat` does in production, done by the driver (beat is not under test):
-    re-drive jobs that stopped moving."""
+    re-drive jobs that stopped moving, re-trigger batches whose flush died with a worker."""
     import redis
 
+    from workers.batching import sweep_batches
     from workers.redrive import redrive_stalled
 
     if time.monotonic() - _last_beat[0] < 5:
@@ -188,6 +191,7 @@ def _beat() -> None:
     _last_beat[0] = time.monotonic()
     with contextlib.suppress(redis.RedisError):  # Redis may be restarting
         redrive_stalled()
+        sweep_batches()
 
 
 def _count(

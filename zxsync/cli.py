@@ -47,7 +47,7 @@ def worker(
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Start a Celery worker for the pipeline's queues."""
-    from workers.app import STAGE_QUEUES
+    from workers.app import QUEUE_ORDER
     from workers.app import app as celery_app
 
     try:
@@ -57,7 +57,7 @@ def worker(
             "[yellow]starting anyway: documents that need these settings will be "
             "dead-lettered with the same reason[/yellow]"
         )
-    selected = queues or ",".join(dict.fromkeys(STAGE_QUEUES.values()))
+    selected = queues or ",".join(QUEUE_ORDER)
     celery_app.worker_main(
         ["worker", "-Q", selected, "-c", str(concurrency), "--loglevel", loglevel]
     )

@@ -144,7 +144,7 @@ class LocalStack:
         self, concurrency: int | None = None, name: str = "w", queues: list[str] | None = None
     ) -> subprocess.Popen[bytes]:
         """A real `celery worker` process consuming every stage queue (or only `queues`)."""
-        from workers.app import STAGE_QUEUES
+        from workers.app import QUEUE_ORDER
 
         log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
         command = [
@@ -155,7 +155,7 @@ class LocalStack:
             "workers.app",
             "worker",
             "-Q",
-            ",".join(queues or dict.fromkeys(STAGE_QUEUES.values())),
+            ",".join(queues or QUEUE_ORDER),
             "-c",
             str(concurrency or self.concurrency),
             "-n",

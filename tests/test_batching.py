@@ -1,0 +1,248 @@
+"""Per-tenant batching (workers/batching.py): the buffer's rules on the test Redis (its Lua
+scripts need a real server), then bursts on real parts where a refused element fails alone and
+lost links are found again, not duplicated."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sandbox.seed import build_dataset, load_dataset
+from schemas.errors import ValidationFailed
+from workers import batching
+from workers.batching import Buffer, Element, Results
+
+
+@pytest.fixture
+def kinds() -> Iterator[None]:
+    """Two throwaway kinds; the real ones stay registered."""
+    saved = dict(batching.KINDS)
+
+    def handler(ctx: Any, elements: list[Element]) -> Results:
+        return {}
+
+    batching.KINDS["things"] = batching.Kind(handler, xero=True, latest_wins=False)
+    batching.KINDS["notes"] = batching.Kind(handler, xero=False, latest_wins=True)
+    yield
+    batching.KINDS.clear()
+    batching.KINDS.update(saved)
+
+
+@pytest.fixture
+def new_buffer(redis_url: str) -> Callable[[str], Buffer]:
+    """A buffer of a kind on a connection no other test uses."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def make(kind: str) -> Buffer:
+        return Buffer(client, kind, f"unit-{uuid.uuid4().hex[:8]}")
+
+    return make
+
+
+def waiter(task_id: str) -> dict[str, Any]:
+    return {"task": "t", "args": [{}], "kwargs": {}, "options": {"task_id": task_id}}
+
+
+def test_an_element_is_buffered_once_with_every_waiter(
+    kinds: None, new_buffer: Callable[[str], Buffer]
+) -> None:
+    buffer = new_buffer("things")
+    assert buffer.add({"a": {"v": 1}, "b": {"v": 1}}, waiter("w1")) == 2
+    assert buffer.add({"a": {"v": 2}}, waiter("w2")) == 2
+    [first, second] = buffer.claim(10)
+    assert (first.id, first.payload, first.suspect) == ("a", {"v": 1}, False)  # first one wins
+    assert second.id == "b"
+    assert [w["options"]["task_id"] for w in buffer.waiters(["a"])["a"]] == ["w1", "w2"]
+
+
+def test_a_newer_write_back_replaces_the_waiting_one(
+    kinds: None, new_buffer: Callable[[str], Buffer]
+) -> None:
+    buffer = new_buffer("notes")
+    buffer.add({"r": {"status": "DRAFT"}}, waiter("w1"))
+    buffer.add({"r": {"status": "AUTHORISED"}}, waiter("w2"))
+    [element] = buffer.claim(10)
+    assert element.payload == {"status": "AUTHORISED"}
+
+
+def test_a_flush_is_due_when_full_old_or_all_in_flight_wait_and_not_before(
+    kinds: None, new_buffer: Callable[[str], Buffer]
+) -> None:
+    buffer = new_buffer("things")
+    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=5) == -1  # nothing waits
+    buffer.add({"a": {}}, waiter("w1"))
+    assert 0 < buffer.wait_before_flush(3, max_wait=1.0, inflight=5) <= 1.0  # more may come
+    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=1) == 0  # a lone event goes
+    buffer.add({"b": {}, "c": {}}, waiter("w2"))
+    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=5) == 0  # full
+    time.sleep(0.12)
+    assert buffer.wait_before_flush(10, max_wait=0.1, inflight=5) == 0  # the oldest waited
+    buffer.hold(time.time() + 30)
+    assert buffer.wait_before_flush(1, max_wait=0, inflight=0) > 25  # a held tenant waits
+
+
+def test_claims_of_a_dead_flusher_come_back_as_suspects(
+    kinds: None, new_buffer: Callable[[str], Buffer]
+) -> None:
+    buffer = new_buffer("things")
+    buffer.add({"a": {}, "b": {}}, waiter("w1"))
+    assert len(buffer.claim(1)) == 1  # then the flusher dies: the next one has the lock
+    assert buffer.reclaim_orphans() == 1
+    claimed = {e.id: e.suspect for e in buffer.claim(10)}
+    assert claimed == {"a": True, "b": False}
+
+
+def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
+    kinds: None, new_buffer: Callable[[str], Buffer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = new_buffer("things")
+    redis_client = buffer.redis
+    buffer.add({"a": {}, "b": {}}, waiter("doc1"))  # one document waits on two elements
+    buffer.add({"b": {}}, waiter("doc2"))
+    buffer.claim(10)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Sig:
+        def __init__(self, raw: dict[str, Any]):
+            self.raw, self.kwargs = raw, dict(raw["kwargs"])
+
+        def apply_async(self) -> None:
+            sent.append((self.raw["options"]["task_id"], self.kwargs["batch"]))
+
+    monkeypatch.setattr(batching.app, "signature", Sig)
+    refused = ValidationFailed("Xero", ["Item code 'X' is not valid"])
+    batching._resume(buffer, {"a": {"ItemID": "1"}, "b": refused})
+    assert [task for task, _ in sent] == ["doc1", "doc2"]
+    first = dict(sent)["doc1"]
+    assert first["outcomes"] == {"a": {"ItemID": "1"}}
+    assert first["errors"]["b"]["kind"] == "validation"
+    assert "Item code 'X'" in first["errors"]["b"]["message"]
+    assert not buffer.pending() and redis_client.hlen(buffer.key("items")) == 0
+    # the same element outcome delivered again (a crash before the waiters were dropped)
+    buffer.add({"a": {}}, waiter("doc1"))
+    buffer.claim(10)
+    batching._resume(buffer, {"a": {"ItemID": "1"}})
+    assert len(sent) == 2
+
+
+# ------------------------------------------------------------------------- on real parts
+
+
+def send(connection: str, record_ids: list[str], event: str = "insert", prefix: str = "b") -> None:
+    from schemas.jobs import SyncJob
+    from workers.pipeline import submit
+
+    for record_id in record_ids:
+        submit(
+            SyncJob(
+                connection=connection,
+                module="Invoices",
+                record_id=record_id,
+                event=event,  # type: ignore[arg-type]
+                event_id=f"{prefix}-{record_id}",
+            )
+        )
+
+
+@pytest.mark.integration
+def test_a_burst_shares_requests_and_a_refused_invoice_fails_alone(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    data = build_dataset(invoices=60, accounts=12, products=8, seed=21)
+    bad_code = str(data.products[0]["Product_Code"])
+    stack = make_stack({"product_account_codes": {bad_code: "999"}})  # no such account
+    conn = stack.connections[0]
+    data = load_dataset(stack.zoho, conn.zoho_org_id, data)
+    bad_product = next(str(p["id"]) for p in data.products if p["Product_Code"] == bad_code)
+    stack.start_worker(concurrency=2)
+    ids = [str(inv["id"]) for inv in data.invoices]
+    send(conn.name, ids)
+    outcomes = wait_for_outcomes(
+        conn.name, [f"{conn.name}:Invoices:{rid}" for rid in ids], timeout=120
+    )
+
+    def uses_bad(invoice: dict[str, Any]) -> bool:
+        return any(str(li["Product_Name"]["id"]) == bad_product for li in invoice["Invoiced_Items"])
+
+    bad = {str(inv["id"]) for inv in data.invoices if uses_bad(inv)}
+    assert 0 < len(bad) < len(ids)
+    for record_id in ids:
+        outcome, detail = outcomes[f"{conn.name}:Invoices:{record_id}"]
+        assert outcome == ("failed" if record_id in bad else "created"), (record_id, detail)
+        if record_id in bad:
+            assert "Account code '999'" in detail and record_id in detail
+    created = stack.xero.invoices(conn.xero_tenant_id)
+    assert len(created) == len(ids) - len(bad)
+    assert len({inv["Reference"] for inv in created}) == len(created)
+    assert len(stack.xero.contacts(conn.xero_tenant_id)) == 12
+    routes = stack.xero.stats()["by_route"]
+    # one document at a time would cost 60 invoice calls, 12 contact creations, 8 items...
+    assert routes.get("PUT /Invoices", 0) <= len(ids) // 4, routes
+    assert routes.get("PUT /Contacts", 0) <= 6, routes
+    assert sum(stack.xero.stats()["calls"].values()) <= len(ids) // 2, routes
+    # write-backs share updates; each failure's status is written on its own by the alert
+    zoho_updates = stack.zoho.stats()["by_route"].get("PUT /crm/v7/Invoices", 0)
+    assert zoho_updates <= len(bad) + len(ids) // 4, stack.zoho.stats()["by_route"]
+    for record_id in set(ids) - bad:
+        assert (
+            stack.zoho.get(conn.zoho_org_id, "Invoices", record_id)["Xero_Sync_Status"] == "Synced"
+        )
+
+
+@pytest.mark.integration
+def test_lost_links_are_found_in_xero_not_created_twice(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """What a flusher killed after Xero answered leaves behind: invoices in Xero, no links.
+    The replay's elements are suspects; one bulk lookup adopts them all."""
+    from workers.redis import get_redis
+
+    data = build_dataset(invoices=12, accounts=4, products=5, seed=22)
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(stack.zoho, conn.zoho_org_id, data)
+    stack.start_worker(concurrency=2)
+    ids = [str(inv["id"]) for inv in data.invoices]
+    keys = [f"{conn.name}:Invoices:{rid}" for rid in ids]
+    send(conn.name, ids)
+    wait_for_outcomes(conn.name, keys, timeout=90)
+    redis_client = get_redis()
+    for kind in ("invoice", "contact", "item"):
+        redis_client.delete(f"zxs:links:{conn.name}:{kind}")
+    redis_client.delete(f"zxs:outcomes:{conn.name}")
+    before = dict(stack.xero.stats()["by_route"])
+    send(conn.name, ids, event="replay", prefix="again")
+    outcomes = wait_for_outcomes(conn.name, keys, timeout=90)
+    assert {o for o, _ in outcomes.values()} == {"created"}  # adopted counts as created
+    assert len(stack.xero.invoices(conn.xero_tenant_id)) == len(ids)
+    assert len(stack.xero.contacts(conn.xero_tenant_id)) == 4
+    assert len(stack.xero.items(conn.xero_tenant_id)) == 5
+    after = stack.xero.stats()["by_route"]
+    assert after.get("PUT /Invoices", 0) == before.get("PUT /Invoices", 0)
+    assert after.get("GET /Invoices", 0) - before.get("GET /Invoices", 0) <= 4
+
+
+@pytest.mark.integration
+def test_the_naive_path_sends_one_document_per_request(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    data = build_dataset(invoices=6, accounts=2, products=3, seed=23)
+    stack = make_stack(extra_env={"ZXS_BATCHING": "false"})
+    conn = stack.connections[0]
+    data = load_dataset(stack.zoho, conn.zoho_org_id, data)
+    stack.start_worker(concurrency=2)
+    ids = [str(inv["id"]) for inv in data.invoices]
+    send(conn.name, ids)
+    outcomes = wait_for_outcomes(
+        conn.name, [f"{conn.name}:Invoices:{rid}" for rid in ids], timeout=90
+    )
+    assert {o for o, _ in outcomes.values()} == {"created"}
+    routes = stack.xero.stats()["by_route"]
+    assert routes["PUT /Invoices"] == len(ids)
+    assert routes["PUT /Contacts"] == 2  # one request per contact, and none twice
+    assert len(stack.xero.contacts(conn.xero_tenant_id)) == 2

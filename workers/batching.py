@@ -1,0 +1,491 @@
+"""Per-tenant batching: elements wait in Redis and a flush task sends many per request.
+
+Xero allows 60 calls a minute per tenant but takes up to 50 elements per request
+(`../shared/xero/FACTS.md` "Batches"), and Zoho takes 100 records per update; a burst costs the
+fewest calls when stages of many documents share requests.
+
+A stage that needs a write raises `AwaitingBatch(kind, {element id: payload})`. The stage
+middleware (workers/stage.py) adds the elements to the connection's buffer for that kind, with
+the task's resume signature (same task, same message, the rest of its chain), and the task ends.
+`zxsync.flush_batch` (one flusher per kind and connection at a time) claims up to `size`
+elements once the buffer is full, every job the connection has in flight waits in it (nothing
+more can come, so a lone event goes at once), or its oldest element waited `max_wait` (longer
+while the connection has a backlog of more than a batch: then requests are what is scarce);
+the kind's handler (registered by its stage module) makes the calls and stores the links; then
+each waiting task is sent again with its elements' outcomes, finds its link and goes on, or
+meets its element's error and is dead-lettered alone with its full payload.
+
+Why not celery-batches: it holds requests in worker memory and acks a batch as a whole after
+the flush, whatever happened to each item (`../shared/notes/celery-redis.md`). Here an element
+stays in Redis until its answer is stored. The flusher's lock has a short lease that a thread
+renews while it works, so a killed flusher frees the buffer within seconds; elements still
+claimed when the next flusher takes the lock are a dead flusher's, and come back as *suspect*
+(an earlier request may have created
+them), which handlers look up before creating. A waiter is resumed at most once per element
+outcome (a marker per waiting task id), so a document waiting on several elements continues once.
+
+A rate-limited batch goes back to the buffer untouched and the connection's buffer holds until
+Retry-After; the waiting documents stay in Redis, not in worker memory, and other tenants'
+flushes are not delayed. `zxsync.sweep_batches` (beat) re-triggers any buffer whose trigger was
+lost with a killed worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+import structlog
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from schemas.errors import RateLimited, SyncError
+from schemas.wire import dumps, loads
+from workers.app import app
+from workers.context import StageContext, build_context
+from workers.deadletter import describe
+from workers.pipeline import tenant_priority
+from workers.redis import get_redis
+from workers.retry import retry_countdown
+from workers.settings import Settings, get_settings
+
+ACTIVE = "zxs:batch:active"
+RESUMED_TTL_SECONDS = 24 * 3600
+FLUSH_LOCK_SECONDS = 10  # renewed every third of it while the flusher lives
+log = structlog.get_logger("zxsync.batching")
+
+
+class AwaitingBatch(Exception):
+    """Raised by a stage: these elements must be written in a batch before the stage can go on."""
+
+    def __init__(self, kind: str, elements: dict[str, dict[str, Any]]):
+        super().__init__(f"waiting for {len(elements)} {kind}")
+        self.kind = kind
+        self.elements = elements
+
+
+@dataclass(frozen=True)
+class Element:
+    id: str
+    payload: dict[str, Any]
+    suspect: bool  # an earlier flush may have written it: look it up before creating
+
+
+# per element: an outcome (JSON) for the waiting stages, or the error that refused it
+Results = dict[str, "dict[str, Any] | SyncError"]
+Handler = Callable[[StageContext, list[Element]], Results]
+
+
+@dataclass(frozen=True)
+class Kind:
+    handler: Handler
+    xero: bool  # sized by ZXS_BATCH_SIZE; otherwise a Zoho kind of up to 100 records
+    latest_wins: bool  # a newer payload replaces a waiting one (write-backs), else first wins
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def batch_handler(
+    kind: str, *, xero: bool = True, latest_wins: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the function that writes one batch of `kind` (stage modules do this)."""
+
+    def register(fn: Handler) -> Handler:
+        KINDS[kind] = Kind(fn, xero, latest_wins)
+        return fn
+
+    return register
+
+
+def batch_size(kind: str, settings: Settings) -> int:
+    if not settings.zxs_batching:
+        return 1
+    return settings.zxs_batch_size if KINDS[kind].xero else ZOHO_BATCH_SIZE
+
+
+ZOHO_BATCH_SIZE = 100  # Zoho CRM's limit of records per insert/update (../shared/zoho)
+
+# Add one element and its waiter atomically; a claimed element keeps its claim (its waiters are
+# resumed when the flush in flight finishes).
+_ADD = """
+local items, queue, claimed, waiters, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- KEYS[5] is the set of waiting task ids (how many documents wait here)
+local id, payload, waiter, now, replace = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if replace == '1' then
+  redis.call('HSET', items, id, payload)
+else
+  redis.call('HSETNX', items, id, payload)
+end
+if not redis.call('ZSCORE', claimed, id) then
+  redis.call('ZADD', queue, 'NX', now, id)
+end
+redis.call('RPUSH', waiters, waiter)
+redis.call('SADD', last, ARGV[7])
+redis.call('SADD', KEYS[6], ARGV[6])
+return redis.call('ZCARD', queue)
+"""
+
+# Forget a finished element, unless a waiter arrived after its waiters were taken.
+_COMPLETE = """
+if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+return 1
+"""
+
+
+class Buffer:
+    """One connection's buffer of one kind, in Redis."""
+
+    def __init__(self, redis_client: redis.Redis, kind: str, connection: str):
+        self.redis, self.kind, self.connection = redis_client, kind, connection
+        self.prefix = f"zxs:batch:{kind}:{connection}"
+        self.member = f"{kind}|{connection}"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    def waiters_key(self, element_id: str) -> str:
+        return f"{self.prefix}:waiters:{element_id}"
+
+    def add(self, elements: dict[str, dict[str, Any]], waiter: dict[str, Any]) -> int:
+        """Buffer the elements with their waiting task; returns how many elements wait."""
+        replace = "1" if KINDS[self.kind].latest_wins else "0"
+        waiting = 0
+        for element_id, payload in elements.items():
+            keys = [
+                self.key("items"),
+                self.key("queue"),
+                self.key("claimed"),
+                self.waiters_key(element_id),
+                self.key("waiting"),
+                ACTIVE,
+            ]
+            args: list[str | float] = [
+                element_id,
+                dumps(payload),
+                dumps(waiter),
+                time.time(),
+                replace,
+                self.member,
+                waiter["options"]["task_id"],
+            ]
+            waiting = int(self.redis.eval(_ADD, len(keys), *keys, *args))
+        return waiting
+
+    def reclaim_orphans(self) -> int:
+        """Under the flush lock every claimed element is a dead flusher's: back to the queue,
+        as suspects."""
+        orphans = cast(list[str], self.redis.zrange(self.key("claimed"), 0, -1))
+        if orphans:
+            pipe = self.redis.pipeline()
+            pipe.zrem(self.key("claimed"), *orphans)
+            pipe.zadd(self.key("queue"), dict.fromkeys(orphans, 0))
+            pipe.sadd(self.key("suspect"), *orphans)
+            pipe.execute()
+        return len(orphans)
+
+    def wait_before_flush(self, size: int, max_wait: float, inflight: int) -> float:
+        """0 when a flush is due; else the seconds until it will be; -1 when nothing waits.
+
+        Due when full, when the oldest element waited `max_wait`, or when every job the
+        connection has in flight (`inflight`) is waiting here: nothing more can join the batch,
+        so a lone event (a trickle) goes at once while a burst fills its batches.
+        """
+        pipe = self.redis.pipeline()
+        pipe.zcard(self.key("queue"))
+        pipe.zrange(self.key("queue"), 0, 0, withscores=True)
+        pipe.scard(self.key("waiting"))
+        pipe.get(self.key("hold"))
+        count, oldest, waiting, hold = pipe.execute()
+        if not count:
+            return -1
+        now = time.time()
+        if hold and float(hold) > now:
+            return float(hold) - now
+        if count >= size or waiting >= inflight:
+            return 0
+        since_oldest = now - float(oldest[0][1]) if oldest else max_wait
+        return max(0.0, max_wait - since_oldest)
+
+    def claim(self, size: int) -> list[Element]:
+        ids = cast(list[str], self.redis.zrange(self.key("queue"), 0, size - 1))
+        if not ids:
+            return []
+        pipe = self.redis.pipeline()
+        pipe.zrem(self.key("queue"), *ids)
+        pipe.zadd(self.key("claimed"), dict.fromkeys(ids, time.time()))
+        pipe.hmget(self.key("items"), ids)
+        pipe.smismember(self.key("suspect"), ids)
+        _, _, payloads, suspects = pipe.execute()
+        return [
+            Element(element_id, loads(raw), bool(suspect))
+            for element_id, raw, suspect in zip(ids, payloads, suspects, strict=True)
+            if raw is not None
+        ]
+
+    def release(self, ids: list[str], *, suspect: bool) -> None:
+        """Claimed elements back to the front of the queue (after a failed request)."""
+        if not ids:
+            return
+        pipe = self.redis.pipeline()
+        pipe.zrem(self.key("claimed"), *ids)
+        pipe.zadd(self.key("queue"), dict.fromkeys(ids, 0))
+        if suspect:
+            pipe.sadd(self.key("suspect"), *ids)
+        pipe.execute()
+
+    def hold(self, until: float) -> None:
+        self.redis.set(self.key("hold"), until, exat=int(until) + 1)
+
+    def count_failure(self, element_id: str) -> int:
+        return int(self.redis.hincrby(self.key("tries"), element_id, 1))
+
+    def waiters(self, element_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        pipe = self.redis.pipeline()
+        for element_id in element_ids:
+            pipe.lrange(self.waiters_key(element_id), 0, -1)
+        rows = cast(list[list[str]], pipe.execute())
+        return {eid: [loads(w) for w in raw] for eid, raw in zip(element_ids, rows, strict=True)}
+
+    def done(self, element_id: str, resumed: int) -> bool:
+        """Drop the `resumed` first waiters; forget the element unless more arrived since."""
+        waiters_key = self.waiters_key(element_id)
+        self.redis.ltrim(waiters_key, resumed, -1)
+        keys = [
+            waiters_key,
+            self.key("items"),
+            self.key("claimed"),
+            self.key("suspect"),
+            self.key("tries"),
+        ]
+        return bool(self.redis.eval(_COMPLETE, len(keys), *keys, element_id))
+
+    def pending(self) -> bool:
+        pipe = self.redis.pipeline()
+        pipe.zcard(self.key("queue"))
+        pipe.zcard(self.key("claimed"))
+        queued, claimed = pipe.execute()
+        return bool(queued or claimed)
+
+
+def enqueue(kind: str, connection: str, elements: dict[str, dict[str, Any]], waiter: Any) -> None:
+    """Buffer a stage's elements with its resume signature and make sure a flush will come."""
+    settings = get_settings()
+    buffer = Buffer(get_redis(), kind, connection)
+    buffer.add(elements, dict(waiter))
+    _trigger(buffer, _wait(buffer, settings), settings)
+
+
+def _trigger(buffer: Buffer, wait: float, settings: Settings) -> None:
+    """Send a flush for when it is due, unless one for that moment is already on its way.
+
+    At most one immediate and one delayed trigger per buffer wait in the queue: kombu serves
+    queues round robin, so a flood of no-op flushes would delay the one that matters. A wait
+    longer than the longest retry backoff (a tenant out of its daily budget) is left to beat's
+    sweeper, so no trigger waits in worker memory for hours."""
+    if wait < 0 or wait > max(settings.zxs_batch_max_wait, settings.zxs_retry_backoff_max):
+        return
+    flag = "due" if wait == 0 else "scheduled"
+    ttl_ms = int(wait * 1000) + _trigger_ms(settings)
+    if buffer.redis.set(buffer.key(flag), 1, nx=True, px=ttl_ms):
+        _send_flush(buffer.kind, buffer.connection, wait, flag)
+
+
+def _wait(buffer: Buffer, settings: Settings) -> float:
+    """Seconds before this buffer's next flush is due (workers/batching.py module doc)."""
+    if not settings.zxs_batching:
+        return 0.0 if buffer.pending() else -1.0
+    size = batch_size(buffer.kind, settings)
+    inflight = int(buffer.redis.hlen(f"zxs:inflight:{buffer.connection}"))
+    # with a backlog a Xero request saved is worth more than the seconds a straggler waits
+    backlog = KINDS[buffer.kind].xero and inflight > size
+    max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait
+    return buffer.wait_before_flush(size, max_wait, inflight)
+
+
+def _trigger_ms(settings: Settings) -> int:
+    return int((settings.zxs_batch_max_wait + 1.0) * 1000)
+
+
+def _send_flush(kind: str, connection: str, countdown: float, trigger: str) -> None:
+    app.send_task(
+        "zxsync.flush_batch",
+        args=[kind, connection, trigger],
+        countdown=countdown if countdown else None,
+        priority=tenant_priority(connection),
+    )
+
+
+@app.task(name="zxsync.flush_batch")
+def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
+    """Write one batch of `kind` for `connection` when it is due; returns elements written."""
+    settings = get_settings()
+    redis_client = get_redis()
+    buffer = Buffer(redis_client, kind, connection)
+    if trigger in ("due", "scheduled"):
+        redis_client.delete(buffer.key(trigger))  # this trigger has arrived
+    lock = redis_client.lock(
+        f"zxs:lock:{buffer.prefix}", timeout=FLUSH_LOCK_SECONDS, blocking_timeout=0
+    )
+    if not lock.acquire():
+        return 0  # the flusher in flight sends the next flush itself
+    renewer = _Renewer(lock)
+    try:
+        buffer.reclaim_orphans()
+        wait = _wait(buffer, settings)
+        if wait < 0:
+            redis_client.srem(ACTIVE, buffer.member)
+            return 0
+        if wait > 0:
+            _trigger(buffer, wait, settings)
+            return 0
+        written = _flush(buffer, batch_size(kind, settings), settings)
+    finally:
+        renewer.stop()
+        with suppress(LockError):
+            lock.release()
+    if buffer.pending():
+        _trigger(buffer, _wait(buffer, settings), settings)
+    return written
+
+
+class _Renewer:
+    """Keeps the flush lock's short lease alive from a thread while this process works; a killed
+    flusher stops renewing, so its buffer is free again within FLUSH_LOCK_SECONDS."""
+
+    def __init__(self, lock: Lock):
+        self._lock = lock
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(FLUSH_LOCK_SECONDS / 3):
+            with suppress(LockError, RedisError):
+                self._lock.reacquire()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+def _flush(buffer: Buffer, size: int, settings: Settings) -> int:
+    elements = buffer.claim(size)
+    if not elements:
+        return 0
+    ctx = build_context(buffer.connection)
+    started = time.monotonic()
+    try:
+        results = KINDS[buffer.kind].handler(ctx, elements)
+    except RateLimited as exc:
+        wait = exc.retry_after if exc.retry_after is not None else 5.0
+        buffer.release([e.id for e in elements], suspect=False)
+        buffer.hold(time.time() + wait)
+        log.warning("batch.held", kind=buffer.kind, connection=buffer.connection, wait=wait)
+        return 0
+    except SyncError as exc:
+        if not exc.retryable:
+            results = dict.fromkeys((e.id for e in elements), exc)
+        else:
+            _retry_later(buffer, elements, exc, settings)
+            return 0
+    log.info(
+        "batch.flushed",
+        kind=buffer.kind,
+        connection=buffer.connection,
+        elements=len(elements),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    _resume(buffer, results)
+    return len(elements)
+
+
+def _retry_later(
+    buffer: Buffer, elements: list[Element], exc: SyncError, settings: Settings
+) -> None:
+    """A transient failure: back to the queue as suspects (the request may have been applied);
+    an element that failed too often is given up with this error."""
+    given_up: Results = {}
+    retry: list[str] = []
+    tries = 0
+    for element in elements:
+        tries = buffer.count_failure(element.id)
+        if tries > settings.zxs_max_retries:
+            given_up[element.id] = exc
+        else:
+            retry.append(element.id)
+    buffer.release(retry, suspect=True)
+    if given_up:
+        _resume(buffer, given_up)
+    countdown = retry_countdown(exc, tries, settings.zxs_retry_backoff_max)
+    buffer.hold(time.time() + countdown)
+    log.warning("batch.retry", kind=buffer.kind, error=str(exc), countdown=round(countdown, 1))
+
+
+def _resume(buffer: Buffer, results: Results) -> None:
+    """Send every waiting task again with its elements' outcomes and errors, once per task.
+
+    Sent before the waiters are dropped: a crash in between resumes a task twice, which an
+    idempotent stage shrugs off, rather than never.
+    """
+    remaining = dict(results)
+    while remaining:
+        waiting = buffer.waiters(list(remaining))
+        merged: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for element_id, waiters in waiting.items():
+            result = remaining[element_id]
+            for waiter in waiters:
+                _, news = merged.setdefault(waiter["options"]["task_id"], (waiter, {}))
+                if isinstance(result, SyncError):
+                    news.setdefault("errors", {})[element_id] = error_payload(result)
+                else:
+                    news.setdefault("outcomes", {})[element_id] = result
+        markers = [f"zxs:batch:resumed:{task_id}" for task_id in merged]
+        seen = buffer.redis.pipeline()
+        for marker in markers:
+            seen.exists(marker)
+        earlier = seen.execute()
+        note = buffer.redis.pipeline()
+        for (task_id, (waiter, news)), marker, resumed in zip(
+            merged.items(), markers, earlier, strict=True
+        ):
+            if resumed:
+                continue  # resumed by an earlier batch: it has waited again under a new id
+            signature = app.signature(waiter)
+            signature.kwargs = {**signature.kwargs, "batch": {"kind": buffer.kind, **news}}
+            signature.apply_async()
+            note.set(marker, 1, ex=RESUMED_TTL_SECONDS)
+            note.srem(buffer.key("waiting"), task_id)
+        note.execute()
+        remaining = {
+            element_id: result
+            for element_id, result in remaining.items()
+            if not buffer.done(element_id, len(waiting[element_id]))
+        }
+
+
+def error_payload(exc: SyncError) -> dict[str, Any]:
+    kind, message, hint, field = describe(exc)
+    return {"kind": kind, "message": message, "hint": hint, "field": field}
+
+
+@app.task(name="zxsync.sweep_batches")
+def sweep_batches() -> int:
+    """Trigger a flush for every buffer with work (a trigger can die with its worker)."""
+    redis_client = get_redis()
+    swept = 0
+    for member in cast(set[str], redis_client.smembers(ACTIVE)):
+        kind, connection = member.split("|", 1)
+        if kind in KINDS:
+            _send_flush(kind, connection, 0.0, "sweep")
+            swept += 1
+    return swept
