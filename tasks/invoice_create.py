@@ -25,7 +25,7 @@ from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
-from workers.batching import AwaitingBatch, Element, Results, batch_handler
+from workers.batching import AwaitingBatch, Element, Results, batch_handler, flush_key
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
@@ -179,9 +179,8 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
             results[element.id] = _outcome("adopted", invoice)
     todo = [e for e in todo if e.id not in links]
     if todo:
-        key = idempotency_key(
-            INVOICES, conn, *sorted(f"{e.id}@{e.payload['version']}" for e in todo)
-        )
+        versions = ",".join(sorted(f"{e.id}@{e.payload['version']}" for e in todo))
+        key = flush_key(INVOICES, conn, todo, versions)
         answers = ctx.xero.create_invoices([e.payload["body"] for e in todo], key)
         for element, (invoice, errors) in zip(todo, answers, strict=True):
             if invoice is None:

@@ -18,9 +18,8 @@ from schemas.mapping import item_from_product, product_code
 from schemas.wire import dumps
 from schemas.xero import XeroItemIn
 from schemas.zoho import ZohoProduct, parse_record
-from workers.batching import AwaitingBatch, Element, Results, batch_handler
+from workers.batching import AwaitingBatch, Element, Results, batch_handler, flush_key
 from workers.context import StageContext
-from workers.idempotency import idempotency_key
 from workers.stage import stage
 
 PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
@@ -36,7 +35,7 @@ def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     doc = msg.inventory_document()
     assert doc is not None, "fetch_record runs first"
     wanted = list(dict.fromkeys(line.product.id for line in doc.items))
-    products = _read_products(msg, ctx, wanted)
+    products = msg.products or _read_products(msg, ctx, wanted)  # carried over a batch wait
     codes = {p.id: product_code(p) for p in products}
     linked = (  # the naive path's first pass ignores the cache
         ctx.idempotency.links(LINK, ctx.connection.name, wanted)
@@ -57,6 +56,7 @@ def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
                 }
                 for p in todo
             },
+            carry=msg.model_copy(update={"products": products}).model_dump(mode="json"),
         )
     return msg.model_copy(update={"products": products})
 
@@ -97,7 +97,7 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
     found: dict[str, str] = {}
     if not ctx.settings.zxs_batching:
         found = {i.Code: i.ItemID for i in ctx.xero.find_items(sorted(wanted))}
-    refused = _create(ctx, [b for code, b in wanted.items() if code not in found], found)
+    refused = _create(ctx, elements, [b for c, b in wanted.items() if c not in found], found)
     taken = [code for code, errors in refused.items() if _exists(errors)]
     if taken:
         found.update({i.Code: i.ItemID for i in ctx.xero.find_items(taken)})
@@ -123,11 +123,13 @@ def _exists(errors: list[str]) -> bool:
     return bool(errors) and all("already exists" in m for m in errors)
 
 
-def _create(ctx: StageContext, items: list[XeroItemIn], found: dict[str, str]) -> dict[str, Any]:
+def _create(
+    ctx: StageContext, elements: list[Element], items: list[XeroItemIn], found: dict[str, str]
+) -> dict[str, Any]:
     """One PUT for these items: fills `found` (code -> ItemID), returns Xero's errors by code."""
     if not items:
         return {}
-    key = idempotency_key(ITEMS, ctx.connection.name, dumps([i.body() for i in items]))
+    key = flush_key(ITEMS, ctx.connection.name, elements, dumps([i.body() for i in items]))
     refused: dict[str, Any] = {}
     for body, (_, created, errors) in zip(items, ctx.xero.create_items(items, key), strict=True):
         if created is None:

@@ -246,3 +246,52 @@ def test_the_naive_path_sends_one_document_per_request(
     assert routes["PUT /Invoices"] == len(ids)
     assert routes["PUT /Contacts"] == 2  # one request per contact, and none twice
     assert len(stack.xero.contacts(conn.xero_tenant_id)) == 2
+
+
+@pytest.mark.integration
+def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """The contact link is the lookup cache: when Xero refuses an invoice because the cached
+    contact was archived, the link goes, so the replay (after un-archiving) matches again."""
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+    from workers.replay import replay
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=2, accounts=1, products=2, seed=24)
+    )
+    first, second = (str(inv["id"]) for inv in data.invoices)
+    account_id = str(data.accounts[0]["id"])
+    stack.start_worker(concurrency=2)
+    send(conn.name, [first])
+    wait_for_outcomes(conn.name, [f"{conn.name}:Invoices:{first}"], timeout=60)
+    redis_client = get_redis()
+    assert redis_client.hexists(f"zxs:links:{conn.name}:contact", account_id)
+    [contact] = stack.xero.contacts(conn.xero_tenant_id)
+    tenant = stack.xero.tenant(conn.xero_tenant_id)
+    with stack.xero.lock:
+        tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ARCHIVED"
+
+    send(conn.name, [second])
+    key = f"{conn.name}:Invoices:{second}"
+    outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
+    assert outcome == "failed" and "archived" in detail, detail
+    assert not redis_client.hexists(f"zxs:links:{conn.name}:contact", account_id)
+
+    with stack.xero.lock:
+        tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ACTIVE"
+    store = DeadLetterStore(redis_client)
+    [letter] = [d for d in store.list() if (d.connection, d.record_id) == (conn.name, second)]
+    replay(letter, store)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the failure's own outcome stays until the replay's
+        outcome, detail = wait_for_outcomes(conn.name, [key], timeout=5)[key]
+        if outcome == "created":
+            break
+        time.sleep(0.2)
+    assert outcome == "created", detail
+    assert len(stack.xero.contacts(conn.xero_tenant_id)) == 1  # matched again, not duplicated
+    assert len(stack.xero.invoices(conn.xero_tenant_id)) == 2

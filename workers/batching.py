@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.deadletter import describe
+from workers.idempotency import idempotency_key
 from workers.pipeline import tenant_priority
 from workers.redis import get_redis
 from workers.retry import retry_countdown
@@ -63,10 +65,19 @@ log = structlog.get_logger("zxsync.batching")
 class AwaitingBatch(Exception):
     """Raised by a stage: these elements must be written in a batch before the stage can go on."""
 
-    def __init__(self, kind: str, elements: dict[str, dict[str, Any]]):
+    def __init__(
+        self,
+        kind: str,
+        elements: dict[str, dict[str, Any]],
+        carry: dict[str, Any] | None = None,
+    ):
         super().__init__(f"waiting for {len(elements)} {kind}")
         self.kind = kind
         self.elements = elements
+        self.carry = carry  # the message to resume with, if the stage learned something
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AwaitingBatch, (self.kind, self.elements, self.carry))
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,15 @@ class Element:
     id: str
     payload: dict[str, Any]
     suspect: bool  # an earlier flush may have written it: look it up before creating
+    flush: str = ""  # the flush attempt that claimed it
+
+
+def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
+    """The Idempotency-Key of one batched write: the same for a repeat of this flush's request,
+    new for the next flush. Xero caches errors under a key for 6 minutes, so a content-only key
+    would answer a replay made after a fix with the old refusal; what an earlier flush may have
+    written is found by the suspects' lookup instead."""
+    return idempotency_key(kind, connection, elements[0].flush if elements else "", content)
 
 
 # per element: an outcome (JSON) for the waiting stages, or the error that refused it
@@ -193,12 +213,15 @@ class Buffer:
             pipe.execute()
         return len(orphans)
 
-    def wait_before_flush(self, size: int, max_wait: float, inflight: int) -> float:
+    def wait_before_flush(
+        self, size: int, max_wait: float, inflight: int, parked_elsewhere: int = 0
+    ) -> float:
         """0 when a flush is due; else the seconds until it will be; -1 when nothing waits.
 
         Due when full, when the oldest element waited `max_wait`, or when every job the
-        connection has in flight (`inflight`) is waiting here: nothing more can join the batch,
-        so a lone event (a trickle) goes at once while a burst fills its batches.
+        connection has in flight (`inflight`) waits here or in its other buffers: nothing is
+        moving that could join the batch, so a lone event (a trickle) goes at once, and so does
+        the tail of a burst, while the burst itself fills its batches.
         """
         pipe = self.redis.pipeline()
         pipe.zcard(self.key("queue"))
@@ -211,7 +234,7 @@ class Buffer:
         now = time.time()
         if hold and float(hold) > now:
             return float(hold) - now
-        if count >= size or waiting >= inflight:
+        if count >= size or waiting + parked_elsewhere >= inflight:
             return 0
         since_oldest = now - float(oldest[0][1]) if oldest else max_wait
         return max(0.0, max_wait - since_oldest)
@@ -226,8 +249,9 @@ class Buffer:
         pipe.hmget(self.key("items"), ids)
         pipe.smismember(self.key("suspect"), ids)
         _, _, payloads, suspects = pipe.execute()
+        flush = uuid.uuid4().hex
         return [
-            Element(element_id, loads(raw), bool(suspect))
+            Element(element_id, loads(raw), bool(suspect), flush)
             for element_id, raw, suspect in zip(ids, payloads, suspects, strict=True)
             if raw is not None
         ]
@@ -269,6 +293,10 @@ class Buffer:
         ]
         return bool(self.redis.eval(_COMPLETE, len(keys), *keys, element_id))
 
+    def has(self, element_id: str) -> bool:
+        """Whether the element already waits (its payload is then not needed again)."""
+        return bool(self.redis.hexists(self.key("items"), element_id))
+
     def pending(self) -> bool:
         pipe = self.redis.pipeline()
         pipe.zcard(self.key("queue"))
@@ -305,11 +333,16 @@ def _wait(buffer: Buffer, settings: Settings) -> float:
     if not settings.zxs_batching:
         return 0.0 if buffer.pending() else -1.0
     size = batch_size(buffer.kind, settings)
-    inflight = int(buffer.redis.hlen(f"zxs:inflight:{buffer.connection}"))
+    pipe = buffer.redis.pipeline()
+    pipe.hlen(f"zxs:inflight:{buffer.connection}")
+    others = [k for k in KINDS if k != buffer.kind]
+    for kind in others:
+        pipe.scard(Buffer(buffer.redis, kind, buffer.connection).key("waiting"))
+    inflight, *parked = (int(n) for n in pipe.execute())
     # with a backlog a Xero request saved is worth more than the seconds a straggler waits
     backlog = KINDS[buffer.kind].xero and inflight > size
     max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait
-    return buffer.wait_before_flush(size, max_wait, inflight)
+    return buffer.wait_before_flush(size, max_wait, inflight, sum(parked))
 
 
 def _trigger_ms(settings: Settings) -> int:

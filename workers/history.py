@@ -106,9 +106,7 @@ class RecordHistory:
         """In-flight records with no progress for `idle_seconds`, with their jobs."""
         keys = cast(
             list[str],
-            self._redis.zrangebyscore(
-                progress_key(connection), "-inf", time.time() - idle_seconds
-            ),
+            self._redis.zrangebyscore(progress_key(connection), "-inf", time.time() - idle_seconds),
         )
         if not keys:
             return []

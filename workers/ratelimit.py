@@ -260,12 +260,30 @@ def xero_limiter(
     tenant = f"xero:{tenant_id}"
     fixed = not rolling
     windows = [
-        Window("day", f"zxs:rl:{tenant}:day", per_day, minute_seconds * 1440, fixed,
-               "X-DayLimit-Remaining"),
-        Window("minute", f"zxs:rl:{tenant}:minute", per_minute, minute_seconds, fixed,
-               "X-MinLimit-Remaining"),
-        Window("appminute", f"zxs:rl:xero-app:{client_id}:minute", app_per_minute,
-               minute_seconds, fixed, "X-AppMinLimit-Remaining"),
+        Window(
+            "day",
+            f"zxs:rl:{tenant}:day",
+            per_day,
+            minute_seconds * 1440,
+            fixed,
+            "X-DayLimit-Remaining",
+        ),
+        Window(
+            "minute",
+            f"zxs:rl:{tenant}:minute",
+            per_minute,
+            minute_seconds,
+            fixed,
+            "X-MinLimit-Remaining",
+        ),
+        Window(
+            "appminute",
+            f"zxs:rl:xero-app:{client_id}:minute",
+            app_per_minute,
+            minute_seconds,
+            fixed,
+            "X-AppMinLimit-Remaining",
+        ),
     ]
     return RateLimiter(
         redis_client, "Xero", tenant, windows, concurrent, lease_seconds, guard_seconds

@@ -80,8 +80,9 @@ class StageTask(Task):  # type: ignore[misc]
     def await_batch(self, wait: AwaitingBatch, ctx: StageContext, key: str) -> None:
         """Park this stage in the tenant's buffer with what resumes it: the same task and
         message (and the rest of its chain) under a new task id, without batch results."""
+        args = (wait.carry,) if wait.carry is not None else None
         resume = self.signature_from_request(
-            task_id=uuid(), retries=self.request.retries, kwargs={}
+            args=args, task_id=uuid(), retries=self.request.retries, kwargs={}
         )
         enqueue(wait.kind, ctx.connection.name, wait.elements, resume)
         ctx.history.log(key, self.name, "batched", kind=wait.kind, elements=len(wait.elements))
