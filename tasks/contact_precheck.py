@@ -1,10 +1,11 @@
 """Stage 2: make sure the Zoho account exists as a Xero contact, and remember the link.
 
 Match order (users' top complaint is duplicate contacts): stored link, then ContactNumber (the
-Zoho account id, set by us at creation), then exact Name; only then create. Documents of one
-tenant share the work (workers/batching.py): the accounts of up to 50 documents are looked up in
-one filtered call and the missing ones created in one call. Vendors of purchase orders go one
-by one (tasks/vendor_precheck.py), through `linked_contact` and `find_contact`.
+Zoho account id, set by us at creation), then exact Name. Documents of one tenant share the
+work (workers/batching.py): the accounts of up to 50 documents are created in one call, and
+only those Xero says are taken are looked up (one filtered call) and matched in that order.
+Vendors of purchase orders go one by one (tasks/vendor_precheck.py), through `linked_contact`
+and `find_contact`.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ import structlog
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
+from clients.zoho import MAX_RECORDS_PER_CALL
 from schemas.errors import RateLimited, SyncError
 from schemas.wire import dumps, loads
 from workers.app import app
@@ -126,16 +127,14 @@ def batch_handler(
 def batch_size(kind: str, settings: Settings) -> int:
     if not settings.zxs_batching:
         return 1
-    return settings.zxs_batch_size if KINDS[kind].xero else ZOHO_BATCH_SIZE
+    return settings.zxs_batch_size if KINDS[kind].xero else MAX_RECORDS_PER_CALL
 
 
-ZOHO_BATCH_SIZE = 100  # Zoho CRM's limit of records per insert/update (../shared/zoho)
 
 # Add one element and its waiter atomically; a claimed element keeps its claim (its waiters are
 # resumed when the flush in flight finishes).
 _ADD = """
-local items, queue, claimed, waiters, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
--- KEYS[5] is the set of waiting task ids (how many documents wait here)
+local items, queue, claimed, waiters, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, payload, waiter, now, replace = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if replace == '1' then
   redis.call('HSET', items, id, payload)
@@ -146,7 +145,7 @@ if not redis.call('ZSCORE', claimed, id) then
   redis.call('ZADD', queue, 'NX', now, id)
 end
 redis.call('RPUSH', waiters, waiter)
-redis.call('SADD', last, ARGV[7])
+redis.call('SADD', waiting, ARGV[7])  -- the task ids of the documents waiting here
 redis.call('SADD', KEYS[6], ARGV[6])
 return redis.call('ZCARD', queue)
 """
