@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery.canvas import Signature
 
 from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
@@ -44,8 +45,21 @@ def new_buffer(redis_url: str) -> Callable[[str], Buffer]:
     return make
 
 
-def waiter(task_id: str) -> dict[str, Any]:
-    return {"task": "t", "args": [{}], "kwargs": {}, "options": {"task_id": task_id}}
+def waiter(task_id: str, task: str = "t", chain: list[Any] | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {"task_id": task_id, "chain": chain}
+    return {"task": task, "args": [{"doc": task_id}], "kwargs": {}, "options": options}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """What the flusher sends: (task, args, kwargs and options), nothing reaches a broker."""
+    sends: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def apply_async(sig: Signature, args: tuple[Any, ...] = (), **options: Any) -> None:
+        sends.append((sig.task, tuple(args) or tuple(sig.args), {**sig.kwargs, **options}))
+
+    monkeypatch.setattr(Signature, "apply_async", apply_async)
+    return sends
 
 
 def test_an_element_is_buffered_once_with_every_waiter(
@@ -98,27 +112,17 @@ def test_claims_of_a_dead_flusher_come_back_as_suspects(
 
 
 def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
-    kinds: None, new_buffer: Callable[[str], Buffer], monkeypatch: pytest.MonkeyPatch
+    kinds: None, new_buffer: Callable[[str], Buffer], sent: list[Any]
 ) -> None:
     buffer = new_buffer("things")
     redis_client = buffer.redis
     buffer.add({"a": {}, "b": {}}, waiter("doc1"))  # one document waits on two elements
     buffer.add({"b": {}}, waiter("doc2"))
     buffer.claim(10)
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    class Sig:
-        def __init__(self, raw: dict[str, Any]):
-            self.raw, self.kwargs = raw, dict(raw["kwargs"])
-
-        def apply_async(self) -> None:
-            sent.append((self.raw["options"]["task_id"], self.kwargs["batch"]))
-
-    monkeypatch.setattr(batching.app, "signature", Sig)
     refused = ValidationFailed("Xero", ["Item code 'X' is not valid"])
     batching._resume(buffer, {"a": {"ItemID": "1"}, "b": refused})
-    assert [task for task, _ in sent] == ["doc1", "doc2"]
-    first = dict(sent)["doc1"]
+    assert [args[0]["doc"] for _, args, _ in sent] == ["doc1", "doc2"]
+    first = sent[0][2]["batch"]
     assert first["outcomes"] == {"a": {"ItemID": "1"}}
     assert first["errors"]["b"]["kind"] == "validation"
     assert "Item code 'X'" in first["errors"]["b"]["message"]
@@ -128,6 +132,34 @@ def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
     buffer.claim(10)
     batching._resume(buffer, {"a": {"ItemID": "1"}})
     assert len(sent) == 2
+
+
+def test_a_stage_that_can_go_on_is_finished_by_the_flusher_and_its_chain_goes_on(
+    kinds: None,
+    new_buffer: Callable[[str], Buffer],
+    sent: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resume that would only read its outcome runs in the flusher; one that cannot go on so
+    (here: its continuation declines) is sent as its own task, as before."""
+
+    def finish(message: dict[str, Any], batch: dict[str, Any], attempt: int) -> Any:
+        return None if message["doc"].startswith("doc2") else {**message, "got": batch["outcomes"]}
+
+    monkeypatch.setitem(batching.CONTINUATIONS, "t.stage", finish)
+    doc1, doc2 = (f"{doc}-{uuid.uuid4().hex[:6]}" for doc in ("doc1", "doc2"))
+    later = [{"task": "t.last", "args": [], "kwargs": {}, "options": {}}]
+    nxt = {"task": "t.next", "args": [], "kwargs": {}, "options": {}}
+    buffer = new_buffer("things")
+    buffer.add({"a": {}}, waiter(doc1, "t.stage", chain=[*later, nxt]))
+    buffer.add({"a": {}}, waiter(doc2, "t.stage", chain=[nxt]))
+    buffer.claim(10)
+    batching._resume(buffer, {"a": {"ItemID": "1"}})
+    [(task, args, options), (fallback, fallback_args, fallback_kwargs)] = sent
+    assert (task, args) == ("t.next", ({"doc": doc1, "got": {"a": {"ItemID": "1"}}},))
+    assert options["chain"] == later and options["parent_id"] == doc1
+    assert (fallback, fallback_args[0]["doc"]) == ("t.stage", doc2)
+    assert fallback_kwargs["batch"]["outcomes"] == {"a": {"ItemID": "1"}}
 
 
 # ------------------------------------------------------------------------- on real parts

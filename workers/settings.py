@@ -101,8 +101,7 @@ class Settings(BaseSettings):
         raw = self.zxs_connections
         if not raw and self.zxs_connections_file:
             raw = self.zxs_connections_file.read_text()
-        items = TypeAdapter(list[Connection]).validate_python(json.loads(raw) if raw else [])
-        return {conn.name: conn for conn in items}
+        return dict(_parse_connections(raw or ""))
 
     def connection(self, name: str) -> Connection:
         """One connection, or an error naming the field a relay got wrong."""
@@ -114,6 +113,17 @@ class Settings(BaseSettings):
                 field="connection",
                 hint="Use a connection name configured in ZXS_CONNECTIONS(_FILE).",
             ) from None
+
+
+_CONNECTION_LIST = TypeAdapter(list[Connection])
+
+
+@lru_cache(maxsize=8)
+def _parse_connections(raw: str) -> tuple[tuple[str, Connection], ...]:
+    """Parsed once per text (every stage reads its connection; connections are frozen), and
+    again whenever the file's text changes."""
+    items = _CONNECTION_LIST.validate_python(json.loads(raw) if raw else [])
+    return tuple((conn.name, conn) for conn in items)
 
 
 @lru_cache(maxsize=1)

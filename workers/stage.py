@@ -21,7 +21,7 @@ from schemas.errors import PoisonMessage, RefusedInBatch, SyncError
 from schemas.jobs import StageMessage
 from schemas.wire import dumps
 from workers.app import app
-from workers.batching import AwaitingBatch, enqueue
+from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
 from workers.context import StageContext, build_context
 from workers.deadletter import DeadLetterStore, describe
 from workers.history import RecordHistory, record_key
@@ -50,9 +50,10 @@ class StageTask(Task):  # type: ignore[misc]
         same attempt are counted in Redis; past the budget the job is dead-lettered instead.
         """
         key = f"zxs:deliveries:{self.request.id}:{self.request.retries}"
-        redis_client = get_redis()
-        deliveries = int(redis_client.incr(key))
-        redis_client.expire(key, 24 * 3600)
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 24 * 3600)
+        deliveries = int(pipe.execute()[0])
         budget = get_settings().zxs_max_deliveries
         if deliveries > budget:
             raise PoisonMessage(
@@ -152,32 +153,64 @@ def stage(name: str) -> Callable[[StageFn], Task]:
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
                 return message
-            job = msg.job
-            key = record_key(job.connection, job.module, job.record_id)
-            ctx = task.context_for(job.connection)
+            key = _record_key(msg)
+            ctx = task.context_for(msg.job.connection)
             ctx.batch = batch
-            structlog.contextvars.bind_contextvars(
-                connection=job.connection, record=key, stage=name, attempt=ctx.attempt + 1
-            )
-            try:
-                raise_batch_error(batch)
-                result = fn(msg, ctx)
-            except AwaitingBatch as wait:
-                task.await_batch(wait, ctx, key)
-                raise Ignore() from None  # resumed by the flush (workers/batching.py)
-            except SyncError as exc:
-                task.retry_or_raise(exc, ctx, key)
-                raise
-            finally:
-                structlog.contextvars.clear_contextvars()
-            if result.skipped_reason:
-                ctx.history.log(key, name, "skipped", detail=result.skipped_reason)
-                ctx.history.finish(job.connection, key, "skipped", result.skipped_reason)
-            else:
-                ctx.history.log(key, name, "done")
-            return result.model_dump(mode="json")
+            with _bound(name, key, ctx):
+                try:
+                    raise_batch_error(batch)
+                    result = fn(msg, ctx)
+                except AwaitingBatch as wait:
+                    task.await_batch(wait, ctx, key)
+                    raise Ignore() from None  # resumed by the flush (workers/batching.py)
+                except SyncError as exc:
+                    task.retry_or_raise(exc, ctx, key)
+                    raise
+            return _done(name, result, ctx, key)
 
+        def finish_here(
+            message: dict[str, Any], batch: dict[str, Any], attempt: int
+        ) -> dict[str, Any] | None:
+            """Finish the stage in the flusher's process once its elements are written; None
+            when it cannot go on so (it would fail or wait again): its task then runs as usual,
+            with the retries and dead letters above."""
+            if batch.get("errors"):
+                return None
+            msg = StageMessage.model_validate(message)
+            key = _record_key(msg)
+            ctx = build_context(msg.job.connection, attempt)
+            ctx.batch = batch
+            with _bound(name, key, ctx):
+                try:
+                    result = fn(msg, ctx)
+                except Exception:  # the task's own run meets it again and handles it
+                    log.debug("stage.resume_as_task", stage=name, record=key, exc_info=True)
+                    return None
+            return _done(name, result, ctx, key)
+
+        CONTINUATIONS[name] = finish_here
         run.__doc__ = fn.__doc__
         return run
 
     return register
+
+
+def _record_key(msg: StageMessage) -> str:
+    return record_key(msg.job.connection, msg.job.module, msg.job.record_id)
+
+
+def _bound(name: str, key: str, ctx: StageContext) -> Any:
+    """The stage's log context, restored afterwards (a flusher finishes many stages)."""
+    return structlog.contextvars.bound_contextvars(
+        connection=ctx.connection.name, record=key, stage=name, attempt=ctx.attempt + 1
+    )
+
+
+def _done(name: str, result: StageMessage, ctx: StageContext, key: str) -> dict[str, Any]:
+    """Log how the stage ended; a skip ends the record's run here."""
+    if result.skipped_reason:
+        ctx.history.log(key, name, "skipped", detail=result.skipped_reason)
+        ctx.history.finish(ctx.connection.name, key, "skipped", result.skipped_reason)
+    else:
+        ctx.history.log(key, name, "done")
+    return result.model_dump(mode="json")
