@@ -85,10 +85,10 @@ class Relay:
 
     def send(self, name: str, job: dict[str, Any]) -> None:
         if self._send is None:
-            from workers.app import app  # the broker is resolved on first use
+            from workers.pipeline import send_job  # the broker is resolved on first use
 
-            self._send = app.send_task
-        self._send(name, args=[job])
+            self._send = send_job
+        self._send(name, [job])
 
     # ------------------------------------------------------------------- Xero
 

@@ -16,7 +16,7 @@ from schemas.jobs import StageMessage, SyncJob
 from workers.admission import admit
 from workers.app import app
 from workers.history import record_key
-from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for
+from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, taken_in
 from workers.settings import get_settings
 from workers.stage import StageTask
 
@@ -42,6 +42,8 @@ def parse_job(payload: Any) -> SyncJob:
 @app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
 def ingest(task: StageTask, payload: Any) -> str:
     """Accept one job from a relay; returns what was done with it."""
+    if not task.request.retries and not (task.request.delivery_info or {}).get("redelivered"):
+        taken_in(payload)  # once per job, for the door's priority (workers/pipeline.py)
     task.count_delivery()
     job = parse_job(payload)
     ctx = task.context_for(job.connection)

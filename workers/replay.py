@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from schemas.jobs import SyncJob
 from schemas.wire import loads
-from workers.app import app
 from workers.deadletter import DeadLetter, DeadLetterStore
-from workers.pipeline import INGEST_TASK, submit
+from workers.pipeline import INGEST_TASK, send_job, submit
 
 
 def replay(letter: DeadLetter, store: DeadLetterStore) -> str:
@@ -21,7 +20,7 @@ def replay(letter: DeadLetter, store: DeadLetterStore) -> str:
     payload = loads(letter.payload)
     if letter.stage == INGEST_TASK:
         # a rejected job is sent as it came: only a fixed configuration can make it pass now
-        app.send_task(INGEST_TASK, args=[payload])
+        send_job(INGEST_TASK, [payload])
         event_id = str(payload.get("event_id", "")) if isinstance(payload, dict) else ""
     else:
         job = SyncJob.model_validate(payload["job"])

@@ -1,0 +1,73 @@
+"""Tenant priority (workers/pipeline.py): a quiet tenant's job overtakes a bursting tenant's,
+at the door as at every stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+
+from workers import pipeline
+from workers.app import PRIORITY_STEPS
+from workers.history import inflight_key
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Redis is a fake; what would reach the broker is recorded: (task, send options)."""
+    store = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(pipeline, "get_redis", lambda: store)
+    sends: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task(name: str, **options: Any) -> None:
+        sends.append((name, options))
+
+    monkeypatch.setattr(pipeline.app, "send_task", send_task)
+    return sends
+
+
+def job(connection: Any, record: str = "1") -> dict[str, Any]:
+    return {"connection": connection, "module": "Invoices", "record_id": record}
+
+
+def test_a_burst_goes_to_the_door_at_falling_priority_and_a_quiet_tenant_stays_first(
+    sent: list[tuple[str, dict[str, Any]]],
+) -> None:
+    for n in range(120):
+        pipeline.send_job(pipeline.INGEST_TASK, [job("busy", str(n))])
+    pipeline.send_job(pipeline.INGEST_TASK, [job("quiet")])
+    busy = [options["priority"] for _, options in sent[:-1]]
+    assert busy[:50] == [PRIORITY_STEPS[0]] * 50
+    assert busy[50:100] == [PRIORITY_STEPS[1]] * 50
+    assert busy[100:] == [PRIORITY_STEPS[2]] * 20
+    assert sent[-1] == (pipeline.INGEST_TASK, {"args": [job("quiet")], "priority": 0})
+
+
+def test_jobs_taken_in_and_jobs_in_flight_set_the_door_priority(
+    sent: list[tuple[str, dict[str, Any]]],
+) -> None:
+    for n in range(60):
+        pipeline.send_job(pipeline.INGEST_TASK, [job("t", str(n))])
+    for n in range(60):
+        pipeline.taken_in(job("t", str(n)))
+    pipeline.taken_in(job("t"))  # a job sent before counting began never goes below zero
+    pipeline.send_job(pipeline.INGEST_TASK, [job("t", "next")])
+    assert sent[-1][1]["priority"] == PRIORITY_STEPS[0]
+    pipeline.get_redis().hset(inflight_key("t"), mapping={f"k{n}": "{}" for n in range(200)})
+    pipeline.send_job(pipeline.INGEST_TASK, [job("t", "later")])
+    assert sent[-1][1]["priority"] == PRIORITY_STEPS[-1]
+    assert pipeline.tenant_priority("t") == PRIORITY_STEPS[-1]
+
+
+def test_a_job_without_a_usable_connection_still_reaches_the_door(
+    sent: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """It is the door that dead-letters it, naming the field; the sender only passes it on."""
+    pipeline.send_job(pipeline.INGEST_TASK, [job(42)])
+    pipeline.send_job(pipeline.INGEST_TASK, ["not a job"])
+    pipeline.taken_in("not a job")
+    assert sent == [
+        (pipeline.INGEST_TASK, {"args": [job(42)]}),
+        (pipeline.INGEST_TASK, {"args": ["not a job"]}),
+    ]
