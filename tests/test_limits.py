@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import redis
@@ -60,6 +61,23 @@ def test_short_waits_block_instead_of_rescheduling(client: redis.Redis) -> None:
     assert 1.0 < elapsed < 2.5, "two per 0.6 s window: the fifth call waits two windows"
 
 
+def test_calls_faster_than_the_first_one_stay_in_xeros_window(client: redis.Redis) -> None:
+    """Xero's window starts when the first call arrives, a delay after we admitted it; later
+    calls that arrive at once (a warm connection) must still be counted in the window we
+    admitted them in, or a full window of Xero's gets one more call and answers 429."""
+    per_minute, minute_ms, first_delay_ms = 3, 600, 30  # the first call's delay under the guard
+    lim = limiter(client, per_minute=per_minute, minute=minute_ms / 1000, guard=0.05)
+    admitted = []
+    for _ in range(4 * per_minute):
+        permit = lim.acquire()
+        lim.release(permit)
+        admitted.append(permit.admitted_ms)
+    xero_start = admitted[0] + first_delay_ms
+    arrivals = [xero_start, *admitted[1:]]  # every later call arrives as it is admitted
+    per_window = Counter((at - xero_start) // minute_ms for at in arrivals)
+    assert max(per_window.values()) <= per_minute, per_window
+
+
 def test_at_most_the_concurrent_limit_is_in_flight(client: redis.Redis) -> None:
     lim = limiter(client, per_minute=1000, minute=60.0, concurrent=3)
     in_flight, peak, lock = [0], [0], threading.Lock()
@@ -82,7 +100,7 @@ def test_at_most_the_concurrent_limit_is_in_flight(client: redis.Redis) -> None:
 
 
 def test_a_killed_workers_slot_comes_back_after_its_lease(client: redis.Redis) -> None:
-    lim = limiter(client, concurrent=1, lease=1.5)
+    lim = limiter(client, concurrent=1, lease=1.5, minute=60.0)  # no window edge in the way
     lim.acquire()  # never released: the worker "died"
     with pytest.raises(RateLimited, match="concurrent"):
         lim.acquire()  # polls for about a second, then hands the wait to the task

@@ -41,13 +41,14 @@ STAGE_QUEUES = {
     "zxsync.sweep_batches": "zxs.batches",
 }
 # A worker takes from the first non-empty queue in this order (kombu's "priority" strategy), not
-# round robin: the door first (cheap: it only admits or parks a job, so one tenant's burst of
-# 1,000 events never sits in front of another tenant's next event), then flushes (each releases
-# many documents), then the later stages before the earlier ones, so work already started is
-# finished before new work starts. Starvation is bounded: what a stage queue holds is bounded by
-# the tenants' admission windows (workers/admission.py).
+# round robin, within each priority step (kombu pops every queue's step 0 before any step 3; the
+# steps are per tenant, workers/pipeline.py, so a quiet tenant overtakes a burst at the door and
+# at every stage). Within a step: flushes first (each releases many documents), then the later
+# stages before the earlier ones, so work already started is finished before new work starts,
+# and the door last: a burst is taken in as fast as its pipeline moves, rather than all of it
+# before any of it moves. Starvation is bounded: what a stage queue holds is bounded by the
+# tenants' admission windows (workers/admission.py).
 QUEUE_ORDER = [
-    "zxs.ingest",
     "zxs.batches",
     "zxs.alerts",
     "zxs.payments",
@@ -59,6 +60,7 @@ QUEUE_ORDER = [
     "zxs.items",
     "zxs.contacts",
     "zxs.fetch",
+    "zxs.ingest",
 ]
 PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's Redis steps: 0 is served first
 TASK_MODULES = [

@@ -8,12 +8,14 @@ A stage that needs a write raises `AwaitingBatch(kind, {element id: payload})`. 
 middleware (workers/stage.py) adds the elements to the connection's buffer for that kind, with
 the task's resume signature (same task, same message, the rest of its chain), and the task ends.
 `zxsync.flush_batch` (one flusher per kind and connection at a time) claims up to `size`
-elements once the buffer is full, every job the connection has in flight waits in it (nothing
-more can come, so a lone event goes at once), or its oldest element waited `max_wait` (longer
-while the connection has a backlog of more than a batch: then requests are what is scarce);
+elements once the buffer is full, every job the connection has in flight or at the door waits
+in it (nothing more can come, so a lone event goes at once), or its oldest element waited
+`max_wait` (longer while the connection has a backlog of more than a batch: then requests are
+what is scarce);
 the kind's handler (registered by its stage module) makes the calls and stores the links; then
-each waiting task is sent again with its elements' outcomes, finds its link and goes on, or
-meets its element's error and is dead-lettered alone with its full payload.
+the flusher finishes each waiting stage with its elements' outcomes and sends the next stage of
+its chain, or, when that stage cannot go on (its element's error, another wait), sends the
+waiting task again, to be dead-lettered alone with its full payload or to wait again.
 
 Why not celery-batches: it holds requests in worker memory and acks a batch as a whole after
 the flush, whatever happened to each item (`../shared/notes/celery-redis.md`). Here an element
@@ -52,8 +54,9 @@ from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.deadletter import describe
+from workers.history import inflight_key
 from workers.idempotency import idempotency_key
-from workers.pipeline import tenant_priority
+from workers.pipeline import door_key, tenant_priority
 from workers.redis import get_redis
 from workers.retry import retry_countdown
 from workers.settings import Settings, get_settings
@@ -339,11 +342,14 @@ def _wait(buffer: Buffer, settings: Settings) -> float:
         return 0.0 if buffer.pending() else -1.0
     size = batch_size(buffer.kind, settings)
     pipe = buffer.redis.pipeline()
-    pipe.hlen(f"zxs:inflight:{buffer.connection}")
+    pipe.hlen(inflight_key(buffer.connection))
+    pipe.get(door_key(buffer.connection))
     others = [k for k in KINDS if k != buffer.kind]
     for kind in others:
         pipe.scard(Buffer(buffer.redis, kind, buffer.connection).key("waiting"))
-    inflight, *parked = (int(n) for n in pipe.execute())
+    inflight, at_door, *parked = (int(n or 0) for n in pipe.execute())
+    # jobs still at the door are on their way: "every job in flight waits here" needs them too
+    inflight += at_door
     # with a backlog a Xero request saved is worth more than the seconds a straggler waits
     backlog = KINDS[buffer.kind].xero and inflight > size
     max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait

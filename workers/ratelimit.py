@@ -14,7 +14,12 @@ per window) can, and one script checks and spends everything atomically.
 
 Fixed windows: a window starts at `anchor + k * length` (the first call anchors it, as Xero's
 does) and admits nothing in its first and last `guard` seconds, so calls in flight across a
-boundary still land in the window they were counted in. Each answer's remaining count is
+boundary still land in the window they were counted in. The anchor is the first call's admission
+itself: Xero's window began when that call arrived, a network delay later, so a later call
+admitted at a window's start lands in Xero's previous window only if it is faster than that
+first call by more than the guard (an anchor a guard earlier left no margin there at all: any
+call faster than the first, e.g. one that needs no new connection, was counted in the previous,
+full window and refused). Each answer's remaining count is
 compared with the log: if Xero counted far fewer calls than we admitted before that call, its
 window began later than ours and the anchor moves to the call Xero counted first; if Xero
 counted more than we ever admitted in that window, the difference is booked as placeholder
@@ -92,7 +97,7 @@ for i = 1, n do
   redis.call('ZADD', log, now, lease)
   redis.call('PEXPIRE', log, 2 * len)
   if ARGV[6 + 4 * (i - 1) + 4] == '1' then
-    if redis.call('SET', anchor_key, now - guard, 'NX') then
+    if redis.call('SET', anchor_key, now, 'NX') then
       redis.call('PEXPIRE', anchor_key, math.max(2 * len, tonumber(ARGV[6])))
     end
   end
