@@ -18,22 +18,6 @@ from sandbox.seed import build_dataset, load_dataset
 from zxsync.stack import LocalConnection, LocalStack
 
 
-def send(connection: str, record_ids: list[str], prefix: str) -> None:
-    from schemas.jobs import SyncJob
-    from workers.pipeline import submit
-
-    for record_id in record_ids:
-        submit(
-            SyncJob(
-                connection=connection,
-                module="Invoices",
-                record_id=record_id,
-                event="insert",
-                event_id=f"{prefix}-{record_id}",
-            )
-        )
-
-
 def wait(connection: str, keys: list[str], timeout: float) -> dict[str, tuple[str, str]]:
     from workers.history import RecordHistory
     from workers.redis import get_redis
@@ -47,6 +31,8 @@ def wait(connection: str, keys: list[str], timeout: float) -> dict[str, tuple[st
 
 
 def main() -> None:
+    from workers.pipeline import submit_records
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=300)
     parser.add_argument("--workers", type=int, default=4)
@@ -64,11 +50,11 @@ def main() -> None:
         keys = [f"{conn.name}:Invoices:{i}" for i in ids]
         for _ in range(args.workers):
             stack.start_worker(concurrency=args.concurrency)
-        send(conn.name, ids[:1], "warm")
+        submit_records(conn.name, ids[:1], "warm")
         wait(conn.name, keys[:1], 120)
         before = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0)
         started = time.monotonic()
-        send(conn.name, ids[1:], "ev")
+        submit_records(conn.name, ids[1:], "ev")
         outcomes = wait(conn.name, keys, 30 * args.minute + 600)
         elapsed = time.monotonic() - started
         stats = stack.xero.stats()

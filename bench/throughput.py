@@ -217,21 +217,6 @@ def seed(
     return load_dataset(stack.zoho, conn.zoho_org_id, data).invoices
 
 
-def submit(connection: str, record_id: str, event_id: str) -> None:
-    from schemas.jobs import SyncJob
-    from workers.pipeline import submit as submit_job
-
-    submit_job(
-        SyncJob(
-            connection=connection,
-            module="Invoices",
-            record_id=record_id,
-            event="insert",
-            event_id=event_id,
-        )
-    )
-
-
 def created_count(stack: LocalStack, conn: LocalConnection) -> int:
     return len(stack.xero.tenant(conn.xero_tenant_id).invoices)
 
@@ -438,6 +423,8 @@ def provenance() -> dict[str, Any]:
 
 def burst(report: Report, args: argparse.Namespace) -> None:
     """Part 1: the batched path against Xero's real limits."""
+    from workers.pipeline import submit_records
+
     n = args.invoices
     header(
         f"burst: {n} new invoices, {args.accounts} accounts, {args.products} products, "
@@ -457,7 +444,7 @@ def burst(report: Report, args: argparse.Namespace) -> None:
         start_workers(s, args.workers, args.concurrency)
         first = time.time()
         for inv in invoices:
-            submit(conn.name, str(inv["id"]), f"burst-{inv['id']}")
+            submit_records(conn.name, [str(inv["id"])], "burst")
         enqueued = time.time() - first
         finished = wait_until(
             lambda: created_count(s, conn) >= n or len(outcomes(conn.name)) >= n,
@@ -511,6 +498,8 @@ def naive(report: Report, args: argparse.Namespace) -> None:
     """Part 1, naive path: every Xero call counted with limits off (on the burst itself, or on a
     smaller dataset with the same ratios), a sample under the real limits, and the wall time at
     60 calls a minute extrapolated from the counted calls."""
+    from workers.pipeline import submit_records
+
     n, scale = args.invoices, max(1, args.naive_scale)
     sn, sa, sp = (math.ceil(x / scale) for x in (n, args.accounts, args.products))
     env = {"ZXS_BATCHING": "false", **args.env}
@@ -531,7 +520,7 @@ def naive(report: Report, args: argparse.Namespace) -> None:
         start_workers(s, args.workers, args.concurrency)
         first = time.time()
         for inv in invoices:
-            submit(conn.name, str(inv["id"]), f"naive-{inv['id']}")
+            submit_records(conn.name, [str(inv["id"])], "naive")
         finished = wait_until(
             lambda: created_count(s, conn) >= sn or len(outcomes(conn.name)) >= sn,
             args.naive_timeout,
@@ -566,7 +555,7 @@ def naive(report: Report, args: argparse.Namespace) -> None:
             start_workers(s, args.workers, args.concurrency)
             first = time.time()
             for inv in invoices:
-                submit(conn.name, str(inv["id"]), f"sample-{inv['id']}")
+                submit_records(conn.name, [str(inv["id"])], "sample")
             wait_until(
                 lambda: created_count(s, conn) >= sn, args.naive_sample - (time.time() - first), 0.2
             )
@@ -648,12 +637,14 @@ def trickle_events(
     s: LocalStack, conn: LocalConnection, invoices: list[dict[str, Any]], tail: float
 ) -> Latencies:
     """Send one invoice a second, then wait up to `tail` seconds for the last ones."""
+    from workers.pipeline import submit_records
+
     sent: dict[str, float] = {}
     start = time.time()
     for i, inv in enumerate(invoices):
         time.sleep(max(0.0, start + i - time.time()))
         sent[inv["Invoice_Number"]] = time.time()
-        submit(conn.name, str(inv["id"]), f"trickle-{inv['id']}")
+        submit_records(conn.name, [str(inv["id"])], "trickle")
     wait_until(lambda: created_count(s, conn) >= len(invoices), tail, 0.2)
     stopped = time.time()
     made = created_at(s, conn)
@@ -665,6 +656,8 @@ def trickle_events(
 
 def raw(report: Report, args: argparse.Namespace) -> None:
     """Part 3: limits off, what the pipeline itself does on this machine, and worker memory."""
+    from workers.pipeline import submit_records
+
     n = args.raw_invoices
     header(
         f"raw: {n} invoices queued at once, Xero and Zoho limits off",
@@ -687,7 +680,7 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         sampler.start()
         first = time.time()
         for inv in invoices:
-            submit(conn.name, str(inv["id"]), f"raw-{inv['id']}")
+            submit_records(conn.name, [str(inv["id"])], "raw")
         enqueued = time.time()
         queued_rss, _ = workers_rss(procs)
         depth, waiting = queued_messages(), admission_waiting(conn.name)
@@ -738,6 +731,8 @@ def raw(report: Report, args: argparse.Namespace) -> None:
 
 def fairness(report: Report, args: argparse.Namespace) -> None:
     """Part 4: tenant B's latency while tenant A bursts, against B alone."""
+    from workers.pipeline import submit_records
+
     b_events = args.fair_seconds
     header(
         f"fairness: tenant B sends 1 event/s for {b_events} s, alone, then while tenant A bursts "
@@ -772,7 +767,7 @@ def fairness(report: Report, args: argparse.Namespace) -> None:
             b_invoices = seed(s, b, b_events, args.fair_accounts, args.fair_products, 5)
             start_workers(s, args.workers, args.concurrency)
             for inv in a_invoices:
-                submit(a.name, str(inv["id"]), f"fairA-{inv['id']}")
+                submit_records(a.name, [str(inv["id"])], "fairA")
             lat = trickle_events(s, b, b_invoices, args.fair_tail)
             b_calls = s.xero.stats()["calls"].get(b.xero_tenant_id, 0)
             note = f"{len(lat.created)}/{b_events} created, B: {b_calls} Xero calls answered"

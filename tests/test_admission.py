@@ -23,6 +23,7 @@ from schemas.jobs import StageMessage, SyncJob
 from workers import admission
 from workers.admission import TenantWindows
 from workers.history import RecordHistory, inflight_key, progress_key, record_key
+from workers.pipeline import submit_records
 from workers.settings import Settings
 
 
@@ -249,21 +250,6 @@ def _restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def send(connection: str, record_ids: list[str]) -> None:
-    from workers.pipeline import submit
-
-    for record_id in record_ids:
-        submit(
-            SyncJob(
-                connection=connection,
-                module="Invoices",
-                record_id=record_id,
-                event="insert",
-                event_id=f"fair-{record_id}",
-            )
-        )
-
-
 def finish_times(connection: str, keys: list[str]) -> dict[str, float]:
     """When each record finished: the time of the last entry of its history."""
     from datetime import datetime
@@ -314,14 +300,14 @@ def test_a_burst_of_one_tenant_does_not_hold_back_another_tenants_few_jobs(
     # of sharing the worker's turns with the stage queues, and waits in Redis
     stack.start_worker(concurrency=1, name="door", queues=["zxs.ingest"])
     stack.start_worker(concurrency=3, name="stages", queues=stage_queues)
-    send(conn_a.name, ids[conn_a.name])
+    submit_records(conn_a.name, ids[conn_a.name], "fair")
     # B's events arrive while A's burst is through the door: A's window is full, the rest waits
     deadline = time.monotonic() + 60
     while sum(windows.counts(conn_a.name)) + len(history.outcomes(conn_a.name)) < len(keys_a):
         assert time.monotonic() < deadline, "A's burst was not through the door in 60 s"
         time.sleep(0.02)
     waiting_a = windows.counts(conn_a.name)[1]
-    send(conn_b.name, ids[conn_b.name])
+    submit_records(conn_b.name, ids[conn_b.name], "fair")
     outcomes_b = wait_for_outcomes(conn_b.name, keys_b, timeout=60)
     outcomes_a = wait_for_outcomes(conn_a.name, keys_a, timeout=120)
     assert {o for o, _ in outcomes_a.values()} == {"created"}, outcomes_a

@@ -17,6 +17,7 @@ from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
 from workers import batching
 from workers.batching import Buffer, Element, Results
+from workers.pipeline import submit_records
 
 
 @pytest.fixture
@@ -165,22 +166,6 @@ def test_a_stage_that_can_go_on_is_finished_by_the_flusher_and_its_chain_goes_on
 # ------------------------------------------------------------------------- on real parts
 
 
-def send(connection: str, record_ids: list[str], event: str = "insert", prefix: str = "b") -> None:
-    from schemas.jobs import SyncJob
-    from workers.pipeline import submit
-
-    for record_id in record_ids:
-        submit(
-            SyncJob(
-                connection=connection,
-                module="Invoices",
-                record_id=record_id,
-                event=event,  # type: ignore[arg-type]
-                event_id=f"{prefix}-{record_id}",
-            )
-        )
-
-
 @pytest.mark.integration
 def test_a_burst_shares_requests_and_a_refused_invoice_fails_alone(
     make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
@@ -193,7 +178,7 @@ def test_a_burst_shares_requests_and_a_refused_invoice_fails_alone(
     bad_product = next(str(p["id"]) for p in data.products if p["Product_Code"] == bad_code)
     stack.start_worker(concurrency=2)
     ids = [str(inv["id"]) for inv in data.invoices]
-    send(conn.name, ids)
+    submit_records(conn.name, ids, "b")
     outcomes = wait_for_outcomes(
         conn.name, [f"{conn.name}:Invoices:{rid}" for rid in ids], timeout=120
     )
@@ -241,14 +226,14 @@ def test_lost_links_are_found_in_xero_not_created_twice(
     stack.start_worker(concurrency=2)
     ids = [str(inv["id"]) for inv in data.invoices]
     keys = [f"{conn.name}:Invoices:{rid}" for rid in ids]
-    send(conn.name, ids)
+    submit_records(conn.name, ids, "b")
     wait_for_outcomes(conn.name, keys, timeout=90)
     redis_client = get_redis()
     for kind in ("invoice", "contact", "item"):
         redis_client.delete(f"zxs:links:{conn.name}:{kind}")
     redis_client.delete(f"zxs:outcomes:{conn.name}")
     before = dict(stack.xero.stats()["by_route"])
-    send(conn.name, ids, event="replay", prefix="again")
+    submit_records(conn.name, ids, "again", event="replay")
     outcomes = wait_for_outcomes(conn.name, keys, timeout=90)
     assert {o for o, _ in outcomes.values()} == {"created"}  # adopted counts as created
     assert len(stack.xero.invoices(conn.xero_tenant_id)) == len(ids)
@@ -269,7 +254,7 @@ def test_the_naive_path_sends_one_document_per_request(
     data = load_dataset(stack.zoho, conn.zoho_org_id, data)
     stack.start_worker(concurrency=2)
     ids = [str(inv["id"]) for inv in data.invoices]
-    send(conn.name, ids)
+    submit_records(conn.name, ids, "b")
     outcomes = wait_for_outcomes(
         conn.name, [f"{conn.name}:Invoices:{rid}" for rid in ids], timeout=90
     )
@@ -298,7 +283,7 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     first, second = (str(inv["id"]) for inv in data.invoices)
     account_id = str(data.accounts[0]["id"])
     stack.start_worker(concurrency=2)
-    send(conn.name, [first])
+    submit_records(conn.name, [first], "b")
     wait_for_outcomes(conn.name, [f"{conn.name}:Invoices:{first}"], timeout=60)
     redis_client = get_redis()
     assert redis_client.hexists(f"zxs:links:{conn.name}:contact", account_id)
@@ -307,7 +292,7 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     with stack.xero.lock:
         tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ARCHIVED"
 
-    send(conn.name, [second])
+    submit_records(conn.name, [second], "b")
     key = f"{conn.name}:Invoices:{second}"
     outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
     assert outcome == "failed" and "archived" in detail, detail

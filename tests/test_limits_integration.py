@@ -30,29 +30,13 @@ def _restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def send(connection: str, record_ids: list[str], prefix: str) -> None:
-    from workers.app import app
-
-    for record_id in record_ids:
-        app.send_task(
-            "zxsync.ingest",
-            args=[
-                {
-                    "connection": connection,
-                    "module": "Invoices",
-                    "record_id": record_id,
-                    "event": "insert",
-                    "event_id": f"{prefix}-{record_id}",
-                }
-            ],
-        )
-
-
 def run(
     stack: Any, wait: Callable[..., Any], invoices: int, workers: int, per_worker: int,
     timeout: float,
 ) -> tuple[list[str], float]:
     """Seed, start workers, warm up with one invoice, then time the rest."""
+    from workers.pipeline import submit_records
+
     conn = stack.connections[0]
     dataset = load_dataset(
         stack.zoho, conn.zoho_org_id, build_dataset(invoices=invoices, accounts=6, products=10)
@@ -60,10 +44,10 @@ def run(
     ids = [str(inv["id"]) for inv in dataset.invoices]
     for _ in range(workers):
         stack.start_worker(concurrency=per_worker)
-    send(conn.name, ids[:1], "warm")
+    submit_records(conn.name, ids[:1], "warm")
     wait(conn.name, [f"{conn.name}:Invoices:{ids[0]}"], timeout=60)
     started = time.monotonic()
-    send(conn.name, ids[1:], "ev")
+    submit_records(conn.name, ids[1:], "ev")
     outcomes = wait(conn.name, [f"{conn.name}:Invoices:{i}" for i in ids], timeout=timeout)
     elapsed = time.monotonic() - started
     assert Counter(o for o, _ in outcomes.values()) == {"created": len(ids)}, outcomes
@@ -157,6 +141,7 @@ def test_a_spent_daily_budget_holds_the_work_until_the_next_day(
     the next window); either way the work waits in Redis and goes on by itself the next day."""
     from workers.batching import sweep_batches
     from workers.deferral import parked, release_deferred
+    from workers.pipeline import submit_records
     from workers.redis import get_redis
 
     stack = make_stack(
@@ -167,7 +152,7 @@ def test_a_spent_daily_budget_holds_the_work_until_the_next_day(
     dataset = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(invoices=3, seed=5))
     ids = [str(inv["id"]) for inv in dataset.invoices]
     stack.start_worker(concurrency=2)
-    send(conn.name, ids, "day")
+    submit_records(conn.name, ids, "day")
     keys = [f"{conn.name}:Invoices:{i}" for i in ids]
     redis_client = get_redis()
     waited: set[str] = set()

@@ -7,11 +7,12 @@ the chain at any stage.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from celery import chain
 
-from schemas.jobs import StageMessage, SyncJob
+from schemas.jobs import Event, StageMessage, SyncJob
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key
 from workers.redis import get_redis
@@ -109,3 +110,25 @@ def send_job(task: str, args: list[Any]) -> None:
 def submit(job: SyncJob) -> None:
     """Enqueue a job at the door exactly as a relay does (the one way in for Python callers)."""
     send_job(INGEST_TASK, [job.model_dump(mode="json")])
+
+
+def submit_records(
+    connection: str,
+    record_ids: Iterable[str],
+    event_prefix: str,
+    *,
+    module: str = "Invoices",
+    event: Event = "insert",
+) -> None:
+    """One job per record through the door, event id `<prefix>-<record id>` (the demo, the
+    chaos run, benches and tests send their events so)."""
+    for record_id in record_ids:
+        submit(
+            SyncJob(
+                connection=connection,
+                module=module,
+                record_id=record_id,
+                event=event,
+                event_id=f"{event_prefix}-{record_id}",
+            )
+        )

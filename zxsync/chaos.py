@@ -91,19 +91,9 @@ def run_chaos(
 
 
 def _enqueue(ids: list[str]) -> None:
-    from schemas.jobs import SyncJob
-    from workers.pipeline import submit
+    from workers.pipeline import submit_records
 
-    for record_id in ids:
-        submit(
-            SyncJob(
-                connection=CONNECTION.name,
-                module="Invoices",
-                record_id=record_id,
-                event="insert",
-                event_id=f"chaos-{record_id}",
-            )
-        )
+    submit_records(CONNECTION.name, ids, "chaos")
 
 
 def _done(ids: list[str]) -> int:

@@ -127,20 +127,10 @@ def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
 
 def _enqueue(record_ids: list[str], module: str = "Invoices") -> None:
     """Send every event REPEATS times, as a relay that retries would."""
-    from schemas.jobs import SyncJob
-    from workers.pipeline import submit
+    from workers.pipeline import submit_records
 
     for _ in range(REPEATS):
-        for record_id in record_ids:
-            submit(
-                SyncJob(
-                    connection=CONNECTION.name,
-                    module=module,
-                    record_id=record_id,
-                    event="insert",
-                    event_id=f"demo-{record_id}",
-                )
-            )
+        submit_records(CONNECTION.name, record_ids, "demo", module=module)
 
 
 def _follow(
