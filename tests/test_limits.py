@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from schemas.errors import RateLimited
-from workers.ratelimit import Permit, RateLimiter, Window, xero_limiter
+from workers.ratelimit import MAX_BOOKED_PER_ANSWER, Permit, RateLimiter, Window, xero_limiter
 
 
 @pytest.fixture
@@ -117,6 +117,21 @@ def test_reported_calls_we_did_not_make_are_booked(client: redis.Redis) -> None:
         lim.release(lim.acquire())
     with pytest.raises(RateLimited):
         lim.acquire()
+
+
+def test_a_limit_set_far_above_xeros_books_a_bounded_number_of_placeholders(
+    client: redis.Redis,
+) -> None:
+    """Our minute limit is 10,000,000 and Xero says 0 remain: one answer must not book ten
+    million entries in one script (Redis would answer nobody, the broker included, meanwhile)."""
+    lim = limiter(client, per_minute=10_000_000, minute=60.0)
+    permit = lim.acquire()
+    started = time.monotonic()
+    lim.observe(permit, {"X-MinLimit-Remaining": "0"})
+    lim.release(permit)
+    minute = next(w for w in lim.windows if w.name == "minute")
+    assert client.zcard(minute.key) == 1 + MAX_BOOKED_PER_ANSWER
+    assert time.monotonic() - started < 1.0
 
 
 def test_the_window_follows_the_phase_xero_reports(client: redis.Redis) -> None:

@@ -47,6 +47,11 @@ import redis
 from schemas.errors import RateLimited
 
 MAX_BLOCK_SECONDS = 1.0
+# Placeholders one answer may book. `used` is our limit less what Xero says remains, so a limit
+# set far above Xero's (ZXS_XERO_PER_MINUTE=10000000) would have one script book millions of
+# entries and block Redis, broker included, for minutes; past this cap the difference is booked
+# over the next answers, and meanwhile Xero's own 429 and Retry-After hold the calls back.
+MAX_BOOKED_PER_ANSWER = 100
 CONCURRENCY_POLL_MS = 25
 # A window's phase is kept for two days (or two windows): Xero's windows tick on when idle.
 ANCHOR_TTL_MS = 2 * 86_400_000
@@ -108,7 +113,8 @@ return {1, 0, '', now}
 """
 
 # KEYS: log, anchor. ARGV: lease, admitted_ms, used (as the API reported it), guard, concurrent
-# (calls in flight may overtake each other, so counts within that margin agree), anchor ttl.
+# (calls in flight may overtake each other, so counts within that margin agree), anchor ttl,
+# most placeholders one answer may book.
 _OBSERVE = """
 local log, anchor_key = KEYS[1], KEYS[2]
 local lease, at, used = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -124,7 +130,7 @@ if before - used >= concurrent then
   return 1
 end
 local total = redis.call('ZCOUNT', log, start, '(' .. (start + len))
-for k = 1, used - total do
+for k = 1, math.min(used - total, tonumber(ARGV[8])) do
   redis.call('ZADD', log, at, 'spent:' .. lease .. ':' .. k)
 end
 return 0
@@ -222,6 +228,7 @@ class RateLimiter:
                     self._guard_ms,
                     self._concurrent,
                     max(ANCHOR_TTL_MS, int(window.seconds * 2000)),
+                    MAX_BOOKED_PER_ANSWER,
                 ],
             )
 
