@@ -217,6 +217,26 @@ def seed(
     return load_dataset(stack.zoho, conn.zoho_org_id, data).invoices
 
 
+def ready(
+    s: LocalStack, invoices: int, accounts: int, products: int, args: argparse.Namespace
+) -> tuple[LocalConnection, list[dict[str, Any]]]:
+    """The stack's connection with its Zoho invoices seeded and the workers up (neither counts
+    as bench time)."""
+    conn = s.connections[0]
+    seeded = seed(s, conn, invoices, accounts, products, args.seed)
+    start_workers(s, args.workers, args.concurrency)
+    return conn, seeded
+
+
+def enqueue(connection: str, invoices: list[dict[str, Any]], prefix: str) -> float:
+    """Every invoice through the door, as a relay would send them; returns when it began."""
+    from workers.pipeline import submit_records
+
+    first = time.time()
+    submit_records(connection, [str(inv["id"]) for inv in invoices], prefix)
+    return first
+
+
 def created_count(stack: LocalStack, conn: LocalConnection) -> int:
     return len(stack.xero.tenant(conn.xero_tenant_id).invoices)
 
@@ -423,7 +443,6 @@ def provenance() -> dict[str, Any]:
 
 def burst(report: Report, args: argparse.Namespace) -> None:
     """Part 1: the batched path against Xero's real limits."""
-    from workers.pipeline import submit_records
 
     n = args.invoices
     header(
@@ -439,12 +458,8 @@ def burst(report: Report, args: argparse.Namespace) -> None:
     with running(
         report, "burst", ["burst"], limits=True, env=env, concurrency=args.concurrency
     ) as s:
-        conn = s.connections[0]
-        invoices = seed(s, conn, n, args.accounts, args.products, args.seed)
-        start_workers(s, args.workers, args.concurrency)
-        first = time.time()
-        for inv in invoices:
-            submit_records(conn.name, [str(inv["id"])], "burst")
+        conn, invoices = ready(s, n, args.accounts, args.products, args)
+        first = enqueue(conn.name, invoices, "burst")
         enqueued = time.time() - first
         finished = wait_until(
             lambda: created_count(s, conn) >= n or len(outcomes(conn.name)) >= n,
@@ -498,7 +513,6 @@ def naive(report: Report, args: argparse.Namespace) -> None:
     """Part 1, naive path: every Xero call counted with limits off (on the burst itself, or on a
     smaller dataset with the same ratios), a sample under the real limits, and the wall time at
     60 calls a minute extrapolated from the counted calls."""
-    from workers.pipeline import submit_records
 
     n, scale = args.invoices, max(1, args.naive_scale)
     sn, sa, sp = (math.ceil(x / scale) for x in (n, args.accounts, args.products))
@@ -515,12 +529,8 @@ def naive(report: Report, args: argparse.Namespace) -> None:
     with running(
         report, "naive", ["naive"], limits=False, env=env, concurrency=args.concurrency
     ) as s:
-        conn = s.connections[0]
-        invoices = seed(s, conn, sn, sa, sp, args.seed)
-        start_workers(s, args.workers, args.concurrency)
-        first = time.time()
-        for inv in invoices:
-            submit_records(conn.name, [str(inv["id"])], "naive")
+        conn, invoices = ready(s, sn, sa, sp, args)
+        first = enqueue(conn.name, invoices, "naive")
         finished = wait_until(
             lambda: created_count(s, conn) >= sn or len(outcomes(conn.name)) >= sn,
             args.naive_timeout,
@@ -550,12 +560,8 @@ def naive(report: Report, args: argparse.Namespace) -> None:
         with running(
             report, "naive", ["naive"], limits=True, env=env, concurrency=args.concurrency
         ) as s:
-            conn = s.connections[0]
-            invoices = seed(s, conn, sn, sa, sp, args.seed)
-            start_workers(s, args.workers, args.concurrency)
-            first = time.time()
-            for inv in invoices:
-                submit_records(conn.name, [str(inv["id"])], "sample")
+            conn, invoices = ready(s, sn, sa, sp, args)
+            first = enqueue(conn.name, invoices, "sample")
             wait_until(
                 lambda: created_count(s, conn) >= sn, args.naive_sample - (time.time() - first), 0.2
             )
@@ -656,7 +662,6 @@ def trickle_events(
 
 def raw(report: Report, args: argparse.Namespace) -> None:
     """Part 3: limits off, what the pipeline itself does on this machine, and worker memory."""
-    from workers.pipeline import submit_records
 
     n = args.raw_invoices
     header(
@@ -678,9 +683,7 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         idle, count = workers_rss(procs)
         sampler = RssSampler(procs)
         sampler.start()
-        first = time.time()
-        for inv in invoices:
-            submit_records(conn.name, [str(inv["id"])], "raw")
+        first = enqueue(conn.name, invoices, "raw")
         enqueued = time.time()
         queued_rss, _ = workers_rss(procs)
         depth, waiting = queued_messages(), admission_waiting(conn.name)
@@ -731,7 +734,6 @@ def raw(report: Report, args: argparse.Namespace) -> None:
 
 def fairness(report: Report, args: argparse.Namespace) -> None:
     """Part 4: tenant B's latency while tenant A bursts, against B alone."""
-    from workers.pipeline import submit_records
 
     b_events = args.fair_seconds
     header(
@@ -766,8 +768,7 @@ def fairness(report: Report, args: argparse.Namespace) -> None:
             )
             b_invoices = seed(s, b, b_events, args.fair_accounts, args.fair_products, 5)
             start_workers(s, args.workers, args.concurrency)
-            for inv in a_invoices:
-                submit_records(a.name, [str(inv["id"])], "fairA")
+            enqueue(a.name, a_invoices, "fairA")
             lat = trickle_events(s, b, b_invoices, args.fair_tail)
             b_calls = s.xero.stats()["calls"].get(b.xero_tenant_id, 0)
             note = f"{len(lat.created)}/{b_events} created, B: {b_calls} Xero calls answered"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from clients.http import ApiClient, Limiter, body_text, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
@@ -23,7 +24,6 @@ from schemas.xero import (
     XeroContactIn,
     XeroCreditNote,
     XeroInvoice,
-    XeroInvoiceIn,
     XeroItem,
     XeroItemIn,
     XeroPurchaseOrder,
@@ -35,6 +35,7 @@ from schemas.xero import (
 PROVIDER = "Xero"
 REVOKED = {"invalid_grant", "invalid_client"}
 PAGE_SIZE = 100
+Found = TypeVar("Found", bound=BaseModel)
 WHERE_CHARS = 3000  # of one `where` filter: URLs past ~4 KB are refused by proxies and servers
 
 
@@ -128,29 +129,18 @@ class XeroClient(ApiClient):
         rates = [XeroTaxRate.model_validate(r) for r in payload.get("TaxRates", [])]
         return {r.TaxType: r.EffectiveRate for r in rates if r.Status == "ACTIVE"}
 
-    def find_contacts(self, where: str) -> list[XeroContact]:
-        payload = self.json("GET", "Contacts", params={"where": where})
-        return [XeroContact.model_validate(c) for c in payload.get("Contacts", [])]
-
     def find_contacts_matching(self, numbers: list[str], names: list[str]) -> list[XeroContact]:
         """Contacts whose ContactNumber or Name is one of these: one call per URL-sized chunk."""
         clauses = [f"ContactNumber=={quote(n)}" for n in numbers]
         clauses += [f"Name=={quote(n)}" for n in names]
-        return [
-            XeroContact.model_validate(c)
-            for where in or_chunks(clauses)
-            for c in self.json("GET", "Contacts", params={"where": where}).get("Contacts", [])
-        ]
+        return self._find_any(XeroContact, "Contacts", clauses)
 
     def create_contacts(
         self, contacts: list[XeroContactIn], idempotency_key: str
     ) -> list[tuple[XeroContact | None, list[str]]]:
         """Create many contacts in one call; per element: (created or None, errors)."""
-        elements = self._create_many("Contacts", [c.body() for c in contacts], idempotency_key)
-        return [
-            (None if errors else XeroContact.model_validate(element), errors)
-            for element, errors in elements
-        ]
+        bodies = [c.body() for c in contacts]
+        return self._create_each(XeroContact, "Contacts", bodies, idempotency_key)
 
     def create_contact(self, contact: XeroContactIn, idempotency_key: str) -> XeroContact:
         element = self._create_one("Contacts", contact.body(), idempotency_key)
@@ -158,50 +148,24 @@ class XeroClient(ApiClient):
 
     def find_items(self, codes: list[str]) -> list[XeroItem]:
         """Items with these codes: one call per URL-sized chunk."""
-        clauses = [f"Code=={quote(code)}" for code in codes]
-        return [
-            XeroItem.model_validate(i)
-            for where in or_chunks(clauses)
-            for i in self.json("GET", "Items", params={"where": where}).get("Items", [])
-        ]
+        return self._find_any(XeroItem, "Items", [f"Code=={quote(code)}" for code in codes])
 
     def create_items(
         self, items: list[XeroItemIn], idempotency_key: str
     ) -> list[tuple[XeroItemIn, XeroItem | None, list[str]]]:
         """Create many items in one call; per element: (sent, created or None, errors)."""
-        elements = self._create_many("Items", [i.body() for i in items], idempotency_key)
-        return [
-            (sent, None if errors else XeroItem.model_validate(element), errors)
-            for sent, (element, errors) in zip(items, elements, strict=True)
-        ]
-
-    def find_invoices(self, where: str) -> list[XeroInvoice]:
-        payload = self.json("GET", "Invoices", params={"where": where})
-        return [XeroInvoice.model_validate(i) for i in payload.get("Invoices", [])]
+        created = self._create_each(XeroItem, "Items", [i.body() for i in items], idempotency_key)
+        return [(sent, *answer) for sent, answer in zip(items, created, strict=True)]
 
     def find_invoices_any(self, clauses: list[str], scope: str) -> list[XeroInvoice]:
         """Invoices matching `scope` and any one of `clauses`: one call per URL-sized chunk."""
-        return [
-            XeroInvoice.model_validate(i)
-            for where in or_chunks(clauses)
-            for i in self.json("GET", "Invoices", params={"where": f"{scope} AND ({where})"}).get(
-                "Invoices", []
-            )
-        ]
+        return self._find_any(XeroInvoice, "Invoices", clauses, scope)
 
     def create_invoices(
         self, invoices: list[dict[str, Any]], idempotency_key: str
     ) -> list[tuple[XeroInvoice | None, list[str]]]:
         """Create many invoices (request bodies) in one call; per element: (created, errors)."""
-        elements = self._create_many("Invoices", invoices, idempotency_key)
-        return [
-            (None if errors else XeroInvoice.model_validate(element), errors)
-            for element, errors in elements
-        ]
-
-    def create_invoice(self, invoice: XeroInvoiceIn, idempotency_key: str) -> XeroInvoice:
-        element = self._create_one("Invoices", invoice.body(), idempotency_key)
-        return XeroInvoice.model_validate(element)
+        return self._create_each(XeroInvoice, "Invoices", invoices, idempotency_key)
 
     def get_invoice(self, invoice_id: str) -> XeroInvoice:
         payload = self.json("GET", f"Invoices/{invoice_id}")
@@ -311,6 +275,27 @@ class XeroClient(ApiClient):
         if errors:
             raise ValidationFailed(PROVIDER, errors)
         return element
+
+    def _find_any(
+        self, model: type[Found], collection: str, clauses: list[str], scope: str = ""
+    ) -> list[Found]:
+        """Records matching any one of `clauses` (and `scope`): one call per URL-sized chunk."""
+        return [
+            model.model_validate(record)
+            for where in or_chunks(clauses)
+            for record in self.json(
+                "GET", collection, params={"where": f"{scope} AND ({where})" if scope else where}
+            ).get(collection, [])
+        ]
+
+    def _create_each(
+        self, model: type[Found], collection: str, bodies: list[dict[str, Any]], key: str
+    ) -> list[tuple[Found | None, list[str]]]:
+        """Many created in one call; per element: (created, or None with Xero's errors)."""
+        return [
+            (None if errors else model.model_validate(element), errors)
+            for element, errors in self._create_many(collection, bodies, key)
+        ]
 
     def _create_many(
         self, path: str, bodies: list[dict[str, Any]], key: str, method: str = "PUT"

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from clients.xero import quote
 from schemas.errors import InvalidRecord, SyncError, ValidationFailed
 from schemas.jobs import StageMessage
 from schemas.mapping import contact_from_account
@@ -149,31 +148,30 @@ def _lookup(
     existing = ctx.xero.find_contacts_matching(
         [bodies[e.id].ContactNumber for e in elements], [bodies[e.id].Name for e in elements]
     )
-    return {e.id: _match(existing, bodies[e.id], e.payload["record"]) for e in elements}
+    return {
+        e.id: _match(existing, bodies[e.id].ContactNumber, bodies[e.id].Name, e.payload["record"])
+        for e in elements
+    }
 
 
 def _match(
-    existing: list[XeroContact], body: XeroContactIn, record: str
-) -> XeroContact | SyncError | None:
+    existing: list[XeroContact], number: str, name: str, record: str, field: str = "Account_Name"
+) -> XeroContact | InvalidRecord | None:
     """The active contact with the ContactNumber, else the Name; an archived match is an error."""
-    by_number = [c for c in existing if c.ContactNumber == body.ContactNumber]
-    by_name = [c for c in existing if (c.Name or "").casefold() == body.Name.casefold()]
+    by_number = [c for c in existing if c.ContactNumber == number]
+    by_name = [c for c in existing if (c.Name or "").casefold() == name.casefold()]
     for matches in (by_number, by_name):
         active = [c for c in matches if c.ContactStatus in (None, "ACTIVE")]
         if active:
             return active[0]
         if matches:
-            return _archived(record, "Account_Name", matches[0])
+            return InvalidRecord(
+                record,
+                field,
+                f"the matching Xero contact {matches[0].ContactID} is archived",
+                hint="Un-archive the contact in Xero, then replay.",
+            )
     return None
-
-
-def _archived(record: str, field: str, contact: XeroContact) -> InvalidRecord:
-    return InvalidRecord(
-        record,
-        field,
-        f"the matching Xero contact {contact.ContactID} is archived",
-        hint="Un-archive the contact in Xero, then replay.",
-    )
 
 
 def linked_contact(
@@ -196,11 +194,7 @@ def find_contact(
     ctx: StageContext, number: str, name: str, record: str, field: str
 ) -> XeroContact | None:
     """The active Xero contact with this ContactNumber, else this Name; archived is an error."""
-    for where in (f"ContactNumber=={quote(number)}", f"Name=={quote(name)}"):
-        matches = ctx.xero.find_contacts(where)
-        active = [c for c in matches if c.ContactStatus in (None, "ACTIVE")]
-        if active:
-            return active[0]
-        if matches:
-            raise _archived(record, field, matches[0])
-    return None
+    match = _match(ctx.xero.find_contacts_matching([number], [name]), number, name, record, field)
+    if isinstance(match, InvalidRecord):
+        raise match
+    return match

@@ -82,8 +82,8 @@ TASK_MODULES = [
     "workers.batching",
 ]
 
-PO_STATUS_POLL_SECONDS = 300
-SWEEP_BATCHES_SECONDS = 5.0  # purchase order statuses back to Zoho (no Xero webhook)
+PO_STATUS_POLL_SECONDS = 300  # purchase order statuses back to Zoho (no Xero webhook)
+SWEEP_BATCHES_SECONDS = 5.0
 
 
 def create_app() -> Celery:

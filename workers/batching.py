@@ -187,7 +187,7 @@ class Buffer:
     def add(self, elements: dict[str, dict[str, Any]], waiter: dict[str, Any]) -> int:
         """Buffer the elements with their waiting task; returns how many elements wait."""
         replace = "1" if KINDS[self.kind].latest_wins else "0"
-        waiting = 0
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for a document's elements
         for element_id, payload in elements.items():
             keys = [
                 self.key("items"),
@@ -206,8 +206,9 @@ class Buffer:
                 self.member,
                 waiter["options"]["task_id"],
             ]
-            waiting = int(self.redis.eval(_ADD, len(keys), *keys, *args))
-        return waiting
+            pipe.eval(_ADD, len(keys), *keys, *args)
+        counts = pipe.execute()
+        return int(counts[-1]) if counts else 0
 
     def reclaim_orphans(self) -> int:
         """Under the flush lock every claimed element is a dead flusher's: back to the queue,
@@ -288,18 +289,23 @@ class Buffer:
         rows = cast(list[list[str]], pipe.execute())
         return {eid: [loads(w) for w in raw] for eid, raw in zip(element_ids, rows, strict=True)}
 
-    def done(self, element_id: str, resumed: int) -> bool:
-        """Drop the `resumed` first waiters; forget the element unless more arrived since."""
-        waiters_key = self.waiters_key(element_id)
-        self.redis.ltrim(waiters_key, resumed, -1)
-        keys = [
-            waiters_key,
-            self.key("items"),
-            self.key("claimed"),
-            self.key("suspect"),
-            self.key("tries"),
-        ]
-        return bool(self.redis.eval(_COMPLETE, len(keys), *keys, element_id))
+    def done(self, resumed: dict[str, int]) -> set[str]:
+        """Drop each element's first `resumed` waiters; forget the elements no waiter arrived at
+        since, and return those (one round trip for the whole batch)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for element_id, count in resumed.items():
+            waiters_key = self.waiters_key(element_id)
+            pipe.ltrim(waiters_key, count, -1)
+            keys = [
+                waiters_key,
+                self.key("items"),
+                self.key("claimed"),
+                self.key("suspect"),
+                self.key("tries"),
+            ]
+            pipe.eval(_COMPLETE, len(keys), *keys, element_id)
+        forgotten = pipe.execute()[1::2]
+        return {eid for eid, gone in zip(resumed, forgotten, strict=True) if gone}
 
     def has(self, element_id: str) -> bool:
         """Whether the element already waits (its payload is then not needed again)."""
@@ -511,11 +517,8 @@ def _resume(buffer: Buffer, results: Results) -> None:
             note.set(marker, 1, ex=RESUMED_TTL_SECONDS)
             note.srem(buffer.key("waiting"), task_id)
         note.execute()
-        remaining = {
-            element_id: result
-            for element_id, result in remaining.items()
-            if not buffer.done(element_id, len(waiting[element_id]))
-        }
+        finished = buffer.done({eid: len(waiters) for eid, waiters in waiting.items()})
+        remaining = {eid: result for eid, result in remaining.items() if eid not in finished}
 
 
 def _continue(waiter: Signature) -> bool:
