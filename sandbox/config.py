@@ -48,6 +48,18 @@ class SandboxConfig(BaseModel):
     drop_rate: float = Field(
         0.0, ge=0, le=1, description="Share of calls done whose connection drops mid-answer."
     )
+    write_fault_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of Xero writes answered 500 (some after saving)."
+    )
+    write_fault_after_share: float = Field(
+        0.5, ge=0, le=1, description="Share of those write faults given after the work was saved."
+    )
+    lookup_fault_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of Xero reads answered 500."
+    )
+    max_url_chars: int = Field(
+        2000, gt=0, description="Longer request URLs get Xero's 404 (FACTS 'URL length')."
+    )
     slow_rate: float = Field(0.0, ge=0, le=1, description="Share of calls slowed down.")
     slow_seconds: float = Field(2.0, ge=0, description="Extra latency of a slowed call.")
     seed: int = 7

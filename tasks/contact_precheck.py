@@ -109,7 +109,8 @@ def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
                 "Xero", [f"{record}: {m}" for m in refused[element.id]]
             )
     links = {eid: {"ContactID": c.ContactID, "Name": c.Name} for eid, c in found.items()}
-    ctx.idempotency.set_links(LINK, conn, links)
+    assert ctx.flush is not None, "a batch handler runs in a flush"
+    ctx.flush.store(LINK, links, [])
     results.update(links)
     return results
 
@@ -127,6 +128,8 @@ def _create(
         return {}, {}
     sent = [bodies[e.id] for e in elements]
     key = flush_key(CONTACTS, ctx.connection.name, elements, dumps([b.body() for b in sent]))
+    assert ctx.flush is not None, "a batch handler runs in a flush"
+    ctx.flush.check()  # a flusher whose lease expired creates nothing
     created: dict[str, XeroContact] = {}
     refused: dict[str, list[str]] = {}
     for element, (contact, errors) in zip(

@@ -20,7 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from clients.xero import quote
-from schemas.errors import InvalidRecord, SyncError, TotalMismatch, ValidationFailed
+from schemas.errors import (
+    InvalidRecord,
+    RetryableApiError,
+    SyncError,
+    TotalMismatch,
+    ValidationFailed,
+)
 from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
@@ -163,44 +169,57 @@ def _same_invoice(body: XeroInvoiceIn) -> str | None:
 
 @batch_handler(INVOICES)
 def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
-    """Adopt what suspect elements already have in Xero; create the rest in one call."""
+    """Adopt what suspect elements already have in Xero; create the rest in one call.
+
+    A suspect whose lookup failed is neither created nor given Xero's "not found": it is retried
+    alone (with its own record in the message) and keeps its mark until a lookup succeeds."""
+    assert ctx.flush is not None, "a batch handler runs in a flush"
     conn = ctx.connection.name
     results: Results = {}
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
     for element_id, link in known.items():
         results[element_id] = {"action": "adopted", "Total": str(link.get("Total", ""))}
     todo = [e for e in elements if e.id not in known]
-    earlier = _earlier(ctx, [e for e in todo if e.suspect or e.payload["suspect"]])
+    suspects = [e for e in todo if e.may_exist or e.payload["suspect"]]
+    earlier, failed = _earlier(ctx, suspects)
+    results.update(failed)
     links: dict[str, dict[str, Any]] = {}
     for element in todo:
         invoice = earlier.get(element.id)
         if invoice is not None:
             links[element.id] = _link(invoice, element.payload["version"])
             results[element.id] = _outcome("adopted", invoice)
-    todo = [e for e in todo if e.id not in links]
+    settled = [*known, *links]
+    todo = [e for e in todo if e.id not in links and e.id not in failed]
     if todo:
+        ctx.flush.store(LINK, links, settled)  # adopted first: a failed create keeps them
+        settled, links = [], {}
         versions = ",".join(sorted(f"{e.id}@{e.payload['version']}" for e in todo))
         key = flush_key(INVOICES, conn, todo, versions)
+        ctx.flush.sending(todo, key)
         answers = ctx.xero.create_invoices([e.payload["body"] for e in todo], key)
         for element, (invoice, errors) in zip(todo, answers, strict=True):
+            settled.append(element.id)  # Xero answered for it: created, or refused and not saved
             if invoice is None:
                 results[element.id] = _refused(ctx, element, errors)
             else:
                 links[element.id] = _link(invoice, element.payload["version"])
                 results[element.id] = _outcome("created", invoice)
-    ctx.idempotency.set_links(LINK, conn, links)
+    ctx.flush.store(LINK, links, settled)
     return results
 
 
-def _earlier(ctx: StageContext, suspects: list[Element]) -> dict[str, XeroInvoice]:
-    """Invoices earlier attempts created for these elements, in one lookup."""
+def _earlier(
+    ctx: StageContext, suspects: list[Element]
+) -> tuple[dict[str, XeroInvoice], dict[str, SyncError]]:
+    """Invoices earlier attempts created for these elements (one lookup per URL-sized chunk),
+    and the elements whose lookup failed, each with an error naming its own record."""
     clauses = {e.id: e.payload["lookup"] for e in suspects if e.payload["lookup"]}
-    if not clauses:
-        return {}
-    scope = 'Type=="ACCREC" AND Status!="DELETED" AND Status!="VOIDED"'
-    found = ctx.xero.find_invoices_any(list(clauses.values()), scope)
+    found, failed = _lookup(ctx, clauses)
     earlier: dict[str, XeroInvoice] = {}
     for element in suspects:
+        if element.id in failed:
+            continue
         body = XeroInvoiceIn.model_validate(element.payload["body"])
         for invoice in found:
             same_number = body.InvoiceNumber and invoice.InvoiceNumber == body.InvoiceNumber
@@ -213,7 +232,39 @@ def _earlier(ctx: StageContext, suspects: list[Element]) -> dict[str, XeroInvoic
             if same_number or same_reference:
                 earlier[element.id] = invoice
                 break
-    return earlier
+    records = {e.id: str(e.payload["record"]) for e in suspects}
+    return earlier, {eid: _lookup_failed(records[eid], exc) for eid, exc in failed.items()}
+
+
+def _lookup(
+    ctx: StageContext, clauses: dict[str, str]
+) -> tuple[list[XeroInvoice], dict[str, SyncError]]:
+    """One lookup for all clauses; a refused lookup is split in halves until the clause Xero
+    refuses is alone, so one element's bad filter fails that element only. A transient failure
+    (5xx, timeout) fails the elements of that call, to be retried."""
+    if not clauses:
+        return [], {}
+    scope = 'Type=="ACCREC" AND Status!="DELETED" AND Status!="VOIDED"'
+    try:
+        return ctx.xero.find_invoices_any(list(clauses.values()), scope), {}
+    except SyncError as exc:
+        if exc.retryable or len(clauses) == 1:
+            return [], dict.fromkeys(clauses, exc)
+    ids = list(clauses)
+    half = len(ids) // 2
+    first = _lookup(ctx, {eid: clauses[eid] for eid in ids[:half]})
+    second = _lookup(ctx, {eid: clauses[eid] for eid in ids[half:]})
+    return first[0] + second[0], {**first[1], **second[1]}
+
+
+def _lookup_failed(record: str, exc: SyncError) -> SyncError:
+    """Never final: the element keeps its mark and is looked up again, never created blind."""
+    return RetryableApiError(
+        "Xero",
+        f"{record}: could not look up whether an earlier attempt created it in Xero, so it is "
+        f"not created again until a lookup succeeds ({exc.message})",
+        hint="Retried automatically; a replay or the record's next event looks it up first.",
+    )
 
 
 def _outcome(action: str, invoice: XeroInvoice) -> dict[str, Any]:

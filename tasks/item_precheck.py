@@ -89,7 +89,6 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
     whose code exists is refused ("Item code 'X' already exists") and then linked by lookup.
     The naive path looks every code up first.
     """
-    conn = ctx.connection.name
     bodies = {e.id: XeroItemIn.model_validate(e.payload["body"]) for e in elements}
     records = {bodies[e.id].Code: str(e.payload["record"]) for e in elements}
     # one body per code: two products with the same code share the item
@@ -115,7 +114,8 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
                 ],
             )
     links = {eid: r for eid, r in results.items() if isinstance(r, dict)}
-    ctx.idempotency.set_links(LINK, conn, links)
+    assert ctx.flush is not None, "a batch handler runs in a flush"
+    ctx.flush.store(LINK, links, [])
     return results
 
 
@@ -130,6 +130,8 @@ def _create(
     if not items:
         return {}
     key = flush_key(ITEMS, ctx.connection.name, elements, dumps([i.body() for i in items]))
+    assert ctx.flush is not None, "a batch handler runs in a flush"
+    ctx.flush.check()  # a flusher whose lease expired creates nothing
     refused: dict[str, Any] = {}
     for body, (_, created, errors) in zip(items, ctx.xero.create_items(items, key), strict=True):
         if created is None:

@@ -91,6 +91,84 @@ class Element:
     payload: dict[str, Any]
     suspect: bool  # an earlier flush may have written it: look it up before creating
     flush: str = ""  # the flush attempt that claimed it
+    sent: dict[str, Any] | None = None  # the mark of a create that may have reached Xero
+
+    @property
+    def may_exist(self) -> bool:
+        """Whether Xero may hold this element already: it must be looked up before a create."""
+        return self.suspect or self.sent is not None
+
+
+class LeaseLost(Exception):
+    """This flusher's lease on the buffer expired and another flusher took it: it must neither
+    write links nor send a create again (the new flusher takes its elements back as suspects)."""
+
+
+# Check the flusher's fencing token, then write marks, links and clear marks in one step:
+# KEYS fence, sent marks, links; ARGV token, n marks, (id, mark)..., n links, (id, link)...,
+# ids whose marks go.
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+local n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('HSET', KEYS[3], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+for j = i + 2 * n + 1, #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[j])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Flush:
+    """One flusher's hold on a buffer: every write a handler makes goes through here, checked
+    against the buffer's fencing token (a flusher whose lease expired while it waited on Xero
+    finds a newer token and stops), and the "a create may have reached Xero" marks live here:
+    set before a create is sent, cleared only once Xero's answer for the element is stored or a
+    lookup has told what Xero holds. A mark survives every path (retry, redelivery, a later event,
+    a replay, a dead letter), so the element stays a suspect until then."""
+
+    buffer: Buffer
+    token: int
+
+    def sending(self, elements: list[Element], key: str) -> None:
+        """Mark these elements before their create is sent (raises LeaseLost if fenced out)."""
+        mark = dumps({"key": key, "at": time.time(), "ids": sorted(e.id for e in elements)})
+        self._write({e.id: mark for e in elements}, "", {}, [])
+
+    def store(
+        self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]
+    ) -> None:
+        """Store the links Xero's answers gave and clear the marks of the elements now settled
+        (created, adopted, found absent, or refused: Xero's answer is known)."""
+        self._write({}, link_kind, {k: dumps(v) for k, v in links.items()}, settled)
+
+    def check(self) -> None:
+        """Raise LeaseLost unless this flusher still holds the buffer."""
+        self._write({}, "", {}, [])
+
+    def _write(
+        self, marks: dict[str, str], link_kind: str, links: dict[str, str], settled: list[str]
+    ) -> None:
+        buffer = self.buffer
+        links_key = f"zxs:links:{buffer.connection}:{link_kind}" if link_kind else buffer.key("-")
+        args: list[Any] = [self.token, len(marks)]
+        for element_id, mark in marks.items():
+            args += [element_id, mark]
+        args.append(len(links))
+        for element_id, link in links.items():
+            args += [element_id, link]
+        args += settled
+        keys = [buffer.key("fence"), buffer.key("sent"), links_key]
+        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
+            raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
@@ -257,13 +335,18 @@ class Buffer:
         pipe.zadd(self.key("claimed"), dict.fromkeys(ids, time.time()))
         pipe.hmget(self.key("items"), ids)
         pipe.smismember(self.key("suspect"), ids)
-        _, _, payloads, suspects = pipe.execute()
+        pipe.hmget(self.key("sent"), ids)
+        _, _, payloads, suspects, marks = pipe.execute()
         flush = uuid.uuid4().hex
         return [
-            Element(element_id, loads(raw), bool(suspect), flush)
-            for element_id, raw, suspect in zip(ids, payloads, suspects, strict=True)
+            Element(element_id, loads(raw), bool(suspect), flush, loads(mark) if mark else None)
+            for element_id, raw, suspect, mark in zip(ids, payloads, suspects, marks, strict=True)
             if raw is not None
         ]
+
+    def fence(self) -> int:
+        """A new fencing token: writes of any earlier flusher of this buffer fail from now on."""
+        return int(self.redis.incr(self.key("fence")))
 
     def release(self, ids: list[str], *, suspect: bool) -> None:
         """Claimed elements back to the front of the queue (after a failed request)."""
@@ -390,6 +473,7 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         return 0  # the flusher in flight sends the next flush itself
     renewer = _Renewer(lock)
     try:
+        hold = Flush(buffer, buffer.fence())
         buffer.reclaim_orphans()
         wait = _wait(buffer, settings)
         if wait < 0:
@@ -398,7 +482,7 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         if wait > 0:
             _trigger(buffer, wait, settings)
             return 0
-        written = _flush(buffer, batch_size(kind, settings), settings)
+        written = _flush(hold, batch_size(kind, settings), settings)
     finally:
         renewer.stop()
         with suppress(LockError):
@@ -428,14 +512,19 @@ class _Renewer:
         self._thread.join()
 
 
-def _flush(buffer: Buffer, size: int, settings: Settings) -> int:
+def _flush(hold: Flush, size: int, settings: Settings) -> int:
+    buffer = hold.buffer
     elements = buffer.claim(size)
     if not elements:
         return 0
     ctx = build_context(buffer.connection)
+    ctx.flush = hold
     started = time.monotonic()
     try:
         results = KINDS[buffer.kind].handler(ctx, elements)
+    except LeaseLost:
+        log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
+        return 0  # the flusher that took the buffer over takes these elements back
     except RateLimited as exc:
         wait = exc.retry_after if exc.retry_after is not None else 5.0
         buffer.release([e.id for e in elements], suspect=False)
@@ -455,7 +544,16 @@ def _flush(buffer: Buffer, size: int, settings: Settings) -> int:
         elements=len(elements),
         seconds=round(time.monotonic() - started, 3),
     )
-    _resume(buffer, results)
+    # an element's transient error (its lookup failed) retries that element alone
+    transient = {
+        eid: r for eid, r in results.items() if isinstance(r, SyncError) and r.retryable
+    }
+    if transient:
+        by_id = {e.id: e for e in elements}
+        for error in {id(r): r for r in transient.values()}.values():
+            ids = [eid for eid, r in transient.items() if r is error]
+            _retry_later(buffer, [by_id[eid] for eid in ids], error, settings)
+    _resume(buffer, {eid: r for eid, r in results.items() if eid not in transient})
     return len(elements)
 
 
@@ -463,7 +561,8 @@ def _retry_later(
     buffer: Buffer, elements: list[Element], exc: SyncError, settings: Settings
 ) -> None:
     """A transient failure: back to the queue as suspects (the request may have been applied);
-    an element that failed too often is given up with this error."""
+    an element that failed too often is given up with this error. Its "create may have reached
+    Xero" mark stays: the dead letter's replay, or the record's next event, looks it up first."""
     given_up: Results = {}
     retry: list[str] = []
     tries = 0

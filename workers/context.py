@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
@@ -19,6 +19,9 @@ from workers.idempotency import IdempotencyStore
 from workers.ratelimit import xero_limiter, zoho_limiter
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from workers.batching import Flush
 
 
 @lru_cache(maxsize=1)
@@ -41,6 +44,7 @@ class StageContext:
     attempt: int = 0
     redelivered: bool = False
     batch: dict[str, Any] | None = None  # what a flush sends a resumed stage (workers/batching)
+    flush: Flush | None = None  # the flusher's fenced hold on the buffer, in a batch handler
 
     def batch_outcome(self, element_id: str) -> dict[str, Any] | None:
         """What the flush that resumed this stage did with one of its elements."""
