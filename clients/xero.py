@@ -7,6 +7,7 @@ Retry-After, 400 ValidationException with per-element messages, 401/403 auth pro
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -16,7 +17,14 @@ from pydantic import BaseModel
 
 from clients.http import ApiClient, Limiter, body_text, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
-from schemas.errors import ApiError, AuthRevoked, NotFound, RateLimited, ValidationFailed
+from schemas.errors import (
+    ApiError,
+    AuthRevoked,
+    NotFound,
+    RateLimited,
+    ServerError,
+    ValidationFailed,
+)
 from schemas.wire import loads
 from schemas.xero import (
     XeroAccount,
@@ -36,7 +44,10 @@ PROVIDER = "Xero"
 REVOKED = {"invalid_grant", "invalid_client"}
 PAGE_SIZE = 100
 Found = TypeVar("Found", bound=BaseModel)
-WHERE_CHARS = 3000  # of one `where` filter: URLs past ~4 KB are refused by proxies and servers
+# Xero answers 404 "The resource you're looking for cannot be found" to longer URLs (FACTS "URL
+# length"): every GET is chunked so its whole URL, encoded, stays under this
+MAX_URL_CHARS = 2000
+IDS_PER_CALL = 100  # a list's page: more IDs than a page would need paging anyway
 
 
 def classify_xero(response: httpx.Response) -> ApiError:
@@ -221,37 +232,111 @@ class XeroClient(ApiClient):
         return [XeroInvoice.model_validate(i) for i in rows]
 
     def contacts(self, contact_ids: list[str]) -> list[XeroContact]:
-        """Contacts by ID with their Balances (one call for up to a page of them)."""
+        """Contacts by ID with their Balances (one call per URL-sized chunk of IDs)."""
         rows = self._pages("Contacts", {"IDs": ",".join(contact_ids)}) if contact_ids else []
         return [XeroContact.model_validate(c) for c in rows]
 
-    def credit_notes(self, where: str) -> list[XeroCreditNote]:
-        rows = self._pages("CreditNotes", {"where": where})
-        return [XeroCreditNote.model_validate(c) for c in rows]
+    def credit_notes_any(self, clauses: list[str], scope: str) -> list[XeroCreditNote]:
+        """Credit notes matching `scope` and any one of `clauses`, all pages of each URL-sized
+        chunk of clauses."""
+        return [
+            XeroCreditNote.model_validate(row)
+            for params in self._where_chunks("CreditNotes", clauses, scope, paged=True)
+            for row in self._pages("CreditNotes", params)
+        ]
 
     def _pages(
         self, collection: str, params: dict[str, str], modified_since: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """GET every page of a collection; If-Modified-Since is accurate to the second."""
+        """GET every page of a collection, an `IDs` list split into URL-sized chunks;
+        If-Modified-Since is accurate to the second."""
         headers = (
             {"If-Modified-Since": modified_since.strftime("%Y-%m-%dT%H:%M:%S")}
             if modified_since
             else {}
         )
         found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            payload = self.json(
-                "GET",
-                collection,
-                params={**params, "page": str(page), "pageSize": str(PAGE_SIZE)},
-                headers=headers,
-            )
-            rows: list[dict[str, Any]] = payload.get(collection, []) if payload else []
-            found += rows
-            if len(rows) < PAGE_SIZE:
-                return found
-            page += 1
+        for chunk in self._id_chunks(collection, params):
+            page = 1
+            while True:
+                paged = {**chunk, "page": str(page), "pageSize": str(PAGE_SIZE)}
+                payload = self._list(collection, paged, headers)
+                rows: list[dict[str, Any]] = payload.get(collection, []) if payload else []
+                found += rows
+                if len(rows) < PAGE_SIZE:
+                    break
+                page += 1
+        return found
+
+    def _id_chunks(self, collection: str, params: dict[str, str]) -> list[dict[str, str]]:
+        ids = [i for i in params.get("IDs", "").split(",") if i]
+        if not ids:
+            return [params]
+        probe = {**params, "page": "1000", "pageSize": str(PAGE_SIZE)}
+        chunks = self._fitting(
+            collection, ids, ",", lambda joined: {**probe, "IDs": joined}, IDS_PER_CALL
+        )
+        return [{**params, "IDs": chunk} for chunk in chunks]
+
+    def _where_chunks(
+        self, collection: str, clauses: list[str], scope: str, *, paged: bool = False
+    ) -> list[dict[str, str]]:
+        """`where` parameters, each `scope` AND some of `clauses` OR-ed, whose URLs fit."""
+
+        def params_of(where: str) -> dict[str, str]:
+            params = {"where": f"{scope} AND ({where})" if scope else where}
+            return {**params, "page": "1000", "pageSize": str(PAGE_SIZE)} if paged else params
+
+        chunks = self._fitting(collection, clauses, " OR ", params_of)
+        return [{"where": f"{scope} AND ({w})" if scope else w} for w in chunks]
+
+    def _list(
+        self, collection: str, params: dict[str, str], headers: dict[str, str] | None = None
+    ) -> Any:
+        """A list GET. Its URL is checked before sending; a 404 on a list is Xero refusing the
+        request (a list of nothing is an empty list), never "no such record": retried."""
+        length = self.url_length(collection, params)
+        if length >= MAX_URL_CHARS:
+            raise ApiError(PROVIDER, f"GET {collection}: a {length}-character URL (Xero's limit "
+                           f"is {MAX_URL_CHARS}) cannot be split further")
+        try:
+            return self.json("GET", collection, params=params, headers=headers or {})
+        except NotFound as exc:
+            raise ServerError(
+                PROVIDER,
+                f"GET {collection} answered 404 for a list ({length}-character URL): "
+                f"{exc.message}",
+                status=404,
+            ) from None
+
+    def url_length(self, path: str, params: dict[str, str]) -> int:
+        """The length of the URL this client would send, encoded as sent."""
+        return len(str(self._http.build_request("GET", self._url(path), params=params).url))
+
+    def _fitting(
+        self,
+        collection: str,
+        parts: list[str],
+        separator: str,
+        params_of: Callable[[str], dict[str, str]],
+        max_parts: int | None = None,
+    ) -> list[str]:
+        """`parts` joined by `separator` into the fewest strings whose request URL (built by
+        `params_of`) stays under MAX_URL_CHARS; a part too long alone is left alone (its call
+        is refused by _list with a clear error rather than a 404)."""
+        chunks: list[str] = []
+        current: list[str] = []
+        for part in parts:
+            candidate = separator.join([*current, part])
+            too_many = max_parts is not None and len(current) >= max_parts
+            fits = self.url_length(collection, params_of(candidate)) < MAX_URL_CHARS
+            if current and (too_many or not fits):
+                chunks.append(separator.join(current))
+                current = []
+            current.append(part)
+        if current:
+            chunks.append(separator.join(current))
+        return chunks
 
     def create_purchase_order(
         self, purchase_order: XeroPurchaseOrderIn, idempotency_key: str
@@ -282,10 +367,8 @@ class XeroClient(ApiClient):
         """Records matching any one of `clauses` (and `scope`): one call per URL-sized chunk."""
         return [
             model.model_validate(record)
-            for where in or_chunks(clauses)
-            for record in self.json(
-                "GET", collection, params={"where": f"{scope} AND ({where})" if scope else where}
-            ).get(collection, [])
+            for params in self._where_chunks(collection, clauses, scope)
+            for record in (self._list(collection, params) or {}).get(collection, [])
         ]
 
     def _create_each(
@@ -319,21 +402,6 @@ class XeroClient(ApiClient):
             )
             for e in elements
         ]
-
-
-def or_chunks(clauses: list[str], limit: int = WHERE_CHARS) -> list[str]:
-    """Clauses joined with OR into filters of at most about `limit` characters each, so a bulk
-    lookup stays within URL limits (a 50-name filter of long names would not)."""
-    chunks: list[str] = []
-    current: list[str] = []
-    for clause in clauses:
-        if current and len(" OR ".join([*current, clause])) > limit:
-            chunks.append(" OR ".join(current))
-            current = []
-        current.append(clause)
-    if current:
-        chunks.append(" OR ".join(current))
-    return chunks
 
 
 def quote(value: str) -> str:

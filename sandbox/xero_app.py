@@ -5,13 +5,15 @@ Mount points mirror the real hosts so a client only swaps base URLs: `POST /conn
 `GET|DELETE /connections` (api.xero.com) and the Accounting API under `/api.xro/2.0`.
 
 Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-identity.yaml):
-- Every Accounting call: a 503 for `fault_rate` of calls before any work, then the bearer token
+- Every Accounting call: Xero's plain 404 for a URL over `max_url_chars` (2,000; FACTS "URL
+  length"), a 503 for `fault_rate` of calls before any work, then the bearer token
   (401 problem JSON, "TokenExpired: ..." or "AuthenticationUnsuccessful"), then the
   `xero-tenant-id` header (403), then rate limits (429 with `X-Rate-Limit-Problem`, `Retry-After`
   for minute/day only; FACTS "Rate limits", developer.xero.com/faq/limits), then `latency_seconds`
   (plus `slow_seconds` for a `slow_rate` share) while holding a concurrency slot, then
   `Idempotency-Key` (FACTS "Idempotency"; checked after
-  rate limiting, so a replay still spends a call), then the handler; a `timeout_rate` share of
+  rate limiting, so a replay still spends a call), then the handler (or a scripted or rolled
+  500 instead of it, or after it for a saved write: sandbox/faults.py); a `timeout_rate` share of
   answers then arrives only after `timeout_seconds` and a `drop_rate` share is cut off mid-body
   (sandbox/faults.py: the work is done, the answer lost). Answers carry
   `X-DayLimit-Remaining`, `X-MinLimit-Remaining`, `X-AppMinLimit-Remaining`.

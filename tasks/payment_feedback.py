@@ -49,7 +49,6 @@ from workers.stage import StageTask
 RECONCILE_TASK = "zxsync.payment_reconcile"
 INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, "fields": ...}
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
-CONTACTS_PER_CREDIT_QUERY = 20  # keeps the credit-note `where` short
 
 
 @app.task(name=FEEDBACK_TASK, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
@@ -188,11 +187,10 @@ def _fresh_accounts(
 def _credit(ctx: StageContext, contact_ids: list[str]) -> dict[str, Decimal]:
     """Unallocated credit per contact: RemainingCredit of its AUTHORISED ACCREC credit notes."""
     credit: dict[str, Decimal] = defaultdict(Decimal)
-    for start in range(0, len(contact_ids), CONTACTS_PER_CREDIT_QUERY):
-        chunk = contact_ids[start : start + CONTACTS_PER_CREDIT_QUERY]
-        contacts = " OR ".join(f'Contact.ContactID==guid("{c}")' for c in chunk)
-        where = f'Type=="ACCRECCREDIT" AND Status=="AUTHORISED" AND ({contacts})'
-        for note in ctx.xero.credit_notes(where):
-            if note.Contact is not None:
-                credit[note.Contact.ContactID] += note.RemainingCredit
+    clauses = [f'Contact.ContactID==guid("{c}")' for c in contact_ids]
+    scope = 'Type=="ACCRECCREDIT" AND Status=="AUTHORISED"'
+    # the client splits the contacts into calls whose URLs fit Xero's limit
+    for note in ctx.xero.credit_notes_any(clauses, scope) if clauses else []:
+        if note.Contact is not None:
+            credit[note.Contact.ContactID] += note.RemainingCredit
     return credit

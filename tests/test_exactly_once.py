@@ -123,3 +123,48 @@ def test_a_flusher_whose_lease_expired_writes_no_link_and_sends_no_create(
     assert not buffer.redis.hexists(links, "a")
     fresh.store("invoice", {"a": {"InvoiceID": "y"}}, ["a"])
     assert json.loads(buffer.redis.hget(links, "a") or "{}") == {"InvoiceID": "y"}
+
+
+# ------------------------------------------------------------------ URL length (issue #21.3)
+
+
+@pytest.mark.integration
+def test_the_largest_lookups_keep_every_url_under_xeros_limit(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """50 suspects with long references (their create saved, answered 500), then payment
+    feedback's reads of 100 invoices, 100 contacts and their credit notes: Xero 404s URLs over
+    2,000 characters, so none may be sent, and every invoice is found, none created twice."""
+    from workers.context import build_context
+
+    stack = make_stack(extra_env=FAST_RETRIES)
+    conn = stack.connections[0]
+    data = build_dataset(invoices=50, accounts=5, products=3, seed=32)
+    for n, invoice in enumerate(data.invoices):
+        invoice["Invoice_Number"] = f"ZINV-{n:03d}-" + "long-reference-" * 8
+    data = load_dataset(stack.zoho, conn.zoho_org_id, data)
+    ids = [str(inv["id"]) for inv in data.invoices]
+    keys = [f"{conn.name}:Invoices:{rid}" for rid in ids]
+    stack.xero.faults.plan("PUT /Invoices", Planned(500, "An error occurred in Xero.", after=True))
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, ids, "long")
+    outcomes = wait_for_outcomes(conn.name, keys, timeout=120)
+    assert {o for o, _ in outcomes.values()} == {"created"}, outcomes
+    created = stack.xero.invoices(conn.xero_tenant_id)
+    assert len(created) == 50
+    stats = stack.xero.stats()
+    assert stats["by_route"].get("PUT /Invoices", 0) == 1 + 0  # the saved one, none again
+    assert stats["status"].get("404", 0) == 0, stats
+
+    xero = build_context(conn.name).xero
+    invoice_ids = [str(i["InvoiceID"]) for i in created] + [str(uuid.uuid4()) for _ in range(50)]
+    assert xero.url_length("Invoices", {"IDs": ",".join(invoice_ids)}) > 2000
+    assert {i.InvoiceID for i in xero.invoices({"IDs": ",".join(invoice_ids)})} == {
+        str(i["InvoiceID"]) for i in created
+    }
+    contact_ids = [str(c["ContactID"]) for c in stack.xero.contacts(conn.xero_tenant_id)]
+    contact_ids += [str(uuid.uuid4()) for _ in range(100 - len(contact_ids))]
+    assert len(xero.contacts(contact_ids)) == 5
+    clauses = [f'Contact.ContactID==guid("{c}")' for c in contact_ids]
+    assert xero.credit_notes_any(clauses, 'Type=="ACCRECCREDIT"') == []
+    assert stack.xero.stats()["status"].get("404", 0) == 0

@@ -262,7 +262,7 @@ class FakeXero:
             for c in ids
         ]
 
-    def credit_notes(self, where: str) -> list[Any]:
+    def credit_notes_any(self, clauses: list[str], scope: str) -> list[Any]:
         return []
 
 
