@@ -16,6 +16,8 @@ error, so it becomes an exception report, never a silent skip.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +33,15 @@ from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
-from workers.batching import AwaitingBatch, Element, Results, batch_handler, flush_key
+from workers.batching import (
+    AwaitingBatch,
+    Element,
+    Later,
+    Results,
+    batch_handler,
+    flush_key,
+    plan_suspects,
+)
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
@@ -171,17 +181,28 @@ def _same_invoice(body: XeroInvoiceIn) -> str | None:
 def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     """Adopt what suspect elements already have in Xero; create the rest in one call.
 
-    A suspect whose lookup failed is neither created nor given Xero's "not found": it is retried
-    alone (with its own record in the message) and keeps its mark until a lookup succeeds."""
+    An earlier request that got no answer is sent again with its own Idempotency-Key while
+    Xero keeps it (workers/batching.py `plan_suspects`), else its elements are looked up, not
+    sooner than the lookup margin. A suspect whose lookup failed is neither created nor given
+    Xero's "not found": it is retried alone (with its own record in the message) and keeps its
+    mark until a lookup succeeds."""
     assert ctx.flush is not None, "a batch handler runs in a flush"
-    conn = ctx.connection.name
+    conn, settings = ctx.connection.name, ctx.settings
     results: Results = {}
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
     for element_id, link in known.items():
         results[element_id] = {"action": "adopted", "Total": str(link.get("Total", ""))}
-    todo = [e for e in elements if e.id not in known]
-    suspects = [e for e in todo if e.may_exist or e.payload["suspect"]]
-    earlier, failed = _earlier(ctx, suspects)
+    todo = sorted((e for e in elements if e.id not in known), key=lambda e: e.id)
+    digests = {e.id: _digest(e) for e in todo}
+    plan = plan_suspects(
+        [e for e in todo if e.may_exist or e.payload["suspect"]],
+        digests,
+        time.time(),
+        settings.zxs_idempotency_window_seconds,
+        settings.zxs_lookup_margin_seconds,
+    )
+    results.update({eid: Later(until) for eid, until in plan.later.items()})
+    earlier, failed = _earlier(ctx, plan.lookup)
     results.update(failed)
     links: dict[str, dict[str, Any]] = {}
     for element in todo:
@@ -189,24 +210,31 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
         if invoice is not None:
             links[element.id] = _link(invoice, element.payload["version"])
             results[element.id] = _outcome("adopted", invoice)
-    settled = [*known, *links]
-    todo = [e for e in todo if e.id not in links and e.id not in failed]
-    if todo:
-        ctx.flush.store(LINK, links, settled)  # adopted first: a failed create keeps them
-        settled, links = [], {}
-        versions = ",".join(sorted(f"{e.id}@{e.payload['version']}" for e in todo))
-        key = flush_key(INVOICES, conn, todo, versions)
-        ctx.flush.sending(todo, key)
-        answers = ctx.xero.create_invoices([e.payload["body"] for e in todo], key)
-        for element, (invoice, errors) in zip(todo, answers, strict=True):
+    ctx.flush.store(LINK, links, [*known, *links])  # adopted first: a failed create keeps them
+    again = {e.id for group in plan.resend.values() for e in group}
+    new = [e for e in todo if e.id not in results and e.id not in again]
+    requests = list(plan.resend.items())
+    if new:
+        versions = ",".join(f"{e.id}@{e.payload['version']}" for e in new)
+        requests.append((flush_key(INVOICES, conn, new, versions), new))
+    for key, group in requests:
+        ctx.flush.sending(group, key, {e.id: digests[e.id] for e in group})
+        answers = ctx.xero.create_invoices([e.payload["body"] for e in group], key)
+        links, settled = {}, []
+        for element, (invoice, errors) in zip(group, answers, strict=True):
             settled.append(element.id)  # Xero answered for it: created, or refused and not saved
             if invoice is None:
                 results[element.id] = _refused(ctx, element, errors)
             else:
                 links[element.id] = _link(invoice, element.payload["version"])
                 results[element.id] = _outcome("created", invoice)
-    ctx.flush.store(LINK, links, settled)
+        ctx.flush.store(LINK, links, settled)
     return results
+
+
+def _digest(element: Element) -> str:
+    """The element's body as sent: a request is sent again under its key only unchanged."""
+    return hashlib.sha256(dumps(element.payload["body"]).encode()).hexdigest()[:32]
 
 
 def _earlier(

@@ -18,10 +18,16 @@ import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from sandbox.faults import Planned
 from sandbox.seed import build_dataset, load_dataset
 from sandbox.xero_state import validation_error
-from workers.batching import Buffer, Flush, LeaseLost
+from workers.batching import Buffer, Element, Flush, LeaseLost, plan_suspects
 from workers.pipeline import submit_records
 
 FAST_RETRIES = {"ZXS_MAX_RETRIES": "2", "ZXS_RETRY_BACKOFF_MAX": "0.5"}
+# no key kept and no margin: a failed create's elements are looked up at once
+LOOKUP_AT_ONCE = {
+    **FAST_RETRIES,
+    "ZXS_IDEMPOTENCY_WINDOW_SECONDS": "0",
+    "ZXS_LOOKUP_MARGIN_SECONDS": "0",
+}
 
 
 def _wait_outcome(
@@ -45,7 +51,7 @@ def test_a_failed_lookup_of_a_saved_create_never_leads_to_a_second_create(
     """PUT /Invoices saves both invoices but answers 500; every lookup then fails (a 400 on the
     filter) until the documents are dead-lettered; the next event of each record must find the
     invoice, not create it again. Each document's dead letter names its own record only."""
-    stack = make_stack(extra_env=FAST_RETRIES)
+    stack = make_stack(extra_env=LOOKUP_AT_ONCE)
     conn = stack.connections[0]
     data = load_dataset(
         stack.zoho, conn.zoho_org_id, build_dataset(invoices=2, accounts=1, products=2, seed=31)
@@ -137,7 +143,7 @@ def test_the_largest_lookups_keep_every_url_under_xeros_limit(
     2,000 characters, so none may be sent, and every invoice is found, none created twice."""
     from workers.context import build_context
 
-    stack = make_stack(extra_env=FAST_RETRIES)
+    stack = make_stack(extra_env=LOOKUP_AT_ONCE)
     conn = stack.connections[0]
     data = build_dataset(invoices=50, accounts=5, products=3, seed=32)
     for n, invoice in enumerate(data.invoices):
@@ -168,3 +174,68 @@ def test_the_largest_lookups_keep_every_url_under_xeros_limit(
     clauses = [f'Contact.ContactID==guid("{c}")' for c in contact_ids]
     assert xero.credit_notes_any(clauses, 'Type=="ACCRECCREDIT"') == []
     assert stack.xero.stats()["status"].get("404", 0) == 0
+
+
+# ------------------------------------------------- a stable key, a lookup margin (issue #22.2)
+
+
+def _element(eid: str, mark: dict[str, Any] | None) -> Element:
+    return Element(eid, {}, mark is not None, "f", mark)
+
+
+def test_an_unanswered_request_is_sent_again_under_its_key_or_looked_up_after_the_margin() -> None:
+    now = 1000.0
+    digests = {"a": "da", "b": "db", "c": "dc"}
+
+    def mark(age: float, ids: list[str], key: str = "k1") -> dict[str, Any]:
+        return {"key": key, "at": now - age, "ids": ids, "digests": digests}
+
+    window, margin = 360.0, 60.0
+    whole = [_element("a", mark(5, ["a", "b"])), _element("b", mark(5, ["a", "b"]))]
+    plan = plan_suspects(whole, digests, now, window, margin)
+    assert list(plan.resend) == ["k1"] and not plan.lookup and not plan.later
+    # one of the request's elements is not here (finished meanwhile): no resend, and no
+    # lookup before the margin has passed since it was sent
+    partial = [_element("a", mark(5, ["a", "b"]))]
+    plan = plan_suspects(partial, digests, now, window, margin)
+    assert not plan.resend and not plan.lookup and plan.later == {"a": now - 5 + margin}
+    # changed since (an edit): same answer as the partial one
+    plan = plan_suspects(whole, {**digests, "b": "changed"}, now, window, margin)
+    assert not plan.resend and set(plan.later) == {"a", "b"}
+    # past the window less the margin, the key may lapse: look up
+    old = [_element("a", mark(301, ["a"]))]
+    assert [e.id for e in plan_suspects(old, digests, now, window, margin).lookup] == ["a"]
+    # a suspect without a mark (a retry, a replay) is looked up at once
+    bare = [_element("c", None)]
+    assert [e.id for e in plan_suspects(bare, digests, now, window, margin).lookup] == ["c"]
+
+
+@pytest.mark.integration
+def test_a_create_answered_500_after_saving_is_sent_again_under_the_same_key(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """Within Xero's 6 minutes the retry of an unanswered request is the same request under the
+    same key (Xero answers it from its cache), not a lookup seconds after a timed-out create."""
+    stack = make_stack(extra_env=FAST_RETRIES)
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=3, accounts=1, products=2, seed=33)
+    )
+    ids = [str(inv["id"]) for inv in data.invoices]
+    keys = [f"{conn.name}:Invoices:{rid}" for rid in ids]
+    saved_500 = Planned(500, "An error occurred in Xero.", after=True)
+    stack.xero.faults.plan("PUT /Invoices", saved_500, saved_500)
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, ids, "same-key")
+    outcomes = wait_for_outcomes(conn.name, keys, timeout=60)
+    assert {o for o, _ in outcomes.values()} == {"created"}, outcomes
+    assert len(stack.xero.invoices(conn.xero_tenant_id)) == 3
+    routes = stack.xero.stats()["by_route"]
+    assert routes.get("GET /Invoices", 0) == 0, routes  # no lookup needed
+    with stack.xero.lock:
+        invoice_keys = [
+            key
+            for (_, key), kept in stack.xero._idempotency.items()
+            if isinstance(kept.reply.body, dict) and "Invoices" in kept.reply.body
+        ]
+    assert routes["PUT /Invoices"] >= 2 and len(invoice_keys) == 1, (routes, invoice_keys)

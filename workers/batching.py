@@ -99,6 +99,62 @@ class Element:
         return self.suspect or self.sent is not None
 
 
+@dataclass(frozen=True)
+class SuspectPlan:
+    """What to do with elements that may exist in Xero (see `plan_suspects`)."""
+
+    resend: dict[str, list[Element]]  # Idempotency-Key -> the same request's elements, again
+    lookup: list[Element]  # look up before creating
+    later: dict[str, float]  # element id -> when it may be looked up
+
+
+def plan_suspects(
+    elements: list[Element], digests: dict[str, str], now: float, window: float, margin: float
+) -> SuspectPlan:
+    """Decide, per earlier request, between sending it again and looking its elements up.
+
+    Within Xero's idempotency window (less the margin, so the key cannot lapse on the way) an
+    earlier request whose elements are all here again with the same content (`digests`: element
+    id -> digest of its body now) is sent again with the same key: Xero answers it with its first
+    answer, or runs it if it never arrived. Otherwise its elements are looked up, but not before
+    `margin` seconds after it was sent: a create that timed out may still be committing in Xero,
+    and a lookup too soon would find nothing and create it twice. Elements without a mark (a
+    retry, a replay, an orphan) are looked up at once."""
+    resend: dict[str, list[Element]] = {}
+    lookup: list[Element] = []
+    later: dict[str, float] = {}
+    by_key: dict[str, list[Element]] = {}
+    for element in elements:
+        if element.sent is None:
+            lookup.append(element)
+        else:
+            by_key.setdefault(str(element.sent["key"]), []).append(element)
+    for key, group in by_key.items():
+        mark = group[0].sent or {}
+        age = now - float(mark["at"])
+        whole = sorted(e.id for e in group) == list(mark["ids"])
+        same = all(mark.get("digests", {}).get(e.id) == digests.get(e.id) for e in group)
+        if whole and same and age < window - margin:
+            resend[key] = sorted(group, key=lambda e: e.id)
+        elif age < margin:
+            later.update(dict.fromkeys((e.id for e in group), float(mark["at"]) + margin))
+        else:
+            lookup += group
+    return SuspectPlan(resend, lookup, later)
+
+
+class Later(SyncError):
+    """This element may not be looked up yet (its create may still be committing in Xero): it
+    goes back to the buffer, which holds until `until`, without spending an attempt."""
+
+    kind = "transient"
+    retryable = True
+
+    def __init__(self, until: float):
+        super().__init__("waiting before the lookup of a create that got no answer")
+        self.until = until
+
+
 class LeaseLost(Exception):
     """This flusher's lease on the buffer expired and another flusher took it: it must neither
     write links nor send a create again (the new flusher takes its elements back as suspects)."""
@@ -138,9 +194,13 @@ class Flush:
     buffer: Buffer
     token: int
 
-    def sending(self, elements: list[Element], key: str) -> None:
-        """Mark these elements before their create is sent (raises LeaseLost if fenced out)."""
-        mark = dumps({"key": key, "at": time.time(), "ids": sorted(e.id for e in elements)})
+    def sending(
+        self, elements: list[Element], key: str, digests: dict[str, str] | None = None
+    ) -> None:
+        """Mark these elements before their create is sent (raises LeaseLost if fenced out):
+        the key, when, the request's element ids and each body's digest (`plan_suspects`)."""
+        ids = sorted(e.id for e in elements)
+        mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
         self._write({e.id: mark for e in elements}, "", {}, [])
 
     def store(
@@ -172,10 +232,10 @@ class Flush:
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
-    """The Idempotency-Key of one batched write: the same for a repeat of this flush's request,
-    new for the next flush. Xero caches errors under a key for 6 minutes, so a content-only key
-    would answer a replay made after a fix with the old refusal; what an earlier flush may have
-    written is found by the suspects' lookup instead."""
+    """The Idempotency-Key of a new batched write. Xero caches errors under a key for 6 minutes,
+    so a content-only key would answer a replay made after a fix with the old refusal: a new
+    request gets a new key, and an unanswered one is sent again under the key its elements'
+    marks keep (`plan_suspects`)."""
     return idempotency_key(kind, connection, elements[0].flush if elements else "", content)
 
 
@@ -310,15 +370,15 @@ class Buffer:
         moving that could join the batch, so a lone event (a trickle) goes at once, and so does
         the tail of a burst, while the burst itself fills its batches.
         """
+        now = time.time()
         pipe = self.redis.pipeline()
-        pipe.zcard(self.key("queue"))
+        pipe.zcount(self.key("queue"), "-inf", now)  # an element released until later is not due
         pipe.zrange(self.key("queue"), 0, 0, withscores=True)
         pipe.scard(self.key("waiting"))
         pipe.get(self.key("hold"))
         count, oldest, waiting, hold = pipe.execute()
         if not count:
-            return -1
-        now = time.time()
+            return float(oldest[0][1]) - now if oldest else -1
         if hold and float(hold) > now:
             return float(hold) - now
         if count >= size or waiting + parked_elsewhere >= inflight:
@@ -327,7 +387,8 @@ class Buffer:
         return max(0.0, max_wait - since_oldest)
 
     def claim(self, size: int) -> list[Element]:
-        ids = cast(list[str], self.redis.zrange(self.key("queue"), 0, size - 1))
+        due = self.redis.zrangebyscore(self.key("queue"), "-inf", time.time(), start=0, num=size)
+        ids = cast(list[str], due)
         if not ids:
             return []
         pipe = self.redis.pipeline()
@@ -357,6 +418,15 @@ class Buffer:
         pipe.zadd(self.key("queue"), dict.fromkeys(ids, 0))
         if suspect:
             pipe.sadd(self.key("suspect"), *ids)
+        pipe.execute()
+
+    def release_until(self, until: dict[str, float]) -> None:
+        """Claimed elements back to the queue as suspects, each claimable only from its time
+        (the rest of the buffer is not held up)."""
+        pipe = self.redis.pipeline()
+        pipe.zrem(self.key("claimed"), *until)
+        pipe.zadd(self.key("queue"), dict(until))
+        pipe.sadd(self.key("suspect"), *until)
         pipe.execute()
 
     def hold(self, until: float) -> None:
@@ -544,16 +614,24 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
         elements=len(elements),
         seconds=round(time.monotonic() - started, 3),
     )
+    # an element that may not be looked up yet waits, without spending an attempt
+    later = {eid: r.until for eid, r in results.items() if isinstance(r, Later)}
+    if later:
+        buffer.release_until(later)
     # an element's transient error (its lookup failed) retries that element alone
     transient = {
-        eid: r for eid, r in results.items() if isinstance(r, SyncError) and r.retryable
+        eid: r
+        for eid, r in results.items()
+        if isinstance(r, SyncError) and r.retryable and eid not in later
     }
     if transient:
         by_id = {e.id: e for e in elements}
         for error in {id(r): r for r in transient.values()}.values():
             ids = [eid for eid, r in transient.items() if r is error]
             _retry_later(buffer, [by_id[eid] for eid in ids], error, settings)
-    _resume(buffer, {eid: r for eid, r in results.items() if eid not in transient})
+    _resume(
+        buffer, {eid: r for eid, r in results.items() if eid not in transient and eid not in later}
+    )
     return len(elements)
 
 

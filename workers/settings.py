@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     zxs_batch_burst_wait: float = Field(
         5.0, ge=0, description="The same while the connection has more than a batch in flight."
     )
+    zxs_idempotency_window_seconds: float = Field(
+        360.0, ge=0, description="How long Xero keeps an Idempotency-Key (6 minutes)."
+    )
+    zxs_lookup_margin_seconds: float = Field(
+        60.0, ge=0, description="A create that got no answer is looked up no sooner than this."
+    )
     zxs_log_level: str = "INFO"
     zxs_log_json: bool = False
     sentry_dsn: SecretStr = SecretStr("")
