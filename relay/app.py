@@ -9,15 +9,17 @@
   callback, token in the body (the channel's `token`). Each record id becomes one `zxsync.ingest`
   job (README "Job contract for relays").
 
-Every event is claimed once in Redis (SET NX on a hash of it), so Xero's and Zoho's retries
-enqueue nothing twice; if the broker refuses a job the claims are released and the answer is 503,
-so the sender retries. Bad requests get a 4xx with the reason in JSON, are logged and enqueue
-nothing; nothing answers 500.
+Every event with an identity is claimed once in Redis (SET NX on a hash of it), so Xero's and
+Zoho's retries enqueue nothing twice; a Zoho change without one is coalesced into a job of the
+same record that has not read Zoho yet, never dropped for looking like an earlier edit; if the
+broker refuses a job the claims are released and the answer is 503, so the sender retries. Bad
+requests get a 4xx with the reason in JSON, are logged and enqueue nothing; nothing answers 500.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -40,6 +42,7 @@ from schemas.connection import Connection
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
+from workers.idempotency import PENDING_SECONDS, pending_key
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
@@ -144,21 +147,29 @@ class Relay:
         return await self._zoho_jobs(conn, change, change.channel_id or "")
 
     async def _zoho_jobs(self, conn: Connection, change: ZohoChange, source: str) -> Response:
+        """One job per record. Only a real retry is dropped: one carrying Zoho's own event
+        identity (an event id, or the notification's channel and server_time) already seen.
+        Two edits of a record look alike without it (same module, id and operation), so none
+        is dropped for its body; a change that arrives while a job of the record has not yet
+        read Zoho is coalesced into that job instead (it reads the latest record)."""
         jobs = []
+        coalesce: list[str | None] = []
+        identity = change.event_id or (
+            f"{source}|{change.server_time.isoformat()}" if change.server_time else None
+        )
         for record_id in change.ids:
-            key = event_hash(
-                conn.name, change.module, record_id, change.operation, source, change.server_time
-            )
+            key = event_hash(conn.name, change.module, record_id, change.operation, identity)
             job = SyncJob(
                 connection=conn.name,
                 module=change.module,
                 record_id=record_id,
                 event=change.operation,
-                event_id=f"zoho-{change.event_id or key}-{record_id}"[:128],
+                event_id=f"zoho-{key if identity else uuid.uuid4().hex}-{record_id}"[:128],
                 occurred_at=change.server_time,
             )
-            jobs.append(([key], job.model_dump(mode="json")))
-        await run_in_threadpool(self._enqueue, INGEST_TASK, jobs)
+            jobs.append(([key] if identity else [], job.model_dump(mode="json")))
+            coalesce.append(pending_key(conn.name, change.module, record_id, change.operation))
+        await run_in_threadpool(self._enqueue, INGEST_TASK, jobs, coalesce)
         log.info("relay.zoho.accepted", connection=conn.name, records=len(jobs))
         return Response(status_code=200)
 
@@ -178,20 +189,34 @@ class Relay:
 
     # ------------------------------------------------------------------- enqueue
 
-    def _enqueue(self, task: str, jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
-        """Claim each job's events, send what is new; release the claims if sending fails."""
+    def _enqueue(
+        self,
+        task: str,
+        jobs: list[tuple[list[str], dict[str, Any]]],
+        coalesce: list[str | None] | None = None,
+    ) -> None:
+        """Claim each job's events and send what is new, unless a job of the same record that
+        has not read it yet is on its way (`coalesce`: each job's pending key, see
+        workers/idempotency.py); release the claims if sending fails."""
         client = self._store or get_redis()
         ttl = self.settings.zxs_event_ttl_seconds
         claimed: list[str] = []
+        pending = coalesce or [None] * len(jobs)
         try:
-            for keys, job in jobs:
+            for (keys, job), mark in zip(jobs, pending, strict=True):
                 fresh = [k for k in keys if client.set(f"zxs:relay:{k}", "1", nx=True, ex=ttl)]
-                claimed += fresh
-                if fresh:
-                    self.send(task, job)
+                if keys and not fresh:
+                    continue  # a retry of an event already accepted
+                claimed += [f"zxs:relay:{k}" for k in fresh]
+                if mark is not None:
+                    if not client.set(mark, job["event_id"], nx=True, ex=PENDING_SECONDS):
+                        log.info("relay.coalesced", record=job.get("record_id"))
+                        continue
+                    claimed.append(mark)
+                self.send(task, job)
         except Exception as exc:
             if claimed:
-                client.delete(*(f"zxs:relay:{k}" for k in claimed))
+                client.delete(*claimed)
             log.error("relay.enqueue_failed", task=task, error=str(exc))
             raise Rejected(503, "could not enqueue; retry later") from None
 

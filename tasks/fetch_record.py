@@ -17,6 +17,7 @@ from workers.stage import stage
 def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
     """Fetch and validate the quote, sales order, invoice or purchase order named by the job."""
     job, conn = msg.job, ctx.connection
+    ctx.idempotency.reading(job)  # later changes get a job of their own (relay coalescing)
     if job.module == "Purchase_Orders":
         raw = ctx.zoho.get_record(job.module, job.record_id)
         order = parse_record(ZohoPurchaseOrder, job.module, raw)

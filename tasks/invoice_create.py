@@ -81,6 +81,12 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             raise AwaitingBatch(INVOICES, {link_id: _element(msg, ctx, mapped)})
         created = ctx.batch_outcome(link_id)
         total: Decimal | None = None
+        if created is not None and created.get("version", mapped.content_version) != (
+            mapped.content_version
+        ):
+            # the flush created what an earlier job read: this job's edit came while that
+            # create was in flight, so it is applied now (the link holds the created version)
+            created = None
         if created is not None:
             action = str(created["action"])
             total = Decimal(str(created["Total"])) if created.get("Total") else None
@@ -191,7 +197,11 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     results: Results = {}
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
     for element_id, link in known.items():
-        results[element_id] = {"action": "adopted", "Total": str(link.get("Total", ""))}
+        results[element_id] = {
+            "action": "adopted",
+            "Total": str(link.get("Total", "")),
+            "version": link.get("version"),
+        }
     todo = sorted((e for e in elements if e.id not in known), key=lambda e: e.id)
     digests = {e.id: _digest(e) for e in todo}
     plan = plan_suspects(
@@ -209,7 +219,7 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
         invoice = earlier.get(element.id)
         if invoice is not None:
             links[element.id] = _link(invoice, element.payload["version"])
-            results[element.id] = _outcome("adopted", invoice)
+            results[element.id] = _outcome("adopted", invoice, element)
     ctx.flush.store(LINK, links, [*known, *links])  # adopted first: a failed create keeps them
     again = {e.id for group in plan.resend.values() for e in group}
     new = [e for e in todo if e.id not in results and e.id not in again]
@@ -227,7 +237,7 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
                 results[element.id] = _refused(ctx, element, errors)
             else:
                 links[element.id] = _link(invoice, element.payload["version"])
-                results[element.id] = _outcome("created", invoice)
+                results[element.id] = _outcome("created", invoice, element)
         ctx.flush.store(LINK, links, settled)
     return results
 
@@ -295,8 +305,10 @@ def _lookup_failed(record: str, exc: SyncError) -> SyncError:
     )
 
 
-def _outcome(action: str, invoice: XeroInvoice) -> dict[str, Any]:
-    return {"action": action, "Total": str(invoice.Total)}
+def _outcome(action: str, invoice: XeroInvoice, element: Element) -> dict[str, Any]:
+    """What a waiting stage learns: the action, Xero's total, and which content was written
+    (a waiter that read a later edit of the record applies it after the create)."""
+    return {"action": action, "Total": str(invoice.Total), "version": element.payload["version"]}
 
 
 def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncError:

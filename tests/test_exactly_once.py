@@ -239,3 +239,54 @@ def test_a_create_answered_500_after_saving_is_sent_again_under_the_same_key(
             if isinstance(kept.reply.body, dict) and "Invoices" in kept.reply.body
         ]
     assert routes["PUT /Invoices"] >= 2 and len(invoice_keys) == 1, (routes, invoice_keys)
+
+
+# ------------------------------------------------ an edit during an in-flight create (#22.3)
+
+
+@pytest.mark.integration
+def test_an_edit_made_while_the_create_is_in_flight_is_applied_after_it(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """The first job's create waits in the buffer with what it read; the record is edited (a
+    change that keeps the total) and the edit's job waits on the same element. The flush
+    creates the first content; the edit's job must then update the invoice."""
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=2, seed=34)
+    )
+    record_id = str(data.invoices[0]["id"])
+    key = f"{conn.name}:Invoices:{record_id}"
+    buffer = Buffer(get_redis(), "invoices", conn.name)
+    buffer.hold(time.time() + 60)
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, [record_id], "before")
+
+    def waiting(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while int(buffer.redis.scard(buffer.key("waiting"))) < count:
+            assert time.monotonic() < deadline, "the create never waited in the buffer"
+            time.sleep(0.05)
+
+    waiting(1)
+    stack.zoho.update(conn.zoho_org_id, "Invoices", record_id, {"Invoice_Number": "EDITED-1"})
+    submit_records(conn.name, [record_id], "edit", event="update")
+    waiting(2)
+    buffer.redis.delete(buffer.key("hold"))
+    from workers.batching import sweep_batches
+
+    sweep_batches.delay()
+    deadline = time.monotonic() + 60
+    invoices: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        invoices = stack.xero.invoices(conn.xero_tenant_id)
+        if invoices and invoices[0].get("Reference") == "EDITED-1":
+            break
+        time.sleep(0.2)
+    assert len(invoices) == 1
+    assert invoices[0].get("Reference") == "EDITED-1", invoices[0].get("Reference")
+    outcome, detail = wait_for_outcomes(conn.name, [key], timeout=30)[key]
+    assert outcome != "failed", detail

@@ -2,6 +2,8 @@
 
 - events: a relay's event id is claimed once, so the same webhook enqueued three times runs once
   (a redelivery of the claiming task itself still proceeds: the claim names the Celery task);
+- pending: a change that arrives while a job of the same record has not read Zoho yet is
+  coalesced into that job (the relay sends no second job; the job reads the latest record);
 - links: Zoho id -> Xero id per connection, written as soon as Xero answers, read first by every
   stage, so a second run finds the document instead of creating it;
 - locks: one worker at a time finds-or-creates the same contact, items or document;
@@ -25,6 +27,15 @@ from schemas.jobs import SyncJob
 from schemas.wire import dumps, loads
 
 LOCK_WAIT_SECONDS = 5
+PENDING_SECONDS = 3600  # a coalescing mark outlives any job's wait before it reads Zoho
+
+
+def pending_key(connection: str, module: str, record_id: str, event: str) -> str:
+    """Marks that a job of this record has been sent and has not read the record yet: a change
+    arriving meanwhile needs no job of its own (that job reads the latest record). Deletes are
+    coalesced apart from other changes (a delete job confirms the deletion, it syncs nothing)."""
+    kind = "delete" if event == "delete" else "change"
+    return f"zxs:pending:{connection}:{module}:{record_id}:{kind}"
 
 
 def idempotency_key(*parts: str) -> str:
@@ -46,6 +57,11 @@ class IdempotencyStore:
         if self._redis.set(key, task_id, nx=True, ex=self._event_ttl):
             return True
         return self._redis.get(key) == task_id
+
+    def reading(self, job: SyncJob) -> None:
+        """Called just before a job reads its record from Zoho: a change made from now on is
+        not in what it reads, so the relay sends a job for it (workers/idempotency pending_key)."""
+        self._redis.delete(pending_key(job.connection, job.module, job.record_id, job.event))
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
