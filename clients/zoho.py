@@ -119,6 +119,21 @@ class ZohoClient(ApiClient):
         record: dict[str, Any] = payload["data"][0]
         return record
 
+    def is_deleted(self, module: str, record_id: str) -> bool:
+        """Whether the record is in the module's deleted-records list (recycle bin or deleted
+        for good; `GET /{module}/deleted`, FACTS §11), reading pages until it is found."""
+        page = 1
+        while True:
+            payload = self.json(
+                "GET", f"{module}/deleted", params={"type": "all", "page": str(page)}
+            )
+            rows = payload.get("data", []) if payload else []
+            if any(str(row.get("id")) == record_id for row in rows):
+                return True
+            if not (payload or {}).get("info", {}).get("more_records"):
+                return False
+            page += 1
+
     def get_records(self, module: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Many records by id in one call (up to 100 ids)."""
         if not ids:

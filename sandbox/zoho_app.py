@@ -504,6 +504,16 @@ async def _module_root(zs: ZohoSandbox, request: Request, org_id: str) -> Respon
     return await _write(zs, request, org_id, insert=request.method == "POST")
 
 
+async def _deleted(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
+    """`GET /{module}/deleted?type=all|recycle|permanent` (FACTS §11): recently deleted ids
+    with `deleted_time`, paged like a list; 204 when there are none."""
+    module = _module(request)
+    kind = request.query_params.get("type", "all")
+    if kind not in ("all", "recycle", "permanent"):
+        raise _bad_param("type")
+    return _page(request, module, zs.deleted(org_id, module, kind), tokens=False)
+
+
 async def _record(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
     if request.method == "GET":
         return await _get_record(zs, request, org_id)
@@ -670,6 +680,11 @@ def create_zoho_app(zs: ZohoSandbox) -> Starlette:
         Route(
             f"{crm}/{{module}}/search",
             _crm(zs, f"{crm}/{{module}}/search", _search),
+            methods=["GET"],
+        ),
+        Route(
+            f"{crm}/{{module}}/deleted",
+            _crm(zs, f"{crm}/{{module}}/deleted", _deleted),
             methods=["GET"],
         ),
         Route(

@@ -382,6 +382,7 @@ class _Org:
     unique: dict[tuple[str, str], dict[Any, str]] = field(default_factory=dict)
     notes: list[Record] = field(default_factory=list)
     attachments: list[Record] = field(default_factory=list)
+    deleted: dict[str, list[Record]] = field(default_factory=dict)  # module -> deleted entries
     credits: deque[float] = field(default_factory=deque)
     in_flight: int = 0
 
@@ -452,6 +453,33 @@ class ZohoSandbox:
             except RecordError as exc:
                 raise ZohoValidationError(exc) from exc
             return copy.deepcopy(stored)
+
+    def delete(self, org_id: str, module: str, record_id: str, *, permanent: bool = False) -> None:
+        """Delete a record as a UI user would: reads of it answer 204 from now on, and it is
+        listed by `GET /{module}/deleted` (type `recycle`, or `permanent`), as in Zoho v2+."""
+        with self._lock:
+            org = self._org(org_id)
+            record = org.records.get(module, {}).pop(record_id, None)
+            if record is None:
+                raise KeyError(f"{module}/{record_id} not found in org {org_id}")
+            name = record.get("Subject") or record.get("Account_Name") or record.get("Product_Name")
+            org.deleted.setdefault(module, []).append(
+                {
+                    "deleted_by": {"name": org.user["name"], "id": org.user["id"]},
+                    "id": record_id,
+                    "display_name": name,
+                    "type": "permanent" if permanent else "recycle",
+                    "Created_By": record.get("Created_By"),
+                    "deleted_time": iso(self._clock()),
+                }
+            )
+
+    def deleted(self, org_id: str, module: str, kind: str = "all") -> list[Record]:
+        """The module's deleted-records list, newest first; `kind` all, recycle or permanent."""
+        with self._lock:
+            rows = self._org(org_id).deleted.get(module, [])
+            chosen = [r for r in rows if kind == "all" or r["type"] == kind]
+            return copy.deepcopy(chosen[::-1])
 
     def get(self, org_id: str, module: str, record_id: str) -> Record | None:
         with self._lock:

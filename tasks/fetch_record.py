@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.errors import NotFound, ValidationFailed
 from schemas.jobs import StageMessage
 from schemas.sequence import decide
 from schemas.zoho import ZohoPurchaseOrder, ZohoSalesDocument, parse_record
@@ -28,6 +29,12 @@ def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
         update: dict[str, Any] = {"intent": "cancel"}
         if decision.action != "cancel":
             update = {"skipped_reason": decision.reason}
+        elif not _confirmed_deleted(ctx, job.module, job.record_id):
+            update = {
+                "skipped_reason": f"a delete event came, but Zoho still has {job.module} "
+                f"{job.record_id} (it reads, and it is not in the deleted records): nothing "
+                "is voided"
+            }
         return msg.model_copy(update=update)
     raw = ctx.zoho.get_record(job.module, job.record_id)
     document = parse_record(ZohoSalesDocument, job.module, raw)
@@ -47,6 +54,18 @@ def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
     elif decision.action != "sync":
         update["skipped_reason"] = decision.reason
     return msg.model_copy(update=update)
+
+
+def _confirmed_deleted(ctx: StageContext, module: str, record_id: str) -> bool:
+    """A delete event is acted on only once Zoho confirms it: the record reads as gone (204),
+    or it is in the module's deleted-records list (a read Zoho refuses with INVALID_DATA)."""
+    try:
+        ctx.zoho.get_record(module, record_id)
+    except NotFound:
+        return True
+    except ValidationFailed:
+        return ctx.zoho.is_deleted(module, record_id)
+    return False
 
 
 def _converted_from(ctx: StageContext, document: ZohoSalesDocument) -> str | None:

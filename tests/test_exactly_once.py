@@ -290,3 +290,37 @@ def test_an_edit_made_while_the_create_is_in_flight_is_applied_after_it(
     assert invoices[0].get("Reference") == "EDITED-1", invoices[0].get("Reference")
     outcome, detail = wait_for_outcomes(conn.name, [key], timeout=30)[key]
     assert outcome != "failed", detail
+
+
+# ----------------------------------------------------- a delete is confirmed first (#22.4)
+
+
+@pytest.mark.integration
+def test_a_delete_event_for_a_record_zoho_still_has_voids_nothing(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=1, seed=35)
+    )
+    record_id = str(data.invoices[0]["id"])
+    key = f"{conn.name}:Invoices:{record_id}"
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, [record_id], "create")
+    assert wait_for_outcomes(conn.name, [key], timeout=60)[key][0] == "created"
+    [invoice] = stack.xero.invoices(conn.xero_tenant_id)
+    submit_records(conn.name, [record_id], "not-deleted", event="delete")
+    outcome, detail = _wait_outcome(wait_for_outcomes, conn.name, key, "skipped")
+    assert outcome == "skipped" and "still has" in detail, detail
+    [still] = stack.xero.invoices(conn.xero_tenant_id)
+    assert still["Status"] == invoice["Status"]
+    stack.zoho.delete(conn.zoho_org_id, "Invoices", record_id)
+    submit_records(conn.name, [record_id], "deleted", event="delete")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        [gone] = stack.xero.invoices(conn.xero_tenant_id)
+        if gone["Status"] in ("VOIDED", "DELETED"):
+            break
+        time.sleep(0.2)
+    assert gone["Status"] in ("VOIDED", "DELETED"), gone["Status"]

@@ -645,3 +645,27 @@ def test_over_real_http_with_the_returned_api_domain(
             headers={"Authorization": f"Zoho-oauthtoken {token['access_token']}"},
         )
     assert body(response)["data"][0]["Grand_Total"] == Decimal("24.98")
+
+
+def test_a_deleted_record_reads_as_gone_and_is_in_the_deleted_list(
+    zs: ZohoSandbox, http: TestClient, clock: Clock
+) -> None:
+    """FACTS §11 and Zoho's "Get Deleted Records" (v2+): `GET /{module}/deleted?type=...`."""
+    headers = auth(http)
+    account = zs.insert(ORG, "Accounts", {"Account_Name": "Gone Pty"})
+    assert http.get("/crm/v7/Accounts/deleted", headers=headers).status_code == 204
+    zs.delete(ORG, "Accounts", account["id"])
+    assert http.get(f"/crm/v7/Accounts/{account['id']}", headers=headers).status_code == 204
+    listed = http.get("/crm/v7/Accounts/deleted", params={"type": "all"}, headers=headers)
+    [entry] = body(listed)["data"]
+    assert (entry["id"], entry["type"], entry["display_name"]) == (
+        account["id"],
+        "recycle",
+        "Gone Pty",
+    )
+    assert entry["deleted_time"].startswith("2026-11-25T")
+    assert body(listed)["info"]["more_records"] is False
+    permanent = http.get("/crm/v7/Accounts/deleted", params={"type": "permanent"}, headers=headers)
+    assert permanent.status_code == 204
+    wrong = http.get("/crm/v7/Accounts/deleted", params={"type": "bin"}, headers=headers)
+    assert wrong.status_code == 400 and body(wrong)["code"] == "INVALID_DATA"
