@@ -157,6 +157,12 @@ class XeroClient(ApiClient):
         element = self._create_one("Contacts", contact.body(), idempotency_key)
         return XeroContact.model_validate(element)
 
+    def claim_contact(self, contact_id: str, number: str, idempotency_key: str) -> XeroContact:
+        """Set the ContactNumber of a contact adopted by name, so no other account matches it."""
+        body = {"ContactID": contact_id, "ContactNumber": number}
+        element = self._create_one(f"Contacts/{contact_id}", body, idempotency_key, "POST")
+        return XeroContact.model_validate(element)
+
     def find_items(self, codes: list[str]) -> list[XeroItem]:
         """Items with these codes: one call per URL-sized chunk."""
         return self._find_any(XeroItem, "Items", [f"Code=={quote(code)}" for code in codes])

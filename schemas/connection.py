@@ -90,6 +90,11 @@ class Connection(BaseModel):
         max_length=50,
         description="Shared secret of Zoho workflow webhooks and Notification API channels.",
     )
+    contact_name_clash: Literal["suffix", "dead_letter"] = Field(
+        "suffix",
+        description="A Zoho account whose name a Xero contact of another account holds: created "
+        "as 'Name (City)' (else 'Name (Zoho id)'), or dead-lettered naming both.",
+    )
     credit_hold_overdue: Decimal | None = Field(
         None,
         ge=0,

@@ -197,6 +197,7 @@ class XeroCreditNote(XeroResponse):
 class XeroItem(XeroResponse):
     ItemID: str
     Code: str
+    Name: str | None = None
 
 
 class XeroInvoice(XeroResponse):

@@ -20,6 +20,7 @@ from schemas.xero import XeroItemIn
 from schemas.zoho import ZohoProduct, parse_record
 from workers.batching import AwaitingBatch, Element, Results, batch_handler, flush_key
 from workers.context import StageContext
+from workers.history import record_key
 from workers.stage import stage
 
 PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
@@ -42,8 +43,11 @@ def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
         if ctx.settings.zxs_batching or ctx.batch is not None
         else {}
     )
+    key = record_key(ctx.connection.name, msg.job.module, msg.job.record_id)
     for product_id in wanted:
         linked[product_id] = ctx.batch_outcome(product_id) or linked.get(product_id, {})
+        if linked[product_id].get("note"):  # adopted by code with another name
+            ctx.history.log(key, "zxsync.item_precheck", "item", detail=linked[product_id]["note"])
     todo = [p for p in products if linked[p.id].get("Code") != codes[p.id]]
     if todo:
         prices = _purchase_prices(msg)
@@ -98,12 +102,24 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
         found = {i.Code: i.ItemID for i in ctx.xero.find_items(sorted(wanted))}
     refused = _create(ctx, elements, [b for c, b in wanted.items() if c not in found], found)
     taken = [code for code, errors in refused.items() if _exists(errors)]
+    names: dict[str, str | None] = {}  # code -> the name of an existing item adopted by code
     if taken:
-        found.update({i.Code: i.ItemID for i in ctx.xero.find_items(taken)})
+        existing = ctx.xero.find_items(taken)
+        found.update({i.Code: i.ItemID for i in existing})
+        names.update({i.Code: i.Name for i in existing})
+    links: dict[str, dict[str, Any]] = {}
     results: Results = {}
     for element_id, body in bodies.items():
         if body.Code in found:
-            results[element_id] = {"Code": body.Code, "ItemID": found[body.Code]}
+            links[element_id] = {"Code": body.Code, "ItemID": found[body.Code]}
+            outcome = dict(links[element_id])
+            name = names.get(body.Code, body.Name)
+            if (name or "").strip().casefold() != body.Name.strip().casefold():
+                outcome["note"] = (
+                    f"adopted the Xero item {body.Code!r} by its code, though its name is "
+                    f"{name!r} and the Zoho product's is {body.Name!r}"
+                )
+            results[element_id] = outcome
         else:
             record = records[body.Code]
             results[element_id] = ValidationFailed(
@@ -113,7 +129,6 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
                     for m in refused.get(body.Code) or ["Xero returned no item for this code"]
                 ],
             )
-    links = {eid: r for eid, r in results.items() if isinstance(r, dict)}
     assert ctx.flush is not None, "a batch handler runs in a flush"
     ctx.flush.store(LINK, links, [])
     return results

@@ -16,7 +16,7 @@ import redis
 
 import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from sandbox.faults import Planned
-from sandbox.seed import build_dataset, load_dataset
+from sandbox.seed import REF, build_dataset, load_dataset
 from sandbox.xero_state import validation_error
 from workers.batching import Buffer, Element, Flush, LeaseLost, plan_suspects
 from workers.pipeline import submit_records
@@ -324,3 +324,99 @@ def test_a_delete_event_for_a_record_zoho_still_has_voids_nothing(
             break
         time.sleep(0.2)
     assert gone["Status"] in ("VOIDED", "DELETED"), gone["Status"]
+
+
+# ----------------------------------------------- two customers are never merged (#22.5)
+
+
+def _two_kiwis(stack: Any) -> tuple[list[str], list[str]]:
+    """Two Zoho accounts named alike (Auckland, Christchurch), one invoice each."""
+    conn = stack.connections[0]
+    data = build_dataset(invoices=2, accounts=2, products=1, seed=36)
+    for account, city in zip(data.accounts, ("Auckland", "Christchurch"), strict=True):
+        account["Account_Name"] = "Kiwi Traders Ltd"
+        account["Billing_City"] = city
+    for index, invoice in enumerate(data.invoices):
+        invoice["Account_Name"] = {"name": "Kiwi Traders Ltd", REF: f"Accounts:{index}"}
+        person = next(
+            n for n, c in enumerate(data.contacts) if c["Account_Name"][REF] == f"Accounts:{index}"
+        )
+        invoice["Contact_Name"] = {"name": "someone", REF: f"Contacts:{person}"}
+    data = load_dataset(stack.zoho, conn.zoho_org_id, data)
+    by_account = {str(inv["Account_Name"]["id"]): str(inv["id"]) for inv in data.invoices}
+    accounts = [str(a["id"]) for a in data.accounts]
+    assert sorted(by_account) == sorted(accounts), "one invoice per account"
+    return accounts, [by_account[a] for a in accounts]
+
+
+@pytest.mark.integration
+def test_two_accounts_with_one_name_become_two_xero_contacts(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    from workers.history import RecordHistory
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    accounts, invoices = _two_kiwis(stack)
+    stack.start_worker(concurrency=2)
+    keys = [f"{conn.name}:Invoices:{rid}" for rid in invoices]
+    for record_id, key in zip(invoices, keys, strict=True):  # one after the other
+        submit_records(conn.name, [record_id], "kiwi")
+        outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
+        assert outcome == "created", detail
+    contacts = {c["ContactNumber"]: c for c in stack.xero.contacts(conn.xero_tenant_id)}
+    assert sorted(contacts) == sorted(accounts)  # not merged
+    assert contacts[accounts[0]]["Name"] == "Kiwi Traders Ltd"
+    assert contacts[accounts[1]]["Name"] == "Kiwi Traders Ltd (Christchurch)"
+    by_invoice = {
+        inv["Contact"]["ContactID"] for inv in stack.xero.invoices(conn.xero_tenant_id)
+    }
+    assert len(by_invoice) == 2
+    notes = [e.get("detail", "") for e in RecordHistory(get_redis()).entries(keys[1])]
+    assert any("belongs to the Xero contact of another Zoho account" in n for n in notes), notes
+
+
+@pytest.mark.integration
+def test_a_name_clash_dead_letters_both_records_named_when_the_connection_says_so(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    stack = make_stack({"contact_name_clash": "dead_letter"})
+    conn = stack.connections[0]
+    accounts, invoices = _two_kiwis(stack)
+    # a contact made in Xero by hand, without ContactNumber, is adopted by the first account
+    hand = stack.xero.add_contact(conn.xero_tenant_id, {"Name": "Kiwi Traders Ltd"})
+    stack.start_worker(concurrency=2)
+    keys = [f"{conn.name}:Invoices:{rid}" for rid in invoices]
+    submit_records(conn.name, [invoices[0]], "kiwi")
+    assert wait_for_outcomes(conn.name, [keys[0]], timeout=60)[keys[0]][0] == "created"
+    [claimed] = stack.xero.contacts(conn.xero_tenant_id)
+    assert (claimed["ContactID"], claimed["ContactNumber"]) == (hand["ContactID"], accounts[0])
+    submit_records(conn.name, [invoices[1]], "kiwi")
+    outcome, detail = wait_for_outcomes(conn.name, [keys[1]], timeout=60)[keys[1]]
+    assert outcome == "failed" and accounts[1] in detail and accounts[0] in detail, detail
+    assert len(stack.xero.contacts(conn.xero_tenant_id)) == 1
+
+
+@pytest.mark.integration
+def test_an_item_with_the_code_and_another_name_is_adopted_with_a_note(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    from workers.history import RecordHistory
+    from workers.redis import get_redis
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=1, seed=37)
+    )
+    code = str(data.products[0]["Product_Code"])
+    stack.xero.add_item(conn.xero_tenant_id, {"Code": code, "Name": "Something else entirely"})
+    record_id = str(data.invoices[0]["id"])
+    key = f"{conn.name}:Invoices:{record_id}"
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, [record_id], "item")
+    assert wait_for_outcomes(conn.name, [key], timeout=60)[key][0] == "created"
+    assert len(stack.xero.items(conn.xero_tenant_id)) == 1
+    notes = [e.get("detail", "") for e in RecordHistory(get_redis()).entries(key)]
+    assert any("by its code" in n and "Something else entirely" in n for n in notes), notes
