@@ -64,6 +64,34 @@ class TotalMismatch(InvalidRecord):
         self.xero_total = xero_total
 
 
+class TotalDiffers(InvalidRecord):
+    """The Xero invoice exists, but its total is not Zoho's: the record stays Failed until the
+    totals agree (fix Zoho, the next event updates Xero) or someone accepts the difference."""
+
+    kind = "total_differs"
+
+    def __init__(
+        self, record: str, zoho_total: Decimal, xero_total: Decimal, invoice: str, action: str
+    ):
+        what = {
+            "created": "was created",
+            "adopted": "was found in Xero",
+            "updated": "was updated",
+        }.get(action, "exists")
+        super().__init__(
+            record,
+            "Grand_Total",
+            f"Xero invoice {invoice} {what}, but its total {xero_total} differs from Zoho "
+            f"Grand_Total {zoho_total} (difference {zoho_total - xero_total}); the record stays "
+            "Failed until the totals agree or the difference is accepted",
+            hint="Correct the Zoho record (line discounts, taxes) so the totals agree: the next "
+            "event updates the Xero invoice. Or accept Xero's total with "
+            "`zxsync dlq accept-total <dead-letter id>`.",
+        )
+        self.zoho_total = zoho_total
+        self.xero_total = xero_total
+
+
 class ConfigurationError(SyncError):
     """The connection's settings do not fit the Xero organisation or Zoho org."""
 

@@ -26,7 +26,7 @@ from schemas.errors import (
     InvalidRecord,
     RetryableApiError,
     SyncError,
-    TotalMismatch,
+    TotalDiffers,
     ValidationFailed,
 )
 from schemas.jobs import StageMessage
@@ -99,10 +99,23 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             total = invoice.Total
             # keep what later stages noted (e.g. that it was sent)
             link = {**link, **_link(invoice, mapped.content_version)}
+        if total is None and link.get("Total"):
+            total = Decimal(str(link["Total"]))  # unchanged: judged on what Xero holds
+        link, differs = judge_total(link, doc.grand_total, total)
         # a converted document keeps the adopted invoice under its own id too
         ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
-    if total is not None and total != doc.grand_total:
-        raise TotalMismatch(f"{job.module} {job.record_id}", doc.grand_total, total)
+    if differs is not None:
+        record = f"{job.module} {job.record_id}"
+        assert total is not None
+        raise TotalDiffers(record, doc.grand_total, total, str(link["InvoiceNumber"]), action)
+    if link.get("accepted_total"):
+        ctx.history.log(
+            f"{job.connection}:{link_id}",
+            "invoice_create",
+            "total_accepted",
+            detail=f"Xero total {link['accepted_total']['xero']} accepted for Zoho "
+            f"{link['accepted_total']['zoho']}",
+        )
     return msg.model_copy(
         update={
             "content_version": mapped.content_version,
@@ -112,6 +125,20 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             "xero_action": action,
         }
     )
+
+
+def judge_total(
+    link: dict[str, Any], zoho_total: Decimal, xero_total: Decimal | None
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """Pure: the link with the verdict on Xero's total kept on it, and the difference if it
+    stands. A total judged wrong is judged again on every event (the link remembers it), so an
+    "unchanged" event never turns it Synced; it stands until the totals agree, or until someone
+    accepted exactly this pair (`zxsync dlq accept-total`)."""
+    if xero_total is None or xero_total == zoho_total:
+        return {k: v for k, v in link.items() if k not in ("total_differs", "accepted_total")}, None
+    pair = {"zoho": str(zoho_total), "xero": str(xero_total)}
+    link = {**link, "total_differs": pair}
+    return link, None if link.get("accepted_total") == pair else pair
 
 
 def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:

@@ -420,3 +420,75 @@ def test_an_item_with_the_code_and_another_name_is_adopted_with_a_note(
     assert len(stack.xero.items(conn.xero_tenant_id)) == 1
     notes = [e.get("detail", "") for e in RecordHistory(get_redis()).entries(key)]
     assert any("by its code" in n and "Something else entirely" in n for n in notes), notes
+
+
+# --------------------------------------------- a total judged wrong stays Failed (#22.6)
+
+
+def test_a_total_judged_wrong_is_judged_again_until_it_agrees_or_is_accepted() -> None:
+    from decimal import Decimal
+
+    from schemas.errors import TotalDiffers
+    from tasks.invoice_create import judge_total
+
+    link: dict[str, Any] = {"InvoiceID": "i", "Total": "3.33"}
+    link, differs = judge_total(link, Decimal("3.32"), Decimal("3.33"))
+    assert differs == {"zoho": "3.32", "xero": "3.33"}
+    again, differs = judge_total(link, Decimal("3.32"), Decimal("3.33"))  # "unchanged" event
+    assert differs is not None
+    accepted, differs = judge_total(
+        {**again, "accepted_total": again["total_differs"]}, Decimal("3.32"), Decimal("3.33")
+    )
+    assert differs is None
+    _, differs = judge_total(accepted, Decimal("3.31"), Decimal("3.33"))  # Zoho changed since
+    assert differs is not None
+    agreed, differs = judge_total(accepted, Decimal("3.33"), Decimal("3.33"))
+    assert differs is None and "total_differs" not in agreed and "accepted_total" not in agreed
+    message = str(TotalDiffers("Invoices 1", Decimal("3.32"), Decimal("3.33"), "INV-7", "created"))
+    assert "INV-7 was created" in message and "differs from Zoho Grand_Total 3.32" in message
+    assert "did not create" not in message
+
+
+@pytest.mark.integration
+def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_accepted(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    from decimal import Decimal
+
+    from workers.deadletter import DeadLetterStore
+    from workers.idempotency import IdempotencyStore
+    from workers.redis import get_redis
+    from workers.replay import replay
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=1, seed=38)
+    )
+    record_id = str(data.invoices[0]["id"])
+    key = f"{conn.name}:Invoices:{record_id}"
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, [record_id], "total")
+    assert wait_for_outcomes(conn.name, [key], timeout=60)[key][0] == "created"
+    # what Xero's answer said the total was (a cent off Zoho's): the check judged it wrong
+    store = IdempotencyStore(get_redis(), 3600)
+    link_id = f"Invoices:{record_id}"
+    link = store.link("invoice", conn.name, link_id)
+    assert link is not None
+    store.set_links(
+        "invoice", conn.name, {link_id: {**link, "Total": str(Decimal(link["Total"]) + 1)}}
+    )
+    for n in range(2):  # every later event, content unchanged, keeps it Failed
+        submit_records(conn.name, [record_id], f"again{n}", event="update")
+        outcome, detail = _wait_outcome(wait_for_outcomes, conn.name, key, "failed")
+        assert outcome == "failed" and "differs from Zoho Grand_Total" in detail, detail
+        status = stack.zoho.get(conn.zoho_org_id, "Invoices", record_id)["Xero_Sync_Status"]
+        assert status == "Failed", status
+        get_redis().delete(f"zxs:outcomes:{conn.name}")
+    letters = DeadLetterStore(get_redis())
+    letter = next(d for d in letters.list() if d.record_id == record_id)
+    assert letter.error_kind == "total_differs"
+    assert store.accept_total(conn.name, link_id) is not None
+    replay(letter, letters)
+    outcome, detail = _wait_outcome(wait_for_outcomes, conn.name, key, "skipped")
+    assert outcome != "failed", detail

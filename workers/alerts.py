@@ -91,6 +91,8 @@ class ExceptionReport:
 def build_report(letter: DeadLetter) -> ExceptionReport:
     """Pure: turn a dead letter into the words people read."""
     what = WHAT_FAILED.get(letter.stage, f"Stage {letter.stage} failed")
+    if letter.error_kind == "total_differs":  # the invoice exists: say so
+        what = "The Xero invoice's total differs from Zoho's"
     document = f"Zoho {letter.module} {letter.record_id}" if letter.record_id else "a relay's job"
     title = f"{what} for {document} (connection {letter.connection or 'unknown'})"
     why = letter.error + (f" [field: {letter.field}]" if letter.field else "")

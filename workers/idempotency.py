@@ -96,6 +96,16 @@ class IdempotencyStore:
             mapping: dict[Any, Any] = {zid: dumps(value) for zid, value in values.items()}
             self._redis.hset(f"zxs:links:{connection}:{kind}", mapping=mapping)
 
+    def accept_total(self, connection: str, link_id: str) -> dict[str, str] | None:
+        """Accept the total difference judged on this invoice link (Zoho and Xero totals as
+        judged; a later change of either is judged anew); None when none stands."""
+        link = self.link("invoice", connection, link_id)
+        if link is None or not link.get("total_differs"):
+            return None
+        accepted = {**link, "accepted_total": link["total_differs"]}
+        self.set_links("invoice", connection, {link_id: accepted})
+        return dict(link["total_differs"])
+
     def forget_links(self, kind: str, connection: str, zoho_ids: list[str]) -> None:
         """Drop links Xero says are stale (archived contact, deleted item): looked up again."""
         if zoho_ids:

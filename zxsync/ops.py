@@ -112,6 +112,35 @@ def dlq_replay(
         )
 
 
+@dlq_app.command("accept-total")
+def dlq_accept_total(letter_id: str) -> None:
+    """Accept Xero's total of an invoice that differs from Zoho's, then replay: the record
+    turns Synced (a later change of either total is judged again)."""
+    from workers.idempotency import IdempotencyStore
+    from workers.redis import get_redis
+    from workers.replay import replay
+    from workers.settings import get_settings
+
+    store = _store()
+    letter = store.get(letter_id)
+    if letter is None or letter.error_kind != "total_differs":
+        console.print(f"[red]no open total_differs dead letter {letter_id}[/red]")
+        raise typer.Exit(1)
+    ttl = get_settings().zxs_event_ttl_seconds
+    pair = IdempotencyStore(get_redis(), ttl).accept_total(
+        letter.connection, f"{letter.module}:{letter.record_id}"
+    )
+    if pair is None:
+        console.print(f"[red]{letter.module} {letter.record_id}: no total difference stands[/red]")
+        raise typer.Exit(1)
+    event_id = replay(letter, store)
+    console.print(
+        f"accepted Xero total {pair['xero']} for Zoho {pair['zoho']}; replayed {letter.id} "
+        f"(event {event_id})",
+        markup=False,
+    )
+
+
 @dlq_app.command("discard")
 def dlq_discard(letter_id: str) -> None:
     """Remove a dead letter that needs no replay (e.g. fixed by hand in Xero)."""
