@@ -43,7 +43,7 @@ from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
 from workers.idempotency import PENDING_SECONDS, pending_key
-from workers.redis import get_redis
+from workers.redis import get_redis, set_once
 from workers.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1_000_000
@@ -204,12 +204,15 @@ class Relay:
         pending = coalesce or [None] * len(jobs)
         try:
             for (keys, job), mark in zip(jobs, pending, strict=True):
-                fresh = [k for k in keys if client.set(f"zxs:relay:{k}", "1", nx=True, ex=ttl)]
+                # unique to this request: a lost reply's retry is still our claim, another
+                # delivery of the same event is not
+                owner = uuid.uuid4().hex
+                fresh = [k for k in keys if set_once(client, f"zxs:relay:{k}", owner, ttl)]
                 if keys and not fresh:
                     continue  # a retry of an event already accepted
                 claimed += [f"zxs:relay:{k}" for k in fresh]
                 if mark is not None:
-                    if not client.set(mark, job["event_id"], nx=True, ex=PENDING_SECONDS):
+                    if not set_once(client, mark, owner, PENDING_SECONDS):
                         log.info("relay.coalesced", record=job.get("record_id"))
                         continue
                     claimed.append(mark)

@@ -79,3 +79,34 @@ def test_a_notification_retry_is_dropped_and_a_new_notification_is_not() -> None
     later = {**body, "server_time": "2026-12-01T10:00:05+00:00"}
     assert client.post(url, json=later).status_code == 200
     assert len(sent) == 2
+
+
+class LostReplies(fakeredis.FakeRedis):
+    """A SET NX whose reply is lost: the client's retry finds the key its first try set."""
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        first = super().set(name, value, *args, **kwargs)
+        if kwargs.get("nx") and first:
+            return None  # what the retried command answers
+        return first
+
+
+def test_a_claim_whose_reply_was_lost_is_still_this_requests_claim() -> None:
+    sent: Sent = []
+    store = LostReplies(decode_responses=True)
+    app = create_relay_app(SETTINGS, lambda name, args: sent.append(args[0]), store)
+    client = TestClient(app)
+    url = "/webhooks/zoho/acme/notifications"
+    body = {
+        "module": "Invoices",
+        "ids": ["5843006000000123001"],
+        "operation": "update",
+        "token": TOKEN,
+        "channel_id": "1000",
+        "server_time": "2026-12-01T10:00:00+00:00",
+    }
+    assert client.post(url, json=body).status_code == 200
+    assert len(sent) == 1  # not taken for a duplicate of itself
+    read_by_worker(IdempotencyStore(store, 3600), sent[0])
+    assert client.post(url, json=body).status_code == 200
+    assert len(sent) == 1  # Zoho's real retry is still dropped

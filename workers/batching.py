@@ -360,6 +360,22 @@ class Buffer:
             pipe.execute()
         return len(orphans)
 
+    def suspect_after_restart(self) -> int:
+        """After Redis restarted or failed over, every buffered element is a suspect: with
+        `appendonly everysec` a crash loses the last second, and a replica promoted by Sentinel
+        may lack the master's last writes, so a claim, a mark or a link written then may be
+        gone while Xero got the create. The server's run_id changes with every start; a buffer
+        remembers the one it last flushed under. Returns the elements marked."""
+        run_id = str(self.redis.info("server")["run_id"])
+        seen = self.redis.set(self.key("server"), run_id, get=True)
+        if seen is None or seen == run_id:
+            return 0
+        ids = cast(list[str], self.redis.hkeys(self.key("items")))
+        if ids:
+            self.redis.sadd(self.key("suspect"), *ids)
+        log.warning("batch.redis_restarted", buffer=self.member, suspects=len(ids))
+        return len(ids)
+
     def wait_before_flush(
         self, size: int, max_wait: float, inflight: int, parked_elsewhere: int = 0
     ) -> float:
@@ -544,6 +560,7 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
     renewer = _Renewer(lock)
     try:
         hold = Flush(buffer, buffer.fence())
+        buffer.suspect_after_restart()
         buffer.reclaim_orphans()
         wait = _wait(buffer, settings)
         if wait < 0:

@@ -61,6 +61,20 @@ def resolve_redis_url(settings: Settings) -> str:
     return start_embedded(settings.zxs_data_dir, _free_port())
 
 
+def set_once(client: redis.Redis, key: str, value: str, ex: int) -> bool:
+    """SET NX that survives a lost reply: the client retries a command whose answer a timeout
+    or dropped connection lost, and the retry of a first SET NX finds the key it set itself.
+    So the value is unique to the caller and a refused SET reads it back: True when the key is
+    ours (first set, or our own set whose reply was lost), False when another caller's."""
+    if client.set(key, value, nx=True, ex=ex):
+        return True
+    current = client.get(key)
+    return bool(
+        current is not None
+        and (current.decode() if isinstance(current, bytes) else current) == value
+    )
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
