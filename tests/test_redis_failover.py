@@ -22,21 +22,36 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a redis-serv
 
 
 class Server:
-    """One redis-server process (appendonly) in its own directory."""
+    """One redis-server process (appendonly) in its own directory, or a Sentinel."""
 
-    def __init__(self, directory: Path, port: int, *extra: str) -> None:
+    def __init__(
+        self, directory: Path, port: int, *extra: str, sentinel_of: int | None = None
+    ) -> None:
         self.directory, self.port, self.extra = directory, port, extra
+        self.sentinel_of = sentinel_of
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _argv(self) -> list[str]:
+        assert REDIS_SERVER is not None
+        if self.sentinel_of is None:
+            return [
+                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
+                *self.extra,
+            ]
+        conf = self.directory / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.sentinel_of} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        return [REDIS_SERVER, str(conf), "--sentinel"]
 
     def start(self) -> Server:
         self.directory.mkdir(parents=True, exist_ok=True)
-        assert REDIS_SERVER is not None
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
-             *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
@@ -86,3 +101,36 @@ def test_elements_buffered_before_a_redis_crash_come_back_as_suspects(
     buffer = Buffer(client, "invoices", "crash")
     assert buffer.suspect_after_restart() == 2
     assert {e.id: e.may_exist for e in buffer.claim(10)} == {"a": True, "b": True}
+
+
+@pytest.mark.integration
+def test_a_sentinel_failover_mid_burst_loses_and_duplicates_nothing(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """Broker and state on a master with a replica and a Sentinel (`sentinel://` REDIS_URL);
+    the master is SIGKILLed once a third of the invoices are done; the Sentinel promotes the
+    replica and the workers carry on: every invoice created exactly once."""
+    from zxsync.chaos import run_chaos
+
+    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    master = Server(tmp_path / "master", master_port).start()
+    replica = Server(
+        tmp_path / "replica", replica_port, "--replicaof", "127.0.0.1", str(master_port)
+    ).start()
+    sentinel = Server(tmp_path / "sentinel", sentinel_port, sentinel_of=master_port).start()
+    servers += [master, replica, sentinel]
+    deadline = time.monotonic() + 20
+    while redis.Redis(port=replica_port).info("replication")["master_link_status"] != "up":
+        assert time.monotonic() < deadline, "the replica never synced"
+        time.sleep(0.1)
+    url = f"sentinel://127.0.0.1:{sentinel_port}/0"
+    report = run_chaos(
+        invoices=60, workers=1, concurrency=2, kill_every=0, timeout=240, redis_url=url,
+        fail_redis=master.kill,
+    )
+    print("\n".join(report.lines()))
+    assert report.redis_restarts == 1
+    assert (report.lost, report.duplicated) == (0, 0), report.lines()
+    assert report.created == 60
+    promoted = redis.Redis(port=replica_port).info("replication")["role"]
+    assert promoted == "master"

@@ -110,6 +110,7 @@ def create_app() -> Celery:
             or int(settings.zxs_retry_backoff_max * 3 + 600),
             "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
             "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
+            "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
         },
         task_default_priority=0,
         broker_connection_retry_on_startup=True,

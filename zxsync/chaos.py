@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.config import SandboxConfig, XeroLimits
@@ -55,8 +56,12 @@ def run_chaos(
     kill_every: float = 3.0,
     timeout: float = 600.0,
     seed: int = 1,
+    redis_url: str | None = None,
+    fail_redis: Callable[[], None] | None = None,
 ) -> ChaosReport:
-    """Run the pipeline under kills and one Redis restart; count what came out."""
+    """Run the pipeline under kills (none if `kill_every` <= 0) and one Redis failure (a
+    restart of the embedded Redis, or `fail_redis`, e.g. killing a Sentinel set's master, with
+    `redis_url` pointing at it); count what came out."""
     rng = random.Random(seed)
     env = {  # short waits, so killed workers' tasks come back within seconds
         "ZXS_VISIBILITY_TIMEOUT": "15",
@@ -72,7 +77,9 @@ def run_chaos(
     }
     unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
     config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
-    with LocalStack([CONNECTION], config, concurrency=concurrency, extra_env=env) as stack:
+    with LocalStack(
+        [CONNECTION], config, redis_url=redis_url, concurrency=concurrency, extra_env=env
+    ) as stack:
         dataset = load_dataset(
             stack.zoho,
             CONNECTION.zoho_org_id,
@@ -84,7 +91,8 @@ def run_chaos(
         pool = [stack.start_worker(name=f"chaos{i}") for i in range(workers)]
         started = time.monotonic()
         _enqueue(ids)
-        kills, restarts = _torment(stack, pool, ids, rng, kill_every, timeout)
+        fail = fail_redis or stack.restart_redis
+        kills, restarts = _torment(stack, pool, ids, rng, kill_every, timeout, fail)
         _wait_for_outcomes(ids, started + timeout)
         seconds = time.monotonic() - started
         return _count(stack, dataset.invoices, kills, restarts, seconds)
@@ -111,6 +119,7 @@ def _torment(
     rng: random.Random,
     kill_every: float,
     timeout: float,
+    fail_redis: Callable[[], None],
 ) -> tuple[int, int]:
     """Every `kill_every` seconds SIGKILL a random worker process: mostly a pool process (its
     parent replaces it), every fourth time a whole worker (restarted here). Restart Redis once a
@@ -123,10 +132,10 @@ def _torment(
         if done is not None and done >= len(ids):
             break
         if restarts == 0 and done is not None and done >= len(ids) // 3:
-            stack.restart_redis()
+            fail_redis()
             restarts += 1
         _beat()
-        if time.monotonic() >= next_kill:
+        if kill_every > 0 and time.monotonic() >= next_kill:
             kills += 1
             if kills % 4 == 0:
                 victim = pool.pop(rng.randrange(len(pool)))
