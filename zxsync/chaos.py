@@ -223,3 +223,161 @@ def _count(
         else:
             duplicated += 1
     return ChaosReport(len(invoices), created, dead, lost, duplicated, kills, restarts, seconds)
+
+
+# ------------------------------------------------------------------ Xero's faults (issue #22)
+
+
+@dataclass(frozen=True)
+class FaultReport:
+    """What a fault run left in the sandboxes, judged by their own state."""
+
+    invoices: int
+    created: int  # exactly one live Xero invoice
+    dead_lettered: int  # none in Xero, a dead letter with the reason
+    lost: int  # none in Xero, no dead letter
+    duplicated: int  # more than one live Xero invoice
+    merged: int  # Xero contacts that carry invoices of more than one Zoho account
+    wrongly_voided: int  # voided or deleted although the Zoho record was never deleted
+    injected: dict[str, int]
+    seconds: float
+
+    @property
+    def exact(self) -> bool:
+        return not (self.lost or self.duplicated or self.merged or self.wrongly_voided)
+
+    def lines(self) -> list[str]:
+        return [
+            f"invoices {self.invoices}: created exactly once {self.created}, dead-lettered "
+            f"{self.dead_lettered}, lost {self.lost}, duplicated {self.duplicated}, merged "
+            f"{self.merged}, wrongly voided {self.wrongly_voided}",
+            f"faults injected {self.injected}, wall time {self.seconds:.1f} s",
+        ]
+
+
+def run_faults(
+    invoices: int = 200, seed: int = 1, timeout: float = 600.0, batch_size: int = 50
+) -> FaultReport:
+    """The invoices flow while Xero fails 20% of writes (half after saving them) and 10% of
+    reads, every retry of a create is looked up (as after Xero's 6 minutes), and access tokens
+    last 20 s; every record also gets a duplicate event, a tenth an edit and an update event
+    sent out of order, a twentieth a delete event although the record exists; every fifth
+    account shares its name with another one (another city)."""
+    rng = random.Random(seed)
+    env = {
+        "ZXS_VISIBILITY_TIMEOUT": "15",
+        "ZXS_RETRY_BACKOFF_MAX": "3",
+        "ZXS_LOCK_SECONDS": "10",
+        "ZXS_STALL_SECONDS": "30",
+        "ZXS_XERO_PER_MINUTE": "1000000",
+        "ZXS_XERO_PER_DAY": "1000000",
+        "ZXS_BATCH_BURST_WAIT": "1",
+        # the sandbox commits at once: a short margin keeps the run short (README)
+        "ZXS_LOOKUP_MARGIN_SECONDS": "2",
+        "ZXS_BATCH_SIZE": str(batch_size),  # smaller batches: more requests to fail
+        # every retry as if Xero had forgotten its key: looked up, the harder path
+        "ZXS_IDEMPOTENCY_WINDOW_SECONDS": "0",
+    }
+    unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
+    config = SandboxConfig(
+        enforce_limits=False,
+        xero_limits=unlimited,
+        write_fault_rate=0.2,
+        write_fault_after_share=0.5,
+        lookup_fault_rate=0.1,
+        xero_access_token_seconds=20,
+        zoho_access_token_seconds=20,
+        seed=seed,
+    )
+    with LocalStack([CONNECTION], config, concurrency=2, extra_env=env) as stack:
+        data = build_dataset(
+            invoices=invoices, accounts=max(4, invoices // 10), products=20, seed=seed
+        )
+        for index in range(4, len(data.accounts), 5):  # namesakes in another city
+            data.accounts[index]["Account_Name"] = data.accounts[index - 1]["Account_Name"]
+            data.accounts[index]["Billing_City"] = f"Other {index}"
+        dataset = load_dataset(stack.zoho, CONNECTION.zoho_org_id, data)
+        ids = [str(inv["id"]) for inv in dataset.invoices]
+        worker = stack.start_worker(name="faults")
+        started = time.monotonic()
+        _send_with_noise(stack, ids, rng)
+        _wait_for_outcomes(ids, started + timeout)
+        _settle(started + timeout)
+        seconds = time.monotonic() - started
+        worker.poll()
+        return _judge(stack, dataset.invoices, seconds)
+
+
+def _send_with_noise(stack: LocalStack, ids: list[str], rng: random.Random) -> None:
+    """Every record's insert, a duplicate of it, out-of-order updates, edits and deletes of
+    records that still exist."""
+    from workers.pipeline import submit_records
+
+    edited = rng.sample(ids, max(1, len(ids) // 10))
+    submit_records(CONNECTION.name, edited, "early", event="update")  # before their insert
+    submit_records(CONNECTION.name, ids, "insert")
+    for record_id in edited:
+        record = stack.zoho.get(CONNECTION.zoho_org_id, "Invoices", record_id) or {}
+        stack.zoho.update(
+            CONNECTION.zoho_org_id, "Invoices", record_id, {"Due_Date": record.get("Invoice_Date")}
+        )
+    submit_records(CONNECTION.name, rng.sample(ids, len(ids)), "dup")
+    submit_records(CONNECTION.name, edited, "edit", event="update")
+    submit_records(CONNECTION.name, rng.sample(ids, max(1, len(ids) // 20)), "rm", event="delete")
+
+
+def _settle(deadline: float) -> None:
+    """Every record has an outcome; wait until no job is in flight any more (later events)."""
+    from workers.history import inflight_key
+    from workers.redis import get_redis
+
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        _beat()
+        if get_redis().hlen(inflight_key(CONNECTION.name)):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 3:
+            return
+        time.sleep(0.3)
+
+
+def _judge(stack: LocalStack, invoices: list[dict[str, object]], seconds: float) -> FaultReport:
+    from workers.deadletter import DeadLetterStore
+    from workers.redis import get_redis
+
+    tenant = CONNECTION.xero_tenant_id
+    in_xero = stack.xero.invoices(tenant)
+    live = Counter(
+        str(i.get("Reference")) for i in in_xero if i.get("Status") not in ("DELETED", "VOIDED")
+    )
+    voided = sum(1 for i in in_xero if i.get("Status") in ("DELETED", "VOIDED"))
+    letters = {
+        dl.record_id
+        for dl in DeadLetterStore(get_redis()).list(1_000_000)
+        if dl.connection == CONNECTION.name
+    }
+    account_of = {
+        str(inv["Invoice_Number"]): str(dict(inv["Account_Name"])["id"])  # type: ignore[call-overload]
+        for inv in invoices
+    }
+    accounts_on: dict[str, set[str]] = {}
+    for invoice in in_xero:
+        account = account_of.get(str(invoice.get("Reference")))
+        if account is not None:
+            accounts_on.setdefault(str(invoice["Contact"]["ContactID"]), set()).add(account)
+    created = dead = lost = duplicated = 0
+    for invoice in invoices:
+        count = live[str(invoice["Invoice_Number"])]
+        if count == 1:
+            created += 1
+        elif count > 1:
+            duplicated += 1
+        elif str(invoice["id"]) in letters:
+            dead += 1
+        else:
+            lost += 1
+    merged = sum(1 for accounts in accounts_on.values() if len(accounts) > 1)
+    injected = {k: int(v) for k, v in stack.xero.faults.injected.items() if v}
+    return FaultReport(
+        len(invoices), created, dead, lost, duplicated, merged, voided, injected, seconds
+    )
