@@ -486,7 +486,9 @@ def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_acc
         assert status == "Failed", status
         get_redis().delete(f"zxs:outcomes:{conn.name}")
     letters = DeadLetterStore(get_redis())
-    letter = next(d for d in letters.list() if d.record_id == record_id)
+    letter = next(
+        d for d in letters.list() if (d.connection, d.record_id) == (conn.name, record_id)
+    )
     assert letter.error_kind == "total_differs"
     assert store.accept_total(conn.name, link_id) is not None
     replay(letter, letters)

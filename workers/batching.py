@@ -439,6 +439,8 @@ class Buffer:
     def release_until(self, until: dict[str, float]) -> None:
         """Claimed elements back to the queue as suspects, each claimable only from its time
         (the rest of the buffer is not held up)."""
+        if not until:
+            return
         pipe = self.redis.pipeline()
         pipe.zrem(self.key("claimed"), *until)
         pipe.zadd(self.key("queue"), dict(until))
@@ -645,7 +647,7 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
         by_id = {e.id: e for e in elements}
         for error in {id(r): r for r in transient.values()}.values():
             ids = [eid for eid, r in transient.items() if r is error]
-            _retry_later(buffer, [by_id[eid] for eid in ids], error, settings)
+            _retry_later(buffer, [by_id[eid] for eid in ids], error, settings, alone=True)
     _resume(
         buffer, {eid: r for eid, r in results.items() if eid not in transient and eid not in later}
     )
@@ -653,7 +655,12 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
 
 
 def _retry_later(
-    buffer: Buffer, elements: list[Element], exc: SyncError, settings: Settings
+    buffer: Buffer,
+    elements: list[Element],
+    exc: SyncError,
+    settings: Settings,
+    *,
+    alone: bool = False,
 ) -> None:
     """A transient failure: back to the queue as suspects (the request may have been applied);
     an element that failed too often is given up with this error. Its "create may have reached
@@ -667,11 +674,14 @@ def _retry_later(
             given_up[element.id] = exc
         else:
             retry.append(element.id)
-    buffer.release(retry, suspect=True)
+    countdown = retry_countdown(exc, tries, settings.zxs_retry_backoff_max)
+    if alone:  # these elements wait; the rest of the buffer is not held up for them
+        buffer.release_until(dict.fromkeys(retry, time.time() + countdown))
+    else:
+        buffer.release(retry, suspect=True)
+        buffer.hold(time.time() + countdown)
     if given_up:
         _resume(buffer, given_up)
-    countdown = retry_countdown(exc, tries, settings.zxs_retry_backoff_max)
-    buffer.hold(time.time() + countdown)
     log.warning("batch.retry", kind=buffer.kind, error=str(exc), countdown=round(countdown, 1))
 
 
