@@ -3,10 +3,11 @@
 New invoices of a tenant are created up to 50 per request (workers/batching.py) with
 `summarizeErrors=false`: a refused invoice is dead-lettered alone, the rest are created.
 
-Three guards against duplicates, strongest first: the stored link (a second run finds the
-invoice), a lookup of suspect elements (a retry, redelivery, replay, or a batch whose flusher
-died: Xero forgets idempotency keys after 6 minutes), and the Idempotency-Key derived from the
-batch's content for every write.
+Guards against duplicates, strongest first: the stored link (a second run finds the invoice),
+the mark a create leaves on its elements until Xero's answer is stored (workers/batching.py
+`Flush`), and, for an element that may exist in Xero (a mark, a retry, redelivery, replay, or a
+batch whose flusher died), either the same request again under its Idempotency-Key while Xero
+keeps it (6 minutes) or a lookup before any create.
 
 A document converted from a quote or sales order already in Xero adopts that invoice (one Xero
 invoice per sale). An edit updates the invoice while Xero allows it; a cancelled or deleted Zoho

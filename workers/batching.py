@@ -26,6 +26,14 @@ claimed when the next flusher takes the lock are a dead flusher's, and come back
 them), which handlers look up before creating. A waiter is resumed at most once per element
 outcome (a marker per waiting task id), so a document waiting on several elements continues once.
 
+Issue #22: a flush holds a fencing token (`Flush`), checked by the one Lua script that writes
+its marks and links, so a flusher whose lease expired writes nothing and sends no create. A
+create leaves a mark on each of its elements (key, time, the request's ids and bodies' digests)
+until Xero's answer for the element is stored or a lookup told what Xero holds: whatever brings
+the element back finds it a suspect. `plan_suspects` sends an unanswered request again under its
+key while Xero keeps it, else looks its elements up no sooner than the lookup margin. After a
+Redis restart or failover every buffered element is a suspect (`Buffer.suspect_after_restart`).
+
 A rate-limited batch goes back to the buffer untouched and the connection's buffer holds until
 Retry-After; the waiting documents stay in Redis, not in worker memory, and other tenants'
 flushes are not delayed. `zxsync.sweep_batches` (beat) re-triggers any buffer whose trigger was
