@@ -494,3 +494,28 @@ def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_acc
     replay(letter, letters)
     outcome, detail = _wait_outcome(wait_for_outcomes, conn.name, key, "skipped")
     assert outcome != "failed", detail
+
+
+@pytest.mark.integration
+def test_a_404_on_a_lookup_is_a_refused_request_not_no_such_invoice(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """Xero's 404 to a list GET (as to a long URL) is retried; read as "not found" the saved
+    invoice would be created again."""
+    from sandbox.xero_app import NOT_FOUND
+
+    stack = make_stack(extra_env=LOOKUP_AT_ONCE)
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=1, seed=39)
+    )
+    record_id = str(data.invoices[0]["id"])
+    key = f"{conn.name}:Invoices:{record_id}"
+    stack.xero.faults.plan("PUT /Invoices", Planned(500, "An error occurred in Xero.", after=True))
+    stack.xero.faults.plan("GET /Invoices", Planned(404, NOT_FOUND))
+    stack.start_worker(concurrency=2)
+    submit_records(conn.name, [record_id], "404")
+    outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
+    assert outcome == "created", detail
+    assert len(stack.xero.invoices(conn.xero_tenant_id)) == 1
+    assert stack.xero.stats()["by_route"]["PUT /Invoices"] == 1
