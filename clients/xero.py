@@ -1,7 +1,9 @@
 """Xero Accounting API client: the few calls the stages need, answers as schemas.xero models.
 
 Errors are classified from Xero's own answers (FACTS.md): 429 with X-Rate-Limit-Problem and
-Retry-After, 400 ValidationException with per-element messages, 401/403 auth problems.
+Retry-After, 400 ValidationException with per-element messages, 401/403 auth problems. Every
+list GET is split so its whole URL stays under 2,000 characters (Xero 404s longer ones, FACTS
+"URL length"), and a 404 on a list is a refused request, never "no such record".
 """
 
 from __future__ import annotations
