@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay
+	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay console
 	$(BIN)/pytest -q
 
 # issue #8 figures (README "Performance"): burst, naive path, trickle, raw, fairness; ~10 minutes
