@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from console.commands import connections
+from console.commands import console as console_command
 from relay.cli import relay
 from zxsync.ops import check, dlq_app, flower, status
 
@@ -24,6 +26,8 @@ app.command()(status)
 app.command()(flower)
 app.command()(check)
 app.command()(relay)
+app.command()(connections)
+app.command(name="console")(console_command)
 
 
 @app.command()
