@@ -8,6 +8,7 @@ COPY schemas schemas
 COPY clients clients
 COPY sandbox sandbox
 COPY zxsync zxsync
+COPY console console
 RUN pip install --no-cache-dir .
 USER nobody
 ENV ZXS_DATA_DIR=/tmp/zxsync

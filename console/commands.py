@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from console.health import ConnectionHealth, age_words, read_health, since
+if TYPE_CHECKING:  # the CLI imports this module: the health reader loads only when used
+    from console.health import ConnectionHealth
 
 out = Console()
 COLOURS = {"healthy": "green", "attention": "yellow", "unhealthy": "red"}
 
 
 def health_table(healths: list[ConnectionHealth]) -> Table:
+    from console.health import age_words, since
+
     table = Table(title="Connections")
     for column in ("connection", "health", "tokens", "last sync", "Xero today", "jobs", "paused"):
         table.add_column(column, overflow="fold")
@@ -40,6 +43,7 @@ def health_table(healths: list[ConnectionHealth]) -> Table:
 def connections() -> None:
     """Every connection's health (as the console shows it); exit 1 when any is unhealthy, for
     cron or a health check."""
+    from console.health import read_health
     from workers.redis import get_redis
     from workers.settings import get_settings
 

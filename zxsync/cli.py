@@ -35,11 +35,23 @@ def demo(
     invoices: Annotated[int, typer.Option(help="Zoho invoices to seed.")] = 24,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 180.0,
+    keep_console: Annotated[
+        bool, typer.Option("--console", help="Keep the demo up with the ops console (Ctrl-C).")
+    ] = False,
+    console_port: Annotated[int, typer.Option(help="The console's port with --console.")] = 8090,
 ) -> None:
     """Run the whole pipeline locally (embedded Redis, sandboxes, a worker) and summarise."""
     from zxsync.demo import run_demo
 
-    raise typer.Exit(run_demo(invoices=invoices, concurrency=concurrency, timeout=timeout))
+    raise typer.Exit(
+        run_demo(
+            invoices=invoices,
+            concurrency=concurrency,
+            timeout=timeout,
+            keep_console=keep_console,
+            console_port=console_port,
+        )
+    )
 
 
 @app.command()

@@ -38,12 +38,20 @@ class DemoResult:
     purchase_orders: int = 0
 
 
-def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -> int:
+def run_demo(
+    invoices: int = 24,
+    concurrency: int = 2,
+    timeout: float = 180.0,
+    keep_console: bool = False,
+    console_port: int = 8090,
+) -> int:
+    """Run the demo; with `keep_console`, keep the stack and the ops console up afterwards
+    (until Ctrl-C) so the dead letter can be seen, fixed and replayed in a browser."""
     console = Console()
     console.rule("[bold]zoho-xero-sync demo")
     with LocalStack([CONNECTION], SandboxConfig(), concurrency=concurrency) as stack:
         dataset = _seed(stack, invoices)
-        planted = _plant_invalid_invoice(stack, dataset)
+        planted = plant_invalid_invoice(stack, dataset, CONNECTION.zoho_org_id)
         console.print(
             f"Redis {stack.redis_url} · Xero sandbox {stack.env['XERO_API_URL']} · "
             f"Zoho sandbox {stack.env['ZOHO_API_URL']}"
@@ -73,6 +81,13 @@ def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -
         if not ok:
             console.print("[red]Worker log tail:[/red]")
             console.print(stack.worker_logs()[-4000:], markup=False)
+        if keep_console:
+            _keep_console(console, console_port)
+        else:
+            console.print(
+                "See it in the ops console: [bold]zxsync demo --console[/bold] keeps this demo "
+                f"up and serves http://127.0.0.1:{console_port}/ (README \"Operations\")."
+            )
     console.print("[green]Demo finished.[/green]" if ok else "[red]Demo found problems.[/red]")
     return 0 if ok else 1
 
@@ -94,9 +109,34 @@ def _seed(stack: LocalStack, invoices: int) -> ZohoDataset:
     return dataset
 
 
-def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
+def _keep_console(console: Console, port: int) -> None:
+    """The ops console on this demo's stack until Ctrl-C, with a one-off operator login."""
+    from console.local import start_local_console
+
+    server, password = start_local_console("demo", port)
+    console.rule("[bold]ops console")
+    console.print(
+        f"Console: {server.url}/  user [bold]demo[/bold]  password [bold]{password}[/bold]",
+        highlight=False,
+    )
+    console.print(
+        "The dead letter's product has no code: give it one in the Zoho sandbox "
+        f"({CONNECTION.name}), then press Replay. Ctrl-C stops the demo.",
+        highlight=False,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        server.stop()
+
+
+def plant_invalid_invoice(
+    stack: LocalStack, dataset: ZohoDataset, org: str, number: str = "ZINV-BAD-1"
+) -> str:
     """An invoice for a product with no Product_Code: must end as a clear exception report."""
-    org = CONNECTION.zoho_org_id
     product = stack.zoho.insert(
         org, "Products", {"Product_Name": "Site visit (no code)", "Unit_Price": Decimal("120.00")}
     )
@@ -106,7 +146,7 @@ def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
         "Invoices",
         {
             "Subject": "Site visit",
-            "Invoice_Number": "ZINV-BAD-1",
+            "Invoice_Number": number,
             "Account_Name": template["Account_Name"],
             "Status": "Created",
             "Currency": "AUD",
