@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import redis
@@ -43,6 +43,9 @@ from workers.settings import Settings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(age_words=age_words, since=since)
+MAX_LOGIN_FAILURES = 10  # per user name, then refused for LOGIN_LOCK_SECONDS
+LOGIN_LOCK_SECONDS = 900
+LOGIN_FAILURES_KEY = "zxs:console:login_failures"
 AGES = {"": None, "1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -146,17 +149,26 @@ class Console:
     async def login(self, request: Request) -> Response:
         form = await self.form(request)
         name, password = str(form.get("user", "")), str(form.get("password", ""))
+        failures = f"{LOGIN_FAILURES_KEY}:{name}"
+        if int(cast(str | None, self.redis.get(failures)) or 0) >= MAX_LOGIN_FAILURES:
+            minutes = LOGIN_LOCK_SECONDS // 60
+            error = f"too many failed logins for this user: try again in {minutes} minutes"
+            return self.page(request, "login.html", 429, error=error, next="/")
         user = authenticate(self.users, name, password)
         if user is None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.incr(failures)
+            pipe.expire(failures, LOGIN_LOCK_SECONDS)
+            pipe.execute()
             return self.page(request, "login.html", 401, error="wrong user or password", next="/")
+        self.redis.delete(failures)
         request.session.clear()  # a new session id's worth: no fixation of the old token
         request.session.update(
             user=user.name,
             expires=time.time() + self.cs.zxs_console_session_hours * 3600,
             csrf=secrets.token_urlsafe(32),
         )
-        target = str(form.get("next", "/"))
-        return RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+        return RedirectResponse(local_path(str(form.get("next", "/"))), status_code=303)
 
     async def logout(self, request: Request) -> Response:
         await self.form(request)
@@ -303,6 +315,13 @@ class Console:
     async def health(self, request: Request) -> Response:
         self.redis.ping()
         return PlainTextResponse("ok")
+
+
+def local_path(target: str) -> str:
+    """`target` when it is a path on this site, else "/" (no open redirect via `next`)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"
 
 
 def _stream_id(value: str) -> bool:

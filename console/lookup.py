@@ -20,6 +20,7 @@ from schemas.wire import loads
 from workers.deadletter import DeadLetter
 from workers.history import RecordHistory, record_key
 from workers.pipeline import PIPELINES
+from workers.redact import redact
 from workers.settings import Settings
 
 # Zoho's search `criteria` needs these escaped with a backslash (FACTS.md §4)
@@ -96,7 +97,7 @@ def find(
             try:
                 found.update((name, "Invoices", rid) for rid in search(name, query))
             except Exception as exc:
-                notes.append(f"{name}: Zoho search failed ({type(exc).__name__}: {exc})")
+                notes.append(redact(f"{name}: Zoho search failed ({type(exc).__name__}: {exc})"))
     history = RecordHistory(redis_client)
     timelines = []
     for name, module, record_id in sorted(found):

@@ -514,3 +514,49 @@ def test_a_revoked_connection_reads_as_reconnect_needed_after_a_real_refusal(
         manager.current()
     state = read_health(client, settings, hours=0)[0].tokens[0]
     assert state.state == "reconnect needed" and "invalid_grant" in state.detail
+
+
+def test_repeated_wrong_passwords_lock_the_user_name_for_a_while(
+    settings: Settings, client: redis.Redis
+) -> None:
+    from console.app import MAX_LOGIN_FAILURES
+
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    cs = console_settings(zxs_console_users=f"{name}:operator:{hash_password(PASSWORD)}")
+    with TestClient(create_app(cs, settings, client)) as web:
+        for _ in range(MAX_LOGIN_FAILURES):
+            assert login(web, name, "wrong").status_code == 401
+        locked = login(web, name, PASSWORD)
+        assert locked.status_code == 429 and "too many failed logins" in locked.text
+        client.delete(f"zxs:console:login_failures:{name}")
+        assert login(web, name, PASSWORD).status_code == 303
+
+
+def test_the_login_redirects_only_to_paths_of_the_console(web: TestClient) -> None:
+    from console.app import local_path
+
+    assert local_path("/dead-letters?kind=x") == "/dead-letters?kind=x"
+    for hostile in ("//evil.example/", "/\\evil.example", "https://evil.example/", "evil"):
+        assert local_path(hostile) == "/"
+    answer = web.post(
+        "/login",
+        data={"user": "olga", "password": PASSWORD, "csrf": csrf(web, "/login"), "next": "//x.io"},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/"
+
+
+def test_stage_contexts_count_xero_429s_through_the_counting_limiter(
+    settings: Settings, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.context import StageContext
+    from workers.settings import get_settings
+
+    monkeypatch.setenv("ZXS_TOKEN_KEY", settings.zxs_token_key.get_secret_value())
+    get_settings.cache_clear()
+    try:
+        conn = next(iter(settings.connections().values()))
+        xero = StageContext(conn, settings, client).xero
+        assert isinstance(xero._limiter, activity.CountingLimiter)
+    finally:
+        get_settings.cache_clear()

@@ -24,7 +24,7 @@ from sandbox.seed import build_dataset, load_dataset
 from workers.history import RecordHistory, record_key
 from workers.pipeline import submit_records
 from workers.redis import get_redis
-from zxsync.demo import plant_invalid_invoice
+from zxsync.demo import fix_planted_product, plant_invalid_invoice
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parent.parent
@@ -120,9 +120,7 @@ def test_an_operator_fixes_and_replays_a_dead_letter_and_pauses_a_connection_in_
         page.locator("tr.dead-letter a").first.click()
         assert "Product_Code" in page.locator(".why").inner_text()
         assert page.locator(".hint").inner_text()
-        zoho_invoice = stack.zoho.get(a.zoho_org_id, "Invoices", bad)
-        product_id = zoho_invoice["Invoiced_Items"][0]["Product_Name"]["id"]
-        stack.zoho.update(a.zoho_org_id, "Products", product_id, {"Product_Code": "SITE-1"})
+        fix_planted_product(stack, a.zoho_org_id, bad)  # what `zxsync demo --console` offers
         page.click("#replay")
         page.click("#confirm")
         assert "replay done" in page.locator(".flash").inner_text()

@@ -82,7 +82,7 @@ def run_demo(
             console.print("[red]Worker log tail:[/red]")
             console.print(stack.worker_logs()[-4000:], markup=False)
         if keep_console:
-            _keep_console(console, console_port)
+            _keep_console(console, stack, planted, console_port)
         else:
             console.print(
                 "See it in the ops console: [bold]zxsync demo --console[/bold] keeps this demo "
@@ -109,28 +109,44 @@ def _seed(stack: LocalStack, invoices: int) -> ZohoDataset:
     return dataset
 
 
-def _keep_console(console: Console, port: int) -> None:
-    """The ops console on this demo's stack until Ctrl-C, with a one-off operator login."""
+def _keep_console(console: Console, stack: LocalStack, planted: str, port: int) -> None:
+    """The ops console on this demo's stack until Ctrl-C (or SIGTERM), with a one-off operator
+    login. Enter in the terminal fixes the planted invoice's product in the Zoho sandbox, as a
+    user would in Zoho CRM, so the dead letter can then be replayed from the browser."""
+    import signal
+    import sys
+
     from console.local import start_local_console
 
     server, password = start_local_console("demo", port)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the stack on SIGTERM too
     console.rule("[bold]ops console")
     console.print(
         f"Console: {server.url}/  user [bold]demo[/bold]  password [bold]{password}[/bold]",
         highlight=False,
     )
     console.print(
-        "The dead letter's product has no code: give it one in the Zoho sandbox "
-        f"({CONNECTION.name}), then press Replay. Ctrl-C stops the demo.",
+        "Open the red connection's dead letter: its product has no code. Press Enter here to "
+        "give it one in the Zoho sandbox, then press Replay in the browser. Ctrl-C stops.",
         highlight=False,
     )
     try:
+        if sys.stdin.isatty() and sys.stdin.readline() != "":
+            fix_planted_product(stack, CONNECTION.zoho_org_id, planted)
+            console.print("[green]Product code set in the Zoho sandbox: replay it now.[/green]")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
         server.stop()
+
+
+def fix_planted_product(stack: LocalStack, org: str, planted: str) -> None:
+    """What the user does in Zoho CRM about the planted invoice: give its product a code."""
+    invoice = stack.zoho.get(org, "Invoices", planted) or {}
+    product_id = invoice["Invoiced_Items"][0]["Product_Name"]["id"]
+    stack.zoho.update(org, "Products", product_id, {"Product_Code": "SITE-VISIT"})
 
 
 def plant_invalid_invoice(
