@@ -59,6 +59,7 @@ class Console:
         settings: Settings,
         redis_client: redis.Redis,
         search: lookup.ZohoSearch = lookup.zoho_search,
+        shortcode: lookup.ShortCode = lookup.xero_shortcode,
     ) -> None:
         self.users = parse_users(console_settings.users_text())
         self.secret = console_settings.secret()
@@ -72,6 +73,7 @@ class Console:
         self.redis = redis_client
         self.store = DeadLetterStore(redis_client)
         self.search = search
+        self.shortcode = shortcode
 
     # ------------------------------------------------------------------ identity and CSRF
 
@@ -306,7 +308,9 @@ class Console:
     async def records(self, request: Request, user: User) -> Response:
         query = request.query_params.get("q", "")
         letters = self.store.list(count=1_000_000)
-        timelines, notes = lookup.find(self.redis, self.settings, query, letters, self.search)
+        timelines, notes = lookup.find(
+            self.redis, self.settings, query, letters, self.search, self.shortcode
+        )
         return self.page(request, "records.html", q=query, timelines=timelines, notes=notes)
 
     async def audit_page(self, request: Request, user: User) -> Response:
@@ -368,9 +372,10 @@ def create_app(
     settings: Settings,
     redis_client: redis.Redis,
     search: lookup.ZohoSearch = lookup.zoho_search,
+    shortcode: lookup.ShortCode = lookup.xero_shortcode,
 ) -> Starlette:
     """The console app; raises ConfigurationError when no credentials are configured."""
-    c = Console(console_settings, settings, redis_client, search)
+    c = Console(console_settings, settings, redis_client, search, shortcode)
     routes = [
         Route("/login", c.login_page, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),

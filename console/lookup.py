@@ -26,6 +26,8 @@ from workers.settings import Settings
 # Zoho's search `criteria` needs these escaped with a backslash (FACTS.md §4)
 _CRITERIA_SPECIALS = "\\(),"
 ZohoSearch = Callable[[str, str], list[str]]  # (connection, invoice number) -> record ids
+ShortCode = Callable[[str], str | None]  # connection -> its Xero organisation's ShortCode
+SHORTCODES_KEY = "zxs:console:xero_shortcode"
 
 
 @dataclass
@@ -58,8 +60,31 @@ def zoho_search(connection: str, number: str) -> list[str]:
     return [str(row["id"]) for row in (payload or {}).get("data", [])]
 
 
-def xero_link(invoice_id: str) -> str:
-    return f"https://go.xero.com/AccountsReceivable/View.aspx?InvoiceID={invoice_id}"
+def xero_shortcode(connection: str) -> str | None:
+    """The Xero organisation's ShortCode (GET Organisation: one call per connection, cached)."""
+    from workers.context import build_context
+
+    ctx = build_context(connection)
+    cached = ctx.redis.hget(SHORTCODES_KEY, connection)
+    if cached:
+        return str(cached)
+    payload = ctx.xero.json("GET", "Organisation") or {}
+    code = str((payload.get("Organisations") or [{}])[0].get("ShortCode") or "")
+    if code:
+        ctx.redis.hset(SHORTCODES_KEY, connection, code)
+    return code or None
+
+
+def xero_link(invoice_id: str, shortcode: str | None) -> str:
+    """Xero's deep link to the invoice in the right organisation (developer.xero.com "Deep link
+    to Xero"); without the ShortCode, the invoice in whichever organisation is open."""
+    path = f"/AccountsReceivable/View.aspx?InvoiceID={invoice_id}"
+    if shortcode:
+        return (
+            "https://go.xero.com/organisationlogin/default.aspx"
+            f"?shortcode={shortcode}&redirecturl={path}"
+        )
+    return f"https://go.xero.com{path}"
 
 
 def zoho_link(settings: Settings, connection: Connection, module: str, record_id: str) -> str:
@@ -75,6 +100,7 @@ def find(
     query: str,
     letters: list[DeadLetter],
     search: ZohoSearch = zoho_search,
+    shortcode: ShortCode = xero_shortcode,
 ) -> tuple[list[Timeline], list[str]]:
     """Timelines of every record the query names, and notes on what could not be asked."""
     query = query.strip()
@@ -104,6 +130,12 @@ def find(
         key = record_key(name, module, record_id)
         link = redis_client.hget(f"zxs:links:{name}:invoice", f"{module}:{record_id}")
         xero = loads(str(link)) if link else None
+        code = None
+        if xero:
+            try:
+                code = shortcode(name)
+            except Exception as exc:
+                notes.append(redact(f"{name}: no Xero ShortCode for the deep link ({exc})"))
         timelines.append(
             Timeline(
                 connection=name,
@@ -115,7 +147,7 @@ def find(
                 dead_letters=[
                     dl for dl in letters if dl.connection == name and dl.record_id == record_id
                 ],
-                xero_url=xero_link(str(xero["InvoiceID"])) if xero else "",
+                xero_url=xero_link(str(xero["InvoiceID"]), code) if xero else "",
                 zoho_url=zoho_link(settings, connections[name], module, record_id),
             )
         )

@@ -482,12 +482,17 @@ def test_records_are_found_by_zoho_id_xero_number_or_zoho_number(
         ),
     )
     cs = console_settings()
-    with TestClient(create_app(cs, settings, client, search=search)) as web:
+    app = create_app(cs, settings, client, search=search, shortcode=lambda c: "!AbC1d")
+    with TestClient(app) as web:
         login(web)
         for query in ("7700077", "INV-0042", "ZINV-77"):
             page = web.get("/records", params={"q": query}).text
             assert f"Invoices 7700077 on {a}" in page, query
-            assert "INV-0042" in page and "inv-guid-1" in page
+            assert "INV-0042" in page
+            assert (
+                "https://go.xero.com/organisationlogin/default.aspx?shortcode=!AbC1d&amp;"
+                "redirecturl=/AccountsReceivable/View.aspx?InvoiceID=inv-guid-1"
+            ) in page
             assert f"https://crm.zoho.com/crm/orgorg-{a}/tab/Invoices/7700077" in page
             assert "invoice_create" in page and ">created<" in page
         assert searched == [(a, "ZINV-77"), (names[1], "ZINV-77")]  # only when not in Redis

@@ -140,9 +140,14 @@ def test_an_operator_fixes_and_replays_a_dead_letter_and_pauses_a_connection_in_
             30,
             "a to be healthy again",
         )
+        assert "ago" in row_a.inner_text()  # its last successful sync
         page.goto(f"{server.url}/records?q=ZINV-BROWSER-1")
         timeline = page.locator("section.timeline").inner_text()
         assert invoices[0]["InvoiceNumber"] in timeline and "replay" in timeline
+        xero_href = page.get_attribute("a:text('open in Xero')", "href")
+        organisation = stack.xero.tenant(a.xero_tenant_id).organisation
+        assert f"shortcode={organisation['ShortCode']}&" in xero_href  # GET Organisation
+        assert invoices[0]["InvoiceID"] in xero_href
 
         # resume b: the waiting job goes through, nothing lost
         page.goto(f"{server.url}/")
