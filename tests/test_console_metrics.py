@@ -124,3 +124,16 @@ def test_zxsync_console_refuses_to_start_without_credentials(cli_env: None) -> N
     )
     get_console_settings.cache_clear()
     assert result.exit_code == 2 and "no users configured" in result.output
+
+
+def test_beats_once_a_minute_task_writes_the_heartbeat(
+    cli_env: None,
+    client: redis.Redis,  # noqa: F811
+) -> None:
+    from workers.redrive import redrive_stalled
+
+    client.delete(activity.HEARTBEAT_KEY)
+    assert activity.beat_heartbeat(client) is None
+    assert redrive_stalled.run() == 0
+    beat = activity.beat_heartbeat(client)
+    assert beat is not None and abs(beat - time.time()) < 10
