@@ -34,6 +34,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 @lru_cache(maxsize=1)
 def _configured_secrets() -> tuple[str, ...]:
     """Secret values from settings and connections (read once per process)."""
+    from schemas.errors import ConfigurationError
     from workers.settings import get_settings
 
     settings = get_settings()
@@ -44,7 +45,7 @@ def _configured_secrets() -> tuple[str, ...]:
     ]
     try:
         connections = settings.connections().values()
-    except ValueError:
+    except (ValueError, ConfigurationError):
         connections = []  # type: ignore[assignment]
     for conn in connections:
         for token in (

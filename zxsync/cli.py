@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from relay.cli import relay
-from zxsync.ops import check, dlq_app, flower, status
+from zxsync.ops import check, dlq_app, flower, health, status
 
 app = typer.Typer(
     help="Zoho CRM -> Xero sync: workers, relays' enqueue, sandbox and demo.", no_args_is_help=True
@@ -24,6 +24,7 @@ app.command()(status)
 app.command()(flower)
 app.command()(check)
 app.command()(relay)
+app.command()(health)
 
 
 @app.command()
@@ -128,3 +129,29 @@ def sandbox(
                 time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopping")
+
+
+def main() -> None:
+    """The `zxsync` entry point: a configuration or connection mistake ends in one line naming
+    the setting or field at fault and a non-zero exit, not a traceback."""
+    import redis
+
+    from schemas.errors import SyncError
+
+    try:
+        app()
+    except SyncError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        console.print(f"[red]error[/red]: {exc.message}{hint}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except redis.RedisError as exc:
+        console.print(
+            f"[red]error[/red]: Redis (REDIS_URL) is unreachable: {type(exc).__name__}: {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
