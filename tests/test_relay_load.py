@@ -56,8 +56,8 @@ class Relay:
                   "zoho_webhook_token": TOKEN}]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ZXS_", "REDIS"))}
         env.update(REDIS_URL=redis_url, ZXS_CONNECTIONS=json.dumps(conns),
-                   ZXS_DATA_DIR=str(tmp / "data"), ZXS_LOG_LEVEL="WARNING",
-                   PYTHONPATH=str(ROOT))
+                   ZXS_DATA_DIR=str(tmp / "data"), ZXS_LOG_LEVEL="INFO",
+                   PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.log = (tmp / "relay.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "zxsync.cli", "relay", "--port", str(self.port)],
