@@ -1,5 +1,6 @@
 """Flower as `zxsync flower` runs it: Prometheus' `/metrics` behind the same basic auth as the
-rest (Flower 2.x serves it to anyone, and it names every task and worker).
+rest (Flower 2.x serves it to anyone, and it names every task and worker); its access log
+without query strings, like the relay's.
 
 Run as `python -m zxsync.flower_guard <celery flower arguments>`; it patches the handler in this
 process, then hands over to Celery's own command line.
@@ -22,9 +23,14 @@ def protect_metrics() -> None:
 
 
 def main(argv: list[str]) -> None:
+    import logging
+
     from celery.bin.celery import main as celery_main
 
+    from workers.logs import RedactingFilter
+
     protect_metrics()
+    logging.getLogger("tornado.access").addFilter(RedactingFilter())  # no query strings
     sys.argv = ["celery", "-A", "workers.app", "flower", *argv]
     celery_main()
 
