@@ -198,7 +198,11 @@ def flower(
     if problem:
         console.print(f"[red]FLOWER_BASIC_AUTH: {problem}[/red]", highlight=False)
         raise typer.Exit(2)
+    from workers.redis import resolve_redis_url
+
     os.environ["FLOWER_BASIC_AUTH"] = auth
+    # the Redis this command found (never a new embedded one: the exec'd Celery would start it)
+    os.environ["REDIS_URL"] = resolve_redis_url(get_settings())
     os.execv(
         sys.executable,
         [sys.executable, "-m", "zxsync.flower_guard", f"--port={port}", f"--address={address}"],
