@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +57,14 @@ def _get(url: str, auth: str | None = None) -> int:
 
 
 @pytest.mark.integration
-def test_metrics_need_the_login_and_flower_listens_on_localhost(redis_url: str) -> None:
+def test_metrics_need_the_login_and_flower_listens_on_localhost(
+    redis_url: str, tmp_path: Path
+) -> None:
     port = free_port()
-    env = {**os.environ, "FLOWER_BASIC_AUTH": GOOD, "REDIS_URL": redis_url}
+    (tmp_path / "flower_auth").write_text(GOOD + "\n")  # as a Docker secret would hold it
+    env = {**os.environ, "FLOWER_BASIC_AUTH_FILE": str(tmp_path / "flower_auth"),
+           "REDIS_URL": redis_url}
+    env.pop("FLOWER_BASIC_AUTH", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "zxsync.cli", "flower", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -200,9 +200,12 @@ def flower(
         raise typer.Exit(2)
     from workers.redis import resolve_redis_url
 
+    # the values this command read (from files too) and the Redis it found (never a new
+    # embedded one, which the exec'd Celery would start); no *_FILE twin left to conflict
     os.environ["FLOWER_BASIC_AUTH"] = auth
-    # the Redis this command found (never a new embedded one: the exec'd Celery would start it)
     os.environ["REDIS_URL"] = resolve_redis_url(get_settings())
+    os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
+    os.environ.pop("REDIS_URL_FILE", None)
     os.execv(
         sys.executable,
         [sys.executable, "-m", "zxsync.flower_guard", f"--port={port}", f"--address={address}"],
