@@ -130,3 +130,23 @@ def test_a_bad_setting_names_the_variable_without_its_value(
         get_settings.cache_clear()
     assert str(error.value).startswith("ZXS_SMTP_PORT:")
     assert "s3cret-looking-value" not in str(error.value)
+
+
+def test_stdlib_records_and_their_tracebacks_are_redacted() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        configure_logging("INFO", True)  # Celery's pool processes: handlers already there
+        structlog.reset_defaults()
+        try:
+            raise RuntimeError(f"POST {SLACK} with Bearer {JWT}")
+        except RuntimeError:
+            logging.getLogger("celery.app.trace").exception("Task failed: %s", ZOHO)
+    finally:
+        root.removeHandler(handler)
+    text = out.getvalue()
+    assert "Task failed" in text and "RuntimeError" in text
+    for secret in ("q1w2e3r4t5y6u7i8o9p0AbCd", JWT, ZOHO):
+        assert secret not in text

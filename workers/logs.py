@@ -3,8 +3,8 @@
 Stages bind connection, module, record id, stage and attempt, so one record's journey can be
 followed across workers with a single filter. Every line goes through the same redaction as
 dead letters (workers/redact.py) after it is rendered, so no field, however a secret got into
-it, reaches the log in clear; access logs (uvicorn, Flower's tornado) also lose their query
-strings.
+it, reaches the log in clear; so do stdlib records (Celery's, uvicorn's, tornado's: message,
+arguments and traceback), and access logs also lose their query strings.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ def configure_logging(level: str, json_output: bool) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
     )
+    # stdlib logging (Celery's task and worker logs) through the same redaction: on every root
+    # handler there is now, e.g. the ones a Celery pool process inherits
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def redacting(renderer: structlog.types.Processor) -> structlog.types.Processor:
@@ -55,6 +60,8 @@ class RedactingFilter(logging.Filter):
                 return value
             return redact(mask_query(value) if access else value)
 
+        if record.exc_info and not record.exc_text:  # the traceback, formatted once, redacted
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         if isinstance(record.msg, str):
             record.msg = clean(record.msg)
         if isinstance(record.args, tuple):
