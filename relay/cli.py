@@ -118,9 +118,11 @@ def relay(
 
     from relay.app import create_relay_app
     from workers.logs import configure_logging
+    from workers.redis import resolve_redis_url
     from workers.settings import get_settings
 
     settings = get_settings()
+    resolve_redis_url(settings)  # no REDIS_URL and no embedded Redis running: say so, now
     configure_logging(settings.zxs_log_level, settings.zxs_log_json)
     fail_fast()
     uvicorn.Server(server_config(create_relay_app(settings), host, port)).run()

@@ -63,7 +63,7 @@ def test_enqueue_for_an_unknown_connection_is_rejected(tmp_path: Path, redis_url
 
 
 @pytest.mark.parametrize("command", [["dlq", "list"], ["status", "1"], ["enqueue",
-                         "--connection", "acme", "--record-id", "1"]])
+                         "--connection", "acme", "--record-id", "1"], ["relay"]])
 def test_without_redis_url_no_empty_redis_is_started_to_answer(
     tmp_path: Path, command: list[str]
 ) -> None:
