@@ -46,6 +46,7 @@ from relay.models import XeroEvent, XeroWebhook, ZohoChange
 from relay.openapi import OPENAPI
 from relay.signatures import token_matches, xero_signers
 from schemas.connection import Connection
+from schemas.errors import ConfigurationError
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
@@ -221,7 +222,7 @@ class Relay:
 
         try:
             return await asyncio.wait_for(run_in_threadpool(ping), ENQUEUE_DEADLINE_SECONDS)
-        except (TimeoutError, redis.RedisError):
+        except (TimeoutError, redis.RedisError, ConfigurationError):
             return False
 
     def _enqueue(self, task: str, jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
