@@ -150,3 +150,18 @@ def test_sandbox_and_worker_stop_the_embedded_redis_they_started(tmp_path: Path)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     assert redis_servers_under(tmp_path) == []
+
+
+def test_health_names_the_dependency_that_does_not_answer(tmp_path: Path, redis_url: str) -> None:
+    schedule = tmp_path / "celerybeat-schedule"
+    assert one_line(zxsync(tmp_path, "health", "--redis")) == "unhealthy: REDIS_URL is not set"
+    down = zxsync(tmp_path, "health", "--redis", REDIS_URL="redis://127.0.0.1:1/0")
+    assert one_line(down).startswith("unhealthy: Redis (REDIS_URL) does not answer")
+    missing = zxsync(tmp_path, "health", "--file", str(schedule))
+    assert one_line(missing) == f"unhealthy: {schedule} does not exist"
+    (tmp_path / "celerybeat-schedule.dat").write_text("")  # dbm.dumb's name for it
+    fine = zxsync(tmp_path, "health", "--redis", "--file", str(schedule), REDIS_URL=redis_url)
+    assert fine.returncode == 0 and fine.stdout.strip() == "healthy"
+    os.utime(tmp_path / "celerybeat-schedule.dat", (0, 0))
+    stale = zxsync(tmp_path, "health", "--file", str(schedule), "--max-age", "60")
+    assert "has not changed for" in one_line(stale)

@@ -289,10 +289,12 @@ def health(
         if status != 200:
             _fail(f"{endpoint} answered {status}")
     if file is not None:
-        try:
-            age = time.time() - file.stat().st_mtime
-        except OSError:
+        # dbm may add a suffix (beat's shelve: .db, or .dat/.dir with dbm.dumb)
+        written = [p.stat().st_mtime for p in (file, *file.parent.glob(f"{file.name}.*"))
+                   if p.exists()]
+        if not written:
             _fail(f"{file} does not exist")
+        age = time.time() - max(written)
         if age > max_age:
             _fail(f"{file} has not changed for {age:.0f} s (more than {max_age:.0f} s)")
     console.print("healthy", highlight=False)
