@@ -61,12 +61,14 @@ def record_errors(results: list[dict[str, Any]]) -> list[str]:
 def refresh_zoho_token(
     http: httpx.Client, accounts_url: str, client_id: str, client_secret: str
 ) -> Refresh:
-    """A refresher for TokenManager: POST /oauth/v2/token with the refresh_token grant."""
+    """A refresher for TokenManager: POST /oauth/v2/token with the refresh_token grant, the
+    client secret and refresh token in the form body (Zoho's examples put them in the query,
+    where every proxy and access log on the way keeps them; Zoho reads either)."""
 
     def refresh(refresh_token: str) -> TokenSet:
         response = http.post(
             f"{accounts_url.rstrip('/')}/oauth/v2/token",
-            params={
+            data={
                 "grant_type": "refresh_token",
                 "client_id": client_id,
                 "client_secret": client_secret,

@@ -14,7 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConsoleSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # an empty variable means the default, as for the workers' settings (compose passes `${X:-}`)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     zxs_console_users: SecretStr = Field(
         SecretStr(""), description="name:role:hash, comma-separated (zxsync console --hash)."

@@ -4,19 +4,28 @@
   against every configured webhook key before anything else is read; a good one gets 200 with an
   empty body (intent to receive included), a bad or missing one 401. INVOICE events (a payment is
   an INVOICE UPDATE) become one payment feedback job per connection and delivery.
-- `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in `?token=` or the
-  `X-Zxs-Token` header; `POST /webhooks/zoho/{connection}/notifications`: a Notification API
-  callback, token in the body (the channel's `token`). Each record id becomes one `zxsync.ingest`
-  job (README "Job contract for relays").
+- `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in the `X-Zxs-Token`
+  header or a `token` body parameter (`?token=` still works, but URLs end up in access logs);
+  `POST /webhooks/zoho/{connection}/notifications`: a Notification API callback, token in the
+  body (the channel's `token`). Each record id becomes one `zxsync.ingest` job (README "Job
+  contract for relays"). The token is checked before the change is parsed.
+- `GET /health`: 200 while Redis answers, else 503 (the container health check).
 
 Every event is claimed once in Redis (SET NX on a hash of it), so Xero's and Zoho's retries
 enqueue nothing twice; if the broker refuses a job the claims are released and the answer is 503,
 so the sender retries. Bad requests get a 4xx with the reason in JSON, are logged and enqueue
 nothing; nothing answers 500.
+
+Hostile traffic (README "Security"): a body is read as a stream and refused at its
+`Content-Length` or as soon as it passes `MAX_BODY_BYTES` (413), and must arrive within
+`BODY_TIMEOUT_SECONDS` (408); Redis and the broker get `ENQUEUE_DEADLINE_SECONDS` before the
+answer is a 503 (Xero waits 5 s), so a stalled Redis never holds a sender. Slow headers and the
+connection count are bounded by the server (relay/cli.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -37,6 +46,7 @@ from relay.models import XeroEvent, XeroWebhook, ZohoChange
 from relay.openapi import OPENAPI
 from relay.signatures import token_matches, xero_signers
 from schemas.connection import Connection
+from schemas.errors import ConfigurationError
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
@@ -44,6 +54,8 @@ from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1_000_000
+BODY_TIMEOUT_SECONDS = 10.0
+ENQUEUE_DEADLINE_SECONDS = 1.5
 INGEST_TASK = "zxsync.ingest"
 log = structlog.get_logger("zxsync.relay")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -121,7 +133,7 @@ class Relay:
                     event_id="xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
                 )
                 jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
-        await run_in_threadpool(self._enqueue, FEEDBACK_TASK, jobs)
+        await self.enqueue(FEEDBACK_TASK, jobs)
         log.info("relay.xero.accepted", events=len(delivery.events), jobs=len(jobs))
         return Response(status_code=200)
 
@@ -129,18 +141,30 @@ class Relay:
 
     async def zoho_workflow(self, request: Request) -> Response:
         conn = self._connection(request)
-        given = request.query_params.get("token") or request.headers.get("x-zxs-token")
-        self._check_token(conn, given)
+        given = request.headers.get("x-zxs-token") or request.query_params.get("token")
+        if given is not None:  # in a header (or the URL): checked before the body is read
+            self._check_token(conn, given)
         body = await _body(request)
         fields = {k: v for k, v in request.query_params.items() if k != "token"}
-        fields.update(_form_or_json(request, body))
+        try:
+            fields.update(_form_or_json(request, body))
+        except Rejected:
+            if given is None:  # no token anywhere: a stranger learns nothing about the body
+                self._check_token(conn, None)
+            raise
+        if given is None:  # a `token` body parameter: checked before the change is parsed
+            token = fields.get("token")
+            self._check_token(conn, token if isinstance(token, str) else None)
+        fields.pop("token", None)
         change = _parse(ZohoChange, fields)
         return await self._zoho_jobs(conn, change, event_hash(body))
 
     async def zoho_notification(self, request: Request) -> Response:
         conn = self._connection(request)
-        change = _parse(ZohoChange, await _body(request))
-        self._check_token(conn, change.token)
+        payload = _json(await _body(request))
+        token = payload.get("token") if isinstance(payload, dict) else None
+        self._check_token(conn, token if isinstance(token, str) else None)
+        change = _parse(ZohoChange, payload)
         return await self._zoho_jobs(conn, change, change.channel_id or "")
 
     async def _zoho_jobs(self, conn: Connection, change: ZohoChange, source: str) -> Response:
@@ -158,7 +182,7 @@ class Relay:
                 occurred_at=change.server_time,
             )
             jobs.append(([key], job.model_dump(mode="json")))
-        await run_in_threadpool(self._enqueue, INGEST_TASK, jobs)
+        await self.enqueue(INGEST_TASK, jobs)
         log.info("relay.zoho.accepted", connection=conn.name, records=len(jobs))
         return Response(status_code=200)
 
@@ -177,6 +201,29 @@ class Relay:
             raise Rejected(401, "missing or wrong token")
 
     # ------------------------------------------------------------------- enqueue
+
+    async def enqueue(self, task: str, jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
+        """`_enqueue` in a thread, answered 503 when Redis or the broker take longer than the
+        deadline (a stalled server; the thread gives up at its socket timeout, releasing any
+        claim it made, so the sender's retry is not ignored)."""
+        try:
+            await asyncio.wait_for(
+                run_in_threadpool(self._enqueue, task, jobs), ENQUEUE_DEADLINE_SECONDS
+            )
+        except TimeoutError:
+            log.error("relay.enqueue_timeout", task=task, seconds=ENQUEUE_DEADLINE_SECONDS)
+            raise Rejected(503, "state store too slow; retry later") from None
+
+    async def redis_ok(self) -> bool:
+        """Redis answers PING within the deadline."""
+
+        def ping() -> bool:
+            return bool((self._store or get_redis()).ping())
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(ping), ENQUEUE_DEADLINE_SECONDS)
+        except (TimeoutError, redis.RedisError, ConfigurationError):
+            return False
 
     def _enqueue(self, task: str, jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
         """Claim each job's events, send what is new; release the claims if sending fails."""
@@ -203,10 +250,23 @@ def _xero_event_key(event: XeroEvent) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
+    """The body, refused at a `Content-Length` over the limit before reading a byte, and as soon
+    as what arrives passes it (chunked or lying senders); it must arrive within the timeout."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {BODY_TIMEOUT_SECONDS:g} s") from None
+    return b"".join(chunks)
 
 
 def _form_or_json(request: Request, body: bytes) -> dict[str, Any]:
@@ -253,7 +313,9 @@ def _guard(endpoint: Endpoint) -> Endpoint:
             log.warning(
                 "relay.rejected", path=request.url.path, status=exc.status, reason=exc.reason
             )
-            return JSONResponse({"error": exc.reason}, exc.status)
+            # a refused or overdue body is not read to its end: close rather than drain it
+            close = {"connection": "close"} if exc.status in (408, 413) else None
+            return JSONResponse({"error": exc.reason}, exc.status, headers=close)
         except redis.RedisError as exc:
             log.error("relay.redis_unavailable", path=request.url.path, error=str(exc))
             return JSONResponse({"error": "state store unavailable; retry later"}, 503)
@@ -277,7 +339,9 @@ def create_relay_app(
         return JSONResponse(OPENAPI)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        if await relay.redis_ok():
+            return JSONResponse({"status": "ok", "redis": "ok"})
+        return JSONResponse({"status": "unavailable", "redis": "not answering"}, 503)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """The router's own refusals (no such path, wrong method) also answer with a reason."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,6 +168,17 @@ def post_webhook(url: str, report: ExceptionReport) -> None:
     httpx.post(url, json=body, timeout=10).raise_for_status()
 
 
+def smtp_tls_context(settings: Settings) -> ssl.SSLContext:
+    """STARTTLS that checks the server's certificate and name against the system's CAs
+    (SSL_CERT_FILE adds a private CA): smtplib's default context checks neither, so anyone on
+    the path could read the SMTP password. ZXS_SMTP_VERIFY=false turns it off for a lab."""
+    context = ssl.create_default_context()
+    if not settings.zxs_smtp_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def send_email(settings: Settings, subject: str, text: str) -> None:
     message = EmailMessage()
     message["Subject"] = subject[:200]
@@ -175,7 +187,7 @@ def send_email(settings: Settings, subject: str, text: str) -> None:
     message.set_content(text)
     with smtplib.SMTP(settings.zxs_smtp_host, settings.zxs_smtp_port, timeout=10) as smtp:
         if settings.zxs_smtp_starttls:
-            smtp.starttls()
+            smtp.starttls(context=smtp_tls_context(settings))
         if settings.zxs_smtp_user:
             smtp.login(settings.zxs_smtp_user, settings.zxs_smtp_password.get_secret_value())
         smtp.send_message(message)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -178,21 +179,53 @@ def _tenant_window(redis_client: Redis, connection: str, key: str) -> str:
     return line
 
 
-def flower(port: int = 5555) -> None:
-    """Flower behind basic auth (FLOWER_BASIC_AUTH); Prometheus metrics at /metrics."""
+EXAMPLE_PASSWORDS = {"change-me", "changeme", "password", "admin", "flower"}
+MIN_PASSWORD_LENGTH = 12
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5555,
+    address: Annotated[
+        str, typer.Option(help="Interface (compose: 0.0.0.0 in the container, published on the "
+                          "host's 127.0.0.1 only).")
+    ] = "127.0.0.1",
+) -> None:
+    """Flower behind basic auth (FLOWER_BASIC_AUTH), /metrics included; localhost by default."""
     from workers.settings import get_settings
 
     auth = get_settings().flower_basic_auth.get_secret_value()
-    if not auth:
-        console.print(
-            "[red]set FLOWER_BASIC_AUTH=user:password first: Flower shows task arguments[/red]"
-        )
+    problem = flower_auth_problem(auth)
+    if problem:
+        console.print(f"[red]FLOWER_BASIC_AUTH: {problem}[/red]", highlight=False)
         raise typer.Exit(2)
+    from workers.redis import resolve_redis_url
+
+    # the values this command read (from files too) and the Redis it found (never a new
+    # embedded one, which the exec'd Celery would start); no *_FILE twin left to conflict
     os.environ["FLOWER_BASIC_AUTH"] = auth
+    os.environ["REDIS_URL"] = resolve_redis_url(get_settings())
+    os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
+    os.environ.pop("REDIS_URL_FILE", None)
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={port}"],
+        [sys.executable, "-m", "zxsync.flower_guard", f"--port={port}", f"--address={address}"],
     )
+
+
+def flower_auth_problem(auth: str) -> str | None:
+    """Why these credentials (`user:password[,user2:password2]`) must not guard Flower, which
+    shows task arguments and can revoke and kill tasks; None when they may."""
+    if not auth:
+        return "not set: give user:password (Flower shows task arguments and controls workers)"
+    for credential in auth.split(","):
+        user, sep, password = credential.partition(":")
+        if not sep or not user or not password:
+            return "give user:password (comma-separated for several users)"
+        if password.lower() in EXAMPLE_PASSWORDS:
+            return f"the password of '{user}' is the example's; choose your own"
+        if len(password) < MIN_PASSWORD_LENGTH:
+            return f"the password of '{user}' is shorter than {MIN_PASSWORD_LENGTH} characters"
+    return None
 
 
 def check() -> None:
@@ -216,3 +249,57 @@ def check() -> None:
             console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def health(
+    redis_ping: Annotated[
+        bool, typer.Option("--redis", help="Redis (REDIS_URL) answers PING.")
+    ] = False,
+    url: Annotated[
+        list[str] | None, typer.Option(help="An HTTP endpoint that must answer 200.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A file that must have changed within --max-age.")
+    ] = None,
+    max_age: Annotated[float, typer.Option(help="Seconds, for --file.")] = 900.0,
+) -> None:
+    """A container health check: each dependency named must answer; exit 1 naming the first
+    that does not (never starts an embedded Redis)."""
+    import time
+    import urllib.request
+
+    import redis
+
+    from workers.settings import get_settings
+
+    if redis_ping:
+        redis_url = get_settings().redis_url
+        if not redis_url:
+            _fail("REDIS_URL is not set")
+        try:
+            redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            _fail(f"Redis (REDIS_URL) does not answer: {type(exc).__name__}")
+    for endpoint in url or []:
+        try:
+            with urllib.request.urlopen(endpoint, timeout=5) as answer:
+                status = answer.status
+        except OSError as exc:
+            _fail(f"{endpoint} does not answer: {exc}")
+        if status != 200:
+            _fail(f"{endpoint} answered {status}")
+    if file is not None:
+        # dbm may add a suffix (beat's shelve: .db, or .dat/.dir with dbm.dumb)
+        written = [p.stat().st_mtime for p in (file, *file.parent.glob(f"{file.name}.*"))
+                   if p.exists()]
+        if not written:
+            _fail(f"{file} does not exist")
+        age = time.time() - max(written)
+        if age > max_age:
+            _fail(f"{file} has not changed for {age:.0f} s (more than {max_age:.0f} s)")
+    console.print("healthy", highlight=False)
+
+
+def _fail(line: str) -> NoReturn:
+    console.print(f"[red]unhealthy[/red]: {line}", highlight=False)
+    raise typer.Exit(1)
