@@ -14,9 +14,16 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from clients.http import ApiClient, Limiter, body_text, server_or_generic
+from clients.http import ApiClient, Limiter, body_text, insufficient_scope, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
-from schemas.errors import ApiError, AuthRevoked, NotFound, RateLimited, ValidationFailed
+from schemas.errors import (
+    ApiError,
+    AuthRevoked,
+    MissingScope,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
 from schemas.wire import loads
 from schemas.xero import (
     XeroAccount,
@@ -50,6 +57,14 @@ def classify_xero(response: httpx.Response) -> ApiError:
         messages = validation_messages(response)
         if messages:
             return ValidationFailed(PROVIDER, messages)
+    if status == 401 and insufficient_scope(response):
+        return MissingScope(
+            PROVIDER,
+            f"insufficient_scope: the connection's consent does not cover {response.url.path}",
+            status=401,
+            hint="Run `zxsync check` to see the missing scopes, then reconnect with "
+            "`zxsync connect xero --connection NAME`.",
+        )
     if status == 403:
         return AuthRevoked(
             PROVIDER,
@@ -101,7 +116,10 @@ def refresh_xero_token(
         if not response.is_success:
             raise classify_xero(response)
         return TokenSet.issued(
-            payload["access_token"], payload["refresh_token"], float(payload["expires_in"])
+            payload["access_token"],
+            payload["refresh_token"],
+            float(payload["expires_in"]),
+            scope=payload.get("scope"),
         )
 
     return refresh

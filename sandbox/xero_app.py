@@ -15,6 +15,10 @@ Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-id
   answers then arrives only after `timeout_seconds` and a `drop_rate` share is cut off mid-body
   (sandbox/faults.py: the work is done, the answer lost). Answers carry
   `X-DayLimit-Remaining`, `X-MinLimit-Remaining`, `X-AppMinLimit-Remaining`.
+- Scopes (FACTS "The 2026 platform"): a granular app (the default; created on or after 2 March
+  2026) asking for `accounting.transactions` gets the consent error page `invalid_scope`; a token
+  carries exactly what consent asked for, and an endpoint outside it answers 401 "Unauthorized /
+  AuthorizationUnsuccessful" with `WWW-Authenticate: Bearer error="insufficient_scope"`.
 - Batches (FACTS "Batches and errors", developer.xero.com/documentation/api/accounting/
   requests-and-responses): without `summarizeErrors=false` one bad element makes the answer a 400
   ValidationException listing only the bad elements, yet the good ones are saved and their IDs are
@@ -62,6 +66,7 @@ from sandbox.xero_state import (
     envelope_date,
     money,
     parse_day,
+    scope_allows,
     updated_since,
     validation_error,
 )
@@ -544,6 +549,13 @@ class _Api:
         grant, detail = xs.authenticate(_bearer(request))
         if grant is None:
             return Reply(401, _problem(401, "Unauthorized", detail)), None
+        collection = request.url.path.split("/api.xro/2.0/", 1)[-1].split("/")[0]
+        if not scope_allows(xs.token_scope(_bearer(request)), collection, request.method):
+            # Xero: 401, Detail AuthorizationUnsuccessful, and the reason in WWW-Authenticate
+            # (community.xero.com/developer/discussion/119166525; Xero-NetStandard issue 178)
+            headers = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+            problem = _problem(401, "Unauthorized", "AuthorizationUnsuccessful")
+            return Reply(401, problem, headers), None
         tenant_id = request.headers.get("xero-tenant-id", "").strip()
         if not tenant_id or not xs.is_connected(grant, tenant_id):
             return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
@@ -608,6 +620,10 @@ class _Api:
         await self._pause()
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
+        refused = self.xs.scope_error(query.get("client_id", ""), query.get("scope", ""))
+        if refused is not None:  # Xero shows an error page; the browser is not redirected
+            self.xs.record("GET /identity/connect/authorize", 400, None)
+            return _respond(Reply(400, {"error": "invalid_scope", "error_description": refused}))
         code = self.xs.authorize(query.get("client_id", ""), redirect_uri, query.get("scope", ""))
         if code is None or not redirect_uri:
             self.xs.record("GET /identity/connect/authorize", 400, None)

@@ -298,6 +298,7 @@ class _Client:
 
     secret: str
     tenant_ids: list[str]
+    granular: bool = True  # created on or after 2 March 2026: no broad scopes
 
 
 @dataclass
@@ -321,6 +322,7 @@ class _RefreshToken:
 class _AccessToken:
     grant: Grant
     expires_at: float
+    scope: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -499,23 +501,33 @@ class XeroSandbox:
             )
 
     def add_client(
-        self, client_id: str, client_secret: str, refresh_token: str, tenant_ids: list[str]
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        tenant_ids: list[str],
+        *,
+        granular: bool = True,
+        scope: str | None = None,
     ) -> None:
         """Register an OAuth app (again: same secret) and a refresh token for `tenant_ids`.
 
-        Each call is one user's consent, as in Xero: the token sees only its own tenants.
+        Each call is one user's consent, as in Xero: the token sees only its own tenants. An
+        app is granular (created on or after 2 March 2026) unless `granular=False`; the refresh
+        token carries `scope`, by default every scope of the app's kind.
         """
         now = self.clock()
         with self.lock:
             unknown = [t for t in tenant_ids if t not in self._tenants]
             if unknown:
                 raise ValueError(f"unknown tenants {unknown}; add_tenant first")
-            client = self._clients.setdefault(client_id, _Client(client_secret, []))
+            client = self._clients.setdefault(client_id, _Client(client_secret, [], granular))
             if client.secret != client_secret:
                 raise ValueError(f"client {client_id!r} is registered with another secret")
             client.tenant_ids += [t for t in tenant_ids if t not in client.tenant_ids]
             grant = Grant(client_id, str(uuid.uuid4()), dict.fromkeys(tenant_ids, now))
-            self._refresh[refresh_token] = _RefreshToken(grant, _DEFAULT_SCOPE, now)
+            default = _GRANULAR_SCOPE if client.granular else _DEFAULT_SCOPE
+            self._refresh[refresh_token] = _RefreshToken(grant, scope or default, now)
 
     def add_contact(self, tenant_id: str, contact: JSON) -> JSON:
         """Seed a contact without spending API calls; raises ValidationFailed like a 400."""
@@ -682,6 +694,24 @@ class XeroSandbox:
         client = self._clients.get(client_id or "")
         return client is not None and secrets.compare_digest(client.secret, secret or "")
 
+    def scope_error(self, client_id: str, scope: str) -> str | None:
+        """Why Xero's consent screen refuses these scopes for this app (None: it does not).
+
+        A granular app may not ask for the broad scopes; nobody may ask for a scope Xero does
+        not have (developer.xero.com/faq/granular-scopes; FACTS "The 2026 platform")."""
+        with self.lock:
+            client = self._clients.get(client_id)
+            refused = [
+                s for s in scope.split()
+                if s not in KNOWN_SCOPES or (client is not None and client.granular and s in BROAD)
+            ]
+            return f"Invalid scope for client: {' '.join(refused)}" if refused else None
+
+    def token_scope(self, access_token: str) -> frozenset[str]:
+        with self.lock:
+            token = self._access.get(access_token)
+            return token.scope if token else frozenset()
+
     def authorize(self, client_id: str, redirect_uri: str, scope: str) -> str | None:
         """Consent is implicit in the sandbox: return an authorization code (None: bad client)."""
         with self.lock:
@@ -733,7 +763,7 @@ class XeroSandbox:
             "scope": scope.split(), "jti": secrets.token_hex(16),
         }
         access = _jwt(claims)
-        self._access[access] = _AccessToken(grant, now + lifetime)
+        self._access[access] = _AccessToken(grant, now + lifetime, frozenset(scope.split()))
         answer: JSON = {
             "id_token": _jwt({"sub": grant.auth_event_id, "iat": int(now), "exp": int(now + 300)}),
             "access_token": access,
@@ -1615,6 +1645,45 @@ _DEFAULT_SCOPE = (
     "openid profile email accounting.transactions accounting.contacts accounting.settings "
     "offline_access"
 )
+_GRANULAR_SCOPE = (
+    "openid profile email offline_access accounting.invoices accounting.payments "
+    "accounting.contacts accounting.settings"
+)
+# The broad scopes granular apps cannot request, and the scopes of the Accounting API an app may
+# ask for (developer.xero.com/documentation/oauth2/scopes; apideck.com/blog/xero-scopes).
+BROAD = frozenset({"accounting.transactions", "accounting.transactions.read",
+                   "accounting.reports.read"})
+_GRANULAR_FAMILIES = ("invoices", "payments", "banktransactions", "manualjournals",
+                      "classicexpenses", "settings", "contacts", "attachments")
+KNOWN_SCOPES = BROAD | {"openid", "profile", "email", "offline_access",
+                        "accounting.journals.read", "accounting.budgets.read"} | {
+    f"accounting.{family}{suffix}" for family in _GRANULAR_FAMILIES for suffix in ("", ".read")
+}
+# Which scope families open which Accounting endpoint (first path segment): a write needs the
+# scope itself, a read also takes its `.read` variant; the broad accounting.transactions still
+# opens invoices and payments for older apps. Items: invoices or settings (apideck.com).
+SCOPE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "settings": ("accounting.settings",),
+    "contacts": ("accounting.contacts",),
+    "invoices": ("accounting.invoices", "accounting.transactions"),
+    "payments": ("accounting.payments", "accounting.transactions"),
+}
+ENDPOINT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "Organisation": ("settings",), "TaxRates": ("settings",), "Accounts": ("settings",),
+    "Currencies": ("settings",), "TrackingCategories": ("settings",),
+    "Contacts": ("contacts",), "Items": ("invoices", "settings"),
+    "Invoices": ("invoices",), "CreditNotes": ("invoices",), "PurchaseOrders": ("invoices",),
+    "Payments": ("payments",),
+}
+
+
+def scope_allows(scope: frozenset[str], collection: str, method: str) -> bool:
+    """Does a token with `scope` open `method` on this Accounting collection?"""
+    for family in ENDPOINT_FAMILIES.get(collection, ()):
+        for base in SCOPE_FAMILIES[family]:
+            if base in scope or (method == "GET" and f"{base}.read" in scope):
+                return True
+    return False
 _CONTACT_READ_ONLY = {
     "ContactID", "IsSupplier", "IsCustomer", "UpdatedDateUTC", "Balances", "HasValidationErrors",
     "ValidationErrors", "StatusAttributeString", "HasAttachments", "Website", "Discount",

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.connection import Connection
 from schemas.errors import InvalidJob
+from schemas.scopes import XERO_SCOPES, AppScopes
 
 
 class Settings(BaseSettings):
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds before Redis redelivers an unacknowledged task."
     )
     xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+    xero_app_scopes: AppScopes = Field(
+        "granular", description="granular: apps created from 2 March 2026; broad: older apps."
+    )
+    xero_scopes: str = Field("", description="Space-separated scopes replacing the set above.")
     zxs_token_key: SecretStr = Field(
         SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."
     )
@@ -95,6 +100,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value else value
+
+    def xero_consent_scopes(self) -> str:
+        """The scopes `zxsync connect xero` asks for (schemas/scopes.py)."""
+        return " ".join(self.xero_scopes.split()) or XERO_SCOPES[self.xero_app_scopes]
 
     def connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""

@@ -196,14 +196,34 @@ def flower(port: int = 5555) -> None:
 
 
 def check() -> None:
-    """Check every connection's mapping against its Xero organisation's Accounts, TaxRates and
-    TrackingCategories; exit 1 naming each setting Xero would refuse."""
+    """Check every connection's granted Xero scopes, then its mapping against its Xero
+    organisation's Accounts, TaxRates and TrackingCategories; exit 1 naming each scope a
+    feature lacks (and the command that fixes it) and each setting Xero would refuse."""
+    from clients.tokens import granted_scopes
     from schemas.checks import connection_problems
+    from schemas.scopes import missing_scopes
     from workers.context import build_context
     from workers.settings import get_settings
 
     failed = False
     for name in get_settings().connections():
+        reconnect = f"zxsync connect xero --connection {name}"
+        granted = granted_scopes(name)
+        missing = missing_scopes(granted) if granted is not None else []
+        for feature, scope in missing:
+            console.print(
+                f"[red]{name}[/red]: {feature}: needs {scope}, not granted: run `{reconnect}`",
+                highlight=False,
+            )
+        failed |= bool(missing)
+        if granted is None:
+            console.print(
+                f"[yellow]{name}[/yellow]: granted Xero scopes not recorded; "
+                f"`{reconnect}` records them",
+                highlight=False,
+            )
+        if any(scope.startswith("accounting.settings") for _, scope in missing):
+            continue  # the mapping check reads settings the token cannot read
         ctx = build_context(name)
         xero = ctx.xero
         problems = connection_problems(
@@ -212,7 +232,7 @@ def check() -> None:
         failed |= bool(problems)
         for problem in problems:
             console.print(f"[red]{name}[/red]: {problem}", highlight=False)
-        if not problems:
+        if not problems and not missing:
             console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
     if failed:
         raise typer.Exit(1)

@@ -145,7 +145,7 @@ def test_refresh_token_rotates_and_old_one_has_a_grace_period(make: Callable[...
 def test_authorization_code_flow_and_connections(sb: Sandbox) -> None:
     consent = sb.http.get("/identity/connect/authorize", params={
         "response_type": "code", "client_id": "app", "redirect_uri": "http://localhost/cb",
-        "scope": "openid accounting.transactions offline_access", "state": "xyz",
+        "scope": "openid accounting.settings offline_access", "state": "xyz",
     })
     assert consent.status_code == 302
     query = parse_qs(urlparse(consent.headers["location"]).query)
@@ -600,3 +600,64 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
     check("Invoices", data(sb.call("GET", "/Invoices", page="1")))
     errors = sb.call("PUT", "/Invoices", {"Invoices": [invoice(Contact={})]})
     check("Error", data(errors))
+
+
+# --------------------------------------------------------------------------- granular scopes
+
+
+def _consent(sb: Sandbox, scope: str, client: str = "app") -> httpx.Response:
+    return sb.http.get("/identity/connect/authorize", params={
+        "response_type": "code", "client_id": client, "redirect_uri": "http://localhost/cb",
+        "scope": scope,
+    })
+
+
+def _exchange(sb: Sandbox, consent: httpx.Response, client: str = "app") -> dict[str, Any]:
+    code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"}
+    answer = sb.http.post("/connect/token", data=form, auth=(client, "secret"))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_granular_app_cannot_ask_for_the_broad_scopes(sb: Sandbox) -> None:
+    """Apps created from 2 March 2026: consent to accounting.transactions fails (FACTS)."""
+    for broad in ("accounting.transactions", "accounting.transactions.read",
+                  "accounting.reports.read", "accounting.nonsense"):
+        refused = _consent(sb, f"offline_access accounting.contacts {broad}")
+        assert refused.status_code == 400, broad
+        assert refused.json()["error"] == "invalid_scope"
+        assert "Invalid scope for client" in refused.json()["error_description"]
+    granted = _exchange(sb, _consent(sb, "offline_access accounting.invoices accounting.contacts"))
+    assert granted["scope"] == "offline_access accounting.invoices accounting.contacts"
+
+
+def test_a_broad_app_may_still_ask_for_both(sb: Sandbox) -> None:
+    sb.xs.add_client("old-app", "secret", "rt-old", [AU], granular=False)
+    for scope in ("offline_access accounting.transactions", "offline_access accounting.invoices"):
+        assert _consent(sb, scope, "old-app").status_code == 302
+
+
+def test_an_endpoint_outside_the_granted_scopes_answers_401_insufficient_scope(
+    sb: Sandbox,
+) -> None:
+    """Xero: 401 problem JSON, Detail AuthorizationUnsuccessful, `WWW-Authenticate: Bearer
+    error="insufficient_scope"` (community.xero.com 119166525, Xero-NetStandard #178)."""
+    scope = "offline_access accounting.contacts accounting.invoices.read"
+    tokens = _exchange(sb, _consent(sb, scope))
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert sb.call("GET", "/Contacts", headers=bearer).status_code == 200
+    assert sb.call("GET", "/Invoices", headers=bearer).status_code == 200  # .read reads
+    for method, path in (("GET", "/Accounts"), ("PUT", "/Invoices"), ("GET", "/TaxRates")):
+        refused = sb.call(method, path, {"Invoices": []}, headers=bearer)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+        body = refused.json()
+        assert (body["Title"], body["Status"], body["Detail"]) == (
+            "Unauthorized", 401, "AuthorizationUnsuccessful"
+        )
+    # a refresh keeps what was consented, nothing more
+    again = sb.refresh(tokens["refresh_token"]).json()
+    assert again["scope"] == tokens["scope"]
+    items = sb.call("GET", "/Items", headers={"Authorization": f"Bearer {again['access_token']}"})
+    assert items.status_code == 200  # Items: accounting.invoices or accounting.settings
