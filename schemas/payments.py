@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.xero import XeroBalances, XeroInvoice
 
@@ -21,13 +21,21 @@ MAX_INVOICES_PER_JOB = 100  # one Xero page, one Zoho update call
 
 
 class PaymentFeedbackJob(BaseModel):
-    """Xero invoices of one connection whose payment state should be told to Zoho."""
+    """Xero invoices (and credit notes: CREDITNOTE webhooks) of one connection whose payment
+    state should be told to Zoho."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connection: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    invoice_ids: list[str] = Field(min_length=1, max_length=MAX_INVOICES_PER_JOB)
+    invoice_ids: list[str] = Field(default_factory=list, max_length=MAX_INVOICES_PER_JOB)
+    credit_note_ids: list[str] = Field(default_factory=list, max_length=MAX_INVOICES_PER_JOB)
     event_id: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _something(self) -> PaymentFeedbackJob:
+        if not self.invoice_ids and not self.credit_note_ids:
+            raise ValueError("invoice_ids or credit_note_ids must name at least one document")
+        return self
 
 
 def payment_status(invoice: XeroInvoice) -> PaymentStatus:
