@@ -8,7 +8,6 @@ minimum the relay needs: module, record id(s) and what happened.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 

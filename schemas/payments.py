@@ -51,26 +51,29 @@ def payment_status(invoice: XeroInvoice) -> PaymentStatus:
 
 def invoice_fields(invoice: XeroInvoice) -> dict[str, Any]:
     """The Zoho invoice's payment fields (API names); the last payment is the latest dated."""
-    last = max(invoice.Payments, key=lambda p: p.Date, default=None)
+    dated = [(p.Date, p) for p in invoice.Payments if p.Date is not None]
+    last = max(dated, key=lambda pair: pair[0], default=None)
     return {
         "Xero_Payment_Status": payment_status(invoice),
         "Xero_Amount_Paid": invoice.AmountPaid,
         "Xero_Amount_Due": invoice.AmountDue if invoice.AmountDue is not None else invoice.Total,
-        "Xero_Last_Payment_Date": last.Date.date().isoformat() if last else None,
-        "Xero_Last_Payment_Amount": last.Amount if last else None,
+        "Xero_Last_Payment_Date": last[0].date().isoformat() if last else None,
+        "Xero_Last_Payment_Amount": last[1].Amount if last else None,
     }
 
 
 def account_fields(
-    balances: XeroBalances, credit: Decimal, hold_over: Decimal | None
+    balances: XeroBalances, credit: Decimal | None, hold_over: Decimal | None
 ) -> dict[str, Any]:
-    """The Zoho account's balance fields; the credit hold only when a threshold is set."""
+    """The Zoho account's balance fields; the credit hold only when a threshold is set, the
+    credit balance only when it could be read (an unknown credit is not written as 0)."""
     receivable = balances.AccountsReceivable
     fields: dict[str, Any] = {
         "Xero_Outstanding_Balance": receivable.Outstanding,
         "Xero_Overdue_Balance": receivable.Overdue,
-        "Xero_Credit_Balance": credit,
     }
+    if credit is not None:
+        fields["Xero_Credit_Balance"] = credit
     if hold_over is not None:
         fields["Xero_Credit_Hold"] = receivable.Overdue > hold_over
     return fields
