@@ -22,6 +22,7 @@ from schemas.errors import (
     MissingScope,
     NotFound,
     RateLimited,
+    TransportError,
     ValidationFailed,
 )
 from schemas.wire import loads
@@ -101,12 +102,20 @@ def refresh_xero_token(
 
     def refresh(refresh_token: str) -> TokenSet:
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        response = http.post(
-            f"{identity_url.rstrip('/')}/connect/token",
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            headers={"Authorization": f"Basic {basic}"},
-        )
-        payload = response.json() if response.content else {}
+        try:
+            response = http.post(
+                f"{identity_url.rstrip('/')}/connect/token",
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                headers={"Authorization": f"Basic {basic}"},
+            )
+        except httpx.TransportError as exc:  # retryable, and named: not a defect
+            raise TransportError(
+                PROVIDER, f"token endpoint unreachable (XERO_IDENTITY_URL): {type(exc).__name__}"
+            ) from exc
+        try:
+            payload = response.json() if response.content else {}
+        except ValueError:
+            payload = {}
         if response.status_code == 400 and payload.get("error") in REVOKED:
             raise AuthRevoked(
                 PROVIDER,

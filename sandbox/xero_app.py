@@ -559,6 +559,8 @@ class _Api:
         tenant_id = request.headers.get("xero-tenant-id", "").strip()
         if not tenant_id or not xs.is_connected(grant, tenant_id):
             return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
+        if (down := xs.outage_of(tenant_id)) is not None:
+            return Reply(down, NOT_FOUND if down == 404 else "Service Unavailable"), tenant_id
         admission = xs.admit(grant.client_id, tenant_id)
         if admission.problem is not None:
             headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem}

@@ -411,6 +411,7 @@ class XeroSandbox:
             {"minute": 0, "day": 0, "concurrent": 0, "appminute": 0}
         )
         self._token_refreshes = 0
+        self._outages: dict[str, int] = {}
 
     # ----------------------------------------------------------------------- public seeding API
 
@@ -664,6 +665,19 @@ class XeroSandbox:
             self._status[str(status)] += 1
             if tenant_id is not None:
                 self._calls[tenant_id] += 1
+
+    def outage(self, tenant_id: str, status: int | None) -> None:
+        """Every Accounting call for this tenant answers `status` (404, 503...) until cleared
+        with None: one organisation's trouble, the others unaffected."""
+        with self.lock:
+            if status is None:
+                self._outages.pop(tenant_id, None)
+            else:
+                self._outages[tenant_id] = status
+
+    def outage_of(self, tenant_id: str) -> int | None:
+        with self.lock:
+            return self._outages.get(tenant_id)
 
     def roll_fault(self) -> bool:
         """Whether this call is one of the `fault_rate` share answered with a 503."""
