@@ -4,9 +4,10 @@ Two ways in, one writer (`feed_back`):
 - `zxsync.payment_feedback`: a job from the relay for the invoices a Xero webhook named (a
   payment is an INVOICE UPDATE). An invoice the pipeline has not linked yet (the webhook can beat
   the link) is retried alone with a countdown; after the last retry it is left to later events.
-- `zxsync.payment_reconcile`: a beat task per connection that pages through the invoices Xero
-  changed since a high-water mark (`If-Modified-Since`), so a lost webhook is caught within the
-  interval. The paged answer already holds every invoice in full, so it feeds them back inline
+- `zxsync.payment_reconcile`: a safety-net poll per connection that pages through the invoices
+  Xero changed since a high-water mark (`If-Modified-Since`), so a lost webhook is caught within
+  the poll's interval, which backs off while the poll catches nothing (workers/polling.py).
+  The paged answer already holds every invoice in full, so it feeds them back inline
   instead of enqueuing jobs that would read them from Xero again. The mark moves only after
   Zoho took the updates; invoices of the mark's second come back and are no-ops.
 
@@ -37,6 +38,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
+import redis
 from pydantic import ValidationError
 
 from schemas.errors import ApiError, AuthRevoked, InvalidJob, MissingScope, NotLinkedYet, SyncError
@@ -54,6 +56,8 @@ from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.logs import log
+from workers.polling import PollSchedule
+from workers.redis import get_redis
 from workers.retry import retry_countdown
 from workers.settings import get_settings
 from workers.stage import StageTask
@@ -138,12 +142,29 @@ def read_invoices(ctx: StageContext, invoice_ids: list[str]) -> tuple[list[XeroI
 
 @app.task(name=RECONCILE_TASK)
 def payment_reconcile(connection: str | None = None) -> int:
-    """Beat entry: without a connection, start one reconciliation per connection."""
+    """Beat entry: without a connection, start a reconciliation for each connection whose
+    safety-net poll is due (workers/polling.py); with one, reconcile it now."""
     if connection is None:
-        for name in get_settings().connections():
+        names = list(get_settings().connections())
+        for name in reconcile_schedule(get_redis()).claim_due(names, time.time()):
             app.send_task(RECONCILE_TASK, args=[name])
         return 0
-    return reconcile(build_context(connection))
+    return reconcile_and_schedule(build_context(connection), time.time())
+
+
+def reconcile_schedule(redis_client: redis.Redis) -> PollSchedule:
+    s = get_settings()
+    return PollSchedule(
+        redis_client, "payments", s.zxs_payment_reconcile_seconds,
+        s.zxs_payment_reconcile_max_seconds,
+    )
+
+
+def reconcile_and_schedule(ctx: StageContext, now: float) -> int:
+    """One reconciliation; the next comes sooner when it caught something webhooks missed."""
+    written = reconcile(ctx)
+    reconcile_schedule(ctx.redis).finished(ctx.connection.name, now, found=written > 0)
+    return written
 
 
 def reconcile(ctx: StageContext) -> int:
@@ -153,9 +174,17 @@ def reconcile(ctx: StageContext) -> int:
     mark = ctx.redis.get(mark_key)
     since = datetime.fromisoformat(str(mark)) if mark else None
     invoices = ctx.xero.invoices({"where": 'Type=="ACCREC"'}, since)
+    # the mark's second comes back every time: invoices already fed back at this very
+    # UpdatedDateUTC cost no balance and credit lookups
+    states = ctx.idempotency.links(INVOICE_STATE, conn, [i.InvoiceID for i in invoices])
+    changed = [
+        i for i in invoices
+        if not (i.UpdatedDateUTC and i.InvoiceID in states
+                and states[i.InvoiceID]["mark"] == i.UpdatedDateUTC.isoformat())
+    ]
     written = 0
-    for start in range(0, len(invoices), MAX_INVOICES_PER_JOB):
-        written += feed_back(ctx, invoices[start : start + MAX_INVOICES_PER_JOB]).written
+    for start in range(0, len(changed), MAX_INVOICES_PER_JOB):
+        written += feed_back(ctx, changed[start : start + MAX_INVOICES_PER_JOB]).written
     stamps = [i.UpdatedDateUTC for i in invoices if i.UpdatedDateUTC]
     if stamps:
         ctx.redis.set(mark_key, max(stamps).isoformat())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.connection import Connection
 from schemas.errors import InvalidJob
 from schemas.scopes import XERO_SCOPES, AppScopes
+
+XeroTier = Literal["starter", "core", "plus", "advanced"]
+# Calls a day per organisation from 2 March 2026 (developer.xero.com/faq/pricing-and-policy-
+# updates; FACTS "The 2026 platform"): Starter 1,000, the paid tiers keep 5,000.
+XERO_TIER_DAY_LIMITS: dict[str, int] = {
+    "starter": 1000, "core": 5000, "plus": 5000, "advanced": 5000,
+}
 
 
 class Settings(BaseSettings):
@@ -58,7 +66,10 @@ class Settings(BaseSettings):
         SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."
     )
     zxs_xero_per_minute: int = Field(60, ge=1)
-    zxs_xero_per_day: int = Field(5000, ge=1)
+    xero_api_tier: XeroTier = Field(
+        "starter", description="The Xero app's pricing tier: its daily call limit per tenant."
+    )
+    zxs_xero_per_day: int | None = Field(None, ge=1, description="Overrides the tier's limit.")
     zxs_xero_app_per_minute: int = Field(10_000, ge=1)
     zxs_xero_concurrent: int = Field(5, ge=1)
     zxs_zoho_per_minute: int = Field(0, ge=0, description="0: Zoho sets no minute limit.")
@@ -92,7 +103,17 @@ class Settings(BaseSettings):
     zxs_smtp_starttls: bool = True
     zxs_digest_hour_utc: int = Field(7, ge=0, le=23)
     zxs_payment_reconcile_seconds: float = Field(
-        300.0, gt=0, description="How often Xero is polled for payments a webhook missed."
+        300.0, gt=0, description="Shortest interval of the payment safety-net poll."
+    )
+    zxs_payment_reconcile_max_seconds: float = Field(
+        3540.0, gt=0, description="Longest interval while the payment poll finds nothing new."
+    )
+    zxs_po_poll_seconds: float = Field(300.0, gt=0, description="Shortest PO status poll.")
+    zxs_po_poll_max_seconds: float = Field(
+        7200.0, gt=0, description="Longest interval while the PO status poll finds nothing."
+    )
+    zxs_poll_tick_seconds: float = Field(
+        60.0, gt=0, description="How often beat looks for polls that are due."
     )
     flower_basic_auth: SecretStr = SecretStr("")
 
@@ -100,6 +121,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value else value
+
+    def xero_day_limit(self) -> int:
+        """Calls a day per tenant: ZXS_XERO_PER_DAY, else the tier's (workers/ratelimit.py)."""
+        return self.zxs_xero_per_day or XERO_TIER_DAY_LIMITS[self.xero_api_tier]
 
     def xero_consent_scopes(self) -> str:
         """The scopes `zxsync connect xero` asks for (schemas/scopes.py)."""

@@ -222,6 +222,7 @@ def _check_connection(name: str) -> bool:
     from schemas.checks import connection_problems
     from schemas.scopes import missing_scopes
     from workers.context import build_context
+    from workers.ratelimit import xero_calls_today
 
     reconnect = f"zxsync connect xero --connection {name}"
     granted = granted_scopes(name)
@@ -252,6 +253,11 @@ def _check_connection(name: str) -> bool:
         console.print(f"[red]{name}[/red]: {problem}", highlight=False)
     if not problems and not missing:
         console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
+    usage = xero_calls_today(name)
+    console.print(
+        f"{name}: Xero calls today {usage.used} / {usage.limit} ({usage.tier} tier)",
+        highlight=False,
+    )
     return bool(problems or missing)
 
 
