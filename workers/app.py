@@ -76,6 +76,8 @@ TASK_MODULES = [
     "tasks.po_writeback",
     "tasks.po_status_poll",
     "tasks.payment_feedback",
+    "tasks.zoho_channels",
+    "tasks.zoho_sweep",
     "workers.alerts",
     "workers.redrive",
     "workers.deferral",
@@ -142,6 +144,14 @@ def create_app() -> Celery:
             "payment-reconcile": {  # catches Xero webhooks that never arrived
                 "task": "zxsync.payment_reconcile",
                 "schedule": settings.zxs_poll_tick_seconds,
+            },
+            "zoho-channel-renew": {  # channels renewed at half their life (tasks/zoho_channels)
+                "task": "zxsync.zoho_channel_renew",
+                "schedule": settings.zxs_zoho_channel_check_seconds,
+            },
+            "zoho-sweep": {  # Zoho changes whose notification never came (tasks/zoho_sweep)
+                "task": "zxsync.zoho_sweep",
+                "schedule": settings.zxs_zoho_sweep_seconds,
             },
             "sweep-batches": {  # a batch whose flush trigger died with its worker
                 "task": "zxsync.sweep_batches",

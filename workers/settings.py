@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     zxs_poll_tick_seconds: float = Field(
         60.0, gt=0, description="How often beat looks for polls that are due."
     )
+    zxs_relay_url: str = Field("", description="The relay's public https base URL.")
+    zxs_zoho_channel_seconds: float = Field(
+        86400.0, gt=0, le=7 * 86400, description="Lifetime asked for a Zoho channel."
+    )
+    zxs_zoho_channel_check_seconds: float = Field(
+        3600.0, gt=0, description="How often beat looks for channels to renew."
+    )
+    zxs_zoho_sweep_seconds: float = Field(
+        600.0, gt=0, description="How often beat sweeps Zoho for changes never synced."
+    )
     flower_basic_auth: SecretStr = SecretStr("")
 
     @field_validator("zxs_data_dir", "zxs_connections_file")

@@ -32,7 +32,8 @@ from workers.settings import Settings, get_settings
 app = typer.Typer(help="Connect a Xero organisation or a Zoho org and store its tokens.")
 console = Console()
 
-ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ"
+# notifications: the channel `zxsync zoho watch` creates and beat renews (FACTS §7)
+ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ,ZohoCRM.notifications.ALL"
 CALLBACK_TIMEOUT_SECONDS = 300.0
 
 
