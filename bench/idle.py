@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 
 from zxsync.idle import SIM_ENV, SIM_SANDBOX, simulate
 from zxsync.stack import LocalConnection, LocalStack
@@ -21,7 +22,10 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=60)
     parser.add_argument("--lose-at", type=float, default=36000)
     args = parser.parse_args()
-    conns = [LocalConnection(f"idle-{n}", f"tenant-idle-{n}", f"org-idle-{n}") for n in "ab"]
+    conns = [
+        LocalConnection(f"idle-{n}", str(uuid.uuid5(uuid.NAMESPACE_URL, n)), f"org-idle-{n}")
+        for n in "ab"
+    ]
     with LocalStack(conns, SIM_SANDBOX, extra_env=SIM_ENV) as stack:
         day = simulate(stack, args.hours, args.tick, args.lose_at)
     result = {

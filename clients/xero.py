@@ -7,7 +7,7 @@ Retry-After, 400 ValidationException with per-element messages, 401/403 auth pro
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -260,11 +260,7 @@ class XeroClient(ApiClient):
         self, collection: str, params: dict[str, str], modified_since: datetime | None = None
     ) -> list[dict[str, Any]]:
         """GET every page of a collection; If-Modified-Since is accurate to the second."""
-        headers = (
-            {"If-Modified-Since": modified_since.strftime("%Y-%m-%dT%H:%M:%S")}
-            if modified_since
-            else {}
-        )
+        headers = {"If-Modified-Since": if_modified_since(modified_since)} if modified_since else {}
         found: list[dict[str, Any]] = []
         page = 1
         while True:
@@ -332,7 +328,7 @@ class XeroClient(ApiClient):
         payload = self.json(
             method,
             path,
-            params={"summarizeErrors": "false", "unitdp": "4"},
+            params=write_params(path),
             body={collection: bodies},
             headers={"Idempotency-Key": key},
         )
@@ -346,6 +342,27 @@ class XeroClient(ApiClient):
             )
             for e in elements
         ]
+
+
+UNITDP_COLLECTIONS = {"Invoices", "Items", "CreditNotes"}  # the spec's writes that take unitdp
+
+
+def write_params(path: str) -> dict[str, str]:
+    """Only the query parameters the operation defines (the spec): `summarizeErrors` on the
+    collection endpoints, `unitdp` where amounts are written with 4 places (not Contacts or
+    PurchaseOrders, and no summarizeErrors on a single-record POST like Invoices/{id})."""
+    collection, _, record = path.partition("/")
+    params = {} if record else {"summarizeErrors": "false"}
+    if collection in UNITDP_COLLECTIONS:
+        params["unitdp"] = "4"
+    return params
+
+
+def if_modified_since(when: datetime) -> str:
+    """Xero's If-Modified-Since: a UTC date-time to the second (a naive time is taken as UTC)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def or_chunks(clauses: list[str], limit: int = WHERE_CHARS) -> list[str]:

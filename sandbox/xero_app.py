@@ -99,6 +99,48 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Reply]
+# The query parameters each operation served here defines in the spec (lowercase; Xero reads
+# them case-insensitively); any other is refused with a 400 naming it, so a client cannot send
+# one unnoticed (tests/sandbox/test_xero_sandbox.py keeps this table equal to the spec's).
+_PAGED = {"page", "pagesize", "where", "order"}
+QUERY_PARAMETERS: dict[tuple[str, str], set[str]] = {
+    ("GET", "/Organisation"): set(),
+    ("GET", "/TaxRates"): {"where", "order"},
+    ("GET", "/Accounts"): {"where", "order"},
+    ("GET", "/Currencies"): {"where", "order"},
+    ("GET", "/Contacts"): _PAGED | {"ids", "summaryonly", "includearchived", "searchterm"},
+    ("PUT", "/Contacts"): {"summarizeerrors"},
+    ("POST", "/Contacts"): {"summarizeerrors"},
+    ("GET", "/Contacts/{ContactID}"): set(),
+    ("POST", "/Contacts/{ContactID}"): set(),
+    ("GET", "/Items"): {"where", "order", "unitdp"},
+    ("PUT", "/Items"): {"unitdp", "summarizeerrors"},
+    ("POST", "/Items"): {"unitdp", "summarizeerrors"},
+    ("GET", "/Items/{ItemID}"): {"unitdp"},
+    ("POST", "/Items/{ItemID}"): {"unitdp"},
+    ("GET", "/Invoices"): _PAGED | {
+        "statuses", "invoicenumbers", "unitdp", "ids", "contactids", "summaryonly",
+        "includearchived", "searchterm", "createdbymyapp",
+    },
+    ("PUT", "/Invoices"): {"unitdp", "summarizeerrors"},
+    ("POST", "/Invoices"): {"unitdp", "summarizeerrors"},
+    ("GET", "/Invoices/{InvoiceID}"): {"unitdp"},
+    ("POST", "/Invoices/{InvoiceID}"): {"unitdp"},
+    ("POST", "/Invoices/{InvoiceID}/Email"): set(),
+    ("GET", "/Invoices/{InvoiceID}/OnlineInvoice"): set(),
+    ("GET", "/TrackingCategories"): {"where", "includearchived", "order"},
+    ("GET", "/PurchaseOrders"): {"dateto", "status", "page", "pagesize", "datefrom", "order"},
+    ("PUT", "/PurchaseOrders"): {"summarizeerrors"},
+    ("POST", "/PurchaseOrders"): {"summarizeerrors"},
+    ("GET", "/PurchaseOrders/{PurchaseOrderID}"): set(),
+    ("POST", "/PurchaseOrders/{PurchaseOrderID}"): set(),
+    ("GET", "/CreditNotes"): _PAGED | {"unitdp"},
+    ("PUT", "/CreditNotes"): {"unitdp", "summarizeerrors"},
+    ("GET", "/CreditNotes/{CreditNoteID}"): {"unitdp"},
+    ("PUT", "/CreditNotes/{CreditNoteID}/Allocations"): {"summarizeerrors"},
+    ("GET", "/Payments"): _PAGED,
+    ("PUT", "/Payments"): {"summarizeerrors"},
+}
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -145,6 +187,8 @@ def _bearer(request: Request) -> str:
 
 
 def _if_modified_since(headers: dict[str, str]) -> datetime | None:
+    """A UTC date-time (an HTTP date or ISO 8601; without an offset it is UTC, as Xero reads
+    it); anything else raises ValueError (a 400), never silently ignored."""
     raw = headers.get("if-modified-since")
     if not raw:
         return None
@@ -154,7 +198,7 @@ def _if_modified_since(headers: dict[str, str]) -> datetime | None:
         try:
             when = datetime.fromisoformat(raw)
         except ValueError:
-            return None
+            raise ValueError(f"If-Modified-Since is not a date-time: {raw!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -176,7 +220,10 @@ def _list(
     ctx: Ctx, key: str, objects: list[JSON], *, paged: bool, strip_lines: bool = False
 ) -> Reply:
     """Filter (If-Modified-Since, where), order and page a collection, then wrap it."""
-    since = _if_modified_since(ctx.headers)
+    try:
+        since = _if_modified_since(ctx.headers)
+    except ValueError as exc:
+        return Reply(400, _error(10, "ValidationException", str(exc)))
     if since is not None:
         objects = [o for o in objects if updated_since(o, since)]
     try:
@@ -517,6 +564,17 @@ def allocate_credit_note(ctx: Ctx) -> Reply:
     )
 
 
+def list_payments(ctx: Ctx) -> Reply:
+    return _list(ctx, "Payments", ctx.xs.payments(ctx.tenant), paged=True)
+
+
+def write_payments(ctx: Ctx) -> Reply:
+    return _write(
+        ctx, "Payments", lambda e: ctx.xs.save_payment(ctx.tenant, e), copy.deepcopy,
+        "HasValidationErrors",
+    )
+
+
 def get_organisation(ctx: Ctx) -> Reply:
     return Reply(200, _envelope(ctx.xs, "Organisations", copy.deepcopy([ctx.tenant.organisation])))
 
@@ -536,13 +594,15 @@ class _Api:
 
     def accounting(self, template: str, handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            reply, tenant_id = await self._accounting(request, handler)
+            reply, tenant_id = await self._accounting(request, handler, template)
             self.xs.record(f"{request.method} {template}", reply.status, tenant_id)
             return await self.xs.faults.deliver(_respond(reply), self.xs.faults.lose())
 
         return endpoint
 
-    async def _accounting(self, request: Request, handler: Handler) -> tuple[Reply, str | None]:
+    async def _accounting(
+        self, request: Request, handler: Handler, template: str
+    ) -> tuple[Reply, str | None]:
         xs = self.xs
         if xs.roll_fault():
             return Reply(503, "Service Unavailable"), None
@@ -561,6 +621,12 @@ class _Api:
             return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
         if (down := xs.outage_of(tenant_id)) is not None:
             return Reply(down, NOT_FOUND if down == 404 else "Service Unavailable"), tenant_id
+        defined = QUERY_PARAMETERS.get((request.method, template), set())
+        undefined = sorted({k for k in request.query_params if k.lower() not in defined})
+        if undefined:
+            message = (f"Query parameter(s) {', '.join(undefined)} are not defined for "
+                       f"{request.method} {template}")
+            return Reply(400, _error(10, "ValidationException", message)), tenant_id
         admission = xs.admit(grant.client_id, tenant_id)
         if admission.problem is not None:
             headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem}
@@ -774,6 +840,8 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/CreditNotes", write_credit_notes, ["PUT"]),
         ("/CreditNotes/{ref}", get_credit_note, ["GET"]),
         ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
+        ("/Payments", list_payments, ["GET"]),
+        ("/Payments", write_payments, ["PUT"]),
     ]
     labels = {
         "Contacts": "ContactID",
@@ -793,8 +861,11 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
     routes: list[Any] = [
         Route("/connect/token", api.token, methods=["POST"]),
         Route("/identity/connect/authorize", api.authorize, methods=["GET"]),
+        # the identity API answers on both spellings; the official SDKs call /Connections
         Route("/connections", api.connections, methods=["GET"]),
+        Route("/Connections", api.connections, methods=["GET"]),
         Route("/connections/{id}", api.connections, methods=["DELETE"]),
+        Route("/Connections/{id}", api.connections, methods=["DELETE"]),
         Mount("/api.xro/2.0", routes=api_routes),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found})

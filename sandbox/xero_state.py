@@ -362,6 +362,7 @@ class Tenant:
     po_counter: int = 0
     credit_notes: dict[str, JSON] = field(default_factory=dict)
     credit_note_counter: int = 0
+    payment_accounts: dict[str, JSON] = field(default_factory=dict)  # PaymentID -> Account
 
 
 class ValidationFailed(ValueError):
@@ -494,6 +495,10 @@ class XeroSandbox:
             "PaymentTerms": {},
         }
         extra = [c for c in (currencies or []) if c != base_currency]
+        try:
+            uuid.UUID(tenant_id)
+        except ValueError:
+            raise ValueError(f"tenant id {tenant_id!r} is not a UUID, as Xero's are") from None
         with self.lock:
             self._tenants[tenant_id] = Tenant(
                 tenant_id=tenant_id, name=name, country=spec, base_currency=base_currency,
@@ -605,6 +610,66 @@ class XeroSandbox:
             invoice["Status"] = "PAID"
             invoice["FullyPaidOnDate"] = _day_fields("Date", on)["Date"]
         self._touch(t, invoice, "InvoiceID", self.clock())
+
+    def save_payment(self, t: Tenant, submitted: JSON) -> Outcome:
+        """PUT /Payments, one element: a payment on an AUTHORISED invoice to a bank account
+        (or one with EnablePaymentsToAccount), at most the amount due."""
+        ref = submitted.get("Invoice")
+        invoice = self.find_invoice(t, str(ref.get("InvoiceID", ""))) if isinstance(
+            ref, dict) else None
+        if invoice is None:
+            return None, ["Invoice could not be found."]
+        given = submitted.get("Account")
+        account = None
+        if isinstance(given, dict):
+            account = next((a for a in t.accounts.values() if a["AccountID"] == given.get(
+                "AccountID") or (given.get("Code") and a.get("Code") == given.get("Code"))), None)
+        if account is None or not (account["Type"] == "BANK" or account.get(
+                "EnablePaymentsToAccount")):
+            return None, ["Payments must be made to a bank account, or an account with "
+                          "payments enabled."]
+        try:
+            amount = money(_number(submitted.get("Amount")))
+        except ValueError:
+            return None, ["Amount must be a number."]
+        if invoice["Status"] != "AUTHORISED":
+            return None, ["Payments can only be made against AUTHORISED invoices."]
+        if not 0 < amount <= invoice["AmountDue"]:
+            return None, [f"The payment amount must be more than 0 and at most the amount due "
+                          f"({invoice['AmountDue']})."]
+        on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
+        payment: JSON = {
+            "PaymentID": str(uuid.uuid4()), "Date": _day_fields("Date", on)["Date"],
+            "Amount": amount, "Reference": str(submitted.get("Reference") or ""),
+            "CurrencyRate": invoice.get("CurrencyRate", Decimal("1.000000")),
+            "HasAccount": True, "HasValidationErrors": False,
+        }
+        invoice["Payments"].append(payment)
+        t.payment_accounts[payment["PaymentID"]] = {
+            "AccountID": account["AccountID"], "Code": account.get("Code")}
+        self._settle(t, invoice, "AmountPaid", amount, on)
+        return self.render_payment(t, invoice, payment), []
+
+    def payments(self, t: Tenant) -> list[JSON]:
+        """Every payment on the tenant's invoices, as GET /Payments shows them."""
+        return [
+            self.render_payment(t, invoice, payment)
+            for invoice in self.ordered(t, t.invoices, "InvoiceID")
+            for payment in invoice.get("Payments") or []
+        ]
+
+    def render_payment(self, t: Tenant, invoice: JSON, payment: JSON) -> JSON:
+        bank = next((a for a in t.accounts.values() if a["Type"] == "BANK"), None)
+        account = t.payment_accounts.get(payment["PaymentID"]) or (
+            {"AccountID": bank["AccountID"], "Code": bank.get("Code")} if bank else None)
+        kind = "ACCRECPAYMENT" if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT"
+        return {
+            **copy.deepcopy(payment), "Status": "AUTHORISED", "PaymentType": kind,
+            "UpdatedDateUTC": invoice["UpdatedDateUTC"],
+            "Invoice": {"InvoiceID": invoice["InvoiceID"],
+                        "InvoiceNumber": invoice.get("InvoiceNumber"), "Type": invoice["Type"]},
+            **({"Account": account} if account else {}),
+        }
 
     def bill_purchase_order(self, tenant_id: str, purchase_order_id: str) -> JSON:
         """Mark an AUTHORISED purchase order BILLED, as creating a bill from it in Xero does."""
@@ -940,6 +1005,9 @@ class XeroSandbox:
                 return None, [f"The contact with ContactID {contact_id} could not be found."]
             if create_only:
                 return None, [f"A contact with ContactID {contact_id} already exists."]
+        refused = sorted(k for k in submitted if k in CONTACT_SPEC_READ_ONLY)
+        if refused:  # readOnly in the spec: Xero does not take them (FACTS "The 2026 platform")
+            return None, [f"{k} is a read-only field and cannot be set" for k in refused]
         merged: JSON = copy.deepcopy(existing) if existing else {}
         for key, value in submitted.items():
             if key not in _CONTACT_READ_ONLY:
@@ -1702,6 +1770,7 @@ _CONTACT_READ_ONLY = {
     "ContactID", "IsSupplier", "IsCustomer", "UpdatedDateUTC", "Balances", "HasValidationErrors",
     "ValidationErrors", "StatusAttributeString", "HasAttachments", "Website", "Discount",
 }
+CONTACT_SPEC_READ_ONLY = {"Website", "Discount", "UpdatedDateUTC"}  # Contact's readOnly (spec)
 _ITEM_READ_ONLY = {
     "ItemID", "UpdatedDateUTC", "ValidationErrors", "StatusAttributeString", "TotalCostPool",
     "QuantityOnHand", "IsTrackedAsInventory",

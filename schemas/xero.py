@@ -62,7 +62,7 @@ class XeroContactIn(XeroRequest):
     FirstName: str | None = Field(None, max_length=255)
     LastName: str | None = Field(None, max_length=255)
     EmailAddress: str | None = Field(None, max_length=255)
-    Website: str | None = None
+    # no Website: the spec marks it readOnly and Xero refuses or drops it (FACTS 2026)
     Addresses: list[XeroAddress] | None = None
     Phones: list[XeroPhone] | None = None
 
