@@ -72,8 +72,8 @@ def test_contacts_items_invoices_credit_notes_and_purchase_orders(
         Item,
         Items,
         LineItem,
-        PurchaseOrder,
         Purchase,
+        PurchaseOrder,
         PurchaseOrders,
     )
 
