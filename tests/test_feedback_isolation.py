@@ -220,3 +220,21 @@ def test_models_accept_what_the_spec_marks_optional() -> None:
 
     fields = invoice_fields(paid)  # undated payments are no "last payment"
     assert fields["Xero_Last_Payment_Date"] is None and fields["Xero_Last_Payment_Amount"] is None
+
+
+def test_an_odd_credit_note_answer_leaves_the_credit_balance_unwritten(ctx: Any) -> None:
+    """An answer our model refuses (RemainingCredit not a number) is an odd answer too."""
+    from pydantic import ValidationError
+
+    from tasks.payment_feedback import feed_back_job
+
+    def odd(where: str) -> list[XeroCreditNote]:
+        return [XeroCreditNote.model_validate({"CreditNoteID": "n", "RemainingCredit": "abc"})]
+
+    ctx.xero.rows = {"i-1": raw_invoice("i-1")}
+    ctx.xero.credit_notes = odd
+    with pytest.raises(ValidationError):
+        odd("")
+    feed_back_job(ctx, job(ctx, ["i-1"]))
+    assert "501" in written(ctx, "Invoices")
+    assert "Xero_Credit_Balance" not in written(ctx, "Accounts")["901"]

@@ -88,3 +88,21 @@ def test_check_names_what_each_feature_misses_and_the_command(
     assert "invoices and purchase orders: needs accounting.invoices" in out
     assert "settings check (accounts, tax rates, tracking): needs accounting.settings.read" in out
     assert f"zxsync connect xero --connection {conn.name}" in out
+
+
+def test_tokens_stored_before_scopes_were_recorded_are_read_from_their_jwt() -> None:
+    """Xero's access tokens are JWTs with a `scope` claim: a connection made by an older
+    zxsync still shows what it was granted (here the broad set, to be migrated)."""
+    import base64
+    import json
+
+    from clients.tokens import TokenSet
+
+    claims = base64.urlsafe_b64encode(
+        json.dumps({"scope": ["offline_access", "accounting.transactions"]}).encode()
+    ).decode().rstrip("=")
+    old = TokenSet(f"e30.{claims}.sig", "refresh", 0.0)
+    assert old.scopes() == frozenset({"offline_access", "accounting.transactions"})
+    assert dict(missing_scopes(old.scopes() or frozenset()))["contacts"] == "accounting.contacts"
+    assert TokenSet("opaque", "refresh", 0.0).scopes() is None
+    assert TokenSet("x", "r", 0.0, scope="a b").scopes() == frozenset({"a", "b"})
