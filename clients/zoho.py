@@ -6,6 +6,7 @@ calls go to the `api_domain` the token response names, falling back to ZOHO_API_
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -129,6 +130,27 @@ class ZohoClient(ApiClient):
             "GET", module, params={"ids": ",".join(ids), "fields": ",".join(fields)}
         )
         return list(payload.get("data", [])) if payload else []
+
+    def modified_since(
+        self, module: str, since: datetime, fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """Every record of `module` modified after `since` (If-Modified-Since, all pages of
+        200; 304 when none). One API credit per page (u: Zoho's credit table)."""
+        found: list[dict[str, Any]] = []
+        params = {"fields": ",".join(fields), "per_page": "200"}
+        headers = {"If-Modified-Since": since.astimezone(UTC).isoformat(timespec="seconds")}
+        while True:
+            try:
+                payload = self.json("GET", module, params=params, headers=headers)
+            except ApiError as exc:
+                if exc.status == 304:
+                    return found
+                raise
+            found += list(payload.get("data", [])) if payload else []
+            info = (payload or {}).get("info") or {}
+            if not info.get("more_records") or not info.get("next_page_token"):
+                return found
+            params = {**params, "page_token": str(info["next_page_token"])}
 
     def update_records(self, module: str, records: list[dict[str, Any]]) -> None:
         """Write fields without firing Zoho workflows (ours must not re-trigger a sync)."""

@@ -127,25 +127,24 @@ def token_state(
 
 
 def xero_usage(redis_client: redis.Redis, connection: Connection, settings: Settings) -> XeroUsage:
-    """Calls the limiter counted in the tenant's current day and minute windows (the same
-    windows and keys as workers/ratelimit.py, placeholders for calls Xero reported included)."""
-    base = f"zxs:rl:xero:{connection.xero_tenant_id}"
-    minute_ms = int(settings.zxs_limit_minute_seconds * 1000)
+    """Calls the limiter counted today (`workers.ratelimit.xero_calls_today`, the tier's limit)
+    and in the tenant's current minute window (the same keys as workers/ratelimit.py,
+    placeholders for calls Xero reported included)."""
+    from workers.ratelimit import xero_calls_today
+
+    today = xero_calls_today(connection.name, settings=settings, redis_client=redis_client)
+    log = f"zxs:rl:xero:{connection.xero_tenant_id}:minute"
+    length = int(settings.zxs_limit_minute_seconds * 1000)
     now_ms = int(time.time() * 1000)
-    counts = []
-    for name, length in (("day", minute_ms * 1440), ("minute", minute_ms)):
-        log = f"{base}:{name}"
-        if settings.zxs_xero_rolling_windows:
-            counts.append(int(redis_client.zcount(log, f"({now_ms - length}", "+inf")))
-            continue
-        anchor_raw = redis_client.get(log + ":anchor")
-        if not anchor_raw:
-            counts.append(0)
-            continue
+    if settings.zxs_xero_rolling_windows:
+        minute = int(redis_client.zcount(log, f"({now_ms - length}", "+inf"))
+    elif anchor_raw := redis_client.get(log + ":anchor"):
         anchor = int(float(str(anchor_raw)))
         start = anchor + ((now_ms - anchor) // length) * length
-        counts.append(int(redis_client.zcount(log, start, f"({start + length}")))
-    return XeroUsage(counts[0], settings.zxs_xero_per_day, counts[1], settings.zxs_xero_per_minute)
+        minute = int(redis_client.zcount(log, start, f"({start + length}"))
+    else:
+        minute = 0
+    return XeroUsage(today.used, today.limit, minute, settings.zxs_xero_per_minute)
 
 
 def _assess(h: ConnectionHealth, stall_seconds: float) -> tuple[Level, list[str]]:

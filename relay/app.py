@@ -3,7 +3,10 @@
 - `POST /webhooks/xero`: Xero's signed deliveries (FACTS "Webhooks"). The signature is checked
   against every configured webhook key before anything else is read; a good one gets 200 with an
   empty body (intent to receive included), a bad or missing one 401. INVOICE events (a payment is
-  an INVOICE UPDATE) become one payment feedback job per connection and delivery.
+  an INVOICE UPDATE) and CREDITNOTE events become payment feedback jobs per connection and
+  delivery. Whatever else a signed delivery carries (a category or type we do not handle, an
+  event we cannot read, even a body that is not JSON) is logged and still answered 200: any other
+  answer is retried for 24 hours and then Xero disables the webhook (FACTS "The 2026 platform").
 - `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in the `X-Zxs-Token`
   header or a `token` body parameter (`?token=` still works, but URLs end up in access logs);
   `POST /webhooks/zoho/{connection}/notifications`: a Notification API callback, token in the
@@ -42,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.models import XeroEvent, XeroWebhook, ZohoChange
+from relay.models import XeroEvent, ZohoChange
 from relay.openapi import OPENAPI
 from relay.signatures import token_matches, xero_signers
 from schemas.connection import Connection
@@ -59,7 +62,14 @@ ENQUEUE_DEADLINE_SECONDS = 1.5
 INGEST_TASK = "zxsync.ingest"
 log = structlog.get_logger("zxsync.relay")
 Endpoint = Callable[[Request], Awaitable[Response]]
-M = TypeVar("M", XeroWebhook, ZohoChange)
+M = TypeVar("M", bound=ZohoChange)
+# (category, type) -> the PaymentFeedbackJob field its resource ids go to
+XERO_HANDLED = {
+    ("INVOICE", "CREATE"): "invoice_ids",
+    ("INVOICE", "UPDATE"): "invoice_ids",
+    ("CREDITNOTE", "CREATE"): "credit_note_ids",
+    ("CREDITNOTE", "UPDATE"): "credit_note_ids",
+}
 
 
 class Rejected(Exception):
@@ -112,29 +122,36 @@ class Relay:
         signers = xero_signers(body, signature, self.xero_keys)
         if not signers:
             raise Rejected(401, "x-xero-signature does not match any configured webhook key")
-        delivery = _parse(XeroWebhook, body)
-        per_connection: dict[str, list[XeroEvent]] = defaultdict(list)
-        for event in delivery.events:
+        events = _xero_events(body)
+        per_connection: dict[tuple[str, str], list[XeroEvent]] = defaultdict(list)
+        for event in events:
             conn = self.by_tenant.get(event.tenantId)
+            field = XERO_HANDLED.get((event.eventCategory, event.eventType))
             if conn is None or conn.name not in signers:
                 log.warning("relay.xero.unknown_tenant", tenant=event.tenantId)
-            elif event.eventCategory != "INVOICE":
-                log.info("relay.xero.ignored", category=event.eventCategory, tenant=conn.name)
-            else:
-                per_connection[conn.name].append(event)
-        jobs = []
-        for name, events in per_connection.items():
-            for start in range(0, len(events), MAX_INVOICES_PER_JOB):
-                chunk = events[start : start + MAX_INVOICES_PER_JOB]
-                ids = list(dict.fromkeys(e.resourceId for e in chunk))
-                job = PaymentFeedbackJob(
-                    connection=name,
-                    invoice_ids=ids,
-                    event_id="xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+            elif field is None:
+                log.info(
+                    "relay.xero.ignored",
+                    category=event.eventCategory,
+                    type=event.eventType,
+                    resource=event.resourceId,
+                    tenant=conn.name,
                 )
+            else:
+                per_connection[(conn.name, field)].append(event)
+        jobs = []
+        for (name, field), chosen in per_connection.items():
+            for start in range(0, len(chosen), MAX_INVOICES_PER_JOB):
+                chunk = chosen[start : start + MAX_INVOICES_PER_JOB]
+                ids = list(dict.fromkeys(e.resourceId for e in chunk))
+                job = PaymentFeedbackJob.model_validate({
+                    "connection": name,
+                    field: ids,
+                    "event_id": "xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+                })
                 jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
         await self.enqueue(FEEDBACK_TASK, jobs)
-        log.info("relay.xero.accepted", events=len(delivery.events), jobs=len(jobs))
+        log.info("relay.xero.accepted", events=len(events), jobs=len(jobs))
         return Response(status_code=200)
 
     # ------------------------------------------------------------------- Zoho
@@ -241,6 +258,29 @@ class Relay:
                 client.delete(*(f"zxs:relay:{k}" for k in claimed))
             log.error("relay.enqueue_failed", task=task, error=str(exc))
             raise Rejected(503, "could not enqueue; retry later") from None
+
+
+def _xero_events(body: bytes) -> list[XeroEvent]:
+    """The events of a signed delivery we can read; the rest is logged (never a 4xx)."""
+    try:
+        payload = loads(body)
+    except (ValueError, RecursionError):
+        log.error("relay.xero.unreadable", reason="body is not JSON", size=len(body))
+        return []
+    raw = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(raw, list):
+        log.error("relay.xero.unreadable", reason="no events list", size=len(body))
+        return []
+    events = []
+    for position, item in enumerate(raw):
+        try:
+            events.append(XeroEvent.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            log.error("relay.xero.unreadable_event", position=position,
+                      reason=f"{where}: {first['msg']}")
+    return events
 
 
 def _xero_event_key(event: XeroEvent) -> str:

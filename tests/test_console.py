@@ -204,7 +204,7 @@ def test_health_reads_tokens_limits_room_dead_letters_and_activity(
     assert (xero.state, zoho.state) == ("reconnect needed", "ok")
     assert xero.command == f"zxsync connect xero --connection {a}"
     assert "refresh token revoked" in xero.detail
-    assert (ha.xero.calls_today, ha.xero.day_limit) == (7, 5000)
+    assert (ha.xero.calls_today, ha.xero.day_limit) == (7, 1000)  # the Starter tier (default)
     assert ha.xero.minute_headroom == 60 - 7
     assert ha.dead_letters == {"invalid_record": 2}
     assert (ha.waiting, ha.in_flight) == (1, 0)

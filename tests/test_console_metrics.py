@@ -52,7 +52,7 @@ def test_metrics_report_each_connection_and_beats_heartbeat(
     assert got[("zxsync_connection_paused", ca)] == 1
     assert got[("zxsync_connection_paused", cb)] == 0
     assert got[("zxsync_xero_rate_limited_total", cb)] == 3
-    assert got[("zxsync_xero_calls_remaining_today", ca)] == 5000
+    assert got[("zxsync_xero_calls_remaining_today", ca)] == 1000  # the Starter tier (default)
     assert got[("zxsync_xero_minute_headroom", ca)] == 60
     assert got[("zxsync_jobs_waiting", ca)] == 0
     assert got[("zxsync_oldest_waiting_job_seconds", ca)] == 0

@@ -23,13 +23,14 @@ import structlog
 
 from schemas.wire import dumps, loads
 from workers.app import app
-from workers.deadletter import DeadLetter, DeadLetterStore
+from workers.deadletter import DeadLetter, DeadLetterStore, describe
 from workers.redact import redact
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
 log = structlog.get_logger("zxsync.alerts")
 
+STARTUP_CHECK = "zxsync.startup_check"
 WHAT_FAILED = {
     "zxsync.ingest": "The job was rejected at the door",
     "zxsync.fetch_record": "The Zoho record could not be read",
@@ -235,6 +236,36 @@ def deliver(report: ExceptionReport, channel: str, settings: Settings) -> None:
         send_email(settings, f"[zxsync] {report.title}", report.text())
     elif channel == "zoho":
         note_on_zoho(report)
+
+
+def report_connection_problem(
+    settings: Settings, connection: str, exc: BaseException, what_to_do: str
+) -> list[str]:
+    """An exception report for a connection the start-up check could not check (no document,
+    nothing to replay): Sentry, webhook and e-mail, each on its own; the channels reached."""
+    kind, message, hint, field = describe(exc)
+    letter = DeadLetter(
+        stage=STARTUP_CHECK, connection=connection, module="", record_id="", error_kind=kind,
+        error=redact(message), hint=hint, field=field, attempts=1, payload="{}", traceback="",
+        failed_at=_now(),
+    )
+    report = ExceptionReport(
+        title=f"Start-up check failed (connection {connection}): the worker serves the other "
+        "connections",
+        why=letter.error,
+        what_to_do=what_to_do,
+        replay="zxsync check",
+        letter=letter,
+    )
+    reached = []
+    for channel in channels(settings, letter):
+        try:
+            deliver(report, channel, settings)
+            reached.append(channel)
+        except Exception as failure:  # a report channel down must not stop the start-up
+            log.warning("alert.delivery_failed", connection=connection, channel=channel,
+                        error=redact(f"{type(failure).__name__}: {failure}"))
+    return reached
 
 
 @app.task(name="zxsync.report_dead_letter", bind=True, max_retries=5, acks_late=True)

@@ -80,7 +80,7 @@ class StageContext:
             conn.xero_tenant_id,
             s.xero_client_id,
             per_minute=s.zxs_xero_per_minute,
-            per_day=s.zxs_xero_per_day,
+            per_day=s.xero_day_limit(),
             app_per_minute=s.zxs_xero_app_per_minute,
             concurrent=s.zxs_xero_concurrent,
             rolling=s.zxs_xero_rolling_windows,

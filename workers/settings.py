@@ -13,7 +13,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -25,6 +25,14 @@ from pydantic_settings import (
 
 from schemas.connection import Connection
 from schemas.errors import ConfigurationError, InvalidJob
+from schemas.scopes import XERO_SCOPES, AppScopes
+
+XeroTier = Literal["starter", "core", "plus", "advanced"]
+# Calls a day per organisation from 2 March 2026 (developer.xero.com/faq/pricing-and-policy-
+# updates; FACTS "The 2026 platform"): Starter 1,000, the paid tiers keep 5,000.
+XERO_TIER_DAY_LIMITS: dict[str, int] = {
+    "starter": 1000, "core": 5000, "plus": 5000, "advanced": 5000,
+}
 
 
 class Settings(BaseSettings):
@@ -60,11 +68,18 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds before Redis redelivers an unacknowledged task."
     )
     xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+    xero_app_scopes: AppScopes = Field(
+        "granular", description="granular: apps created from 2 March 2026; broad: older apps."
+    )
+    xero_scopes: str = Field("", description="Space-separated scopes replacing the set above.")
     zxs_token_key: SecretStr = Field(
         SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."
     )
     zxs_xero_per_minute: int = Field(60, ge=1)
-    zxs_xero_per_day: int = Field(5000, ge=1)
+    xero_api_tier: XeroTier = Field(
+        "starter", description="The Xero app's pricing tier: its daily call limit per tenant."
+    )
+    zxs_xero_per_day: int | None = Field(None, ge=1, description="Overrides the tier's limit.")
     zxs_xero_app_per_minute: int = Field(10_000, ge=1)
     zxs_xero_concurrent: int = Field(5, ge=1)
     zxs_zoho_per_minute: int = Field(0, ge=0, description="0: Zoho sets no minute limit.")
@@ -101,7 +116,27 @@ class Settings(BaseSettings):
     )
     zxs_digest_hour_utc: int = Field(7, ge=0, le=23)
     zxs_payment_reconcile_seconds: float = Field(
-        300.0, gt=0, description="How often Xero is polled for payments a webhook missed."
+        300.0, gt=0, description="Shortest interval of the payment safety-net poll."
+    )
+    zxs_payment_reconcile_max_seconds: float = Field(
+        3540.0, gt=0, description="Longest interval while the payment poll finds nothing new."
+    )
+    zxs_po_poll_seconds: float = Field(300.0, gt=0, description="Shortest PO status poll.")
+    zxs_po_poll_max_seconds: float = Field(
+        7200.0, gt=0, description="Longest interval while the PO status poll finds nothing."
+    )
+    zxs_poll_tick_seconds: float = Field(
+        60.0, gt=0, description="How often beat looks for polls that are due."
+    )
+    zxs_relay_url: str = Field("", description="The relay's public https base URL.")
+    zxs_zoho_channel_seconds: float = Field(
+        86400.0, gt=0, le=7 * 86400, description="Lifetime asked for a Zoho channel."
+    )
+    zxs_zoho_channel_check_seconds: float = Field(
+        3600.0, gt=0, description="How often beat looks for channels to renew."
+    )
+    zxs_zoho_sweep_seconds: float = Field(
+        600.0, gt=0, description="How often beat sweeps Zoho for changes never synced."
     )
     flower_basic_auth: SecretStr = SecretStr("")
 
@@ -122,6 +157,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value else value
+
+    def xero_day_limit(self) -> int:
+        """Calls a day per tenant: ZXS_XERO_PER_DAY, else the tier's (workers/ratelimit.py)."""
+        return self.zxs_xero_per_day or XERO_TIER_DAY_LIMITS[self.xero_api_tier]
+
+    def xero_consent_scopes(self) -> str:
+        """The scopes `zxsync connect xero` asks for (schemas/scopes.py)."""
+        return " ".join(self.xero_scopes.split()) or XERO_SCOPES[self.xero_app_scopes]
 
     def connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""

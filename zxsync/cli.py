@@ -22,6 +22,7 @@ app = typer.Typer(
 console = Console()
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(__import__("zxsync.connect").connect.app, name="connect")
+app.add_typer(__import__("zxsync.zoho").zoho.app, name="zoho")
 app.command()(status)
 app.command()(flower)
 app.command()(check)

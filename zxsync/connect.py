@@ -33,11 +33,8 @@ from workers.settings import Settings, get_settings
 app = typer.Typer(help="Connect a Xero organisation or a Zoho org and store its tokens.")
 console = Console()
 
-XERO_SCOPES = (
-    "openid profile email offline_access accounting.transactions accounting.contacts "
-    "accounting.settings"
-)
-ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ"
+# notifications: the channel `zxsync zoho watch` creates and beat renews (FACTS §7)
+ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ,ZohoCRM.notifications.ALL"
 CALLBACK_TIMEOUT_SECONDS = 300.0
 
 
@@ -61,7 +58,7 @@ def provider(name: str, settings: Settings) -> Provider:
             f"{settings.xero_identity_url.rstrip('/')}/connect/token",
             settings.xero_client_id,
             settings.xero_client_secret.get_secret_value(),
-            XERO_SCOPES,
+            settings.xero_consent_scopes(),  # granular unless XERO_APP_SCOPES=broad
             "client_secret_basic",
             {},
         )
@@ -106,6 +103,7 @@ def consent(
         token["refresh_token"],
         float(token["expires_in"]),
         token.get("api_domain"),
+        token.get("scope"),  # what was granted, kept with the tokens (clients.tokens)
     )
 
 

@@ -22,7 +22,7 @@ from sandbox.config import SandboxConfig
 from sandbox.seed import ZohoDataset, build_dataset, load_dataset
 from zxsync.stack import LocalConnection, LocalStack
 
-CONNECTION = LocalConnection("demo-au", "a1b2c3d4-0000-4000-8000-00000000d3m0", "org-demo-au")
+CONNECTION = LocalConnection("demo-au", "a1b2c3d4-0000-4000-8000-00000000d3e0", "org-demo-au")
 REPEATS = 3
 PURCHASE_ORDERS = 4
 

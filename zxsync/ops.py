@@ -229,26 +229,98 @@ def flower_auth_problem(auth: str) -> str | None:
 
 
 def check() -> None:
-    """Check every connection's mapping against its Xero organisation's Accounts, TaxRates and
-    TrackingCategories; exit 1 naming each setting Xero would refuse."""
-    from schemas.checks import connection_problems
-    from workers.context import build_context
+    """Check every connection's granted Xero scopes, then its mapping against its Xero
+    organisation's Accounts, TaxRates and TrackingCategories; exit 1 naming each scope a
+    feature lacks (and the command that fixes it) and each setting Xero would refuse.
+
+    Each connection on its own: one that cannot be checked (Xero answering 404 or 5xx, the
+    token endpoint unreachable, a revoked token) is a warning with a hint and an exception
+    report for it alone, and the others are still checked (`zxsync worker` then starts)."""
     from workers.settings import get_settings
 
     failed = False
     for name in get_settings().connections():
+        try:
+            failed |= _check_connection(name)
+        except Exception as exc:  # any failure is this connection's, never the others'
+            failed = True
+            _cannot_check(name, exc)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _check_connection(name: str) -> bool:
+    """Scopes and mapping of one connection, printed; whether anything is wrong."""
+    from clients.tokens import granted_scopes
+    from schemas.checks import connection_problems
+    from schemas.scopes import missing_scopes
+    from workers.context import build_context
+    from workers.ratelimit import xero_calls_today
+
+    reconnect = f"zxsync connect xero --connection {name}"
+    granted = granted_scopes(name)
+    problems: list[str] = []
+    settings_readable = granted is None or not any(
+        scope.startswith("accounting.settings") for _, scope in missing_scopes(granted)
+    )
+    if settings_readable:
         ctx = build_context(name)
         xero = ctx.xero
         problems = connection_problems(
             ctx.connection, xero.accounts(), xero.tax_rates(), xero.tracking_categories()
         )
-        failed |= bool(problems)
-        for problem in problems:
-            console.print(f"[red]{name}[/red]: {problem}", highlight=False)
-        if not problems:
-            console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
-    if failed:
-        raise typer.Exit(1)
+        granted = granted if granted is not None else granted_scopes(name)  # now refreshed
+    missing = missing_scopes(granted) if granted is not None else []
+    for feature, scope in missing:
+        console.print(
+            f"[red]{name}[/red]: {feature}: needs {scope}, not granted: run `{reconnect}`",
+            highlight=False,
+        )
+    if granted is None:
+        console.print(
+            f"[yellow]{name}[/yellow]: granted Xero scopes not recorded; `{reconnect}` records "
+            "them",
+            highlight=False,
+        )
+    for problem in problems:
+        console.print(f"[red]{name}[/red]: {problem}", highlight=False)
+    if not problems and not missing:
+        console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
+    usage = xero_calls_today(name)
+    console.print(
+        f"{name}: Xero calls today {usage.used} / {usage.limit} ({usage.tier} tier)",
+        highlight=False,
+    )
+    return bool(problems or missing)
+
+
+def _cannot_check(name: str, exc: Exception) -> None:
+    """A warning naming the connection, what to do, and an exception report for it."""
+    from rich.markup import escape
+
+    from schemas.errors import ApiError, AuthRevoked, MissingScope, TransportError
+    from workers.alerts import report_connection_problem
+    from workers.logs import log
+    from workers.redact import redact
+    from workers.settings import get_settings
+
+    if isinstance(exc, AuthRevoked | MissingScope):
+        hint = f"reconnect: run `zxsync connect xero --connection {name}`"
+    elif isinstance(exc, TransportError):
+        hint = "Xero (XERO_API_URL / XERO_IDENTITY_URL) could not be reached from here: check "
+        hint += "the network, then run `zxsync check`"
+    elif isinstance(exc, ApiError):
+        hint = f"Xero answered HTTP {exc.status} for this organisation: check its tenant id and "
+        hint += f"XERO_API_URL, then `zxsync check` (or `zxsync connect xero --connection {name}`)"
+    else:
+        hint = "a defect: report it with the log's traceback, then run `zxsync check`"
+    error = redact(exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}")
+    console.print(
+        f"[yellow]{name}[/yellow]: could not be checked: {escape(error)}; {escape(hint)}",
+        highlight=False,
+    )
+    log.warning("check.connection_failed", connection=name, error=error, kind=type(exc).__name__)
+    report_connection_problem(get_settings(), name, exc, hint)
 
 
 def health(
