@@ -1,14 +1,18 @@
-# One image for worker, flower and the sandbox: the project installed from its own pyproject.
+# One image for every service (workers, beat, Flower, the relay): the project built as a wheel
+# from its pyproject (which names the packages) and installed with its bounded dependencies.
+# The context is the whole tree through .dockerignore (no tests, secrets or local state).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY workers workers
-COPY tasks tasks
-COPY schemas schemas
-COPY clients clients
-COPY sandbox sandbox
-COPY zxsync zxsync
-RUN pip install --no-cache-dir .
-USER nobody
-ENV ZXS_DATA_DIR=/tmp/zxsync
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/zxsync --create-home zxsync
+# a dedicated unprivileged user; its home holds beat's schedule and the (unused in compose)
+# embedded Redis directory
+USER 10001:10001
+WORKDIR /var/lib/zxsync
+ENV ZXS_DATA_DIR=/var/lib/zxsync PYTHONUNBUFFERED=1
 CMD ["zxsync", "worker"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean bench
+.PHONY: demo test lint typecheck install clean bench chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,9 +17,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/zxsync demo
 
-test: $(STAMP)
+# Debian's chromium for the console's browser test (apt-get as root when /usr/bin/chromium is
+# missing; Playwright drives that executable, it never downloads a browser)
+chromium:
+	scripts/install-chromium.sh
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
-	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay
+	$(BIN)/mypy workers tasks schemas clients sandbox zxsync relay console
 	$(BIN)/pytest -q
 
 # issue #8 figures (README "Performance"): burst, naive path, trickle, raw, fairness; ~10 minutes

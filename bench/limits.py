@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--guard", type=float, default=0.3, help="ZXS_LIMIT_GUARD_SECONDS")
     args = parser.parse_args()
 
-    conn = LocalConnection("bench", "tenant-bench", "org-bench")
+    conn = LocalConnection("bench", "b3e7c000-0000-4000-8000-000000000001", "org-bench")
     config = SandboxConfig(minute_seconds=args.minute)
     env = {"ZXS_LIMIT_GUARD_SECONDS": str(args.guard), "ZXS_LOG_LEVEL": "WARNING"}
     with LocalStack([conn], config, extra_env=env) as stack:

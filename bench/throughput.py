@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -143,7 +144,9 @@ def make_stack(
 ) -> LocalStack:
     """One LocalStack with a connection (Xero tenant + Zoho org) per name."""
     conns = [
-        LocalConnection(n, f"tenant-{n}", f"org-{n}", options=dict(CONNECTION_OPTIONS))
+        LocalConnection(
+            n, str(uuid.uuid5(uuid.NAMESPACE_URL, n)), f"org-{n}", options=dict(CONNECTION_OPTIONS)
+        )
         for n in names
     ]
     if limits:

@@ -70,7 +70,7 @@ class ApiClient:
         a classified error."""
         token = self._tokens.current().access_token
         response = self._send(method, path, token, params, body, headers, files)
-        if response.status_code == 401:
+        if response.status_code == 401 and not insufficient_scope(response):
             token = self._tokens.refresh_after_401(token).access_token
             response = self._send(method, path, token, params, body, headers, files)
         if response.is_success:
@@ -140,6 +140,11 @@ def server_or_generic(provider: str, response: httpx.Response, message: str) -> 
     if response.status_code >= 500:
         return ServerError(provider, text, status=response.status_code)
     return ApiError(provider, text, status=response.status_code)
+
+
+def insufficient_scope(response: httpx.Response) -> bool:
+    """A 401 for a scope the token lacks (RFC 6750 §3.1), not for an expired token."""
+    return "insufficient_scope" in response.headers.get("www-authenticate", "")
 
 
 def body_text(response: httpx.Response, limit: int = 500) -> str:

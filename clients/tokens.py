@@ -10,6 +10,7 @@ remembered, so later jobs fail at once with "reconnect" instead of hammering the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -35,13 +36,38 @@ class TokenSet:
     expires_at: float
     api_domain: str | None = None
     issued_at: float = 0.0
+    scope: str | None = None  # what the consent granted, space-separated (None: not recorded)
 
     @classmethod
     def issued(
-        cls, access_token: str, refresh_token: str, expires_in: float, api_domain: str | None = None
+        cls,
+        access_token: str,
+        refresh_token: str,
+        expires_in: float,
+        api_domain: str | None = None,
+        scope: str | list[str] | None = None,
     ) -> TokenSet:
         now = time.time()
-        return cls(access_token, refresh_token, now + expires_in, api_domain, now)
+        if isinstance(scope, list):
+            scope = " ".join(scope)
+        return cls(access_token, refresh_token, now + expires_in, api_domain, now, scope)
+
+    def scopes(self) -> frozenset[str] | None:
+        """The granted scopes: as recorded, else the `scope` claim of a JWT access token (Xero's
+        are JWTs; only read, not verified: it is our own token, for display and checks)."""
+        if self.scope is not None:
+            return frozenset(self.scope.split())
+        parts = self.access_token.split(".")
+        if len(parts) != 3:
+            return None
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except ValueError:
+            return None
+        claim = claims.get("scope") if isinstance(claims, dict) else None
+        if isinstance(claim, str):
+            claim = claim.split()
+        return frozenset(str(s) for s in claim) if isinstance(claim, list) else None
 
     def fresh(self, now: float) -> bool:
         """Valid for a while yet: a minute, or a quarter of its life when that is shorter."""
@@ -97,6 +123,10 @@ class TokenManager:
         self._bootstrap = bootstrap_refresh_token
         self._cipher = cipher
 
+    def stored(self) -> TokenSet | None:
+        """The stored token set as it is, without refreshing (for status and checks)."""
+        return self._load()
+
     def current(self) -> TokenSet:
         """A token set whose access token is valid for a while yet."""
         stored = self._load()
@@ -133,6 +163,8 @@ class TokenManager:
                 raise
             if fresh.api_domain is None and stored and stored.api_domain:
                 fresh = replace(fresh, api_domain=stored.api_domain)
+            if fresh.scope is None and stored and stored.scope:  # a refresh keeps the consent
+                fresh = replace(fresh, scope=stored.scope)
             self._save(fresh)
             return fresh
 
@@ -160,3 +192,29 @@ class TokenManager:
                 hint="Restore the previous key (keys may be listed comma-separated) or "
                 f"reconnect with `zxsync connect {self._provider.lower()}`.",
             ) from None
+
+
+def granted_scopes(
+    connection: str,
+    provider: str = "Xero",
+    *,
+    redis_client: redis.Redis | None = None,
+    cipher: TokenCipher | None = None,
+) -> frozenset[str] | None:
+    """The scopes the connection's stored consent granted (None: no token, or not known).
+
+    Read-only, never refreshes: for `zxsync check` and the console. Defaults to the process's
+    Redis and token key."""
+    if redis_client is None or cipher is None:
+        from workers.context import token_cipher
+        from workers.redis import get_redis
+
+        redis_client = redis_client or get_redis()
+        cipher = cipher or token_cipher()
+
+    def no_refresh(_: str) -> TokenSet:
+        raise AssertionError("granted_scopes never refreshes")
+
+    stored = TokenManager(redis_client, provider, connection, no_refresh, None, cipher=cipher)
+    tokens = stored.stored()
+    return tokens.scopes() if tokens else None

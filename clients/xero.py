@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from clients.http import ApiClient, Limiter, body_text, server_or_generic
+from clients.http import ApiClient, Limiter, body_text, insufficient_scope, server_or_generic
 from clients.tokens import Refresh, TokenManager, TokenSet
 from schemas.errors import (
     ApiError,
     AuthRevoked,
+    MissingScope,
     NotFound,
     RateLimited,
     ServerError,
+    TransportError,
     ValidationFailed,
 )
 from schemas.wire import loads
@@ -63,6 +65,14 @@ def classify_xero(response: httpx.Response) -> ApiError:
         messages = validation_messages(response)
         if messages:
             return ValidationFailed(PROVIDER, messages)
+    if status == 401 and insufficient_scope(response):
+        return MissingScope(
+            PROVIDER,
+            f"insufficient_scope: the connection's consent does not cover {response.url.path}",
+            status=401,
+            hint="Run `zxsync check` to see the missing scopes, then reconnect with "
+            "`zxsync connect xero --connection NAME`.",
+        )
     if status == 403:
         return AuthRevoked(
             PROVIDER,
@@ -99,12 +109,20 @@ def refresh_xero_token(
 
     def refresh(refresh_token: str) -> TokenSet:
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        response = http.post(
-            f"{identity_url.rstrip('/')}/connect/token",
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            headers={"Authorization": f"Basic {basic}"},
-        )
-        payload = response.json() if response.content else {}
+        try:
+            response = http.post(
+                f"{identity_url.rstrip('/')}/connect/token",
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                headers={"Authorization": f"Basic {basic}"},
+            )
+        except httpx.TransportError as exc:  # retryable, and named: not a defect
+            raise TransportError(
+                PROVIDER, f"token endpoint unreachable (XERO_IDENTITY_URL): {type(exc).__name__}"
+            ) from exc
+        try:
+            payload = response.json() if response.content else {}
+        except ValueError:
+            payload = {}
         if response.status_code == 400 and payload.get("error") in REVOKED:
             raise AuthRevoked(
                 PROVIDER,
@@ -114,7 +132,10 @@ def refresh_xero_token(
         if not response.is_success:
             raise classify_xero(response)
         return TokenSet.issued(
-            payload["access_token"], payload["refresh_token"], float(payload["expires_in"])
+            payload["access_token"],
+            payload["refresh_token"],
+            float(payload["expires_in"]),
+            scope=payload.get("scope"),
         )
 
     return refresh
@@ -244,6 +265,11 @@ class XeroClient(ApiClient):
         rows = self._pages("Contacts", {"IDs": ",".join(contact_ids)}) if contact_ids else []
         return [XeroContact.model_validate(c) for c in rows]
 
+    def credit_notes(self, where: str) -> list[XeroCreditNote]:
+        """Credit notes matching one `where` (its URL must fit: `credit_notes_any` splits)."""
+        rows = self._pages("CreditNotes", {"where": where})
+        return [XeroCreditNote.model_validate(c) for c in rows]
+
     def credit_notes_any(self, clauses: list[str], scope: str) -> list[XeroCreditNote]:
         """Credit notes matching `scope` and any one of `clauses`, all pages of each URL-sized
         chunk of clauses."""
@@ -258,11 +284,7 @@ class XeroClient(ApiClient):
     ) -> list[dict[str, Any]]:
         """GET every page of a collection, an `IDs` list split into URL-sized chunks;
         If-Modified-Since is accurate to the second."""
-        headers = (
-            {"If-Modified-Since": modified_since.strftime("%Y-%m-%dT%H:%M:%S")}
-            if modified_since
-            else {}
-        )
+        headers = {"If-Modified-Since": if_modified_since(modified_since)} if modified_since else {}
         found: list[dict[str, Any]] = []
         for chunk in self._id_chunks(collection, params):
             page = 1
@@ -396,7 +418,7 @@ class XeroClient(ApiClient):
         payload = self.json(
             method,
             path,
-            params={"summarizeErrors": "false", "unitdp": "4"},
+            params=write_params(path),
             body={collection: bodies},
             headers={"Idempotency-Key": key},
         )
@@ -410,6 +432,27 @@ class XeroClient(ApiClient):
             )
             for e in elements
         ]
+
+
+UNITDP_COLLECTIONS = {"Invoices", "Items", "CreditNotes"}  # the spec's writes that take unitdp
+
+
+def write_params(path: str) -> dict[str, str]:
+    """Only the query parameters the operation defines (the spec): `summarizeErrors` on the
+    collection endpoints, `unitdp` where amounts are written with 4 places (not Contacts or
+    PurchaseOrders, and no summarizeErrors on a single-record POST like Invoices/{id})."""
+    collection, _, record = path.partition("/")
+    params = {} if record else {"summarizeErrors": "false"}
+    if collection in UNITDP_COLLECTIONS:
+        params["unitdp"] = "4"
+    return params
+
+
+def if_modified_since(when: datetime) -> str:
+    """Xero's If-Modified-Since: a UTC date-time to the second (a naive time is taken as UTC)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def quote(value: str) -> str:

@@ -3,21 +3,33 @@
 - `POST /webhooks/xero`: Xero's signed deliveries (FACTS "Webhooks"). The signature is checked
   against every configured webhook key before anything else is read; a good one gets 200 with an
   empty body (intent to receive included), a bad or missing one 401. INVOICE events (a payment is
-  an INVOICE UPDATE) become one payment feedback job per connection and delivery.
-- `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in `?token=` or the
-  `X-Zxs-Token` header; `POST /webhooks/zoho/{connection}/notifications`: a Notification API
-  callback, token in the body (the channel's `token`). Each record id becomes one `zxsync.ingest`
-  job (README "Job contract for relays").
+  an INVOICE UPDATE) and CREDITNOTE events become payment feedback jobs per connection and
+  delivery. Whatever else a signed delivery carries (a category or type we do not handle, an
+  event we cannot read, even a body that is not JSON) is logged and still answered 200: any other
+  answer is retried for 24 hours and then Xero disables the webhook (FACTS "The 2026 platform").
+- `POST /webhooks/zoho/{connection}`: a Zoho CRM workflow webhook, token in the `X-Zxs-Token`
+  header or a `token` body parameter (`?token=` still works, but URLs end up in access logs);
+  `POST /webhooks/zoho/{connection}/notifications`: a Notification API callback, token in the
+  body (the channel's `token`). Each record id becomes one `zxsync.ingest` job (README "Job
+  contract for relays"). The token is checked before the change is parsed.
+- `GET /health`: 200 while Redis answers, else 503 (the container health check).
 
 Every event with an identity is claimed once in Redis (SET NX on a hash of it), so Xero's and
 Zoho's retries enqueue nothing twice; a Zoho change without one is coalesced into a job of the
 same record that has not read Zoho yet, never dropped for looking like an earlier edit; if the
 broker refuses a job the claims are released and the answer is 503, so the sender retries. Bad
 requests get a 4xx with the reason in JSON, are logged and enqueue nothing; nothing answers 500.
+
+Hostile traffic (README "Security"): a body is read as a stream and refused at its
+`Content-Length` or as soon as it passes `MAX_BODY_BYTES` (413), and must arrive within
+`BODY_TIMEOUT_SECONDS` (408); Redis and the broker get `ENQUEUE_DEADLINE_SECONDS` before the
+answer is a 503 (Xero waits 5 s), so a stalled Redis never holds a sender. Slow headers and the
+connection count are bounded by the server (relay/cli.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections import defaultdict
@@ -35,10 +47,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.models import XeroEvent, XeroWebhook, ZohoChange
+from relay.models import XeroEvent, ZohoChange
 from relay.openapi import OPENAPI
 from relay.signatures import token_matches, xero_signers
 from schemas.connection import Connection
+from schemas.errors import ConfigurationError
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
@@ -47,10 +60,19 @@ from workers.redis import get_redis, set_once
 from workers.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1_000_000
+BODY_TIMEOUT_SECONDS = 10.0
+ENQUEUE_DEADLINE_SECONDS = 1.5
 INGEST_TASK = "zxsync.ingest"
 log = structlog.get_logger("zxsync.relay")
 Endpoint = Callable[[Request], Awaitable[Response]]
-M = TypeVar("M", XeroWebhook, ZohoChange)
+M = TypeVar("M", bound=ZohoChange)
+# (category, type) -> the PaymentFeedbackJob field its resource ids go to
+XERO_HANDLED = {
+    ("INVOICE", "CREATE"): "invoice_ids",
+    ("INVOICE", "UPDATE"): "invoice_ids",
+    ("CREDITNOTE", "CREATE"): "credit_note_ids",
+    ("CREDITNOTE", "UPDATE"): "credit_note_ids",
+}
 
 
 class Rejected(Exception):
@@ -103,47 +125,66 @@ class Relay:
         signers = xero_signers(body, signature, self.xero_keys)
         if not signers:
             raise Rejected(401, "x-xero-signature does not match any configured webhook key")
-        delivery = _parse(XeroWebhook, body)
-        per_connection: dict[str, list[XeroEvent]] = defaultdict(list)
-        for event in delivery.events:
+        events = _xero_events(body)
+        per_connection: dict[tuple[str, str], list[XeroEvent]] = defaultdict(list)
+        for event in events:
             conn = self.by_tenant.get(event.tenantId)
+            field = XERO_HANDLED.get((event.eventCategory, event.eventType))
             if conn is None or conn.name not in signers:
                 log.warning("relay.xero.unknown_tenant", tenant=event.tenantId)
-            elif event.eventCategory != "INVOICE":
-                log.info("relay.xero.ignored", category=event.eventCategory, tenant=conn.name)
-            else:
-                per_connection[conn.name].append(event)
-        jobs = []
-        for name, events in per_connection.items():
-            for start in range(0, len(events), MAX_INVOICES_PER_JOB):
-                chunk = events[start : start + MAX_INVOICES_PER_JOB]
-                ids = list(dict.fromkeys(e.resourceId for e in chunk))
-                job = PaymentFeedbackJob(
-                    connection=name,
-                    invoice_ids=ids,
-                    event_id="xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+            elif field is None:
+                log.info(
+                    "relay.xero.ignored",
+                    category=event.eventCategory,
+                    type=event.eventType,
+                    resource=event.resourceId,
+                    tenant=conn.name,
                 )
+            else:
+                per_connection[(conn.name, field)].append(event)
+        jobs = []
+        for (name, field), chosen in per_connection.items():
+            for start in range(0, len(chosen), MAX_INVOICES_PER_JOB):
+                chunk = chosen[start : start + MAX_INVOICES_PER_JOB]
+                ids = list(dict.fromkeys(e.resourceId for e in chunk))
+                job = PaymentFeedbackJob.model_validate({
+                    "connection": name,
+                    field: ids,
+                    "event_id": "xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+                })
                 jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
-        await run_in_threadpool(self._enqueue, FEEDBACK_TASK, jobs)
-        log.info("relay.xero.accepted", events=len(delivery.events), jobs=len(jobs))
+        await self.enqueue(FEEDBACK_TASK, jobs)
+        log.info("relay.xero.accepted", events=len(events), jobs=len(jobs))
         return Response(status_code=200)
 
     # ------------------------------------------------------------------- Zoho
 
     async def zoho_workflow(self, request: Request) -> Response:
         conn = self._connection(request)
-        given = request.query_params.get("token") or request.headers.get("x-zxs-token")
-        self._check_token(conn, given)
+        given = request.headers.get("x-zxs-token") or request.query_params.get("token")
+        if given is not None:  # in a header (or the URL): checked before the body is read
+            self._check_token(conn, given)
         body = await _body(request)
         fields = {k: v for k, v in request.query_params.items() if k != "token"}
-        fields.update(_form_or_json(request, body))
+        try:
+            fields.update(_form_or_json(request, body))
+        except Rejected:
+            if given is None:  # no token anywhere: a stranger learns nothing about the body
+                self._check_token(conn, None)
+            raise
+        if given is None:  # a `token` body parameter: checked before the change is parsed
+            token = fields.get("token")
+            self._check_token(conn, token if isinstance(token, str) else None)
+        fields.pop("token", None)
         change = _parse(ZohoChange, fields)
         return await self._zoho_jobs(conn, change, event_hash(body))
 
     async def zoho_notification(self, request: Request) -> Response:
         conn = self._connection(request)
-        change = _parse(ZohoChange, await _body(request))
-        self._check_token(conn, change.token)
+        payload = _json(await _body(request))
+        token = payload.get("token") if isinstance(payload, dict) else None
+        self._check_token(conn, token if isinstance(token, str) else None)
+        change = _parse(ZohoChange, payload)
         return await self._zoho_jobs(conn, change, change.channel_id or "")
 
     async def _zoho_jobs(self, conn: Connection, change: ZohoChange, source: str) -> Response:
@@ -169,7 +210,7 @@ class Relay:
             )
             jobs.append(([key] if identity else [], job.model_dump(mode="json")))
             coalesce.append(pending_key(conn.name, change.module, record_id, change.operation))
-        await run_in_threadpool(self._enqueue, INGEST_TASK, jobs, coalesce)
+        await self.enqueue(INGEST_TASK, jobs, coalesce)
         log.info("relay.zoho.accepted", connection=conn.name, records=len(jobs))
         return Response(status_code=200)
 
@@ -188,6 +229,34 @@ class Relay:
             raise Rejected(401, "missing or wrong token")
 
     # ------------------------------------------------------------------- enqueue
+
+    async def enqueue(
+        self,
+        task: str,
+        jobs: list[tuple[list[str], dict[str, Any]]],
+        coalesce: list[str | None] | None = None,
+    ) -> None:
+        """`_enqueue` in a thread, answered 503 when Redis or the broker take longer than the
+        deadline (a stalled server; the thread gives up at its socket timeout, releasing any
+        claim it made, so the sender's retry is not ignored)."""
+        try:
+            await asyncio.wait_for(
+                run_in_threadpool(self._enqueue, task, jobs, coalesce), ENQUEUE_DEADLINE_SECONDS
+            )
+        except TimeoutError:
+            log.error("relay.enqueue_timeout", task=task, seconds=ENQUEUE_DEADLINE_SECONDS)
+            raise Rejected(503, "state store too slow; retry later") from None
+
+    async def redis_ok(self) -> bool:
+        """Redis answers PING within the deadline."""
+
+        def ping() -> bool:
+            return bool((self._store or get_redis()).ping())
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(ping), ENQUEUE_DEADLINE_SECONDS)
+        except (TimeoutError, redis.RedisError, ConfigurationError):
+            return False
 
     def _enqueue(
         self,
@@ -224,6 +293,29 @@ class Relay:
             raise Rejected(503, "could not enqueue; retry later") from None
 
 
+def _xero_events(body: bytes) -> list[XeroEvent]:
+    """The events of a signed delivery we can read; the rest is logged (never a 4xx)."""
+    try:
+        payload = loads(body)
+    except (ValueError, RecursionError):
+        log.error("relay.xero.unreadable", reason="body is not JSON", size=len(body))
+        return []
+    raw = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(raw, list):
+        log.error("relay.xero.unreadable", reason="no events list", size=len(body))
+        return []
+    events = []
+    for position, item in enumerate(raw):
+        try:
+            events.append(XeroEvent.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            log.error("relay.xero.unreadable_event", position=position,
+                      reason=f"{where}: {first['msg']}")
+    return events
+
+
 def _xero_event_key(event: XeroEvent) -> str:
     return event_hash(
         event.tenantId, event.eventCategory, event.eventType, event.resourceId, event.eventDateUtc
@@ -231,10 +323,23 @@ def _xero_event_key(event: XeroEvent) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
+    """The body, refused at a `Content-Length` over the limit before reading a byte, and as soon
+    as what arrives passes it (chunked or lying senders); it must arrive within the timeout."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {BODY_TIMEOUT_SECONDS:g} s") from None
+    return b"".join(chunks)
 
 
 def _form_or_json(request: Request, body: bytes) -> dict[str, Any]:
@@ -281,7 +386,9 @@ def _guard(endpoint: Endpoint) -> Endpoint:
             log.warning(
                 "relay.rejected", path=request.url.path, status=exc.status, reason=exc.reason
             )
-            return JSONResponse({"error": exc.reason}, exc.status)
+            # a refused or overdue body is not read to its end: close rather than drain it
+            close = {"connection": "close"} if exc.status in (408, 413) else None
+            return JSONResponse({"error": exc.reason}, exc.status, headers=close)
         except redis.RedisError as exc:
             log.error("relay.redis_unavailable", path=request.url.path, error=str(exc))
             return JSONResponse({"error": "state store unavailable; retry later"}, 503)
@@ -305,7 +412,9 @@ def create_relay_app(
         return JSONResponse(OPENAPI)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        if await relay.redis_ok():
+            return JSONResponse({"status": "ok", "redis": "ok"})
+        return JSONResponse({"status": "unavailable", "redis": "not answering"}, 503)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """The router's own refusals (no such path, wrong method) also answer with a reason."""

@@ -50,13 +50,14 @@ _XERO_EVENT = {
         "resourceUrl": {"type": "string"},
         "resourceId": {"type": "string"},
         "eventDateUtc": {"type": "string"},
-        "eventType": {"type": "string", "enum": ["CREATE", "UPDATE"]},
+        "eventType": {"type": "string", "description": "CREATE, UPDATE (others are logged)"},
         "eventCategory": {
             "type": "string",
-            "enum": ["CONTACT", "INVOICE", "SUBSCRIPTION", "CREDITNOTE"],
+            "description": "INVOICE and CREDITNOTE are acted on; CONTACT, SUBSCRIPTION and any "
+            "other category are logged",
         },
         "tenantId": {"type": "string"},
-        "tenantType": {"type": "string", "enum": ["ORGANISATION", "APPLICATION"]},
+        "tenantType": {"type": "string", "description": "ORGANISATION, APPLICATION"},
     },
 }
 
@@ -104,7 +105,6 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _ACCEPTED,
-                    "400": _ERROR,
                     "401": _ERROR,
                     "413": _ERROR,
                     "503": _RETRY,

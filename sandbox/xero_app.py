@@ -17,6 +17,10 @@ Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-id
   answers then arrives only after `timeout_seconds` and a `drop_rate` share is cut off mid-body
   (sandbox/faults.py: the work is done, the answer lost). Answers carry
   `X-DayLimit-Remaining`, `X-MinLimit-Remaining`, `X-AppMinLimit-Remaining`.
+- Scopes (FACTS "The 2026 platform"): a granular app (the default; created on or after 2 March
+  2026) asking for `accounting.transactions` gets the consent error page `invalid_scope`; a token
+  carries exactly what consent asked for, and an endpoint outside it answers 401 "Unauthorized /
+  AuthorizationUnsuccessful" with `WWW-Authenticate: Bearer error="insufficient_scope"`.
 - Batches (FACTS "Batches and errors", developer.xero.com/documentation/api/accounting/
   requests-and-responses): without `summarizeErrors=false` one bad element makes the answer a 400
   ValidationException listing only the bad elements, yet the good ones are saved and their IDs are
@@ -64,6 +68,7 @@ from sandbox.xero_state import (
     envelope_date,
     money,
     parse_day,
+    scope_allows,
     updated_since,
     validation_error,
 )
@@ -96,6 +101,48 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Reply]
+# The query parameters each operation served here defines in the spec (lowercase; Xero reads
+# them case-insensitively); any other is refused with a 400 naming it, so a client cannot send
+# one unnoticed (tests/sandbox/test_xero_sandbox.py keeps this table equal to the spec's).
+_PAGED = {"page", "pagesize", "where", "order"}
+QUERY_PARAMETERS: dict[tuple[str, str], set[str]] = {
+    ("GET", "/Organisation"): set(),
+    ("GET", "/TaxRates"): {"where", "order"},
+    ("GET", "/Accounts"): {"where", "order"},
+    ("GET", "/Currencies"): {"where", "order"},
+    ("GET", "/Contacts"): _PAGED | {"ids", "summaryonly", "includearchived", "searchterm"},
+    ("PUT", "/Contacts"): {"summarizeerrors"},
+    ("POST", "/Contacts"): {"summarizeerrors"},
+    ("GET", "/Contacts/{ContactID}"): set(),
+    ("POST", "/Contacts/{ContactID}"): set(),
+    ("GET", "/Items"): {"where", "order", "unitdp"},
+    ("PUT", "/Items"): {"unitdp", "summarizeerrors"},
+    ("POST", "/Items"): {"unitdp", "summarizeerrors"},
+    ("GET", "/Items/{ItemID}"): {"unitdp"},
+    ("POST", "/Items/{ItemID}"): {"unitdp"},
+    ("GET", "/Invoices"): _PAGED | {
+        "statuses", "invoicenumbers", "unitdp", "ids", "contactids", "summaryonly",
+        "includearchived", "searchterm", "createdbymyapp",
+    },
+    ("PUT", "/Invoices"): {"unitdp", "summarizeerrors"},
+    ("POST", "/Invoices"): {"unitdp", "summarizeerrors"},
+    ("GET", "/Invoices/{InvoiceID}"): {"unitdp"},
+    ("POST", "/Invoices/{InvoiceID}"): {"unitdp"},
+    ("POST", "/Invoices/{InvoiceID}/Email"): set(),
+    ("GET", "/Invoices/{InvoiceID}/OnlineInvoice"): set(),
+    ("GET", "/TrackingCategories"): {"where", "includearchived", "order"},
+    ("GET", "/PurchaseOrders"): {"dateto", "status", "page", "pagesize", "datefrom", "order"},
+    ("PUT", "/PurchaseOrders"): {"summarizeerrors"},
+    ("POST", "/PurchaseOrders"): {"summarizeerrors"},
+    ("GET", "/PurchaseOrders/{PurchaseOrderID}"): set(),
+    ("POST", "/PurchaseOrders/{PurchaseOrderID}"): set(),
+    ("GET", "/CreditNotes"): _PAGED | {"unitdp"},
+    ("PUT", "/CreditNotes"): {"unitdp", "summarizeerrors"},
+    ("GET", "/CreditNotes/{CreditNoteID}"): {"unitdp"},
+    ("PUT", "/CreditNotes/{CreditNoteID}/Allocations"): {"summarizeerrors"},
+    ("GET", "/Payments"): _PAGED,
+    ("PUT", "/Payments"): {"summarizeerrors"},
+}
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -142,6 +189,8 @@ def _bearer(request: Request) -> str:
 
 
 def _if_modified_since(headers: dict[str, str]) -> datetime | None:
+    """A UTC date-time (an HTTP date or ISO 8601; without an offset it is UTC, as Xero reads
+    it); anything else raises ValueError (a 400), never silently ignored."""
     raw = headers.get("if-modified-since")
     if not raw:
         return None
@@ -151,7 +200,7 @@ def _if_modified_since(headers: dict[str, str]) -> datetime | None:
         try:
             when = datetime.fromisoformat(raw)
         except ValueError:
-            return None
+            raise ValueError(f"If-Modified-Since is not a date-time: {raw!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -173,7 +222,10 @@ def _list(
     ctx: Ctx, key: str, objects: list[JSON], *, paged: bool, strip_lines: bool = False
 ) -> Reply:
     """Filter (If-Modified-Since, where), order and page a collection, then wrap it."""
-    since = _if_modified_since(ctx.headers)
+    try:
+        since = _if_modified_since(ctx.headers)
+    except ValueError as exc:
+        return Reply(400, _error(10, "ValidationException", str(exc)))
     if since is not None:
         objects = [o for o in objects if updated_since(o, since)]
     try:
@@ -514,6 +566,17 @@ def allocate_credit_note(ctx: Ctx) -> Reply:
     )
 
 
+def list_payments(ctx: Ctx) -> Reply:
+    return _list(ctx, "Payments", ctx.xs.payments(ctx.tenant), paged=True)
+
+
+def write_payments(ctx: Ctx) -> Reply:
+    return _write(
+        ctx, "Payments", lambda e: ctx.xs.save_payment(ctx.tenant, e), copy.deepcopy,
+        "HasValidationErrors",
+    )
+
+
 def get_organisation(ctx: Ctx) -> Reply:
     return Reply(200, _envelope(ctx.xs, "Organisations", copy.deepcopy([ctx.tenant.organisation])))
 
@@ -533,14 +596,14 @@ class _Api:
 
     def accounting(self, template: str, handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            reply, tenant_id = await self._accounting(request, template, handler)
+            reply, tenant_id = await self._accounting(request, handler, template)
             self.xs.record(f"{request.method} {template}", reply.status, tenant_id)
             return await self.xs.faults.deliver(_respond(reply), self.xs.faults.lose())
 
         return endpoint
 
     async def _accounting(
-        self, request: Request, template: str, handler: Handler
+        self, request: Request, handler: Handler, template: str
     ) -> tuple[Reply, str | None]:
         xs = self.xs
         if len(str(request.url)) > xs.config.max_url_chars:
@@ -551,9 +614,24 @@ class _Api:
         grant, detail = xs.authenticate(_bearer(request))
         if grant is None:
             return Reply(401, _problem(401, "Unauthorized", detail)), None
+        collection = request.url.path.split("/api.xro/2.0/", 1)[-1].split("/")[0]
+        if not scope_allows(xs.token_scope(_bearer(request)), collection, request.method):
+            # Xero: 401, Detail AuthorizationUnsuccessful, and the reason in WWW-Authenticate
+            # (community.xero.com/developer/discussion/119166525; Xero-NetStandard issue 178)
+            headers = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+            problem = _problem(401, "Unauthorized", "AuthorizationUnsuccessful")
+            return Reply(401, problem, headers), None
         tenant_id = request.headers.get("xero-tenant-id", "").strip()
         if not tenant_id or not xs.is_connected(grant, tenant_id):
             return Reply(403, _problem(403, "Forbidden", "AuthenticationUnsuccessful")), None
+        if (down := xs.outage_of(tenant_id)) is not None:
+            return Reply(down, NOT_FOUND if down == 404 else "Service Unavailable"), tenant_id
+        defined = QUERY_PARAMETERS.get((request.method, template), set())
+        undefined = sorted({k for k in request.query_params if k.lower() not in defined})
+        if undefined:
+            message = (f"Query parameter(s) {', '.join(undefined)} are not defined for "
+                       f"{request.method} {template}")
+            return Reply(400, _error(10, "ValidationException", message)), tenant_id
         admission = xs.admit(grant.client_id, tenant_id)
         if admission.problem is not None:
             headers = {**admission.headers, "X-Rate-Limit-Problem": admission.problem}
@@ -621,6 +699,10 @@ class _Api:
         await self._pause()
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
+        refused = self.xs.scope_error(query.get("client_id", ""), query.get("scope", ""))
+        if refused is not None:  # Xero shows an error page; the browser is not redirected
+            self.xs.record("GET /identity/connect/authorize", 400, None)
+            return _respond(Reply(400, {"error": "invalid_scope", "error_description": refused}))
         code = self.xs.authorize(query.get("client_id", ""), redirect_uri, query.get("scope", ""))
         if code is None or not redirect_uri:
             self.xs.record("GET /identity/connect/authorize", 400, None)
@@ -769,6 +851,8 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/CreditNotes", write_credit_notes, ["PUT"]),
         ("/CreditNotes/{ref}", get_credit_note, ["GET"]),
         ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
+        ("/Payments", list_payments, ["GET"]),
+        ("/Payments", write_payments, ["PUT"]),
     ]
     labels = {
         "Contacts": "ContactID",
@@ -788,8 +872,11 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
     routes: list[Any] = [
         Route("/connect/token", api.token, methods=["POST"]),
         Route("/identity/connect/authorize", api.authorize, methods=["GET"]),
+        # the identity API answers on both spellings; the official SDKs call /Connections
         Route("/connections", api.connections, methods=["GET"]),
+        Route("/Connections", api.connections, methods=["GET"]),
         Route("/connections/{id}", api.connections, methods=["DELETE"]),
+        Route("/Connections/{id}", api.connections, methods=["DELETE"]),
         Mount("/api.xro/2.0", routes=api_routes),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found})

@@ -298,6 +298,7 @@ class _Client:
 
     secret: str
     tenant_ids: list[str]
+    granular: bool = True  # created on or after 2 March 2026: no broad scopes
 
 
 @dataclass
@@ -321,6 +322,7 @@ class _RefreshToken:
 class _AccessToken:
     grant: Grant
     expires_at: float
+    scope: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -360,6 +362,7 @@ class Tenant:
     po_counter: int = 0
     credit_notes: dict[str, JSON] = field(default_factory=dict)
     credit_note_counter: int = 0
+    payment_accounts: dict[str, JSON] = field(default_factory=dict)  # PaymentID -> Account
 
 
 class ValidationFailed(ValueError):
@@ -409,6 +412,7 @@ class XeroSandbox:
             {"minute": 0, "day": 0, "concurrent": 0, "appminute": 0}
         )
         self._token_refreshes = 0
+        self._outages: dict[str, int] = {}
 
     # ----------------------------------------------------------------------- public seeding API
 
@@ -491,6 +495,10 @@ class XeroSandbox:
             "PaymentTerms": {},
         }
         extra = [c for c in (currencies or []) if c != base_currency]
+        try:
+            uuid.UUID(tenant_id)
+        except ValueError:
+            raise ValueError(f"tenant id {tenant_id!r} is not a UUID, as Xero's are") from None
         with self.lock:
             self._tenants[tenant_id] = Tenant(
                 tenant_id=tenant_id, name=name, country=spec, base_currency=base_currency,
@@ -499,23 +507,33 @@ class XeroSandbox:
             )
 
     def add_client(
-        self, client_id: str, client_secret: str, refresh_token: str, tenant_ids: list[str]
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        tenant_ids: list[str],
+        *,
+        granular: bool = True,
+        scope: str | None = None,
     ) -> None:
         """Register an OAuth app (again: same secret) and a refresh token for `tenant_ids`.
 
-        Each call is one user's consent, as in Xero: the token sees only its own tenants.
+        Each call is one user's consent, as in Xero: the token sees only its own tenants. An
+        app is granular (created on or after 2 March 2026) unless `granular=False`; the refresh
+        token carries `scope`, by default every scope of the app's kind.
         """
         now = self.clock()
         with self.lock:
             unknown = [t for t in tenant_ids if t not in self._tenants]
             if unknown:
                 raise ValueError(f"unknown tenants {unknown}; add_tenant first")
-            client = self._clients.setdefault(client_id, _Client(client_secret, []))
+            client = self._clients.setdefault(client_id, _Client(client_secret, [], granular))
             if client.secret != client_secret:
                 raise ValueError(f"client {client_id!r} is registered with another secret")
             client.tenant_ids += [t for t in tenant_ids if t not in client.tenant_ids]
             grant = Grant(client_id, str(uuid.uuid4()), dict.fromkeys(tenant_ids, now))
-            self._refresh[refresh_token] = _RefreshToken(grant, _DEFAULT_SCOPE, now)
+            default = _GRANULAR_SCOPE if client.granular else _DEFAULT_SCOPE
+            self._refresh[refresh_token] = _RefreshToken(grant, scope or default, now)
 
     def add_contact(self, tenant_id: str, contact: JSON) -> JSON:
         """Seed a contact without spending API calls; raises ValidationFailed like a 400."""
@@ -593,6 +611,66 @@ class XeroSandbox:
             invoice["FullyPaidOnDate"] = _day_fields("Date", on)["Date"]
         self._touch(t, invoice, "InvoiceID", self.clock())
 
+    def save_payment(self, t: Tenant, submitted: JSON) -> Outcome:
+        """PUT /Payments, one element: a payment on an AUTHORISED invoice to a bank account
+        (or one with EnablePaymentsToAccount), at most the amount due."""
+        ref = submitted.get("Invoice")
+        invoice = self.find_invoice(t, str(ref.get("InvoiceID", ""))) if isinstance(
+            ref, dict) else None
+        if invoice is None:
+            return None, ["Invoice could not be found."]
+        given = submitted.get("Account")
+        account = None
+        if isinstance(given, dict):
+            account = next((a for a in t.accounts.values() if a["AccountID"] == given.get(
+                "AccountID") or (given.get("Code") and a.get("Code") == given.get("Code"))), None)
+        if account is None or not (account["Type"] == "BANK" or account.get(
+                "EnablePaymentsToAccount")):
+            return None, ["Payments must be made to a bank account, or an account with "
+                          "payments enabled."]
+        try:
+            amount = money(_number(submitted.get("Amount")))
+        except ValueError:
+            return None, ["Amount must be a number."]
+        if invoice["Status"] != "AUTHORISED":
+            return None, ["Payments can only be made against AUTHORISED invoices."]
+        if not 0 < amount <= invoice["AmountDue"]:
+            return None, [f"The payment amount must be more than 0 and at most the amount due "
+                          f"({invoice['AmountDue']})."]
+        on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
+        payment: JSON = {
+            "PaymentID": str(uuid.uuid4()), "Date": _day_fields("Date", on)["Date"],
+            "Amount": amount, "Reference": str(submitted.get("Reference") or ""),
+            "CurrencyRate": invoice.get("CurrencyRate", Decimal("1.000000")),
+            "HasAccount": True, "HasValidationErrors": False,
+        }
+        invoice["Payments"].append(payment)
+        t.payment_accounts[payment["PaymentID"]] = {
+            "AccountID": account["AccountID"], "Code": account.get("Code")}
+        self._settle(t, invoice, "AmountPaid", amount, on)
+        return self.render_payment(t, invoice, payment), []
+
+    def payments(self, t: Tenant) -> list[JSON]:
+        """Every payment on the tenant's invoices, as GET /Payments shows them."""
+        return [
+            self.render_payment(t, invoice, payment)
+            for invoice in self.ordered(t, t.invoices, "InvoiceID")
+            for payment in invoice.get("Payments") or []
+        ]
+
+    def render_payment(self, t: Tenant, invoice: JSON, payment: JSON) -> JSON:
+        bank = next((a for a in t.accounts.values() if a["Type"] == "BANK"), None)
+        account = t.payment_accounts.get(payment["PaymentID"]) or (
+            {"AccountID": bank["AccountID"], "Code": bank.get("Code")} if bank else None)
+        kind = "ACCRECPAYMENT" if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT"
+        return {
+            **copy.deepcopy(payment), "Status": "AUTHORISED", "PaymentType": kind,
+            "UpdatedDateUTC": invoice["UpdatedDateUTC"],
+            "Invoice": {"InvoiceID": invoice["InvoiceID"],
+                        "InvoiceNumber": invoice.get("InvoiceNumber"), "Type": invoice["Type"]},
+            **({"Account": account} if account else {}),
+        }
+
     def bill_purchase_order(self, tenant_id: str, purchase_order_id: str) -> JSON:
         """Mark an AUTHORISED purchase order BILLED, as creating a bill from it in Xero does."""
         with self.lock:
@@ -653,6 +731,19 @@ class XeroSandbox:
             if tenant_id is not None:
                 self._calls[tenant_id] += 1
 
+    def outage(self, tenant_id: str, status: int | None) -> None:
+        """Every Accounting call for this tenant answers `status` (404, 503...) until cleared
+        with None: one organisation's trouble, the others unaffected."""
+        with self.lock:
+            if status is None:
+                self._outages.pop(tenant_id, None)
+            else:
+                self._outages[tenant_id] = status
+
+    def outage_of(self, tenant_id: str) -> int | None:
+        with self.lock:
+            return self._outages.get(tenant_id)
+
     def roll_fault(self) -> bool:
         """Whether this call is one of the `fault_rate` share answered with a 503."""
         with self.lock:
@@ -681,6 +772,24 @@ class XeroSandbox:
     def check_client(self, client_id: str | None, secret: str | None) -> bool:
         client = self._clients.get(client_id or "")
         return client is not None and secrets.compare_digest(client.secret, secret or "")
+
+    def scope_error(self, client_id: str, scope: str) -> str | None:
+        """Why Xero's consent screen refuses these scopes for this app (None: it does not).
+
+        A granular app may not ask for the broad scopes; nobody may ask for a scope Xero does
+        not have (developer.xero.com/faq/granular-scopes; FACTS "The 2026 platform")."""
+        with self.lock:
+            client = self._clients.get(client_id)
+            refused = [
+                s for s in scope.split()
+                if s not in KNOWN_SCOPES or (client is not None and client.granular and s in BROAD)
+            ]
+            return f"Invalid scope for client: {' '.join(refused)}" if refused else None
+
+    def token_scope(self, access_token: str) -> frozenset[str]:
+        with self.lock:
+            token = self._access.get(access_token)
+            return token.scope if token else frozenset()
 
     def authorize(self, client_id: str, redirect_uri: str, scope: str) -> str | None:
         """Consent is implicit in the sandbox: return an authorization code (None: bad client)."""
@@ -733,7 +842,7 @@ class XeroSandbox:
             "scope": scope.split(), "jti": secrets.token_hex(16),
         }
         access = _jwt(claims)
-        self._access[access] = _AccessToken(grant, now + lifetime)
+        self._access[access] = _AccessToken(grant, now + lifetime, frozenset(scope.split()))
         answer: JSON = {
             "id_token": _jwt({"sub": grant.auth_event_id, "iat": int(now), "exp": int(now + 300)}),
             "access_token": access,
@@ -896,6 +1005,9 @@ class XeroSandbox:
                 return None, [f"The contact with ContactID {contact_id} could not be found."]
             if create_only:
                 return None, [f"A contact with ContactID {contact_id} already exists."]
+        refused = sorted(k for k in submitted if k in CONTACT_SPEC_READ_ONLY)
+        if refused:  # readOnly in the spec: Xero does not take them (FACTS "The 2026 platform")
+            return None, [f"{k} is a read-only field and cannot be set" for k in refused]
         merged: JSON = copy.deepcopy(existing) if existing else {}
         for key, value in submitted.items():
             if key not in _CONTACT_READ_ONLY:
@@ -1615,10 +1727,50 @@ _DEFAULT_SCOPE = (
     "openid profile email accounting.transactions accounting.contacts accounting.settings "
     "offline_access"
 )
+_GRANULAR_SCOPE = (
+    "openid profile email offline_access accounting.invoices accounting.payments "
+    "accounting.contacts accounting.settings"
+)
+# The broad scopes granular apps cannot request, and the scopes of the Accounting API an app may
+# ask for (developer.xero.com/documentation/oauth2/scopes; apideck.com/blog/xero-scopes).
+BROAD = frozenset({"accounting.transactions", "accounting.transactions.read",
+                   "accounting.reports.read"})
+_GRANULAR_FAMILIES = ("invoices", "payments", "banktransactions", "manualjournals",
+                      "classicexpenses", "settings", "contacts", "attachments")
+KNOWN_SCOPES = BROAD | {"openid", "profile", "email", "offline_access",
+                        "accounting.journals.read", "accounting.budgets.read"} | {
+    f"accounting.{family}{suffix}" for family in _GRANULAR_FAMILIES for suffix in ("", ".read")
+}
+# Which scope families open which Accounting endpoint (first path segment): a write needs the
+# scope itself, a read also takes its `.read` variant; the broad accounting.transactions still
+# opens invoices and payments for older apps. Items: invoices or settings (apideck.com).
+SCOPE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "settings": ("accounting.settings",),
+    "contacts": ("accounting.contacts",),
+    "invoices": ("accounting.invoices", "accounting.transactions"),
+    "payments": ("accounting.payments", "accounting.transactions"),
+}
+ENDPOINT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "Organisation": ("settings",), "TaxRates": ("settings",), "Accounts": ("settings",),
+    "Currencies": ("settings",), "TrackingCategories": ("settings",),
+    "Contacts": ("contacts",), "Items": ("invoices", "settings"),
+    "Invoices": ("invoices",), "CreditNotes": ("invoices",), "PurchaseOrders": ("invoices",),
+    "Payments": ("payments",),
+}
+
+
+def scope_allows(scope: frozenset[str], collection: str, method: str) -> bool:
+    """Does a token with `scope` open `method` on this Accounting collection?"""
+    for family in ENDPOINT_FAMILIES.get(collection, ()):
+        for base in SCOPE_FAMILIES[family]:
+            if base in scope or (method == "GET" and f"{base}.read" in scope):
+                return True
+    return False
 _CONTACT_READ_ONLY = {
     "ContactID", "IsSupplier", "IsCustomer", "UpdatedDateUTC", "Balances", "HasValidationErrors",
     "ValidationErrors", "StatusAttributeString", "HasAttachments", "Website", "Discount",
 }
+CONTACT_SPEC_READ_ONLY = {"Website", "Discount", "UpdatedDateUTC"}  # Contact's readOnly (spec)
 _ITEM_READ_ONLY = {
     "ItemID", "UpdatedDateUTC", "ValidationErrors", "StatusAttributeString", "TotalCostPool",
     "QuantityOnHand", "IsTrackedAsInventory",

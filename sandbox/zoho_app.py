@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sandbox.zoho_notifications import WatchError
 from sandbox.zoho_state import (
     ITEMS_FIELD,
     MAX_RECORDS_PER_CALL,
@@ -577,6 +578,21 @@ async def _attachments(zs: ZohoSandbox, request: Request, org_id: str) -> Respon
     return _json({"data": [result]})
 
 
+async def _watch(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
+    """`/actions/watch` (sandbox/zoho_notifications.py): POST creates, PUT renews, GET lists."""
+    if request.method == "GET":
+        return _json({"watch": zs.notifications.channels(org_id)})
+    body = await _body_json(request)
+    items = body.get("watch") if isinstance(body, dict) else None
+    try:
+        done = zs.notifications.watch(
+            org_id, items, set(MODULE_FIELDS), replace=request.method == "PUT"
+        )
+    except WatchError as exc:
+        raise ApiError(400, exc.code, exc.message, exc.details) from None
+    return _json({"watch": done})
+
+
 async def _fields_meta(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
     """`GET /settings/fields?module=X` (§9): lets a client check the custom fields exist."""
     module = request.query_params.get("module")
@@ -672,6 +688,11 @@ def create_zoho_app(zs: ZohoSandbox) -> Starlette:
     routes = [
         Route("/oauth/v2/token", _plain(zs, "/oauth/v2/token", _token), methods=["POST"]),
         Route("/oauth/v2/auth", _plain(zs, "/oauth/v2/auth", _authorize), methods=["GET"]),
+        Route(
+            f"{crm}/actions/watch",
+            _crm(zs, f"{crm}/actions/watch", _watch),
+            methods=["GET", "POST", "PUT"],
+        ),
         Route(
             f"{crm}/settings/fields",
             _crm(zs, f"{crm}/settings/fields", _fields_meta),

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
+from sandbox.zoho_notifications import ZohoNotifications
 
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
@@ -396,6 +397,7 @@ class ZohoSandbox:
         self._lock = threading.Lock()
         self._clients: dict[str, _Client] = {}
         self._refresh: dict[str, _RefreshToken] = {}
+        self.notifications = ZohoNotifications(clock)
         self.reset()
 
     # ----------------------------------------------------------------- admin API (no credits)
@@ -440,6 +442,7 @@ class ZohoSandbox:
                 stored, _ = self._save(org_id, module, record, None, 0, admin=True, keep=keep)
             except RecordError as exc:
                 raise ZohoValidationError(exc) from exc
+            self.notifications.notify(org_id, module, str(stored["id"]), "insert", list(record))
             return copy.deepcopy(stored)
 
     def update(self, org_id: str, module: str, record_id: str, fields: Record) -> Record:
@@ -452,6 +455,7 @@ class ZohoSandbox:
                 stored, _ = self._save(org_id, module, fields, existing, 0, admin=True, keep=False)
             except RecordError as exc:
                 raise ZohoValidationError(exc) from exc
+            self.notifications.notify(org_id, module, record_id, "update", list(fields))
             return copy.deepcopy(stored)
 
     def delete(self, org_id: str, module: str, record_id: str, *, permanent: bool = False) -> None:

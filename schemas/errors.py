@@ -143,6 +143,13 @@ class AuthRevoked(ApiError):
     kind = "reconnect"
 
 
+class MissingScope(ApiError):
+    """The token was not granted the scope this endpoint needs (Xero 401 insufficient_scope):
+    a new consent with that scope fixes it, a token refresh never does."""
+
+    kind = "missing_scope"
+
+
 class RetryableApiError(ApiError):
     """Worth trying again later: rate limits, server errors, timeouts, dropped connections."""
 

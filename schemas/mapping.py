@@ -109,7 +109,6 @@ def contact_from_account(account: ZohoAccount, person: ZohoContact | None) -> Xe
         FirstName=person.first_name if person else None,
         LastName=person.last_name if person else None,
         EmailAddress=person.email if person else None,
-        Website=account.website,
         Addresses=addresses(address),
         Phones=[XeroPhone(PhoneNumber=account.phone)] if account.phone else None,
     )

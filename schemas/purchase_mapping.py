@@ -70,7 +70,6 @@ def contact_from_vendor(vendor: ZohoVendor) -> XeroContactIn:
         Name=vendor.name.strip()[:255],
         ContactNumber=vendor.id[:50],
         EmailAddress=vendor.email,
-        Website=vendor.website,
         Addresses=addresses(address),
         Phones=[XeroPhone(PhoneNumber=vendor.phone)] if vendor.phone else None,
     )

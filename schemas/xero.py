@@ -62,7 +62,7 @@ class XeroContactIn(XeroRequest):
     FirstName: str | None = Field(None, max_length=255)
     LastName: str | None = Field(None, max_length=255)
     EmailAddress: str | None = Field(None, max_length=255)
-    Website: str | None = None
+    # no Website: the spec marks it readOnly and Xero refuses or drops it (FACTS 2026)
     Addresses: list[XeroAddress] | None = None
     Phones: list[XeroPhone] | None = None
 
@@ -174,24 +174,39 @@ class XeroBalances(XeroResponse):
 
 class XeroContact(XeroResponse):
     ContactID: str
-    Name: str
+    Name: str = ""  # optional in the spec (a contact inside another document may lack it)
     ContactNumber: str | None = None
     ContactStatus: str | None = None
     Balances: XeroBalances | None = None
 
 
 class XeroPayment(XeroResponse):
+    """Every field is optional in the spec: a payment without a date is no "last payment"."""
+
     PaymentID: str | None = None
-    Date: XeroDateTime
-    Amount: Decimal
+    Date: XeroDateTime | None = None
+    Amount: Decimal | None = None
+
+
+class XeroInvoiceRef(XeroResponse):
+    InvoiceID: str
+    InvoiceNumber: str | None = None
+
+
+class XeroAllocation(XeroResponse):
+    """The spec requires Amount, Invoice and Date when one is sent; read leniently."""
+
+    Amount: Decimal | None = None
+    Invoice: XeroInvoiceRef | None = None
 
 
 class XeroCreditNote(XeroResponse):
     CreditNoteID: str
-    Type: str
-    Status: str
+    Type: str | None = None
+    Status: str | None = None
     RemainingCredit: Decimal = Decimal(0)
     Contact: XeroContact | None = None
+    Allocations: list[XeroAllocation] = []
 
 
 class XeroItem(XeroResponse):

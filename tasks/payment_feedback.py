@@ -4,9 +4,10 @@ Two ways in, one writer (`feed_back`):
 - `zxsync.payment_feedback`: a job from the relay for the invoices a Xero webhook named (a
   payment is an INVOICE UPDATE). An invoice the pipeline has not linked yet (the webhook can beat
   the link) is retried alone with a countdown; after the last retry it is left to later events.
-- `zxsync.payment_reconcile`: a beat task per connection that pages through the invoices Xero
-  changed since a high-water mark (`If-Modified-Since`), so a lost webhook is caught within the
-  interval. The paged answer already holds every invoice in full, so it feeds them back inline
+- `zxsync.payment_reconcile`: a safety-net poll per connection that pages through the invoices
+  Xero changed since a high-water mark (`If-Modified-Since`), so a lost webhook is caught within
+  the poll's interval, which backs off while the poll catches nothing (workers/polling.py).
+  The paged answer already holds every invoice in full, so it feeds them back inline
   instead of enqueuing jobs that would read them from Xero again. The mark moves only after
   Zoho took the updates; invoices of the mark's second come back and are no-ops.
 
@@ -15,19 +16,32 @@ an older read never overwrites a newer one; balances do not move any UpdatedDate
 an account keeps the time its balances were read instead. The comparison and the Zoho write run
 under one lock per connection. Only fields that differ from what was last written are sent, up
 to 100 records per Zoho call.
+
+One odd answer stops nothing else (issue 21): an invoice the model refuses is read again alone
+and only it fails; a record Zoho refuses fails alone and is written again next time (its state
+is not saved); the optional lookups (balances, credit notes) that answer 404 or something odd
+leave their fields unwritten (an unknown credit is never written as 0); a transient error there
+is raised after the rest was written, so the job is retried for what is missing.
+
+CREDITNOTE webhooks (2026): the job names credit notes; the invoices they are allocated to are
+fed back (amounts due), and their contacts' credit balances, for contacts whose Zoho account is
+known from a linked invoice (`payment_contact`, learnt by every feedback).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
+import redis
 from pydantic import ValidationError
 
-from schemas.errors import InvalidJob, NotLinkedYet
+from schemas.errors import ApiError, AuthRevoked, InvalidJob, MissingScope, NotLinkedYet, SyncError
 from schemas.payments import (
     FEEDBACK_TASK,
     INVOICE_REVERSE_LINK,
@@ -37,11 +51,13 @@ from schemas.payments import (
     changed_fields,
     invoice_fields,
 )
-from schemas.xero import XeroBalances, XeroInvoice
+from schemas.xero import XeroBalances, XeroCreditNote, XeroInvoice
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.logs import log
+from workers.polling import PollSchedule
+from workers.redis import get_redis
 from workers.retry import retry_countdown
 from workers.settings import get_settings
 from workers.stage import StageTask
@@ -49,18 +65,29 @@ from workers.stage import StageTask
 RECONCILE_TASK = "zxsync.payment_reconcile"
 INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, "fields": ...}
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
+PAYMENT_CONTACT = "payment_contact"  # Xero ContactID -> {"account_id": Zoho account id}
+CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
+ZOHO_RECORDS_PER_CALL = 100
+T = TypeVar("T")
+
+
+class Fed(NamedTuple):
+    """One feedback pass: Zoho records written, invoices not linked yet, invoices that failed."""
+
+    written: int
+    waiting: list[str]
+    failed: list[str]
 
 
 @app.task(name=FEEDBACK_TASK, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
 def payment_feedback(task: StageTask, payload: Any) -> int:
-    """Feed back the job's invoices; returns the Zoho records written."""
+    """Feed back the job's invoices and credit notes; returns the Zoho records written."""
     try:
         job = PaymentFeedbackJob.model_validate(payload)
     except ValidationError as exc:
         raise InvalidJob(f"payment feedback job rejected: {exc}", field="invoice_ids") from None
     ctx = task.context_for(job.connection)
-    invoices = ctx.xero.invoices({"IDs": ",".join(job.invoice_ids)})
-    written, waiting = feed_back(ctx, invoices)
+    written, waiting, _ = feed_back_job(ctx, job)
     if not waiting:
         return written
     unlinked = NotLinkedYet(f"Xero invoices {', '.join(waiting)} are not linked to Zoho yet")
@@ -69,18 +96,75 @@ def payment_feedback(task: StageTask, payload: Any) -> int:
         return written
     backoff_max = ctx.settings.zxs_retry_backoff_max
     countdown = retry_countdown(unlinked, task.request.retries, backoff_max)
-    narrowed = job.model_copy(update={"invoice_ids": waiting}).model_dump()
+    narrowed = job.model_copy(update={"invoice_ids": waiting, "credit_note_ids": []}).model_dump()
     raise task.retry(args=[narrowed], exc=unlinked, countdown=countdown)
+
+
+def feed_back_job(ctx: StageContext, job: PaymentFeedbackJob) -> Fed:
+    """The invoices a webhook named, plus those its credit notes are allocated to."""
+    invoice_ids = list(job.invoice_ids)
+    contacts: list[str] = []
+    for note in _credit_notes_by_id(ctx, job.credit_note_ids):
+        invoice_ids += [a.Invoice.InvoiceID for a in note.Allocations if a.Invoice]
+        if note.Contact is not None:
+            contacts.append(note.Contact.ContactID)
+    invoices, failed = read_invoices(ctx, list(dict.fromkeys(invoice_ids)))
+    fed = feed_back(ctx, invoices, contacts)
+    return fed._replace(failed=failed + fed.failed)
+
+
+def read_invoices(ctx: StageContext, invoice_ids: list[str]) -> tuple[list[XeroInvoice], list[str]]:
+    """The invoices in one read; if the answer holds one our model refuses, each alone, so only
+    that one fails (logged, with the reason). Invoices Xero no longer has are skipped."""
+    if not invoice_ids:
+        return [], []
+    try:
+        return ctx.xero.invoices({"IDs": ",".join(invoice_ids)}), []
+    except ValidationError:
+        pass
+    invoices: list[XeroInvoice] = []
+    failed: list[str] = []
+    for invoice_id in invoice_ids:
+        try:
+            invoices.append(ctx.xero.get_invoice(invoice_id))
+        except ValidationError as exc:
+            failed.append(invoice_id)
+            log.error("payment_feedback.unreadable_invoice", connection=ctx.connection.name,
+                      invoice=invoice_id, reason=_first_error(exc))
+        except ApiError as exc:
+            if exc.retryable or isinstance(exc, AuthRevoked | MissingScope):
+                raise
+            failed.append(invoice_id)
+            log.error("payment_feedback.invoice_refused", connection=ctx.connection.name,
+                      invoice=invoice_id, error=exc.message)
+    return invoices, failed
 
 
 @app.task(name=RECONCILE_TASK)
 def payment_reconcile(connection: str | None = None) -> int:
-    """Beat entry: without a connection, start one reconciliation per connection."""
+    """Beat entry: without a connection, start a reconciliation for each connection whose
+    safety-net poll is due (workers/polling.py); with one, reconcile it now."""
     if connection is None:
-        for name in get_settings().connections():
+        names = list(get_settings().connections())
+        for name in reconcile_schedule(get_redis()).claim_due(names, time.time()):
             app.send_task(RECONCILE_TASK, args=[name])
         return 0
-    return reconcile(build_context(connection))
+    return reconcile_and_schedule(build_context(connection), time.time())
+
+
+def reconcile_schedule(redis_client: redis.Redis) -> PollSchedule:
+    s = get_settings()
+    return PollSchedule(
+        redis_client, "payments", s.zxs_payment_reconcile_seconds,
+        s.zxs_payment_reconcile_max_seconds,
+    )
+
+
+def reconcile_and_schedule(ctx: StageContext, now: float) -> int:
+    """One reconciliation; the next comes sooner when it caught something webhooks missed."""
+    written = reconcile(ctx)
+    reconcile_schedule(ctx.redis).finished(ctx.connection.name, now, found=written > 0)
+    return written
 
 
 def reconcile(ctx: StageContext) -> int:
@@ -90,9 +174,17 @@ def reconcile(ctx: StageContext) -> int:
     mark = ctx.redis.get(mark_key)
     since = datetime.fromisoformat(str(mark)) if mark else None
     invoices = ctx.xero.invoices({"where": 'Type=="ACCREC"'}, since)
+    # the mark's second comes back every time: invoices already fed back at this very
+    # UpdatedDateUTC cost no balance and credit lookups
+    states = ctx.idempotency.links(INVOICE_STATE, conn, [i.InvoiceID for i in invoices])
+    changed = [
+        i for i in invoices
+        if not (i.UpdatedDateUTC and i.InvoiceID in states
+                and states[i.InvoiceID]["mark"] == i.UpdatedDateUTC.isoformat())
+    ]
     written = 0
-    for start in range(0, len(invoices), MAX_INVOICES_PER_JOB):
-        written += feed_back(ctx, invoices[start : start + MAX_INVOICES_PER_JOB])[0]
+    for start in range(0, len(changed), MAX_INVOICES_PER_JOB):
+        written += feed_back(ctx, changed[start : start + MAX_INVOICES_PER_JOB]).written
     stamps = [i.UpdatedDateUTC for i in invoices if i.UpdatedDateUTC]
     if stamps:
         ctx.redis.set(mark_key, max(stamps).isoformat())
@@ -100,37 +192,100 @@ def reconcile(ctx: StageContext) -> int:
     return written
 
 
-def feed_back(ctx: StageContext, invoices: list[XeroInvoice]) -> tuple[int, list[str]]:
-    """Write what changed to Zoho; (records written, invoice ids not linked yet)."""
+def feed_back(
+    ctx: StageContext, invoices: list[XeroInvoice], contacts: list[str] | None = None
+) -> Fed:
+    """Write what changed to Zoho for these invoices and for the accounts of their contacts
+    (and of `contacts`, from credit notes); each record succeeds or fails alone."""
     conn = ctx.connection.name
     invoices = [i for i in invoices if i.Type in (None, "ACCREC")]
     links = ctx.idempotency.links(INVOICE_REVERSE_LINK, conn, [i.InvoiceID for i in invoices])
     waiting = [i.InvoiceID for i in invoices if i.InvoiceID not in links]
     linked = [i for i in invoices if i.InvoiceID in links]
-    if not linked:
-        return 0, waiting
     accounts = {
         i.Contact.ContactID: str(links[i.InvoiceID]["account_id"]) for i in linked if i.Contact
     }
+    ctx.idempotency.set_links(
+        PAYMENT_CONTACT, conn, {c: {"account_id": a} for c, a in accounts.items()}
+    )
+    extra = [c for c in dict.fromkeys(contacts or []) if c not in accounts]
+    known = ctx.idempotency.links(PAYMENT_CONTACT, conn, extra)
+    accounts.update({c: str(v["account_id"]) for c, v in known.items()})
+    if unknown := [c for c in extra if c not in known]:
+        log.info("payment_feedback.contact_not_linked", connection=conn, contacts=unknown)
+    if not linked and not accounts:
+        return Fed(0, waiting, [])
+    deferred: list[SyncError] = []
     read_at = time.time()  # before the read: a later read cannot see an older state
-    balances = {c.ContactID: c.Balances for c in ctx.xero.contacts(list(accounts))}
-    credit = _credit(ctx, list(accounts))
+    contact_list = list(accounts)
+    found = _optional(ctx, "balances", deferred, lambda: ctx.xero.contacts(contact_list))
+    balances = {c.ContactID: c.Balances for c in found} if found is not None else {}
+    credit = _optional(ctx, "credit notes", deferred, lambda: _credit(ctx, contact_list))
     updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    failed: list[str] = []
     with ctx.idempotency.lock(f"payments:{conn}"):
         invoice_states = _fresh_invoices(ctx, linked, links, updates)
         account_states = _fresh_accounts(ctx, accounts, balances, credit, read_at, updates)
-        for module, records in updates.items():
-            ctx.zoho.update_records(module, records)
-        ctx.idempotency.set_links(INVOICE_STATE, conn, invoice_states)
-        ctx.idempotency.set_links(ACCOUNT_STATE, conn, account_states)
+        refused = _write(ctx, updates)
+        by_record = {str(links[i]["record_id"]): i for i in invoice_states}
+        failed = [by_record[r] for r in refused if r in by_record]
+        ctx.idempotency.set_links(
+            INVOICE_STATE, conn, {i: s for i, s in invoice_states.items() if i not in failed}
+        )
+        ctx.idempotency.set_links(
+            ACCOUNT_STATE, conn, {a: s for a, s in account_states.items() if a not in refused}
+        )
+    written = 0
     for module, records in updates.items():
         for record in records:
+            if str(record["id"]) in refused:
+                continue
+            written += 1
             key = record_key(conn, module, str(record["id"]))
             fields = {k: str(v) for k, v in record.items() if k != "id"}
             ctx.history.log(key, FEEDBACK_TASK, "payment_feedback", **fields)
-    return sum(len(r) for r in updates.values()), waiting
+    if deferred:
+        raise deferred[0]  # the rest is written; the job is retried for what is missing
+    return Fed(written, waiting, failed)
 
 
+def _write(ctx: StageContext, updates: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Up to 100 records per Zoho call, a result per record; the refused ones and why."""
+    refused: dict[str, list[str]] = {}
+    for module, records in updates.items():
+        for start in range(0, len(records), ZOHO_RECORDS_PER_CALL):
+            chunk = records[start : start + ZOHO_RECORDS_PER_CALL]
+            for record, errors in zip(chunk, ctx.zoho.update_each(module, chunk), strict=True):
+                if errors:
+                    refused[str(record["id"])] = errors
+                    log.error("payment_feedback.zoho_refused", connection=ctx.connection.name,
+                              module=module, record=record["id"], errors=errors)
+    return refused
+
+
+def _optional(
+    ctx: StageContext, what: str, deferred: list[SyncError], read: Callable[[], T]
+) -> T | None:
+    """An optional lookup: None when it answered 404 or something our models refuse (logged),
+    or failed for now (kept in `deferred`, raised once the rest is written)."""
+    try:
+        return read()
+    except ValidationError as exc:
+        reason = _first_error(exc)
+    except ApiError as exc:
+        if isinstance(exc, AuthRevoked | MissingScope):
+            raise
+        if exc.retryable:
+            deferred.append(exc)
+        reason = exc.message
+    log.warning("payment_feedback.lookup_failed", connection=ctx.connection.name, lookup=what,
+                reason=reason)
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 def _fresh_invoices(
     ctx: StageContext,
     invoices: list[XeroInvoice],
@@ -160,7 +315,7 @@ def _fresh_accounts(
     ctx: StageContext,
     accounts: dict[str, str],
     balances: dict[str, XeroBalances | None],
-    credit: dict[str, Decimal],
+    credit: dict[str, Decimal] | None,
     read_at: float,
     updates: dict[str, list[dict[str, Any]]],
 ) -> dict[str, dict[str, Any]]:
@@ -174,9 +329,12 @@ def _fresh_accounts(
             continue
         fields = account_fields(
             balances[contact_id] or XeroBalances(),
-            credit.get(contact_id, Decimal(0)),
+            credit.get(contact_id, Decimal(0)) if credit is not None else None,
             ctx.connection.credit_hold_overdue,
         )
+        if state and "Xero_Credit_Balance" not in fields:  # unknown now: keep the last one
+            last = state["fields"].get("Xero_Credit_Balance")
+            fields = {**fields, **({"Xero_Credit_Balance": last} if last is not None else {})}
         diff = changed_fields(fields, state["fields"] if state else None)
         if diff:
             updates["Accounts"].append({"id": account_id, **diff})
@@ -194,3 +352,17 @@ def _credit(ctx: StageContext, contact_ids: list[str]) -> dict[str, Decimal]:
         if note.Contact is not None:
             credit[note.Contact.ContactID] += note.RemainingCredit
     return credit
+
+
+def _credit_notes_by_id(ctx: StageContext, note_ids: list[str]) -> list[XeroCreditNote]:
+    """The credit notes a CREDITNOTE webhook named (GET /CreditNotes has no IDs filter)."""
+    notes: list[XeroCreditNote] = []
+    deferred: list[SyncError] = []
+    for start in range(0, len(note_ids), CONTACTS_PER_CREDIT_QUERY):
+        chunk = note_ids[start : start + CONTACTS_PER_CREDIT_QUERY]
+        where = " OR ".join(f'CreditNoteID==guid("{n}")' for n in chunk)
+        found = _optional(ctx, "credit notes", deferred, partial(ctx.xero.credit_notes, where))
+        if deferred:  # what the webhook named could not be read for now: retry the job
+            raise deferred[0]
+        notes += [n for n in found or [] if n.Type in (None, "ACCRECCREDIT")]
+    return notes

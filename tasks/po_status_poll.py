@@ -1,16 +1,21 @@
 """Status back for purchase orders: poll Xero and write changed statuses to Zoho.
 
-Xero's webhooks have no purchase order events yet in this project, so a beat task asks Xero for
+Xero's webhooks have no purchase order events, so a poll asks Xero for
 the orders modified since a high-water mark (`If-Modified-Since`, accurate to the second; FACTS
 "Paging") and writes each linked order's new status (BILLED when a bill was created from it) to
 Zoho's Xero_PO_Status, up to 100 records per Zoho call. The mark is the newest UpdatedDateUTC
 seen and only moves after Zoho took the updates, so a failed poll is simply repeated next time;
-orders of that second come back again and are no-ops because their status is unchanged.
+orders of that second come back again and are no-ops because their status is unchanged. The
+poll backs off while no status changes (workers/polling.py: every ZXS_PO_POLL_SECONDS after a
+change, up to ZXS_PO_POLL_MAX_SECONDS while idle), so an idle tenant costs a few calls a day.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
+
+import redis
 
 from schemas.xero import XeroPurchaseOrder
 from schemas.zoho import ZohoPurchaseOrderWriteBack
@@ -19,6 +24,8 @@ from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.logs import log
+from workers.polling import PollSchedule
+from workers.redis import get_redis
 from workers.settings import get_settings
 
 TASK_NAME = "zxsync.po_status_poll"
@@ -27,12 +34,26 @@ MODULE = "Purchase_Orders"
 
 @app.task(name=TASK_NAME)
 def po_status_poll(connection: str | None = None) -> int:
-    """Beat entry: without a connection, start one poll per connection; returns updates made."""
+    """Beat entry: without a connection, start a poll for each connection whose poll is due
+    (workers/polling.py); with one, poll it now. Returns updates made."""
     if connection is None:
-        for name in get_settings().connections():
+        names = list(get_settings().connections())
+        for name in po_schedule(get_redis()).claim_due(names, time.time()):
             app.send_task(TASK_NAME, args=[name])
         return 0
-    return poll_statuses(build_context(connection))
+    return poll_and_schedule(build_context(connection), time.time())
+
+
+def po_schedule(redis_client: redis.Redis) -> PollSchedule:
+    s = get_settings()
+    return PollSchedule(redis_client, "po_status", s.zxs_po_poll_seconds, s.zxs_po_poll_max_seconds)
+
+
+def poll_and_schedule(ctx: StageContext, now: float) -> int:
+    """One poll; the next comes sooner after a status change, later while nothing changes."""
+    updated = poll_statuses(ctx)
+    po_schedule(ctx.redis).finished(ctx.connection.name, now, found=updated > 0)
+    return updated
 
 
 def poll_statuses(ctx: StageContext) -> int:

@@ -14,6 +14,16 @@ import redis
 CLAIM_KEY = "zxs:test:owner"
 
 
+def shared_file(*parts: str) -> Path:
+    """A file of the project's `shared/` folder, found beside the checkout or an ancestor of it
+    (a worktree sits one level deeper than the main checkout)."""
+    for folder in Path(__file__).resolve().parents:
+        candidate = folder.joinpath("shared", *parts)
+        if candidate.exists():
+            return candidate
+    return Path(__file__).resolve().parents[2].joinpath("shared", *parts)
+
+
 def _claim_database(host_url: str) -> int | None:
     """A Redis database no other test session on this machine is using (each session flushes
     its own; workers of two sessions sharing queues would steal each other's jobs)."""
@@ -61,7 +71,9 @@ def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
         for _ in range(tenants):
             suffix = uuid.uuid4().hex[:8]
             conns.append(
-                LocalConnection(f"it-{suffix}", f"tenant-{suffix}", f"org-{suffix}", options or {})
+                LocalConnection(
+                    f"it-{suffix}", str(uuid.uuid4()), f"org-{suffix}", options or {}
+                )
             )
         stack = LocalStack(conns, redis_url=redis_url, **kwargs)  # type: ignore[arg-type]
         stacks.append(stack)

@@ -48,8 +48,9 @@ def test_a_consent_for_another_organisation_is_refused(
     from zxsync.connect import connect
 
     stack = make_stack()
-    stack.xero.add_tenant("other-org", "Someone else", "AU", "AUD")
-    stack.xero.add_client("other-app", "other-secret", "unused-refresh", ["other-org"])
+    other = "0f7e57ab-0000-4000-8000-000000000001"  # tenant ids are UUIDs, as Xero's
+    stack.xero.add_tenant(other, "Someone else", "AU", "AUD")
+    stack.xero.add_client("other-app", "other-secret", "unused-refresh", [other])
     monkeypatch.setenv("XERO_CLIENT_ID", "other-app")
     monkeypatch.setenv("XERO_CLIENT_SECRET", "other-secret")
     get_settings.cache_clear()

@@ -247,3 +247,28 @@ def test_a_dropped_webhook_is_caught_by_reconciliation(
 
     app.send_task("zxsync.payment_reconcile")  # what beat sends: fans out per connection
     wait_zoho(stack, "Invoices", record_id, {"Xero_Payment_Status": "Paid", "Xero_Amount_Due": 0})
+
+
+def test_an_unallocated_credit_note_reaches_the_zoho_account_through_its_webhook(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    """Only a CREDITNOTE event tells of it (no invoice changes): before, the relay ignored it."""
+    stack = make_stack(OPTIONS)
+    tenant = stack.connections[0].xero_tenant_id
+    stack.start_relay()
+    stack.start_worker(concurrency=2)
+    account, [record] = seed(stack, [date.today() + timedelta(days=30)])
+    xero_id = sync(stack, [record], wait_for_outcomes)[record]
+    wait_zoho(stack, "Accounts", account, {"Xero_Credit_Balance": 0})
+    contact = stack.xero.invoices(tenant)
+    contact_id = next(i for i in contact if i["InvoiceID"] == xero_id)["Contact"]["ContactID"]
+    with stack.xero.lock:
+        note, errors = stack.xero.save_credit_note(tenant, {
+            "Type": "ACCRECCREDIT", "Status": "AUTHORISED", "Contact": {"ContactID": contact_id},
+            "CurrencyCode": "AUD", "LineAmountTypes": "NoTax",
+            "LineItems": [{"Description": "Goodwill", "Quantity": 1, "UnitAmount": 30,
+                           "AccountCode": "200"}],
+        }, unitdp=2)
+    assert note is not None, errors
+    wait_zoho(stack, "Accounts", account, {"Xero_Credit_Balance": 30})
+    assert all(d.status == 200 for d in stack.xero.webhooks.deliveries)

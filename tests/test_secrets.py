@@ -126,3 +126,28 @@ def _dump_redis(client: redis.Redis) -> str:
         elif kind == "stream":
             parts.append(str(client.xrange(key)))
     return "\n".join(parts)
+
+
+def test_planted_secrets_stay_out_of_the_relays_access_and_structured_logs(
+    tmp_path: Any, redis_url: str
+) -> None:
+    """The relay's whole output (uvicorn's access and error logs, structlog) after webhooks that
+    carry the token in the URL, a header and the body, and wrong tokens."""
+    import httpx
+    from test_relay_load import TOKEN, Relay
+
+    relay = Relay(redis_url, tmp_path, "planted")
+    try:
+        url = f"{relay.url}/webhooks/zoho/planted"
+        change = {"module": "Invoices", "id": "1", "operation": "edit"}
+        assert httpx.post(url, params={"token": TOKEN}, json=change).status_code == 200
+        assert httpx.post(url, headers={"x-zxs-token": TOKEN}, json=change).status_code == 200
+        assert httpx.post(url, data={**change, "token": TOKEN}).status_code == 200
+        assert httpx.post(url, params={"token": TOKEN + "x"}, json=change).status_code == 401
+        assert httpx.post(f"{url}/notifications", json={**change, "token": TOKEN + "y"}
+                          ).status_code == 401
+    finally:
+        relay.stop()
+    output = (tmp_path / "relay.log").read_text()
+    assert "POST /webhooks/zoho/planted?[redacted]" in output, "access log lines were written"
+    assert TOKEN not in output

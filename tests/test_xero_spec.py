@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal as D
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import shared_file
 
 from schemas.connection import Connection
 from schemas.mapping import contact_from_account, item_from_product, map_invoice
 from schemas.zoho import ZohoAccount, ZohoContact, ZohoProduct, ZohoSalesDocument
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "xero" / "xero_accounting.yaml"
+SPEC = shared_file("xero", "xero_accounting.yaml")
 pytestmark = pytest.mark.skipif(not SPEC.exists(), reason=f"Xero spec not found at {SPEC}")
 
 
@@ -38,6 +38,27 @@ def validate(components: dict[str, Any], schema_name: str, body: dict[str, Any])
         unknown_fields(components, components["components"]["schemas"][schema_name], body)
     )
     assert not unknown, f"fields not in the spec: {unknown}"
+    read_only = list(
+        read_only_fields(components, components["components"]["schemas"][schema_name], body)
+    )
+    assert not read_only, f"fields the spec marks readOnly (Xero refuses them): {read_only}"
+
+
+def read_only_fields(components: dict[str, Any], schema: dict[str, Any], body: Any, path: str = ""):  # type: ignore[no-untyped-def]
+    """Fields we send that the spec marks `readOnly` (e.g. Contact Website)."""
+    schema = resolve(components, schema)
+    if isinstance(body, dict):
+        properties = schema.get("properties", {})
+        for key, value in body.items():
+            if key in properties:
+                if properties[key].get("readOnly"):
+                    yield f"{path}.{key}"
+                yield from read_only_fields(components, properties[key], value, f"{path}.{key}")
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            yield from read_only_fields(
+                components, schema.get("items", {}), value, f"{path}[{index}]"
+            )
 
 
 def resolve(components: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -192,3 +213,25 @@ def test_purchase_order_bodies_conform(components: dict[str, Any]) -> None:
     validate(components, "Contacts", {"Contacts": [contact_from_vendor(vendor).body()]})
     purchased = item_from_product(PRODUCT, conn, D("4.20"))
     validate(components, "Items", {"Items": [purchased.body()]})
+
+
+def test_writes_send_only_the_query_parameters_the_spec_defines() -> None:
+    """`unitdp` is not defined on Contacts or PurchaseOrders, nor `summarizeErrors` on a
+    single-record POST (before: both were sent on every write)."""
+    from clients.xero import write_params
+
+    assert write_params("Contacts") == {"summarizeErrors": "false"}
+    assert write_params("PurchaseOrders") == {"summarizeErrors": "false"}
+    assert write_params("PurchaseOrders/abc") == {}
+    assert write_params("Invoices") == {"summarizeErrors": "false", "unitdp": "4"}
+    assert write_params("Invoices/abc") == {"unitdp": "4"}
+    assert write_params("Items") == {"summarizeErrors": "false", "unitdp": "4"}
+
+
+def test_if_modified_since_is_sent_in_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from clients.xero import if_modified_since
+
+    sydney = datetime(2026, 12, 1, 21, 30, 5, tzinfo=timezone(timedelta(hours=11)))
+    assert if_modified_since(sydney) == "2026-12-01T10:30:05"

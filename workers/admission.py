@@ -30,6 +30,11 @@ No leaks, nothing lost:
 - `pump` (called by beat's `zxsync.redrive_stalled`) admits waiting jobs of every connection,
   so a waiting room never stays stuck if a release was lost.
 
+Pause: an operator may pause a connection (the ops console, `zxsync console`). While the key
+`zxs:paused:<connection>` exists the script admits nothing for it: new jobs join the waiting
+room, in Redis, and jobs already admitted finish. `resume` deletes the key and starts the
+waiting jobs up to the window, oldest first; nothing is lost or reordered.
+
 So a job is started at least once; stages are idempotent (README "Exactly once"), which makes
 the rare second start harmless. The release runs as a finish listener (workers/history.py) so
 that history stays free of Celery and the stages that record outcomes need not know about
@@ -45,6 +50,7 @@ from typing import Any, cast
 import redis
 import structlog
 
+import workers.activity  # noqa: F401  (its finish listener counts outcomes in every worker)
 from schemas.jobs import StageMessage
 from schemas.wire import dumps, loads
 from workers.history import RecordHistory, inflight_key, on_finish, progress_key, record_key
@@ -56,7 +62,7 @@ STAGE = "zxsync.admission"
 RECLAIM_BATCH = 1000
 log = structlog.get_logger("zxsync.admission")
 
-# KEYS: admitted (zset), waiting (list), progress (zset), inflight (hash)
+# KEYS: admitted (zset), waiting (list), progress (zset), inflight (hash), paused (string)
 # ARGV: now, window, stall seconds, mode (admit | fill), record key, entry
 # Returns {own, entries...}: own = 1 when the caller's own job (admit mode) is admitted; entries:
 # the other waiting jobs this call admitted, which the caller must start.
@@ -64,6 +70,7 @@ _ADMIT = f"""
 local admitted, waiting, progress, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, window, stall = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode, key, own_entry = ARGV[4], ARGV[5], ARGV[6]
+if redis.call('EXISTS', KEYS[5]) == 1 then window = 0 end  -- paused: everything waits
 local cutoff = now - stall
 local old = redis.call('ZRANGEBYSCORE', admitted, '-inf', cutoff, 'LIMIT', 0, {RECLAIM_BATCH})
 for _, k in ipairs(old) do
@@ -111,6 +118,10 @@ def waiting_key(connection: str) -> str:
 
 def admitted_key(connection: str) -> str:
     return f"zxs:admitted:{connection}"
+
+
+def paused_key(connection: str) -> str:
+    return f"zxs:paused:{connection}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,7 @@ class TenantWindows:
             waiting_key(connection),
             progress_key(connection),
             inflight_key(connection),
+            paused_key(connection),
         ]
         args: list[str | float] = [time.time(), self.window, self.stall_seconds, mode, key, entry]
         result = cast(list[Any], self._script(keys=keys, args=args))
@@ -208,6 +220,30 @@ def admit(redis_client: redis.Redis, settings: Settings, message: StageMessage) 
         history.log(key, STAGE, "queued", admitted=admitted, waiting=waiting, window=tenant.window)
     _start(redis_client, others)
     return "started" if own else "queued"
+
+
+def pause(redis_client: redis.Redis, connection: str, by: str) -> None:
+    """Hold the connection's new jobs in its waiting room until `resume`."""
+    redis_client.set(paused_key(connection), dumps({"by": by, "at": time.time()}))
+    log.warning("admission.paused", connection=connection, by=by)
+
+
+def paused(redis_client: redis.Redis, connection: str) -> dict[str, Any] | None:
+    """Who paused the connection and when (epoch seconds), or None when it runs."""
+    raw = redis_client.get(paused_key(connection))
+    return cast(dict[str, Any], loads(str(raw))) if raw else None
+
+
+def resume(
+    redis_client: redis.Redis, connection: str, by: str, settings: Settings | None = None
+) -> int:
+    """Let the connection's jobs in again: its waiting jobs start, up to the window, oldest
+    first (the rest follow as slots free up). Returns how many started now."""
+    redis_client.delete(paused_key(connection))
+    entries = windows(redis_client, settings).fill(connection)
+    _start(redis_client, entries)
+    log.warning("admission.resumed", connection=connection, by=by, started=len(entries))
+    return len(entries)
 
 
 def pump(redis_client: redis.Redis | None = None, settings: Settings | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +23,14 @@ import structlog
 
 from schemas.wire import dumps, loads
 from workers.app import app
-from workers.deadletter import DeadLetter, DeadLetterStore
+from workers.deadletter import DeadLetter, DeadLetterStore, describe
 from workers.redact import redact
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
 log = structlog.get_logger("zxsync.alerts")
 
+STARTUP_CHECK = "zxsync.startup_check"
 WHAT_FAILED = {
     "zxsync.ingest": "The job was rejected at the door",
     "zxsync.fetch_record": "The Zoho record could not be read",
@@ -169,6 +171,17 @@ def post_webhook(url: str, report: ExceptionReport) -> None:
     httpx.post(url, json=body, timeout=10).raise_for_status()
 
 
+def smtp_tls_context(settings: Settings) -> ssl.SSLContext:
+    """STARTTLS that checks the server's certificate and name against the system's CAs
+    (SSL_CERT_FILE adds a private CA): smtplib's default context checks neither, so anyone on
+    the path could read the SMTP password. ZXS_SMTP_VERIFY=false turns it off for a lab."""
+    context = ssl.create_default_context()
+    if not settings.zxs_smtp_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def send_email(settings: Settings, subject: str, text: str) -> None:
     message = EmailMessage()
     message["Subject"] = subject[:200]
@@ -177,7 +190,7 @@ def send_email(settings: Settings, subject: str, text: str) -> None:
     message.set_content(text)
     with smtplib.SMTP(settings.zxs_smtp_host, settings.zxs_smtp_port, timeout=10) as smtp:
         if settings.zxs_smtp_starttls:
-            smtp.starttls()
+            smtp.starttls(context=smtp_tls_context(settings))
         if settings.zxs_smtp_user:
             smtp.login(settings.zxs_smtp_user, settings.zxs_smtp_password.get_secret_value())
         smtp.send_message(message)
@@ -225,6 +238,36 @@ def deliver(report: ExceptionReport, channel: str, settings: Settings) -> None:
         send_email(settings, f"[zxsync] {report.title}", report.text())
     elif channel == "zoho":
         note_on_zoho(report)
+
+
+def report_connection_problem(
+    settings: Settings, connection: str, exc: BaseException, what_to_do: str
+) -> list[str]:
+    """An exception report for a connection the start-up check could not check (no document,
+    nothing to replay): Sentry, webhook and e-mail, each on its own; the channels reached."""
+    kind, message, hint, field = describe(exc)
+    letter = DeadLetter(
+        stage=STARTUP_CHECK, connection=connection, module="", record_id="", error_kind=kind,
+        error=redact(message), hint=hint, field=field, attempts=1, payload="{}", traceback="",
+        failed_at=_now(),
+    )
+    report = ExceptionReport(
+        title=f"Start-up check failed (connection {connection}): the worker serves the other "
+        "connections",
+        why=letter.error,
+        what_to_do=what_to_do,
+        replay="zxsync check",
+        letter=letter,
+    )
+    reached = []
+    for channel in channels(settings, letter):
+        try:
+            deliver(report, channel, settings)
+            reached.append(channel)
+        except Exception as failure:  # a report channel down must not stop the start-up
+            log.warning("alert.delivery_failed", connection=connection, channel=channel,
+                        error=redact(f"{type(failure).__name__}: {failure}"))
+    return reached
 
 
 @app.task(name="zxsync.report_dead_letter", bind=True, max_retries=5, acks_late=True)

@@ -76,13 +76,14 @@ TASK_MODULES = [
     "tasks.po_writeback",
     "tasks.po_status_poll",
     "tasks.payment_feedback",
+    "tasks.zoho_channels",
+    "tasks.zoho_sweep",
     "workers.alerts",
     "workers.redrive",
     "workers.deferral",
     "workers.batching",
 ]
 
-PO_STATUS_POLL_SECONDS = 300  # purchase order statuses back to Zoho (no Xero webhook)
 SWEEP_BATCHES_SECONDS = 5.0
 
 
@@ -135,13 +136,23 @@ def create_app() -> Celery:
                 "task": "zxsync.dlq_digest",
                 "schedule": crontab(hour=settings.zxs_digest_hour_utc, minute=0),
             },
-            "po-status-poll": {
+            # safety-net polls: beat only looks for the connections whose poll is due, each
+            # backing off while it finds nothing (workers/polling.py)
+            "po-status-poll": {  # purchase order statuses back to Zoho (no Xero webhook)
                 "task": "zxsync.po_status_poll",
-                "schedule": PO_STATUS_POLL_SECONDS,
+                "schedule": settings.zxs_poll_tick_seconds,
             },
             "payment-reconcile": {  # catches Xero webhooks that never arrived
                 "task": "zxsync.payment_reconcile",
-                "schedule": settings.zxs_payment_reconcile_seconds,
+                "schedule": settings.zxs_poll_tick_seconds,
+            },
+            "zoho-channel-renew": {  # channels renewed at half their life (tasks/zoho_channels)
+                "task": "zxsync.zoho_channel_renew",
+                "schedule": settings.zxs_zoho_channel_check_seconds,
+            },
+            "zoho-sweep": {  # Zoho changes whose notification never came (tasks/zoho_sweep)
+                "task": "zxsync.zoho_sweep",
+                "schedule": settings.zxs_zoho_sweep_seconds,
             },
             "sweep-batches": {  # a batch whose flush trigger died with its worker
                 "task": "zxsync.sweep_batches",

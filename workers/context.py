@@ -13,6 +13,7 @@ from clients.tokens import TokenCipher, TokenManager
 from clients.xero import XeroClient, refresh_xero_token
 from clients.zoho import ZohoClient, refresh_zoho_token
 from schemas.connection import Connection
+from workers.activity import CountingLimiter
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
 from workers.idempotency import IdempotencyStore
@@ -83,13 +84,14 @@ class StageContext:
             conn.xero_tenant_id,
             s.xero_client_id,
             per_minute=s.zxs_xero_per_minute,
-            per_day=s.zxs_xero_per_day,
+            per_day=s.xero_day_limit(),
             app_per_minute=s.zxs_xero_app_per_minute,
             concurrent=s.zxs_xero_concurrent,
             rolling=s.zxs_xero_rolling_windows,
             **self._limiter_timing(),
         )
-        return XeroClient(http_client(), s.xero_api_url, tokens, conn.xero_tenant_id, limiter)
+        counted = CountingLimiter(limiter, self.redis, conn.name)  # 429s for the ops console
+        return XeroClient(http_client(), s.xero_api_url, tokens, conn.xero_tenant_id, counted)
 
     @cached_property
     def zoho(self) -> ZohoClient:

@@ -40,11 +40,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
 from schemas.errors import RateLimited
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
 
 MAX_BLOCK_SECONDS = 1.0
 # Placeholders one answer may book. `used` is our limit less what Xero says remains, so a limit
@@ -272,14 +275,7 @@ def xero_limiter(
     tenant = f"xero:{tenant_id}"
     fixed = not rolling
     windows = [
-        Window(
-            "day",
-            f"zxs:rl:{tenant}:day",
-            per_day,
-            minute_seconds * 1440,
-            fixed,
-            "X-DayLimit-Remaining",
-        ),
+        xero_day_window(tenant_id, per_day, minute_seconds, fixed),
         Window(
             "minute",
             f"zxs:rl:{tenant}:minute",
@@ -302,6 +298,18 @@ def xero_limiter(
     )
 
 
+def xero_day_window(tenant_id: str, per_day: int, minute_seconds: float, fixed: bool) -> Window:
+    """A tenant's day window (its key is shared by every worker and `xero_calls_today`)."""
+    return Window(
+        "day",
+        f"zxs:rl:xero:{tenant_id}:day",
+        per_day,
+        minute_seconds * 1440,
+        fixed,
+        "X-DayLimit-Remaining",
+    )
+
+
 def zoho_limiter(
     redis_client: redis.Redis,
     org_id: str,
@@ -319,3 +327,56 @@ def zoho_limiter(
     if per_minute > 0:
         windows.append(Window("minute", f"zxs:rl:{org}:minute", per_minute, minute_seconds))
     return RateLimiter(redis_client, "Zoho", org, windows, concurrent, lease_seconds, guard_seconds)
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """One connection's Xero calls in its current day window (read-only, for status pages)."""
+
+    connection: str
+    used: int
+    limit: int
+    tier: str
+    resets_in_seconds: float | None  # fixed windows once a call anchored them; else None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+def window_usage(redis_client: redis.Redis, window: Window) -> tuple[int, float | None]:
+    """Calls counted in the window now (our admissions plus what Xero reported others spent),
+    and seconds until a fixed window turns over. Reads only: never books or waits."""
+    seconds, micros = redis_client.time()
+    now = seconds * 1000 + micros // 1000
+    length = int(window.seconds * 1000)
+    if not window.fixed:
+        return int(redis_client.zcount(window.key, f"({now - length}", "+inf")), None
+    raw = redis_client.get(window.key + ":anchor")
+    if raw is None:
+        return 0, None
+    anchor = int(float(cast(str, raw)))
+    start = anchor + (now - anchor) // length * length
+    used = int(redis_client.zcount(window.key, start, f"({start + length}"))
+    return used, (start + length - now) / 1000
+
+
+def xero_calls_today(
+    connection: str, *, settings: Settings | None = None, redis_client: redis.Redis | None = None
+) -> DayUsage:
+    """Calls used today / the daily limit for one connection's Xero tenant (the limiter's own
+    day window, kept in step with `X-DayLimit-Remaining`). For `zxsync check`, `zxsync
+    connections` and the console; it makes no API call."""
+    from workers.redis import get_redis
+    from workers.settings import get_settings
+
+    settings = settings or get_settings()
+    conn = settings.connection(connection)
+    day = xero_day_window(
+        conn.xero_tenant_id,
+        settings.xero_day_limit(),
+        settings.zxs_limit_minute_seconds,
+        not settings.zxs_xero_rolling_windows,
+    )
+    used, resets = window_usage(redis_client or get_redis(), day)
+    return DayUsage(connection, used, day.limit, settings.xero_api_tier, resets)

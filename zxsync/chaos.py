@@ -256,7 +256,11 @@ class FaultReport:
 
 
 def run_faults(
-    invoices: int = 200, seed: int = 1, timeout: float = 600.0, batch_size: int = 50
+    invoices: int = 200,
+    seed: int = 1,
+    timeout: float = 600.0,
+    batch_size: int = 50,
+    lookup_fault_rate: float = 0.1,
 ) -> FaultReport:
     """The invoices flow while Xero fails 20% of writes (half after saving them) and 10% of
     reads, every retry of a create is looked up (as after Xero's 6 minutes), and access tokens
@@ -284,7 +288,7 @@ def run_faults(
         xero_limits=unlimited,
         write_fault_rate=0.2,
         write_fault_after_share=0.5,
-        lookup_fault_rate=0.1,
+        lookup_fault_rate=lookup_fault_rate,
         xero_access_token_seconds=20,
         zoho_access_token_seconds=20,
         seed=seed,

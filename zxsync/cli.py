@@ -11,8 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from console.commands import connections
+from console.commands import console as console_command
 from relay.cli import relay
-from zxsync.ops import check, dlq_app, flower, status
+from zxsync.ops import check, dlq_app, flower, health, status
 
 app = typer.Typer(
     help="Zoho CRM -> Xero sync: workers, relays' enqueue, sandbox and demo.", no_args_is_help=True
@@ -20,10 +22,29 @@ app = typer.Typer(
 console = Console()
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(__import__("zxsync.connect").connect.app, name="connect")
+app.add_typer(__import__("zxsync.zoho").zoho.app, name="zoho")
 app.command()(status)
 app.command()(flower)
 app.command()(check)
 app.command()(relay)
+app.command()(health)
+app.command()(connections)
+app.command(name="console")(console_command)
+# the commands that may start an embedded Redis when REDIS_URL is not set (and stop it on exit)
+EMBEDDED_REDIS_COMMANDS = {"demo", "worker", "sandbox"}
+
+
+@app.callback()
+def _embedded_redis_policy(ctx: typer.Context) -> None:
+    # any other command uses REDIS_URL or a running embedded server, else says so and stops;
+    # and every command reports a settings or connections mistake first, in one line
+    from workers.redis import refuse_embedded_start
+    from workers.settings import get_settings
+
+    if ctx.invoked_subcommand not in EMBEDDED_REDIS_COMMANDS:
+        refuse_embedded_start()
+    if ctx.invoked_subcommand != "health":
+        get_settings().connections()
 
 
 @app.command()
@@ -31,11 +52,23 @@ def demo(
     invoices: Annotated[int, typer.Option(help="Zoho invoices to seed.")] = 24,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 180.0,
+    keep_console: Annotated[
+        bool, typer.Option("--console", help="Keep the demo up with the ops console (Ctrl-C).")
+    ] = False,
+    console_port: Annotated[int, typer.Option(help="The console's port with --console.")] = 8090,
 ) -> None:
     """Run the whole pipeline locally (embedded Redis, sandboxes, a worker) and summarise."""
     from zxsync.demo import run_demo
 
-    raise typer.Exit(run_demo(invoices=invoices, concurrency=concurrency, timeout=timeout))
+    raise typer.Exit(
+        run_demo(
+            invoices=invoices,
+            concurrency=concurrency,
+            timeout=timeout,
+            keep_console=keep_console,
+            console_port=console_port,
+        )
+    )
 
 
 @app.command()
@@ -91,11 +124,18 @@ def enqueue(
             "event": event,
             "event_id": event_id or str(uuid.uuid4()),
         }
+    from schemas.errors import InvalidJob
+    from workers.settings import get_settings
+
     try:
         job = SyncJob.model_validate(payload)
+        get_settings().connection(job.connection)  # the door would dead-letter it
     except ValidationError as exc:
         for err in exc.errors():
             console.print(f"[red]rejected[/red] {'.'.join(map(str, err['loc']))}: {err['msg']}")
+        raise typer.Exit(2) from None
+    except InvalidJob as exc:
+        console.print(f"[red]rejected[/red] {exc.field}: {exc.message}", highlight=False)
         raise typer.Exit(2) from None
     submit(job)
     console.print(f"enqueued {job.module} {job.record_id} (event {job.event_id})")
@@ -106,15 +146,23 @@ def sandbox(
     invoices: Annotated[int, typer.Option(help="Zoho invoices to seed.")] = 24,
     minute_seconds: Annotated[float, typer.Option(help="Length of a sandbox minute.")] = 60.0,
 ) -> None:
-    """Run the Xero and Zoho sandboxes in the foreground, seeded, and print the settings to use."""
+    """Run the Xero and Zoho sandboxes in the foreground, seeded, and print the settings to use
+    (on REDIS_URL's Redis when set, else an embedded one stopped with the sandboxes)."""
+    import signal
     import time
 
     from sandbox.config import SandboxConfig
     from sandbox.seed import build_dataset, load_dataset
+    from workers.settings import get_settings
     from zxsync.demo import CONNECTION
     from zxsync.stack import LocalStack
 
-    with LocalStack([CONNECTION], SandboxConfig(minute_seconds=minute_seconds)) as stack:
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (docker stop, kill) stops as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
+    config = SandboxConfig(minute_seconds=minute_seconds)
+    with LocalStack([CONNECTION], config, redis_url=get_settings().redis_url) as stack:
         load_dataset(stack.zoho, CONNECTION.zoho_org_id, build_dataset(invoices=invoices))
         console.print("Sandboxes running. Put these in your .env (Ctrl-C to stop):")
         for name, value in stack.env.items():
@@ -128,3 +176,29 @@ def sandbox(
                 time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopping")
+
+
+def main() -> None:
+    """The `zxsync` entry point: a configuration or connection mistake ends in one line naming
+    the setting or field at fault and a non-zero exit, not a traceback."""
+    import redis
+
+    from schemas.errors import SyncError
+
+    try:
+        app()
+    except SyncError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        console.print(f"[red]error[/red]: {exc.message}{hint}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except redis.RedisError as exc:
+        console.print(
+            f"[red]error[/red]: Redis (REDIS_URL) is unreachable: {type(exc).__name__}: {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ consent screens approve at once (`zxsync sandbox` prints the settings).
 
 from __future__ import annotations
 
+import hmac
 import http.server
 import threading
 import warnings
@@ -32,11 +33,8 @@ from workers.settings import Settings, get_settings
 app = typer.Typer(help="Connect a Xero organisation or a Zoho org and store its tokens.")
 console = Console()
 
-XERO_SCOPES = (
-    "openid profile email offline_access accounting.transactions accounting.contacts "
-    "accounting.settings"
-)
-ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ"
+# notifications: the channel `zxsync zoho watch` creates and beat renews (FACTS §7)
+ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ,ZohoCRM.notifications.ALL"
 CALLBACK_TIMEOUT_SECONDS = 300.0
 
 
@@ -60,7 +58,7 @@ def provider(name: str, settings: Settings) -> Provider:
             f"{settings.xero_identity_url.rstrip('/')}/connect/token",
             settings.xero_client_id,
             settings.xero_client_secret.get_secret_value(),
-            XERO_SCOPES,
+            settings.xero_consent_scopes(),  # granular unless XERO_APP_SCOPES=broad
             "client_secret_basic",
             {},
         )
@@ -92,24 +90,65 @@ def consent(
         redirect_uri=redirect_uri,
         token_endpoint_auth_method=p.auth_method,
     )
-    url, _state = client.create_authorization_url(p.authorize_url, **p.extra)
+    url, state = client.create_authorization_url(p.authorize_url, **p.extra)
     if paste:
         open_url(url)
         answer = typer.prompt("Paste the URL your browser was sent to").strip()
     else:
         answer = _await_callback(redirect_uri, lambda: open_url(url))
-    query = parse_qs(urlsplit(answer).query)
-    # Zoho names the accounts server of the user's data centre (FACTS §1): exchange there.
-    token_url = p.token_url
-    if "accounts-server" in query:
-        token_url = f"{query['accounts-server'][0].rstrip('/')}/oauth/v2/token"
-    token = client.fetch_token(token_url, authorization_response=answer)
+    token_url = checked_callback(p, answer, state)
+    token = client.fetch_token(token_url, authorization_response=answer, state=state)
     return TokenSet.issued(
         token["access_token"],
         token["refresh_token"],
         float(token["expires_in"]),
         token.get("api_domain"),
+        token.get("scope"),  # what was granted, kept with the tokens (clients.tokens)
     )
+
+
+# Zoho's accounts servers, one per data centre (FACTS §1): the only hosts the code and the
+# client secret may be sent to, whatever a callback names
+ZOHO_ACCOUNTS_SERVERS = frozenset(
+    f"accounts.{domain}"
+    for domain in ("zoho.com", "zoho.eu", "zoho.in", "zoho.com.au", "zoho.jp", "zohocloud.ca",
+                   "zoho.com.cn", "zoho.sa")
+)
+
+
+def checked_callback(p: Provider, answer: str, state: str) -> str:
+    """The token URL to exchange this callback's code at, once the callback is ours: its
+    `state` is the one this consent sent (else a forged or stale callback, refused before any
+    request), and Zoho's `accounts-server` is one of Zoho's documented servers or the
+    configured ZOHO_ACCOUNTS_URL (the sandbox's), never any host a crafted link names."""
+    query = parse_qs(urlsplit(answer).query)
+    if "error" in query:
+        raise typer.BadParameter(f"{p.name} refused the consent: {query['error'][0]}")
+    given = query.get("state", [""])[0]
+    if not hmac.compare_digest(given.encode(), state.encode()):
+        raise typer.BadParameter(
+            "the callback's state does not match this consent (a forged or stale link): "
+            "nothing was sent; run the command again and use the link it prints"
+        )
+    server = query.get("accounts-server", [None])[0]
+    if server is None or p.name != "Zoho":
+        return p.token_url
+    parts = urlsplit(server.rstrip("/"))
+    configured = urlsplit(p.token_url)
+    official = (
+        parts.scheme == "https"
+        and parts.hostname in ZOHO_ACCOUNTS_SERVERS
+        and parts.port is None
+        and not parts.username
+        and not parts.path
+    )
+    if not official and (parts.scheme, parts.netloc) != (configured.scheme, configured.netloc):
+        raise typer.BadParameter(
+            f"the callback names accounts-server {server!r}, which is not a Zoho accounts "
+            "server (accounts.zoho.com, .eu, .in, .com.au, .jp, .com.cn, .sa, "
+            "accounts.zohocloud.ca) nor ZOHO_ACCOUNTS_URL: nothing was sent"
+        )
+    return f"{parts.scheme}://{parts.netloc}/oauth/v2/token"
 
 
 def _await_callback(redirect_uri: str, open_consent: Callable[[], Any]) -> str:

@@ -22,7 +22,7 @@ from sandbox.config import SandboxConfig
 from sandbox.seed import ZohoDataset, build_dataset, load_dataset
 from zxsync.stack import LocalConnection, LocalStack
 
-CONNECTION = LocalConnection("demo-au", "a1b2c3d4-0000-4000-8000-00000000d3m0", "org-demo-au")
+CONNECTION = LocalConnection("demo-au", "a1b2c3d4-0000-4000-8000-00000000d3e0", "org-demo-au")
 REPEATS = 3
 PURCHASE_ORDERS = 4
 
@@ -38,12 +38,20 @@ class DemoResult:
     purchase_orders: int = 0
 
 
-def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -> int:
+def run_demo(
+    invoices: int = 24,
+    concurrency: int = 2,
+    timeout: float = 180.0,
+    keep_console: bool = False,
+    console_port: int = 8090,
+) -> int:
+    """Run the demo; with `keep_console`, keep the stack and the ops console up afterwards
+    (until Ctrl-C) so the dead letter can be seen, fixed and replayed in a browser."""
     console = Console()
     console.rule("[bold]zoho-xero-sync demo")
     with LocalStack([CONNECTION], SandboxConfig(), concurrency=concurrency) as stack:
         dataset = _seed(stack, invoices)
-        planted = _plant_invalid_invoice(stack, dataset)
+        planted = plant_invalid_invoice(stack, dataset, CONNECTION.zoho_org_id)
         console.print(
             f"Redis {stack.redis_url} · Xero sandbox {stack.env['XERO_API_URL']} · "
             f"Zoho sandbox {stack.env['ZOHO_API_URL']}"
@@ -73,6 +81,13 @@ def run_demo(invoices: int = 24, concurrency: int = 2, timeout: float = 180.0) -
         if not ok:
             console.print("[red]Worker log tail:[/red]")
             console.print(stack.worker_logs()[-4000:], markup=False)
+        if keep_console:
+            _keep_console(console, stack, planted, console_port)
+        else:
+            console.print(
+                "See it in the ops console: [bold]zxsync demo --console[/bold] keeps this demo "
+                f"up and serves http://127.0.0.1:{console_port}/ (README \"Operations\")."
+            )
     console.print("[green]Demo finished.[/green]" if ok else "[red]Demo found problems.[/red]")
     return 0 if ok else 1
 
@@ -94,9 +109,50 @@ def _seed(stack: LocalStack, invoices: int) -> ZohoDataset:
     return dataset
 
 
-def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
+def _keep_console(console: Console, stack: LocalStack, planted: str, port: int) -> None:
+    """The ops console on this demo's stack until Ctrl-C (or SIGTERM), with a one-off operator
+    login. Enter in the terminal fixes the planted invoice's product in the Zoho sandbox, as a
+    user would in Zoho CRM, so the dead letter can then be replayed from the browser."""
+    import signal
+    import sys
+
+    from console.local import start_local_console
+
+    server, password = start_local_console("demo", port)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the stack on SIGTERM too
+    console.rule("[bold]ops console")
+    console.print(
+        f"Console: {server.url}/  user [bold]demo[/bold]  password [bold]{password}[/bold]",
+        highlight=False,
+    )
+    console.print(
+        "Open the red connection's dead letter: its product has no code. Press Enter here to "
+        "give it one in the Zoho sandbox, then press Replay in the browser. Ctrl-C stops.",
+        highlight=False,
+    )
+    try:
+        if sys.stdin.isatty() and sys.stdin.readline() != "":
+            fix_planted_product(stack, CONNECTION.zoho_org_id, planted)
+            console.print("[green]Product code set in the Zoho sandbox: replay it now.[/green]")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        server.stop()
+
+
+def fix_planted_product(stack: LocalStack, org: str, planted: str) -> None:
+    """What the user does in Zoho CRM about the planted invoice: give its product a code."""
+    invoice = stack.zoho.get(org, "Invoices", planted) or {}
+    product_id = invoice["Invoiced_Items"][0]["Product_Name"]["id"]
+    stack.zoho.update(org, "Products", product_id, {"Product_Code": "SITE-VISIT"})
+
+
+def plant_invalid_invoice(
+    stack: LocalStack, dataset: ZohoDataset, org: str, number: str = "ZINV-BAD-1"
+) -> str:
     """An invoice for a product with no Product_Code: must end as a clear exception report."""
-    org = CONNECTION.zoho_org_id
     product = stack.zoho.insert(
         org, "Products", {"Product_Name": "Site visit (no code)", "Unit_Price": Decimal("120.00")}
     )
@@ -106,7 +162,7 @@ def _plant_invalid_invoice(stack: LocalStack, dataset: ZohoDataset) -> str:
         "Invoices",
         {
             "Subject": "Site visit",
-            "Invoice_Number": "ZINV-BAD-1",
+            "Invoice_Number": number,
             "Account_Name": template["Account_Name"],
             "Status": "Created",
             "Currency": "AUD",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -207,41 +208,199 @@ def _tenant_window(redis_client: Redis, connection: str, key: str) -> str:
     return line
 
 
-def flower(port: int = 5555) -> None:
-    """Flower behind basic auth (FLOWER_BASIC_AUTH); Prometheus metrics at /metrics."""
+EXAMPLE_PASSWORDS = {"change-me", "changeme", "password", "admin", "flower"}
+MIN_PASSWORD_LENGTH = 12
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5555,
+    address: Annotated[
+        str, typer.Option(help="Interface (compose: 0.0.0.0 in the container, published on the "
+                          "host's 127.0.0.1 only).")
+    ] = "127.0.0.1",
+) -> None:
+    """Flower behind basic auth (FLOWER_BASIC_AUTH), /metrics included; localhost by default."""
     from workers.settings import get_settings
 
     auth = get_settings().flower_basic_auth.get_secret_value()
-    if not auth:
-        console.print(
-            "[red]set FLOWER_BASIC_AUTH=user:password first: Flower shows task arguments[/red]"
-        )
+    problem = flower_auth_problem(auth)
+    if problem:
+        console.print(f"[red]FLOWER_BASIC_AUTH: {problem}[/red]", highlight=False)
         raise typer.Exit(2)
+    from workers.redis import resolve_redis_url
+
+    # the values this command read (from files too) and the Redis it found (never a new
+    # embedded one, which the exec'd Celery would start); no *_FILE twin left to conflict
     os.environ["FLOWER_BASIC_AUTH"] = auth
+    os.environ["REDIS_URL"] = resolve_redis_url(get_settings())
+    os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
+    os.environ.pop("REDIS_URL_FILE", None)
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={port}"],
+        [sys.executable, "-m", "zxsync.flower_guard", f"--port={port}", f"--address={address}"],
     )
 
 
+def flower_auth_problem(auth: str) -> str | None:
+    """Why these credentials (`user:password[,user2:password2]`) must not guard Flower, which
+    shows task arguments and can revoke and kill tasks; None when they may."""
+    if not auth:
+        return "not set: give user:password (Flower shows task arguments and controls workers)"
+    for credential in auth.split(","):
+        user, sep, password = credential.partition(":")
+        if not sep or not user or not password:
+            return "give user:password (comma-separated for several users)"
+        if password.lower() in EXAMPLE_PASSWORDS:
+            return f"the password of '{user}' is the example's; choose your own"
+        if len(password) < MIN_PASSWORD_LENGTH:
+            return f"the password of '{user}' is shorter than {MIN_PASSWORD_LENGTH} characters"
+    return None
+
+
 def check() -> None:
-    """Check every connection's mapping against its Xero organisation's Accounts, TaxRates and
-    TrackingCategories; exit 1 naming each setting Xero would refuse."""
-    from schemas.checks import connection_problems
-    from workers.context import build_context
+    """Check every connection's granted Xero scopes, then its mapping against its Xero
+    organisation's Accounts, TaxRates and TrackingCategories; exit 1 naming each scope a
+    feature lacks (and the command that fixes it) and each setting Xero would refuse.
+
+    Each connection on its own: one that cannot be checked (Xero answering 404 or 5xx, the
+    token endpoint unreachable, a revoked token) is a warning with a hint and an exception
+    report for it alone, and the others are still checked (`zxsync worker` then starts)."""
     from workers.settings import get_settings
 
     failed = False
     for name in get_settings().connections():
+        try:
+            failed |= _check_connection(name)
+        except Exception as exc:  # any failure is this connection's, never the others'
+            failed = True
+            _cannot_check(name, exc)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _check_connection(name: str) -> bool:
+    """Scopes and mapping of one connection, printed; whether anything is wrong."""
+    from clients.tokens import granted_scopes
+    from schemas.checks import connection_problems
+    from schemas.scopes import missing_scopes
+    from workers.context import build_context
+    from workers.ratelimit import xero_calls_today
+
+    reconnect = f"zxsync connect xero --connection {name}"
+    granted = granted_scopes(name)
+    problems: list[str] = []
+    settings_readable = granted is None or not any(
+        scope.startswith("accounting.settings") for _, scope in missing_scopes(granted)
+    )
+    if settings_readable:
         ctx = build_context(name)
         xero = ctx.xero
         problems = connection_problems(
             ctx.connection, xero.accounts(), xero.tax_rates(), xero.tracking_categories()
         )
-        failed |= bool(problems)
-        for problem in problems:
-            console.print(f"[red]{name}[/red]: {problem}", highlight=False)
-        if not problems:
-            console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
-    if failed:
-        raise typer.Exit(1)
+        granted = granted if granted is not None else granted_scopes(name)  # now refreshed
+    missing = missing_scopes(granted) if granted is not None else []
+    for feature, scope in missing:
+        console.print(
+            f"[red]{name}[/red]: {feature}: needs {scope}, not granted: run `{reconnect}`",
+            highlight=False,
+        )
+    if granted is None:
+        console.print(
+            f"[yellow]{name}[/yellow]: granted Xero scopes not recorded; `{reconnect}` records "
+            "them",
+            highlight=False,
+        )
+    for problem in problems:
+        console.print(f"[red]{name}[/red]: {problem}", highlight=False)
+    if not problems and not missing:
+        console.print(f"[green]{name}[/green]: fits its Xero organisation", highlight=False)
+    usage = xero_calls_today(name)
+    console.print(
+        f"{name}: Xero calls today {usage.used} / {usage.limit} ({usage.tier} tier)",
+        highlight=False,
+    )
+    return bool(problems or missing)
+
+
+def _cannot_check(name: str, exc: Exception) -> None:
+    """A warning naming the connection, what to do, and an exception report for it."""
+    from rich.markup import escape
+
+    from schemas.errors import ApiError, AuthRevoked, MissingScope, TransportError
+    from workers.alerts import report_connection_problem
+    from workers.logs import log
+    from workers.redact import redact
+    from workers.settings import get_settings
+
+    if isinstance(exc, AuthRevoked | MissingScope):
+        hint = f"reconnect: run `zxsync connect xero --connection {name}`"
+    elif isinstance(exc, TransportError):
+        hint = "Xero (XERO_API_URL / XERO_IDENTITY_URL) could not be reached from here: check "
+        hint += "the network, then run `zxsync check`"
+    elif isinstance(exc, ApiError):
+        hint = f"Xero answered HTTP {exc.status} for this organisation: check its tenant id and "
+        hint += f"XERO_API_URL, then `zxsync check` (or `zxsync connect xero --connection {name}`)"
+    else:
+        hint = "a defect: report it with the log's traceback, then run `zxsync check`"
+    error = redact(exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}")
+    console.print(
+        f"[yellow]{name}[/yellow]: could not be checked: {escape(error)}; {escape(hint)}",
+        highlight=False,
+    )
+    log.warning("check.connection_failed", connection=name, error=error, kind=type(exc).__name__)
+    report_connection_problem(get_settings(), name, exc, hint)
+
+
+def health(
+    redis_ping: Annotated[
+        bool, typer.Option("--redis", help="Redis (REDIS_URL) answers PING.")
+    ] = False,
+    url: Annotated[
+        list[str] | None, typer.Option(help="An HTTP endpoint that must answer 200.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A file that must have changed within --max-age.")
+    ] = None,
+    max_age: Annotated[float, typer.Option(help="Seconds, for --file.")] = 900.0,
+) -> None:
+    """A container health check: each dependency named must answer; exit 1 naming the first
+    that does not (never starts an embedded Redis)."""
+    import time
+    import urllib.request
+
+    import redis
+
+    from workers.settings import get_settings
+
+    if redis_ping:
+        redis_url = get_settings().redis_url
+        if not redis_url:
+            _fail("REDIS_URL is not set")
+        try:
+            redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            _fail(f"Redis (REDIS_URL) does not answer: {type(exc).__name__}")
+    for endpoint in url or []:
+        try:
+            with urllib.request.urlopen(endpoint, timeout=5) as answer:
+                status = answer.status
+        except OSError as exc:
+            _fail(f"{endpoint} does not answer: {exc}")
+        if status != 200:
+            _fail(f"{endpoint} answered {status}")
+    if file is not None:
+        # dbm may add a suffix (beat's shelve: .db, or .dat/.dir with dbm.dumb)
+        written = [p.stat().st_mtime for p in (file, *file.parent.glob(f"{file.name}.*"))
+                   if p.exists()]
+        if not written:
+            _fail(f"{file} does not exist")
+        age = time.time() - max(written)
+        if age > max_age:
+            _fail(f"{file} has not changed for {age:.0f} s (more than {max_age:.0f} s)")
+    console.print("healthy", highlight=False)
+
+
+def _fail(line: str) -> NoReturn:
+    console.print(f"[red]unhealthy[/red]: {line}", highlight=False)
+    raise typer.Exit(1)

@@ -6,13 +6,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from conftest import shared_file
 
 from sandbox.config import SandboxConfig, XeroLimits
 from sandbox.server import ThreadedServer
@@ -22,7 +23,7 @@ from sandbox.xero_where import WhereError, compile_where, order_objects
 API = "/api.xro/2.0"
 AU = "11111111-1111-4111-8111-111111111111"
 NZ = "22222222-2222-4222-8222-222222222222"
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "xero" / "xero_accounting.yaml"
+SPEC = shared_file("xero", "xero_accounting.yaml")
 
 
 class Sandbox:
@@ -145,7 +146,7 @@ def test_refresh_token_rotates_and_old_one_has_a_grace_period(make: Callable[...
 def test_authorization_code_flow_and_connections(sb: Sandbox) -> None:
     consent = sb.http.get("/identity/connect/authorize", params={
         "response_type": "code", "client_id": "app", "redirect_uri": "http://localhost/cb",
-        "scope": "openid accounting.transactions offline_access", "state": "xyz",
+        "scope": "openid accounting.settings offline_access", "state": "xyz",
     })
     assert consent.status_code == 302
     query = parse_qs(urlparse(consent.headers["location"]).query)
@@ -586,8 +587,10 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
     components = yaml.load(SPEC.read_text(), Loader=loader)["components"]
 
     def check(schema: str, instance: Any) -> None:
+        """Shapes and formats (uuid, date-time: rfc3339-validator) of the answer."""
         jsonschema.validate(instance, {"$ref": f"#/components/schemas/{schema}",
-                                       "components": components})
+                                       "components": components},
+                            format_checker=jsonschema.FormatChecker())
 
     sb.call("PUT", "/Items", {"Code": "P-1", "Name": "Pump"})
     sb.call("PUT", "/Invoices", invoice(LineItems=[line("1", "5", ItemCode="P-1")]))
@@ -598,5 +601,178 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
     check("Contacts", data(sb.call("GET", "/Contacts", page="1")))
     check("Items", data(sb.call("GET", "/Items")))
     check("Invoices", data(sb.call("GET", "/Invoices", page="1")))
+    made = data(sb.call("PUT", "/Invoices", invoice()))["Invoices"][0]
+    sb.call("PUT", "/Payments", {"Payments": [{"Invoice": {"InvoiceID": made["InvoiceID"]},
+                                               "Account": {"Code": "090"}, "Amount": "10.00"}]})
+    check("Payments", data(sb.call("GET", "/Payments", page="1")))
+    check("PurchaseOrders", data(sb.call("GET", "/PurchaseOrders", page="1")))
+    check("CreditNotes", data(sb.call("GET", "/CreditNotes", page="1")))
     errors = sb.call("PUT", "/Invoices", {"Invoices": [invoice(Contact={})]})
     check("Error", data(errors))
+
+
+# --------------------------------------------------------------------------- granular scopes
+
+
+def _consent(sb: Sandbox, scope: str, client: str = "app") -> httpx.Response:
+    return sb.http.get("/identity/connect/authorize", params={
+        "response_type": "code", "client_id": client, "redirect_uri": "http://localhost/cb",
+        "scope": scope,
+    })
+
+
+def _exchange(sb: Sandbox, consent: httpx.Response, client: str = "app") -> dict[str, Any]:
+    code = parse_qs(urlparse(consent.headers["location"]).query)["code"][0]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "http://localhost/cb"}
+    answer = sb.http.post("/connect/token", data=form, auth=(client, "secret"))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_granular_app_cannot_ask_for_the_broad_scopes(sb: Sandbox) -> None:
+    """Apps created from 2 March 2026: consent to accounting.transactions fails (FACTS)."""
+    for broad in ("accounting.transactions", "accounting.transactions.read",
+                  "accounting.reports.read", "accounting.nonsense"):
+        refused = _consent(sb, f"offline_access accounting.contacts {broad}")
+        assert refused.status_code == 400, broad
+        assert refused.json()["error"] == "invalid_scope"
+        assert "Invalid scope for client" in refused.json()["error_description"]
+    granted = _exchange(sb, _consent(sb, "offline_access accounting.invoices accounting.contacts"))
+    assert granted["scope"] == "offline_access accounting.invoices accounting.contacts"
+
+
+def test_a_broad_app_may_still_ask_for_both(sb: Sandbox) -> None:
+    sb.xs.add_client("old-app", "secret", "rt-old", [AU], granular=False)
+    for scope in ("offline_access accounting.transactions", "offline_access accounting.invoices"):
+        assert _consent(sb, scope, "old-app").status_code == 302
+
+
+def test_an_endpoint_outside_the_granted_scopes_answers_401_insufficient_scope(
+    sb: Sandbox,
+) -> None:
+    """Xero: 401 problem JSON, Detail AuthorizationUnsuccessful, `WWW-Authenticate: Bearer
+    error="insufficient_scope"` (community.xero.com 119166525, Xero-NetStandard #178)."""
+    scope = "offline_access accounting.contacts accounting.invoices.read"
+    tokens = _exchange(sb, _consent(sb, scope))
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert sb.call("GET", "/Contacts", headers=bearer).status_code == 200
+    assert sb.call("GET", "/Invoices", headers=bearer).status_code == 200  # .read reads
+    for method, path in (("GET", "/Accounts"), ("PUT", "/Invoices"), ("GET", "/TaxRates"),
+                         ("GET", "/Payments")):
+        refused = sb.call(method, path, {"Invoices": []}, headers=bearer)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+        body = refused.json()
+        assert (body["Title"], body["Status"], body["Detail"]) == (
+            "Unauthorized", 401, "AuthorizationUnsuccessful"
+        )
+    # a refresh keeps what was consented, nothing more
+    again = sb.refresh(tokens["refresh_token"]).json()
+    assert again["scope"] == tokens["scope"]
+    items = sb.call("GET", "/Items", headers={"Authorization": f"Bearer {again['access_token']}"})
+    assert items.status_code == 200  # Items: accounting.invoices or accounting.settings
+
+
+# --------------------------------------------------------------------------- as strict as the spec
+
+
+def _spec_query_params() -> dict[tuple[str, str], set[str]]:
+    """(method, path) -> the query parameters the official spec defines for it (lowercase)."""
+    yaml = pytest.importorskip("yaml")
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} not found")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = yaml.load(SPEC.read_text(), Loader=loader)
+    shared = spec["components"]["parameters"]
+    table: dict[tuple[str, str], set[str]] = {}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters" or not isinstance(op, dict):
+                continue
+            names = set()
+            for p in op.get("parameters", []):
+                p = shared[p["$ref"].split("/")[-1]] if "$ref" in p else p
+                if p.get("in") == "query":
+                    names.add(p["name"].lower())
+            table[(method.upper(), path)] = names
+    return table
+
+
+def test_the_sandbox_knows_exactly_the_query_parameters_the_spec_defines() -> None:
+    from sandbox.xero_app import QUERY_PARAMETERS
+
+    spec = _spec_query_params()
+    for (method, path), names in QUERY_PARAMETERS.items():
+        assert (method, path) in spec, (method, path)
+        assert names == spec[(method, path)], (method, path, names ^ spec[(method, path)])
+
+
+def test_a_query_parameter_the_operation_does_not_define_is_refused(sb: Sandbox) -> None:
+    """Before: `unitdp` on Contacts/PurchaseOrders and `summarizeErrors` on a single-record POST
+    were accepted, so our client sent them unnoticed."""
+    made = data(sb.call("PUT", "/Invoices", invoice(), summarizeErrors="false", unitdp="4"))
+    invoice_id = made["Invoices"][0]["InvoiceID"]
+    for method, path, params in (
+        ("PUT", "/Contacts", {"unitdp": "4"}),
+        ("GET", "/PurchaseOrders", {"unitdp": "4"}),
+        ("POST", f"/Invoices/{invoice_id}", {"summarizeErrors": "false"}),
+        ("GET", "/Contacts", {"nonsense": "1"}),
+    ):
+        body = {"Contacts": [{"Name": "X"}]} if path == "/Contacts" else {"Reference": "r"}
+        refused = sb.call(method, path, body if method != "GET" else None, **params)
+        assert refused.status_code == 400, (method, path)
+        assert next(iter(params)) in refused.json()["Message"]
+    assert sb.call("GET", "/Contacts", page="1", pageSize="10").status_code == 200
+
+
+def test_read_only_fields_are_refused(sb: Sandbox) -> None:
+    """Contact `Website` is readOnly in the spec (FACTS "The 2026 platform")."""
+    refused = sb.call("PUT", "/Contacts", {"Contacts": [{"Name": "Web", "Website": "https://w"}]},
+                      summarizeErrors="false")
+    [element] = refused.json()["Contacts"]
+    assert element["StatusAttributeString"] == "ERROR"
+    assert "Website" in element["ValidationErrors"][0]["Message"]
+
+
+def test_if_modified_since_is_a_utc_time(sb: Sandbox) -> None:
+    sb.call("PUT", "/Contacts", {"Contacts": [{"Name": "Early"}]})
+
+    def since(value: str) -> httpx.Response:
+        return sb.call("GET", "/Contacts", headers={"If-Modified-Since": value})
+
+    assert since("yesterday").status_code == 400
+    future = datetime.fromtimestamp(time.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert data(since(future))["Contacts"] == []
+    past = datetime.fromtimestamp(time.time() - 60, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert data(since(past))["Contacts"]
+
+
+def test_connections_answer_on_the_path_the_official_sdk_calls(sb: Sandbox) -> None:
+    bearer = {"Authorization": f"Bearer {sb.token}"}
+    for path in ("/connections", "/Connections"):
+        answer = sb.http.get(path, headers=bearer)
+        assert answer.status_code == 200 and answer.json()[0]["tenantId"] == AU
+
+
+def test_tenant_ids_are_uuids(sb: Sandbox) -> None:
+    with pytest.raises(ValueError, match="UUID"):
+        sb.xs.add_tenant("tenant-1", "Not a UUID")
+
+
+def test_payments_can_be_put_and_listed(sb: Sandbox) -> None:
+    made = data(sb.call("PUT", "/Invoices", invoice()))["Invoices"][0]
+    body = {"Payments": [{"Invoice": {"InvoiceID": made["InvoiceID"]}, "Account": {"Code": "090"},
+                          "Date": "2026-11-26", "Amount": "40.00"}]}
+    paid = sb.call("PUT", "/Payments", body)
+    assert paid.status_code == 200, paid.text
+    [payment] = data(paid)["Payments"]
+    assert payment["Amount"] == Decimal("40.00") and payment["Invoice"]["InvoiceID"]
+    assert data(sb.call("GET", f"/Invoices/{made['InvoiceID']}"))["Invoices"][0]["AmountDue"] == (
+        made["AmountDue"] - Decimal("40.00")
+    )
+    listed = data(sb.call("GET", "/Payments", where='PaymentType=="ACCRECPAYMENT"'))["Payments"]
+    assert [p["PaymentID"] for p in listed] == [payment["PaymentID"]]
+    too_much = {"Payments": [{**body["Payments"][0], "Amount": "1000.00"}]}
+    assert sb.call("PUT", "/Payments", too_much).status_code == 400
+    not_bank = {"Payments": [{**body["Payments"][0], "Account": {"Code": "200"}}]}
+    assert sb.call("PUT", "/Payments", not_bank).status_code == 400

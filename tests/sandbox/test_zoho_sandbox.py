@@ -669,3 +669,69 @@ def test_a_deleted_record_reads_as_gone_and_is_in_the_deleted_list(
     assert permanent.status_code == 204
     wrong = http.get("/crm/v7/Accounts/deleted", params={"type": "bin"}, headers=headers)
     assert wrong.status_code == 400 and body(wrong)["code"] == "INVALID_DATA"
+
+
+# --------------------------------------------------------------------------- notification channels
+
+
+def test_actions_watch_notifies_until_the_channel_expires_and_put_renews(
+    zs: ZohoSandbox, api: TestClient, clock: Clock
+) -> None:
+    """FACTS §7/§11: channels lapse at channel_expiry and Zoho sends nothing after it."""
+    import time
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    got: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        got.append(json.loads(await request.body()))
+        return Response(status_code=200)
+
+    receiver = ThreadedServer(Starlette(routes=[Route("/n", hook, methods=["POST"])])).start()
+    try:
+        account = zs.insert(ORG, "Accounts", {"Account_Name": "Watch Pty"})
+        expiry = datetime.fromtimestamp(clock.now + 3600, UTC).isoformat()
+        channel = {"channel_id": "1000000068001", "events": ["Accounts.all"],
+                   "notify_url": f"{receiver.url}/n", "token": "tok", "channel_expiry": expiry}
+        week = datetime.fromtimestamp(clock.now + 8 * 86400, UTC).isoformat()
+        too_long = api.post("/crm/v8/actions/watch",
+                            json={"watch": [{**channel, "channel_expiry": week}]})
+        assert too_long.status_code == 400 and too_long.json()["code"] == "INVALID_DATA"
+        unknown = api.put("/crm/v8/actions/watch", json={"watch": [channel]})
+        assert unknown.status_code == 400, "PUT replaces an existing channel only"
+        made = api.post("/crm/v8/actions/watch", json={"watch": [channel]})
+        assert made.status_code == 200, made.text
+        event = made.json()["watch"][0]["details"]["events"][0]
+        assert event["channel_expiry"].startswith(expiry[:19])
+
+        zs.update(ORG, "Accounts", account["id"], {"Account_Name": "Watch Pty Ltd"})
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got and got[0]["ids"] == [account["id"]] and got[0]["operation"] == "update"
+        assert got[0]["token"] == "tok" and got[0]["module"] == "Accounts"
+
+        clock.now += 3601  # past the expiry: nothing is sent, nothing is listed
+        api.headers.update(auth(api))  # the access token lapsed too
+        zs.update(ORG, "Accounts", account["id"], {"Account_Name": "Watch 2"})
+        time.sleep(0.3)
+        assert len(got) == 1
+        assert api.get("/crm/v8/actions/watch").json()["watch"] == []
+        gone = api.put("/crm/v8/actions/watch", json={"watch": [channel]})
+        assert gone.status_code == 400, "an expired time is refused: renew before it"
+
+        renewed = {**channel, "channel_expiry":
+                   datetime.fromtimestamp(clock.now + 86400, UTC).isoformat()}
+        assert api.put("/crm/v8/actions/watch", json={"watch": [renewed]}).status_code == 200
+        zs.update(ORG, "Accounts", account["id"], {"Account_Name": "Watch 3"})
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(got) == 2
+    finally:
+        zs.notifications.close()
+        receiver.stop()
