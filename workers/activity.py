@@ -100,14 +100,14 @@ class CountingLimiter:
     passes `observe`, and Xero names the limit in `X-Rate-Limit-Problem` on a 429 only."""
 
     def __init__(self, inner: Limiter, redis_client: redis.Redis, connection: str) -> None:
-        self._inner = inner
+        self.inner = inner  # the limiter itself (its windows), for checks and tests
         self._redis = redis_client
         self._connection = connection
 
     def slot(self) -> AbstractContextManager[Any]:
-        return self._inner.slot()
+        return self.inner.slot()
 
     def observe(self, permit: Any, headers: Mapping[str, str]) -> None:
         if "X-Rate-Limit-Problem" in headers:
             self._redis.incr(rate_limited_key(self._connection))
-        self._inner.observe(permit, headers)
+        self.inner.observe(permit, headers)
