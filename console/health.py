@@ -218,7 +218,7 @@ def read_health(
             last_sync=activity.last_sync(redis_client, name),
             xero_rate_limited=activity.xero_rate_limited(redis_client, name),
             hourly=activity.hourly(redis_client, name, hours) if hours else [],
-            scopes=granted_scopes(redis_client, conn),
+            scopes=granted_scopes(redis_client, conn, settings),
             channel_expiry=channel_expiry(redis_client, conn),
         )
         level, reasons = _assess(draft, settings.zxs_stall_seconds)

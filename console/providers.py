@@ -11,6 +11,7 @@ from datetime import datetime
 import redis
 
 from schemas.connection import Connection
+from workers.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,18 +27,22 @@ class Scopes:
         return tuple(s for s in self.needed if s not in self.granted)
 
 
-def granted_scopes(redis_client: redis.Redis, connection: Connection) -> list[Scopes] | None:
+def granted_scopes(
+    redis_client: redis.Redis, connection: Connection, settings: Settings
+) -> list[Scopes] | None:
     """The Xero scopes the stored consent granted against those each feature needs (the granted
     alternative where a feature takes several), or None: no consent recorded, or no token key
     in this process to read it with."""
+    from clients.tokens import TokenCipher
     from clients.tokens import granted_scopes as stored_scopes
     from schemas.errors import ConfigurationError
     from schemas.scopes import FEATURES
 
     try:
-        granted = stored_scopes(connection.name, "Xero", redis_client=redis_client)
+        cipher = TokenCipher(settings.zxs_token_key.get_secret_value())
     except ConfigurationError:
         return None
+    granted = stored_scopes(connection.name, "Xero", redis_client=redis_client, cipher=cipher)
     if granted is None:
         return None
     needed = tuple(next((s for s in f.any_of if s in granted), f.any_of[0]) for f in FEATURES)

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple, TypeVar
 import redis
 from pydantic import ValidationError
 
+from clients.zoho import MAX_RECORDS_PER_CALL
 from schemas.errors import ApiError, AuthRevoked, InvalidJob, MissingScope, NotLinkedYet, SyncError
 from schemas.payments import (
     FEEDBACK_TASK,
@@ -67,7 +68,6 @@ INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, 
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
 PAYMENT_CONTACT = "payment_contact"  # Xero ContactID -> {"account_id": Zoho account id}
 CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
-ZOHO_RECORDS_PER_CALL = 100
 T = TypeVar("T")
 
 
@@ -253,8 +253,8 @@ def _write(ctx: StageContext, updates: dict[str, list[dict[str, Any]]]) -> dict[
     """Up to 100 records per Zoho call, a result per record; the refused ones and why."""
     refused: dict[str, list[str]] = {}
     for module, records in updates.items():
-        for start in range(0, len(records), ZOHO_RECORDS_PER_CALL):
-            chunk = records[start : start + ZOHO_RECORDS_PER_CALL]
+        for start in range(0, len(records), MAX_RECORDS_PER_CALL):
+            chunk = records[start : start + MAX_RECORDS_PER_CALL]
             for record, errors in zip(chunk, ctx.zoho.update_each(module, chunk), strict=True):
                 if errors:
                     refused[str(record["id"])] = errors

@@ -167,6 +167,32 @@ def test_pause_holds_new_jobs_in_the_waiting_room_and_resume_starts_them_in_orde
     assert windows.counts(conn) == (2, 1)
 
 
+def test_health_shows_missing_xero_scopes_and_a_channel_about_to_lapse(
+    client: redis.Redis, settings: Settings, names: list[str]
+) -> None:
+    from tasks.zoho_channels import channel_key
+
+    a = names[0]
+    cipher = TokenCipher(settings.zxs_token_key.get_secret_value())
+    granted = "offline_access accounting.contacts accounting.settings.read"  # no invoices
+    TokenManager(client, "Xero", a, lambda t: TokenSet("", "", 0), None, cipher=cipher).store(
+        TokenSet.issued("access", "refresh", 1800, scope=granted)
+    )
+    expiry = time.time() + 3600
+    client.set(channel_key(a), json.dumps({
+        "channel_id": "1", "events": ["Invoices.all"], "notify_url": "https://relay/x",
+        "expiry": expiry, "lifetime": 86400,
+    }))
+    health = {h.name: h for h in read_health(client, settings)}[a]
+    assert health.scopes is not None
+    [xero] = health.scopes
+    assert set(xero.missing) == {"accounting.invoices", "accounting.payments.read"}
+    assert health.level == "unhealthy" and "Xero scopes missing" in health.words
+    assert health.channel_expiry is not None
+    assert abs(health.channel_expiry.timestamp() - expiry) < 1
+    assert "Zoho notification channel expires within a day" in health.words
+
+
 def test_health_reads_tokens_limits_room_dead_letters_and_activity(
     client: redis.Redis, settings: Settings, names: list[str], started: list[str]
 ) -> None:
@@ -210,7 +236,7 @@ def test_health_reads_tokens_limits_room_dead_letters_and_activity(
     assert (ha.waiting, ha.in_flight) == (1, 0)
     assert ha.paused and ha.paused["by"] == "olga"
     assert "Xero reconnect needed" in ha.words and "2 dead letter(s)" in ha.words
-    assert ha.scopes is None and ha.channel_expiry is None  # not known yet (#21)
+    assert ha.scopes is None and ha.channel_expiry is None  # never recorded for a
     assert hb.tokens[0].state == "not used yet"
     assert hb.last_sync is not None and hb.last_sync > datetime.now(UTC) - timedelta(minutes=1)
     assert hb.hourly[-1][1:] == (1, 1) and len(hb.hourly) == 24

@@ -30,7 +30,7 @@ from schemas.scopes import XERO_SCOPES, AppScopes
 XeroTier = Literal["starter", "core", "plus", "advanced"]
 # Calls a day per organisation from 2 March 2026 (developer.xero.com/faq/pricing-and-policy-
 # updates; FACTS "The 2026 platform"): Starter 1,000, the paid tiers keep 5,000.
-XERO_TIER_DAY_LIMITS: dict[str, int] = {
+TIER_DAY_LIMITS: dict[str, int] = {
     "starter": 1000, "core": 5000, "plus": 5000, "advanced": 5000,
 }
 
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
 
     def xero_day_limit(self) -> int:
         """Calls a day per tenant: ZXS_XERO_PER_DAY, else the tier's (workers/ratelimit.py)."""
-        return self.zxs_xero_per_day or XERO_TIER_DAY_LIMITS[self.xero_api_tier]
+        return self.zxs_xero_per_day or TIER_DAY_LIMITS[self.xero_api_tier]
 
     def xero_consent_scopes(self) -> str:
         """The scopes `zxsync connect xero` asks for (schemas/scopes.py)."""
