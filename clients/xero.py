@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -278,6 +278,29 @@ class XeroClient(ApiClient):
             for params in self._where_chunks("CreditNotes", clauses, scope, paged=True)
             for row in self._pages("CreditNotes", params)
         ]
+
+    def create_credit_notes(
+        self, bodies: list[dict[str, Any]], idempotency_key: str
+    ) -> list[tuple[XeroCreditNote | None, list[str]]]:
+        """Create many ACCRECCREDIT credit notes in one call; per element: (created, errors)."""
+        return self._create_each(XeroCreditNote, "CreditNotes", bodies, idempotency_key)
+
+    def get_credit_note(self, credit_note_id: str) -> XeroCreditNote:
+        payload = self.json("GET", f"CreditNotes/{credit_note_id}")
+        return XeroCreditNote.model_validate(payload["CreditNotes"][0])
+
+    def allocate_credit_note(
+        self, credit_note_id: str, invoice_id: str, amount: Decimal, on: date, idempotency_key: str
+    ) -> None:
+        """Allocate part of a credit note to an invoice (the spec requires Amount, Invoice and
+        Date); Xero refuses more than the credit left or the invoice's amount due."""
+        body = {"Allocations": [
+            {"Amount": amount, "Invoice": {"InvoiceID": invoice_id}, "Date": on.isoformat()}
+        ]}
+        self.json(
+            "PUT", f"CreditNotes/{credit_note_id}/Allocations", body=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
 
     def _pages(
         self, collection: str, params: dict[str, str], modified_since: datetime | None = None

@@ -595,6 +595,7 @@ class XeroSandbox:
                 raise ValidationFailed(errors)
             allocation, errors = self.allocate_credit_note(t, note, {
                 "Amount": amount, "Invoice": {"InvoiceID": invoice_id},
+                "Date": _utc(self.clock()).date().isoformat(),
             })
             if allocation is None:
                 raise ValidationFailed(errors)
@@ -1446,12 +1447,17 @@ class XeroSandbox:
             amount = money(_number(submitted.get("Amount")))
         except ValueError:
             return None, ["Amount must be a number."]
+        on = parse_day(submitted.get("Date"))
+        if on is None:  # the spec's Allocation requires Amount, Invoice and Date
+            return None, ["An allocation must have a Date."]
         if note["Status"] != "AUTHORISED":
             return None, ["Only AUTHORISED credit notes can be allocated."]
         if invoice is None or invoice["Type"] != "ACCREC":
             return None, ["Invoice could not be found."]
         if invoice["Contact"]["ContactID"] != note["Contact"]["ContactID"]:
             return None, ["The invoice must be for the same contact as the credit note."]
+        if invoice["CurrencyCode"] != note["CurrencyCode"]:
+            return None, ["The invoice must be in the same currency as the credit note."]
         if invoice["Status"] != "AUTHORISED":
             return None, [MSG_STATUS]
         if not 0 < amount <= min(note["RemainingCredit"], invoice["AmountDue"]):
@@ -1459,7 +1465,6 @@ class XeroSandbox:
                 f"The allocation amount must be more than 0 and at most the credit remaining "
                 f"({note['RemainingCredit']}) and the amount due ({invoice['AmountDue']})."
             ]
-        on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
         allocation: JSON = {
             "AllocationID": str(uuid.uuid4()), "Amount": amount, **_day_fields("Date", on),
             "Invoice": {"InvoiceID": invoice["InvoiceID"],

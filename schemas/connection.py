@@ -100,3 +100,8 @@ class Connection(BaseModel):
         ge=0,
         description="Overdue balance above which Zoho's Xero_Credit_Hold is set; none: not used.",
     )
+    paid_change: Literal["credit_note", "report"] = Field(
+        "report",
+        description="A cancel or reduction of an invoice Xero will not edit (paid or credited): "
+        "an ACCRECCREDIT credit note, or an exception report for a person.",
+    )

@@ -188,6 +188,23 @@ class XeroPayment(XeroResponse):
     Amount: Decimal | None = None
 
 
+class XeroInvoiceLine(XeroResponse):
+    """A line as Xero holds it: what a credit note for part of the invoice is built from."""
+
+    Description: str | None = None
+    AccountCode: str | None = None
+    TaxType: str | None = None
+    LineAmount: Decimal = Decimal(0)
+    TaxAmount: Decimal = Decimal(0)
+
+
+class XeroAppliedCredit(XeroResponse):
+    """A credit note as an invoice lists it: how much of it went to this invoice."""
+
+    CreditNoteID: str
+    AppliedAmount: Decimal = Decimal(0)
+
+
 class XeroInvoiceRef(XeroResponse):
     InvoiceID: str
     InvoiceNumber: str | None = None
@@ -202,8 +219,11 @@ class XeroAllocation(XeroResponse):
 
 class XeroCreditNote(XeroResponse):
     CreditNoteID: str
+    CreditNoteNumber: str | None = None
+    Reference: str | None = None
     Type: str | None = None
     Status: str | None = None
+    Total: Decimal | None = None
     RemainingCredit: Decimal = Decimal(0)
     Contact: XeroContact | None = None
     Allocations: list[XeroAllocation] = []
@@ -232,6 +252,10 @@ class XeroInvoice(XeroResponse):
     FullyPaidOnDate: XeroDateTime | None = None
     Payments: list[XeroPayment] = []
     UpdatedDateUTC: XeroDateTime | None = None
+    LineItems: list[XeroInvoiceLine] = []
+    CreditNotes: list[XeroAppliedCredit] = []
+    CurrencyCode: str | None = None
+    LineAmountTypes: str | None = None
 
 
 class XeroPurchaseOrder(XeroResponse):

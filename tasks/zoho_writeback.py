@@ -30,6 +30,7 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         sync_status="Synced",
         sync_error="",
         online_invoice_url=msg.xero_online_invoice_url,
+        credit_note=msg.xero_credit_note,
     )
     if msg.xero_invoice_id and msg.document is not None:  # payment feedback's way back
         reverse = {

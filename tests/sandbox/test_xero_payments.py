@@ -54,11 +54,15 @@ def test_credit_note_allocation_pays_the_invoice_and_balances_follow(
     created = data(sb.call("PUT", "/CreditNotes", {"CreditNotes": [note]}))["CreditNotes"][0]
     assert (created["CreditNoteNumber"], created["RemainingCredit"]) == ("CN-0001", D("120.00"))
     path = f"/CreditNotes/{created['CreditNoteID']}/Allocations"
+    on = today.isoformat()
     too_much = sb.call("PUT", path, {"Allocations": [
-        {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}}]})
+        {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
     assert too_much.status_code == 400
-    ok = sb.call("PUT", path, {"Allocations": [
+    undated = sb.call("PUT", path, {"Allocations": [
         {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}}]})
+    assert undated.status_code == 400 and "Date" in undated.text  # the spec requires it
+    ok = sb.call("PUT", path, {"Allocations": [
+        {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
     assert ok.status_code == 200, ok.text
     paid = data(sb.call("GET", f"/Invoices/{late['InvoiceID']}"))["Invoices"][0]
     assert (paid["Status"], paid["AmountCredited"], paid["AmountDue"]) == ("PAID", D("100.00"),
