@@ -12,7 +12,7 @@ import base64
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -38,6 +38,7 @@ from schemas.xero import (
     XeroInvoice,
     XeroItem,
     XeroItemIn,
+    XeroPrepaid,
     XeroPurchaseOrder,
     XeroPurchaseOrderIn,
     XeroTaxRate,
@@ -278,6 +279,35 @@ class XeroClient(ApiClient):
             for params in self._where_chunks("CreditNotes", clauses, scope, paged=True)
             for row in self._pages("CreditNotes", params)
         ]
+
+    def prepaid_any(
+        self, collection: Literal["Overpayments", "Prepayments"], clauses: list[str], scope: str
+    ) -> list[XeroPrepaid]:
+        """Overpayments or prepayments matching `scope` and any one of `clauses`, all pages of
+        each URL-sized chunk of clauses."""
+        return [
+            XeroPrepaid.model_validate(row)
+            for params in self._where_chunks(collection, clauses, scope, paged=True)
+            for row in self._pages(collection, params)
+        ]
+
+    def credits_since(
+        self, modified_since: datetime | None
+    ) -> tuple[list[XeroCreditNote], list[XeroPrepaid]]:
+        """ACCREC credit notes, overpayments and prepayments changed since (all pages): what
+        moves a customer's credit without touching an invoice (a refund, an unallocated note)."""
+        notes = self._pages("CreditNotes", {"where": 'Type=="ACCRECCREDIT"'}, modified_since)
+        prepaid = [
+            row
+            for collection, kind in (("Overpayments", "OVERPAYMENT"), ("Prepayments", "PREPAYMENT"))
+            for row in self._pages(
+                collection, {"where": f'Type=="RECEIVE-{kind}"'}, modified_since
+            )
+        ]
+        return (
+            [XeroCreditNote.model_validate(n) for n in notes],
+            [XeroPrepaid.model_validate(p) for p in prepaid],
+        )
 
     def create_credit_notes(
         self, bodies: list[dict[str, Any]], idempotency_key: str

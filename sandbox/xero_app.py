@@ -141,6 +141,8 @@ QUERY_PARAMETERS: dict[tuple[str, str], set[str]] = {
     ("GET", "/CreditNotes/{CreditNoteID}"): {"unitdp"},
     ("PUT", "/CreditNotes/{CreditNoteID}/Allocations"): {"summarizeerrors"},
     ("GET", "/Payments"): _PAGED,
+    ("GET", "/Overpayments"): _PAGED | {"unitdp"},
+    ("GET", "/Prepayments"): _PAGED | {"unitdp"},
     ("PUT", "/Payments"): {"summarizeerrors"},
 }
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -566,6 +568,16 @@ def allocate_credit_note(ctx: Ctx) -> Reply:
     )
 
 
+def list_overpayments(ctx: Ctx) -> Reply:
+    docs = ctx.xs.ordered(ctx.tenant, ctx.tenant.overpayments, "OverpaymentID")
+    return _list(ctx, "Overpayments", copy.deepcopy(docs), paged=True)
+
+
+def list_prepayments(ctx: Ctx) -> Reply:
+    docs = ctx.xs.ordered(ctx.tenant, ctx.tenant.prepayments, "PrepaymentID")
+    return _list(ctx, "Prepayments", copy.deepcopy(docs), paged=True)
+
+
 def list_payments(ctx: Ctx) -> Reply:
     return _list(ctx, "Payments", ctx.xs.payments(ctx.tenant), paged=True)
 
@@ -853,6 +865,8 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
         ("/Payments", list_payments, ["GET"]),
         ("/Payments", write_payments, ["PUT"]),
+        ("/Overpayments", list_overpayments, ["GET"]),
+        ("/Prepayments", list_prepayments, ["GET"]),
     ]
     labels = {
         "Contacts": "ContactID",

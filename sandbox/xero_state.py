@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
@@ -362,6 +362,8 @@ class Tenant:
     po_counter: int = 0
     credit_notes: dict[str, JSON] = field(default_factory=dict)
     credit_note_counter: int = 0
+    overpayments: dict[str, JSON] = field(default_factory=dict)
+    prepayments: dict[str, JSON] = field(default_factory=dict)
     payment_accounts: dict[str, JSON] = field(default_factory=dict)  # PaymentID -> Account
 
 
@@ -600,6 +602,57 @@ class XeroSandbox:
             if allocation is None:
                 raise ValidationFailed(errors)
             return copy.deepcopy(note)
+
+    def add_prepaid(
+        self, tenant_id: str, kind: Literal["Overpayments", "Prepayments"], contact_id: str,
+        amount: Decimal,
+    ) -> JSON:
+        """Receive an overpayment or a prepayment from a customer (a bank transaction in Xero's
+        UI): AUTHORISED, all of it RemainingCredit. Neither has a webhook (FACTS)."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            contact = t.contacts[contact_id]
+            if amount <= 0:
+                raise ValueError("an overpayment or prepayment must be more than 0")
+            singular = kind[:-1]
+            doc: JSON = {
+                f"{singular}ID": str(uuid.uuid4()),
+                "Type": f"RECEIVE-{singular.upper()}",
+                "Contact": {"ContactID": contact_id, "Name": contact["Name"]},
+                **_day_fields("Date", _utc(self.clock()).date()),
+                "Status": "AUTHORISED", "LineAmountTypes": "NoTax",
+                "SubTotal": money(amount), "TotalTax": Decimal("0.00"), "Total": money(amount),
+                "RemainingCredit": money(amount), "CurrencyCode": t.base_currency,
+                "Allocations": [], "Payments": [],
+            }
+            self._touch(t, doc, f"{singular}ID", self.clock())
+            getattr(t, kind.lower())[doc[f"{singular}ID"]] = doc
+            return copy.deepcopy(doc)
+
+    def refund(
+        self, tenant_id: str, kind: Literal["CreditNotes", "Overpayments", "Prepayments"],
+        doc_id: str, amount: Decimal,
+    ) -> JSON:
+        """Pay money back on a credit note, overpayment or prepayment (a payment on it, as
+        Xero records a refund): only AUTHORISED ones, at most the credit left; PAID at 0."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            store = {"CreditNotes": t.credit_notes, "Overpayments": t.overpayments,
+                     "Prepayments": t.prepayments}[kind]
+            doc = store[doc_id]
+            if doc["Status"] != "AUTHORISED":
+                raise ValueError("Refunds can only be made on AUTHORISED documents")
+            if not 0 < amount <= doc["RemainingCredit"]:
+                raise ValueError(f"refund {amount} must be > 0 and <= {doc['RemainingCredit']}")
+            doc["Payments"] = [*doc.get("Payments", []), {
+                "PaymentID": str(uuid.uuid4()), "Amount": money(amount),
+                **_day_fields("Date", _utc(self.clock()).date())}]
+            doc["RemainingCredit"] = money(doc["RemainingCredit"] - amount)
+            if doc["RemainingCredit"] == 0:
+                doc["Status"] = "PAID"
+            id_field = "CreditNoteID" if kind == "CreditNotes" else f"{kind[:-1]}ID"
+            self._touch(t, doc, id_field, self.clock())
+            return copy.deepcopy(doc)
 
     def _settle(
         self, t: Tenant, invoice: JSON, applied: str, amount: Decimal, on: date
@@ -1760,7 +1813,7 @@ ENDPOINT_FAMILIES: dict[str, tuple[str, ...]] = {
     "Currencies": ("settings",), "TrackingCategories": ("settings",),
     "Contacts": ("contacts",), "Items": ("invoices", "settings"),
     "Invoices": ("invoices",), "CreditNotes": ("invoices",), "PurchaseOrders": ("invoices",),
-    "Payments": ("payments",),
+    "Payments": ("payments",), "Overpayments": ("payments",), "Prepayments": ("payments",),
 }
 
 

@@ -227,6 +227,17 @@ class XeroCreditNote(XeroResponse):
     RemainingCredit: Decimal = Decimal(0)
     Contact: XeroContact | None = None
     Allocations: list[XeroAllocation] = []
+    UpdatedDateUTC: XeroDateTime | None = None
+
+
+class XeroPrepaid(XeroResponse):
+    """An overpayment or prepayment: money received, its RemainingCredit the customer's."""
+
+    Type: str | None = None
+    Status: str | None = None
+    RemainingCredit: Decimal = Decimal(0)
+    Contact: XeroContact | None = None
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroItem(XeroResponse):
