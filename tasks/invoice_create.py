@@ -175,11 +175,11 @@ def _credit_reduction(
 
 
 def _settled_invoice(
-    ctx: StageContext, link_id: str, link: dict[str, Any]
+    ctx: StageContext, link_id: str, link: dict[str, Any], current: XeroInvoice | None = None
 ) -> tuple[dict[str, Any], XeroInvoice]:
-    """The invoice as Xero holds it, after any allocation an earlier run left pending (a run
-    cut off between its credit note and the allocation)."""
-    current = ctx.xero.get_invoice(link["InvoiceID"])
+    """The invoice as Xero holds it (`current` when just read), after any allocation an earlier
+    run left pending (a run cut off between its credit note and the allocation)."""
+    current = current or ctx.xero.get_invoice(link["InvoiceID"])
     if any(not n["allocated"] for n in link.get("credit_notes", [])):
         link = allocate_pending(ctx, link, current.InvoiceID)
         ctx.idempotency.set_links(LINK, ctx.connection.name, {link_id: link})
@@ -227,7 +227,7 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
     credit_text: str | None = None
     settled = current.AmountPaid > 0 or current.AmountCredited > 0 or link.get("credit_notes")
     if settled and ctx.connection.paid_change == "credit_note":
-        link, current, credit_text = _credit_cancel(msg, ctx, link_id, link)
+        link, current, credit_text = _credit_cancel(msg, ctx, link_id, link, current)
         action = "voided"
     elif current.Status in ("DRAFT", "SUBMITTED", "AUTHORISED"):
         target = "VOIDED" if current.Status == "AUTHORISED" else "DELETED"
@@ -256,13 +256,13 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
 
 
 def _credit_cancel(
-    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any]
+    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], read: XeroInvoice
 ) -> tuple[dict[str, Any], XeroInvoice, str | None]:
     """Cancel a paid or credited invoice with a credit note for all still invoiced: what is
     owed is allocated to the invoice (it closes), the paid part is left as customer credit."""
     job = msg.job
     record = f"{job.module} {job.record_id}"
-    link, current = _settled_invoice(ctx, link_id, link)
+    link, current = _settled_invoice(ctx, link_id, link, read)
     plan = plan_cancel(record, current, credited(link), our_notes(link))
     if plan is None:  # credited in full already: an earlier run's cancel
         return link, current, None

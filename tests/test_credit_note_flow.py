@@ -49,7 +49,14 @@ def test_cancel_after_part_payment_credits_closes_the_invoice_and_tells_zoho(
     total = Decimal(str(invoice["Total"]))
     s.stack.xero.add_payment(s.tenant, invoice["InvoiceID"], Decimal("40.00"))
     s.stack.zoho.update(s.org, "Invoices", zoho["id"], {"Status": "Cancelled"})
+    before = dict(s.stack.xero.stats()["by_route"])
     assert s.event("Invoices", zoho["id"])[0] == "voided"
+    after = s.stack.xero.stats()["by_route"]
+    calls = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    print(f"Xero calls for a cancel by credit note: {calls}")
+    # the invoice read before the batch and again when the flush resumes the stage
+    assert calls == {"GET /Invoices/{InvoiceID}": 2, "PUT /CreditNotes": 1,
+                     "PUT /CreditNotes/{CreditNoteID}/Allocations": 1}
     [note] = notes(s)
     assert note["Type"] == "ACCRECCREDIT" and note["Total"] == total
     assert note["TotalTax"] == invoice["TotalTax"]  # the tax is reversed to the cent
@@ -75,7 +82,13 @@ def test_reduction_after_payment_is_a_credit_note_for_the_difference(
     s.stack.xero.add_payment(s.tenant, part["InvoiceID"], Decimal("30.00"))
     for record in (zoho_paid["id"], zoho_part["id"]):  # one instead of two
         s.stack.zoho.update(s.org, "Invoices", record, {"Invoiced_Items": s.lines("1")})
+        before = sum(s.stack.xero.stats()["by_route"].values())
         assert s.event("Invoices", record)[0] == "updated"
+        calls = sum(s.stack.xero.stats()["by_route"].values()) - before
+        print(f"Xero calls for a reduction by credit note: {calls}")
+        # the refused edit, GET the invoice (before the batch, on resume), PUT /CreditNotes,
+        # and PUT its Allocations while something is owed
+        assert calls == (4 if record == zoho_paid["id"] else 5)
     after = {i["Reference"]: i for i in s.invoices()}
     for number, invoice, record in (("ZINV-R1", paid, zoho_paid), ("ZINV-R2", part, zoho_part)):
         zoho_total = Decimal(str(s.zoho("Invoices", record["id"])["Grand_Total"]))
