@@ -29,7 +29,8 @@ user must create in their own org (Setup > Modules and Fields) before the integr
 - Purchase_Orders: Xero_Purchase_Order_ID, Xero_Purchase_Order_Number, Xero_PO_Status (text),
   Xero_Sync_Status, Xero_Sync_Error.
 - Accounts: Xero_Contact_ID (text), Xero_Credit_Balance, Xero_Outstanding_Balance,
-  Xero_Overdue_Balance (currency), Xero_Credit_Hold (boolean).
+  Xero_Overdue_Balance (currency), Xero_Credit_Hold (boolean), Xero_Email (email) and
+  Xero_Tax_Number (text) for contact sync.
 - Vendors: Xero_Contact_ID (text).
 """
 
@@ -166,6 +167,8 @@ MODULE_FIELDS: dict[str, dict[str, FieldSpec]] = {
             custom=True,
         ),
         "Xero_Credit_Hold": FieldSpec("boolean", custom=True),
+        "Xero_Email": FieldSpec("email", custom=True),
+        "Xero_Tax_Number": FieldSpec("text", custom=True),
     },
     "Contacts": {
         **SYSTEM_FIELDS,

@@ -172,12 +172,33 @@ class XeroBalances(XeroResponse):
     AccountsPayable: XeroBalance = XeroBalance()
 
 
+class XeroContactAddress(XeroResponse):
+    AddressType: str | None = None
+    AddressLine1: str | None = None
+    City: str | None = None
+    Region: str | None = None
+    PostalCode: str | None = None
+    Country: str | None = None
+
+
+class XeroContactPhone(XeroResponse):
+    PhoneType: str | None = None
+    PhoneNumber: str | None = None
+    PhoneAreaCode: str | None = None
+    PhoneCountryCode: str | None = None
+
+
 class XeroContact(XeroResponse):
     ContactID: str
     Name: str = ""  # optional in the spec (a contact inside another document may lack it)
     ContactNumber: str | None = None
     ContactStatus: str | None = None
     Balances: XeroBalances | None = None
+    EmailAddress: str | None = None
+    TaxNumber: str | None = None
+    Addresses: list[XeroContactAddress] = []
+    Phones: list[XeroContactPhone] = []
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroPayment(XeroResponse):

@@ -46,6 +46,7 @@ from schemas.payments import (
     FEEDBACK_TASK,
     INVOICE_REVERSE_LINK,
     MAX_INVOICES_PER_JOB,
+    PAYMENT_CONTACT,
     PaymentFeedbackJob,
     account_fields,
     changed_fields,
@@ -65,7 +66,6 @@ from workers.stage import StageTask
 RECONCILE_TASK = "zxsync.payment_reconcile"
 INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, "fields": ...}
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
-PAYMENT_CONTACT = "payment_contact"  # Xero ContactID -> {"account_id": Zoho account id}
 CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
 ZOHO_RECORDS_PER_CALL = 100
 PREPAID: tuple[tuple[Literal["Overpayments", "Prepayments"], str], ...] = (
