@@ -187,6 +187,13 @@ class XeroClient(ApiClient):
         element = self._create_one(f"Contacts/{contact_id}", body, idempotency_key, "POST")
         return XeroContact.model_validate(element)
 
+    def update_contact(
+        self, contact_id: str, body: dict[str, Any], idempotency_key: str
+    ) -> XeroContact:
+        """POST to one contact: the fields given are changed, the rest kept (contact sync)."""
+        element = self._create_one(f"Contacts/{contact_id}", body, idempotency_key, "POST")
+        return XeroContact.model_validate(element)
+
     def find_items(self, codes: list[str]) -> list[XeroItem]:
         """Items with these codes: one call per URL-sized chunk."""
         return self._find_any(XeroItem, "Items", [f"Code=={quote(code)}" for code in codes])

@@ -202,11 +202,13 @@ class Relay:
         Two edits of a record look alike without it (same module, id and operation), so none
         is dropped for its body; a change that arrives while a job of the record has not yet
         read Zoho is coalesced into that job instead (it reads the latest record)."""
-        jobs = []
-        coalesce: list[str | None] = []
         identity = change.event_id or (
             f"{source}|{change.server_time.isoformat()}" if change.server_time else None
         )
+        if change.module == "Accounts":
+            return await self._account_jobs(conn, change, identity)
+        jobs = []
+        coalesce: list[str | None] = []
         for record_id in change.ids:
             key = event_hash(conn.name, change.module, record_id, change.operation, identity)
             job = SyncJob(
@@ -238,6 +240,24 @@ class Relay:
             raise Rejected(401, "missing or wrong token")
 
     # ------------------------------------------------------------------- enqueue
+
+    async def _account_jobs(
+        self, conn: Connection, change: ZohoChange, identity: str | None
+    ) -> Response:
+        """A Zoho account edit: one contact sync job (`contact_sync: "both"`), else ignored
+        (200: Zoho is not asked to retry what this connection does not sync)."""
+        if conn.contact_sync != "both" or change.operation not in ("insert", "update"):
+            log.info("relay.zoho.ignored", connection=conn.name, module=change.module,
+                     operation=change.operation)
+            return Response(status_code=200)
+        key = event_hash(conn.name, change.module, *change.ids, change.operation, identity)
+        job = ContactSyncJob(
+            connection=conn.name, account_ids=list(dict.fromkeys(change.ids)),
+            event_id=f"zoho-{key if identity else uuid.uuid4().hex}"[:128],
+        )
+        await self.enqueue(CONTACT_TASK, [([key] if identity else [], job.model_dump())])
+        log.info("relay.zoho.accepted", connection=conn.name, accounts=len(change.ids))
+        return Response(status_code=200)
 
     async def enqueue(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.xero import XeroContact
 
@@ -23,13 +23,22 @@ MAX_CONTACTS_PER_JOB = 100
 
 
 class ContactSyncJob(BaseModel):
-    """Xero contacts of one connection whose changes should reach their Zoho accounts."""
+    """Xero contacts whose changes should reach their Zoho accounts (CONTACT events), or Zoho
+    accounts whose changes should reach their Xero contacts (Accounts events), of one
+    connection."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connection: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    contact_ids: list[str] = Field(min_length=1, max_length=MAX_CONTACTS_PER_JOB)
+    contact_ids: list[str] = Field(default_factory=list, max_length=MAX_CONTACTS_PER_JOB)
+    account_ids: list[str] = Field(default_factory=list, max_length=MAX_CONTACTS_PER_JOB)
     event_id: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _something(self) -> ContactSyncJob:
+        if not self.contact_ids and not self.account_ids:
+            raise ValueError("contact_ids or account_ids must name at least one record")
+        return self
 
 
 def xero_values(contact: XeroContact) -> dict[str, str]:
@@ -75,6 +84,38 @@ def zoho_update(
     if not changed:
         return None, "the Zoho account already holds these values (or our own write's echo)"
     return {"id": account["id"], **changed}, f"updated {', '.join(sorted(changed))}"
+
+
+ADDRESS_FIELDS = ("AddressLine1", "City", "Region", "PostalCode", "Country")
+
+
+def xero_update(
+    contact: XeroContact, account: dict[str, Any], field_map: dict[str, str]
+) -> tuple[dict[str, Any] | None, str]:
+    """The Xero contact update (POST Contacts/{id} body) for this Zoho account's mapped fields
+    (None: nothing to write) and why; the mirror of `zoho_update`."""
+    zoho_modified = _when(account.get("Modified_Time"))
+    if contact.UpdatedDateUTC and zoho_modified and contact.UpdatedDateUTC > zoho_modified:
+        return None, "the Xero contact changed later: latest change wins"
+    held = xero_values(contact)
+    wanted = {
+        xero_field: str(account.get(zoho_field) or "").strip()
+        for xero_field, zoho_field in field_map.items()
+    }
+    changed = sorted(k for k, v in wanted.items() if held.get(k, "") != v)
+    if not changed:
+        return None, "the Xero contact already holds these values (or our own write's echo)"
+    body: dict[str, Any] = {"ContactID": contact.ContactID}
+    for key in ("EmailAddress", "TaxNumber"):
+        if key in changed:
+            body[key] = wanted[key]
+    if any(k in changed for k in ADDRESS_FIELDS):
+        merged = {**held, **wanted}
+        body["Addresses"] = [{"AddressType": "POBOX", **{k: merged[k] for k in ADDRESS_FIELDS}}]
+    if "Phone" in changed:  # one string in Zoho: Xero's country and area codes are cleared
+        body["Phones"] = [{"PhoneType": "DEFAULT", "PhoneNumber": wanted["Phone"],
+                           "PhoneAreaCode": "", "PhoneCountryCode": ""}]
+    return body, f"updated {', '.join(changed)}"
 
 
 def _when(value: Any) -> datetime | None:

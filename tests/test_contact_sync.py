@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.connection import DEFAULT_CONTACT_FIELDS, Connection
-from schemas.contact_sync import xero_values, zoho_update
+from schemas.contact_sync import xero_update, xero_values, zoho_update
 from schemas.xero import XeroContact
 
 LATER = "/Date(1796000000000+0000)/"  # 2026-12-01T...Z, after the accounts' Modified_Time
@@ -101,3 +101,57 @@ def test_a_xero_contact_change_reaches_the_linked_zoho_account(
     time.sleep(1.5)  # the jobs run
     assert stack.zoho.get(org, "Accounts", account)["Modified_Time"] == before["Modified_Time"]
     assert len(stack.zoho.records(org, "Accounts")) == count
+
+
+def test_xero_update_mirrors_zoho_and_latest_change_wins() -> None:
+    account = {"id": "a-1", "Modified_Time": "2027-01-01T00:00:00+00:00",
+               "Billing_Street": "1 Main St", "Billing_City": "Sydney", "Billing_Code": "2000",
+               "Billing_Country": "Australia", "Phone": "02 9999 0000",
+               "Xero_Email": "ap@payer.example", "Xero_Tax_Number": "12 345 678 901"}
+    body, _ = xero_update(contact(), account, DEFAULT_CONTACT_FIELDS)
+    assert body is not None and set(body) == {"ContactID", "Phones"}  # only the phone differs
+    assert body["Phones"][0]["PhoneNumber"] == "02 9999 0000"
+    older = {**account, "Modified_Time": "2026-01-01T00:00:00+00:00"}
+    assert "latest change wins" in xero_update(contact(), older, DEFAULT_CONTACT_FIELDS)[1]
+    # what we write comes back as Xero's values: no write the other way (no loop)
+    echoed = contact(Phones=[{"PhoneType": "DEFAULT", "PhoneNumber": "02 9999 0000"}])
+    assert xero_update(echoed, account, DEFAULT_CONTACT_FIELDS)[0] is None
+    assert zoho_update(echoed, {**account, "Modified_Time": "2026-01-01T00:00:00+00:00"},
+                       DEFAULT_CONTACT_FIELDS)[0] is None
+
+
+@pytest.mark.integration
+def test_a_zoho_account_edit_reaches_the_linked_xero_contact_and_does_not_loop(
+    make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
+) -> None:
+    import httpx
+    from test_payment_feedback import OPTIONS, seed, sync
+
+    stack = make_stack({**OPTIONS, "contact_sync": "both"})
+    conn = stack.connections[0]
+    tenant, org = conn.xero_tenant_id, conn.zoho_org_id
+    relay = stack.start_relay()
+    stack.start_worker(concurrency=2)
+    account, [record] = seed(stack, [date.today() + timedelta(days=30)])
+    xero_id = sync(stack, [record], wait_for_outcomes)[record]
+    contact_id = next(
+        i for i in stack.xero.invoices(tenant) if i["InvoiceID"] == xero_id
+    )["Contact"]["ContactID"]
+    time.sleep(1.1)  # Zoho's Modified_Time and Xero's UpdatedDateUTC: the edit is later
+    stack.zoho.update(org, "Accounts", account, {"Billing_City": "Darwin", "Phone": "08 1234"})
+    answer = httpx.post(f"{relay}/webhooks/zoho/{conn.name}", headers={
+        "X-Zxs-Token": OPTIONS["zoho_webhook_token"]},
+        json={"module": "Accounts", "id": account, "operation": "update"})
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        held = next(c for c in stack.xero.contacts(tenant) if c["ContactID"] == contact_id)
+        if any(a.get("City") == "Darwin" for a in held.get("Addresses") or []):
+            break
+        time.sleep(0.1)
+    phones = [p for p in held.get("Phones") or [] if p.get("PhoneType") == "DEFAULT"]
+    assert phones and phones[0]["PhoneNumber"] == "08 1234", held
+    # Xero's CONTACT event of our own write comes back: it writes nothing to Zoho
+    modified = stack.zoho.get(org, "Accounts", account)["Modified_Time"]
+    time.sleep(2)
+    assert stack.zoho.get(org, "Accounts", account)["Modified_Time"] == modified
