@@ -127,3 +127,28 @@ def test_every_invoice_change_is_a_signed_webhook_and_intent_to_receive_is_check
     finally:
         sb.xs.webhooks.close()
         server.stop()
+
+
+def test_overpayments_prepayments_and_refunds_follow_xeros_rules(
+    make: Callable[..., Sandbox],  # noqa: F811
+) -> None:
+    """Issue 18.2: what moves a customer's credit without an invoice, as strict as Xero."""
+    import pytest
+
+    sb = make()
+    contact_id = invoice(sb, date.today())["Contact"]["ContactID"]
+    over = sb.xs.add_prepaid(AU, "Overpayments", contact_id, D("20"))
+    sb.xs.add_prepaid(AU, "Prepayments", contact_id, D("15"))
+    where = f'Contact.ContactID==guid("{contact_id}") AND Status=="AUTHORISED"'
+    listed = data(sb.call("GET", "/Overpayments", where=where))["Overpayments"]
+    assert [(o["Type"], o["RemainingCredit"]) for o in listed] == [
+        ("RECEIVE-OVERPAYMENT", D("20.00"))]
+    with pytest.raises(ValueError, match="<= 20"):
+        sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20.01"))
+    sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20"))
+    assert data(sb.call("GET", "/Overpayments", where=where))["Overpayments"] == []  # PAID
+    with pytest.raises(ValueError, match="AUTHORISED"):
+        sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("1"))
+    prepaid = data(sb.call("GET", "/Prepayments", where=where))["Prepayments"]
+    assert prepaid[0]["RemainingCredit"] == D("15.00")
+    assert sb.call("GET", "/Prepayments", References="x").status_code == 400  # not its filter
