@@ -132,3 +132,21 @@ def test_report_stays_the_default(make_stack: Callable[..., Any]) -> None:
     s.stack.zoho.update(s.org, "Invoices", zoho["id"], {"Status": "Cancelled"})
     outcome, reason = s.event("Invoices", zoho["id"])
     assert outcome == "failed" and "is paid" in reason and notes(s) == []
+
+
+def test_an_allocation_saved_but_answered_500_is_not_sent_again(
+    make_stack: Callable[..., Any],
+) -> None:
+    """The run is cut off between the credit note and Xero's answer to its allocation: the
+    retry finds the allocation pending, reads the credit note, and does not allocate twice."""
+    s = CreditScenario(make_stack, paid_change="credit_note", extra_env=FAST)
+    invoice, zoho = synced(s, "ZINV-A1")
+    s.stack.xero.add_payment(s.tenant, invoice["InvoiceID"], Decimal("10.00"))
+    route = "PUT /CreditNotes/{CreditNoteID}/Allocations"
+    s.stack.xero.faults.plan(route, Planned(500, "An error occurred in Xero.", after=True))
+    s.stack.zoho.update(s.org, "Invoices", zoho["id"], {"Status": "Cancelled"})
+    assert s.event("Invoices", zoho["id"])[0] == "voided"
+    [note] = notes(s)
+    assert len(note["Allocations"]) == 1 and note["RemainingCredit"] == Decimal("10.00")
+    assert s.stack.xero.stats()["by_route"].get(route) == 1
+    assert s.stack.xero.stats()["by_route"].get("PUT /CreditNotes") == 1
