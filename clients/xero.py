@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -38,6 +38,7 @@ from schemas.xero import (
     XeroInvoice,
     XeroItem,
     XeroItemIn,
+    XeroPrepaid,
     XeroPurchaseOrder,
     XeroPurchaseOrderIn,
     XeroTaxRate,
@@ -186,6 +187,13 @@ class XeroClient(ApiClient):
         element = self._create_one(f"Contacts/{contact_id}", body, idempotency_key, "POST")
         return XeroContact.model_validate(element)
 
+    def update_contact(
+        self, contact_id: str, body: dict[str, Any], idempotency_key: str
+    ) -> XeroContact:
+        """POST to one contact: the fields given are changed, the rest kept (contact sync)."""
+        element = self._create_one(f"Contacts/{contact_id}", body, idempotency_key, "POST")
+        return XeroContact.model_validate(element)
+
     def find_items(self, codes: list[str]) -> list[XeroItem]:
         """Items with these codes: one call per URL-sized chunk."""
         return self._find_any(XeroItem, "Items", [f"Code=={quote(code)}" for code in codes])
@@ -278,6 +286,58 @@ class XeroClient(ApiClient):
             for params in self._where_chunks("CreditNotes", clauses, scope, paged=True)
             for row in self._pages("CreditNotes", params)
         ]
+
+    def prepaid_any(
+        self, collection: Literal["Overpayments", "Prepayments"], clauses: list[str], scope: str
+    ) -> list[XeroPrepaid]:
+        """Overpayments or prepayments matching `scope` and any one of `clauses`, all pages of
+        each URL-sized chunk of clauses."""
+        return [
+            XeroPrepaid.model_validate(row)
+            for params in self._where_chunks(collection, clauses, scope, paged=True)
+            for row in self._pages(collection, params)
+        ]
+
+    def credits_since(
+        self, modified_since: datetime | None
+    ) -> tuple[list[XeroCreditNote], list[XeroPrepaid]]:
+        """ACCREC credit notes, overpayments and prepayments changed since (all pages): what
+        moves a customer's credit without touching an invoice (a refund, an unallocated note)."""
+        notes = self._pages("CreditNotes", {"where": 'Type=="ACCRECCREDIT"'}, modified_since)
+        prepaid = [
+            row
+            for collection, kind in (("Overpayments", "OVERPAYMENT"), ("Prepayments", "PREPAYMENT"))
+            for row in self._pages(
+                collection, {"where": f'Type=="RECEIVE-{kind}"'}, modified_since
+            )
+        ]
+        return (
+            [XeroCreditNote.model_validate(n) for n in notes],
+            [XeroPrepaid.model_validate(p) for p in prepaid],
+        )
+
+    def create_credit_notes(
+        self, bodies: list[dict[str, Any]], idempotency_key: str
+    ) -> list[tuple[XeroCreditNote | None, list[str]]]:
+        """Create many ACCRECCREDIT credit notes in one call; per element: (created, errors)."""
+        return self._create_each(XeroCreditNote, "CreditNotes", bodies, idempotency_key)
+
+    def get_credit_note(self, credit_note_id: str) -> XeroCreditNote:
+        payload = self.json("GET", f"CreditNotes/{credit_note_id}")
+        return XeroCreditNote.model_validate(payload["CreditNotes"][0])
+
+    def allocate_credit_note(
+        self, credit_note_id: str, invoice_id: str, amount: Decimal, on: date, idempotency_key: str
+    ) -> None:
+        """Allocate part of a credit note to an invoice (the spec requires Amount, Invoice and
+        Date); Xero refuses more than the credit left or the invoice's amount due."""
+        body = {"Allocations": [
+            {"Amount": amount, "Invoice": {"InvoiceID": invoice_id}, "Date": on.isoformat()}
+        ]}
+        self.json(
+            "PUT", f"CreditNotes/{credit_note_id}/Allocations", body=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
 
     def _pages(
         self, collection: str, params: dict[str, str], modified_since: datetime | None = None

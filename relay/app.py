@@ -51,6 +51,7 @@ from relay.models import XeroEvent, ZohoChange
 from relay.openapi import OPENAPI
 from relay.signatures import token_matches, xero_signers
 from schemas.connection import Connection
+from schemas.contact_sync import CONTACT_TASK, MAX_CONTACTS_PER_JOB, ContactSyncJob
 from schemas.errors import ConfigurationError
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
@@ -127,11 +128,16 @@ class Relay:
             raise Rejected(401, "x-xero-signature does not match any configured webhook key")
         events = _xero_events(body)
         per_connection: dict[tuple[str, str], list[XeroEvent]] = defaultdict(list)
+        contacts: dict[str, list[XeroEvent]] = defaultdict(list)
         for event in events:
             conn = self.by_tenant.get(event.tenantId)
             field = XERO_HANDLED.get((event.eventCategory, event.eventType))
             if conn is None or conn.name not in signers:
                 log.warning("relay.xero.unknown_tenant", tenant=event.tenantId)
+            elif event.eventCategory == "CONTACT" and conn.contact_sync == "both" and (
+                event.eventType in ("CREATE", "UPDATE")
+            ):
+                contacts[conn.name].append(event)
             elif field is None:
                 log.info(
                     "relay.xero.ignored",
@@ -154,7 +160,10 @@ class Relay:
                 })
                 jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
         await self.enqueue(FEEDBACK_TASK, jobs)
-        log.info("relay.xero.accepted", events=len(events), jobs=len(jobs))
+        contact_jobs = _contact_jobs(contacts)
+        if contact_jobs:
+            await self.enqueue(CONTACT_TASK, contact_jobs)
+        log.info("relay.xero.accepted", events=len(events), jobs=len(jobs) + len(contact_jobs))
         return Response(status_code=200)
 
     # ------------------------------------------------------------------- Zoho
@@ -193,11 +202,13 @@ class Relay:
         Two edits of a record look alike without it (same module, id and operation), so none
         is dropped for its body; a change that arrives while a job of the record has not yet
         read Zoho is coalesced into that job instead (it reads the latest record)."""
-        jobs = []
-        coalesce: list[str | None] = []
         identity = change.event_id or (
             f"{source}|{change.server_time.isoformat()}" if change.server_time else None
         )
+        if change.module == "Accounts":
+            return await self._account_jobs(conn, change, identity)
+        jobs = []
+        coalesce: list[str | None] = []
         for record_id in change.ids:
             key = event_hash(conn.name, change.module, record_id, change.operation, identity)
             job = SyncJob(
@@ -229,6 +240,24 @@ class Relay:
             raise Rejected(401, "missing or wrong token")
 
     # ------------------------------------------------------------------- enqueue
+
+    async def _account_jobs(
+        self, conn: Connection, change: ZohoChange, identity: str | None
+    ) -> Response:
+        """A Zoho account edit: one contact sync job (`contact_sync: "both"`), else ignored
+        (200: Zoho is not asked to retry what this connection does not sync)."""
+        if conn.contact_sync != "both" or change.operation not in ("insert", "update"):
+            log.info("relay.zoho.ignored", connection=conn.name, module=change.module,
+                     operation=change.operation)
+            return Response(status_code=200)
+        key = event_hash(conn.name, change.module, *change.ids, change.operation, identity)
+        job = ContactSyncJob(
+            connection=conn.name, account_ids=list(dict.fromkeys(change.ids)),
+            event_id=f"zoho-{key if identity else uuid.uuid4().hex}"[:128],
+        )
+        await self.enqueue(CONTACT_TASK, [([key] if identity else [], job.model_dump())])
+        log.info("relay.zoho.accepted", connection=conn.name, accounts=len(change.ids))
+        return Response(status_code=200)
 
     async def enqueue(
         self,
@@ -291,6 +320,23 @@ class Relay:
                 client.delete(*claimed)
             log.error("relay.enqueue_failed", task=task, error=str(exc))
             raise Rejected(503, "could not enqueue; retry later") from None
+
+
+def _contact_jobs(
+    contacts: dict[str, list[XeroEvent]],
+) -> list[tuple[list[str], dict[str, Any]]]:
+    """CONTACT events of connections with `contact_sync: "both"`: contact sync jobs."""
+    jobs = []
+    for name, chosen in contacts.items():
+        for start in range(0, len(chosen), MAX_CONTACTS_PER_JOB):
+            chunk = chosen[start : start + MAX_CONTACTS_PER_JOB]
+            job = ContactSyncJob(
+                connection=name,
+                contact_ids=list(dict.fromkeys(e.resourceId for e in chunk)),
+                event_id="xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+            )
+            jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
+    return jobs
 
 
 def _xero_events(body: bytes) -> list[XeroEvent]:

@@ -8,6 +8,7 @@ minimum the relay needs: module, record id(s) and what happened.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -45,7 +46,7 @@ class ZohoChange(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    module: Module
+    module: Module | Literal["Accounts"]  # Accounts: contact sync, not the invoice pipeline
     ids: list[str] = Field(
         min_length=1, max_length=100, validation_alias=AliasChoices("ids", "id", "record_id")
     )

@@ -141,6 +141,8 @@ QUERY_PARAMETERS: dict[tuple[str, str], set[str]] = {
     ("GET", "/CreditNotes/{CreditNoteID}"): {"unitdp"},
     ("PUT", "/CreditNotes/{CreditNoteID}/Allocations"): {"summarizeerrors"},
     ("GET", "/Payments"): _PAGED,
+    ("GET", "/Overpayments"): _PAGED | {"unitdp", "references"},
+    ("GET", "/Prepayments"): _PAGED | {"unitdp", "invoicenumbers"},
     ("PUT", "/Payments"): {"summarizeerrors"},
 }
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -566,6 +568,23 @@ def allocate_credit_note(ctx: Ctx) -> Reply:
     )
 
 
+def list_overpayments(ctx: Ctx) -> Reply:
+    """GET /Overpayments; `References` (the spec's filter) keeps those with one of them."""
+    docs = ctx.xs.ordered(ctx.tenant, ctx.tenant.overpayments, "OverpaymentID")
+    if wanted := _csv(ctx.query.get("references")):
+        docs = [d for d in docs if d.get("Reference") in wanted]
+    return _list(ctx, "Overpayments", copy.deepcopy(docs), paged=True)
+
+
+def list_prepayments(ctx: Ctx) -> Reply:
+    """GET /Prepayments; `InvoiceNumbers` keeps those allocated to one of these invoices."""
+    docs = ctx.xs.ordered(ctx.tenant, ctx.tenant.prepayments, "PrepaymentID")
+    if wanted := _csv(ctx.query.get("invoicenumbers")):
+        docs = [d for d in docs if any(
+            (a.get("Invoice") or {}).get("InvoiceNumber") in wanted for a in d["Allocations"])]
+    return _list(ctx, "Prepayments", copy.deepcopy(docs), paged=True)
+
+
 def list_payments(ctx: Ctx) -> Reply:
     return _list(ctx, "Payments", ctx.xs.payments(ctx.tenant), paged=True)
 
@@ -853,6 +872,8 @@ def create_xero_app(xs: XeroSandbox) -> Starlette:
         ("/CreditNotes/{ref}/Allocations", allocate_credit_note, ["PUT"]),
         ("/Payments", list_payments, ["GET"]),
         ("/Payments", write_payments, ["PUT"]),
+        ("/Overpayments", list_overpayments, ["GET"]),
+        ("/Prepayments", list_prepayments, ["GET"]),
     ]
     labels = {
         "Contacts": "ContactID",

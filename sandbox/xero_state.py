@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
@@ -362,6 +362,8 @@ class Tenant:
     po_counter: int = 0
     credit_notes: dict[str, JSON] = field(default_factory=dict)
     credit_note_counter: int = 0
+    overpayments: dict[str, JSON] = field(default_factory=dict)
+    prepayments: dict[str, JSON] = field(default_factory=dict)
     payment_accounts: dict[str, JSON] = field(default_factory=dict)  # PaymentID -> Account
 
 
@@ -595,10 +597,62 @@ class XeroSandbox:
                 raise ValidationFailed(errors)
             allocation, errors = self.allocate_credit_note(t, note, {
                 "Amount": amount, "Invoice": {"InvoiceID": invoice_id},
+                "Date": _utc(self.clock()).date().isoformat(),
             })
             if allocation is None:
                 raise ValidationFailed(errors)
             return copy.deepcopy(note)
+
+    def add_prepaid(
+        self, tenant_id: str, kind: Literal["Overpayments", "Prepayments"], contact_id: str,
+        amount: Decimal,
+    ) -> JSON:
+        """Receive an overpayment or a prepayment from a customer (a bank transaction in Xero's
+        UI): AUTHORISED, all of it RemainingCredit. Neither has a webhook (FACTS)."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            contact = t.contacts[contact_id]
+            if amount <= 0:
+                raise ValueError("an overpayment or prepayment must be more than 0")
+            singular = kind[:-1]
+            doc: JSON = {
+                f"{singular}ID": str(uuid.uuid4()),
+                "Type": f"RECEIVE-{singular.upper()}",
+                "Contact": {"ContactID": contact_id, "Name": contact["Name"]},
+                **_day_fields("Date", _utc(self.clock()).date()),
+                "Status": "AUTHORISED", "LineAmountTypes": "NoTax",
+                "SubTotal": money(amount), "TotalTax": Decimal("0.00"), "Total": money(amount),
+                "RemainingCredit": money(amount), "CurrencyCode": t.base_currency,
+                "Allocations": [], "Payments": [],
+            }
+            self._touch(t, doc, f"{singular}ID", self.clock())
+            getattr(t, kind.lower())[doc[f"{singular}ID"]] = doc
+            return copy.deepcopy(doc)
+
+    def refund(
+        self, tenant_id: str, kind: Literal["CreditNotes", "Overpayments", "Prepayments"],
+        doc_id: str, amount: Decimal,
+    ) -> JSON:
+        """Pay money back on a credit note, overpayment or prepayment (a payment on it, as
+        Xero records a refund): only AUTHORISED ones, at most the credit left; PAID at 0."""
+        with self.lock:
+            t = self.tenant(tenant_id)
+            store = {"CreditNotes": t.credit_notes, "Overpayments": t.overpayments,
+                     "Prepayments": t.prepayments}[kind]
+            doc = store[doc_id]
+            if doc["Status"] != "AUTHORISED":
+                raise ValueError("Refunds can only be made on AUTHORISED documents")
+            if not 0 < amount <= doc["RemainingCredit"]:
+                raise ValueError(f"refund {amount} must be > 0 and <= {doc['RemainingCredit']}")
+            doc["Payments"] = [*doc.get("Payments", []), {
+                "PaymentID": str(uuid.uuid4()), "Amount": money(amount),
+                **_day_fields("Date", _utc(self.clock()).date())}]
+            doc["RemainingCredit"] = money(doc["RemainingCredit"] - amount)
+            if doc["RemainingCredit"] == 0:
+                doc["Status"] = "PAID"
+            id_field = "CreditNoteID" if kind == "CreditNotes" else f"{kind[:-1]}ID"
+            self._touch(t, doc, id_field, self.clock())
+            return copy.deepcopy(doc)
 
     def _settle(
         self, t: Tenant, invoice: JSON, applied: str, amount: Decimal, on: date
@@ -1446,12 +1500,17 @@ class XeroSandbox:
             amount = money(_number(submitted.get("Amount")))
         except ValueError:
             return None, ["Amount must be a number."]
+        on = parse_day(submitted.get("Date"))
+        if on is None:  # the spec's Allocation requires Amount, Invoice and Date
+            return None, ["An allocation must have a Date."]
         if note["Status"] != "AUTHORISED":
             return None, ["Only AUTHORISED credit notes can be allocated."]
         if invoice is None or invoice["Type"] != "ACCREC":
             return None, ["Invoice could not be found."]
         if invoice["Contact"]["ContactID"] != note["Contact"]["ContactID"]:
             return None, ["The invoice must be for the same contact as the credit note."]
+        if invoice["CurrencyCode"] != note["CurrencyCode"]:
+            return None, ["The invoice must be in the same currency as the credit note."]
         if invoice["Status"] != "AUTHORISED":
             return None, [MSG_STATUS]
         if not 0 < amount <= min(note["RemainingCredit"], invoice["AmountDue"]):
@@ -1459,7 +1518,6 @@ class XeroSandbox:
                 f"The allocation amount must be more than 0 and at most the credit remaining "
                 f"({note['RemainingCredit']}) and the amount due ({invoice['AmountDue']})."
             ]
-        on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
         allocation: JSON = {
             "AllocationID": str(uuid.uuid4()), "Amount": amount, **_day_fields("Date", on),
             "Invoice": {"InvoiceID": invoice["InvoiceID"],
@@ -1755,7 +1813,7 @@ ENDPOINT_FAMILIES: dict[str, tuple[str, ...]] = {
     "Currencies": ("settings",), "TrackingCategories": ("settings",),
     "Contacts": ("contacts",), "Items": ("invoices", "settings"),
     "Invoices": ("invoices",), "CreditNotes": ("invoices",), "PurchaseOrders": ("invoices",),
-    "Payments": ("payments",),
+    "Payments": ("payments",), "Overpayments": ("payments",), "Prepayments": ("payments",),
 }
 
 

@@ -23,12 +23,14 @@ Field lists (`MODULE_FIELDS`) hold the standard fields of §5 plus these CUSTOM 
 user must create in their own org (Setup > Modules and Fields) before the integration writes back:
 - Invoices, Quotes, Sales_Orders: Xero_Invoice_ID, Xero_Invoice_Number, Xero_Invoice_Status
   (text), Xero_Sync_Status (pick list Pending/Synced/Failed), Xero_Sync_Error (text area),
-  Xero_Online_Invoice_URL (URL), Xero_Payment_Status (pick list), Xero_Amount_Paid,
-  Xero_Amount_Due, Xero_Last_Payment_Amount (currency), Xero_Last_Payment_Date (date).
+  Xero_Online_Invoice_URL (URL), Xero_Credit_Note (text area), Xero_Payment_Status (pick
+  list), Xero_Amount_Paid, Xero_Amount_Due, Xero_Last_Payment_Amount (currency),
+  Xero_Last_Payment_Date (date).
 - Purchase_Orders: Xero_Purchase_Order_ID, Xero_Purchase_Order_Number, Xero_PO_Status (text),
   Xero_Sync_Status, Xero_Sync_Error.
 - Accounts: Xero_Contact_ID (text), Xero_Credit_Balance, Xero_Outstanding_Balance,
-  Xero_Overdue_Balance (currency), Xero_Credit_Hold (boolean).
+  Xero_Overdue_Balance (currency), Xero_Credit_Hold (boolean), Xero_Email (email) and
+  Xero_Tax_Number (text) for contact sync.
 - Vendors: Xero_Contact_ID (text).
 """
 
@@ -113,6 +115,7 @@ _XERO_SALES = {
     "Xero_Sync_Status": FieldSpec("picklist", values=SYNC_STATUS, custom=True),
     "Xero_Sync_Error": FieldSpec("textarea", custom=True),
     "Xero_Online_Invoice_URL": FieldSpec("website", custom=True),
+    "Xero_Credit_Note": FieldSpec("textarea", custom=True),
     "Xero_Payment_Status": FieldSpec("picklist", custom=True),
     **_many("currency", "Xero_Amount_Paid Xero_Amount_Due Xero_Last_Payment_Amount", custom=True),
     "Xero_Last_Payment_Date": FieldSpec("date", custom=True),
@@ -164,6 +167,8 @@ MODULE_FIELDS: dict[str, dict[str, FieldSpec]] = {
             custom=True,
         ),
         "Xero_Credit_Hold": FieldSpec("boolean", custom=True),
+        "Xero_Email": FieldSpec("email", custom=True),
+        "Xero_Tax_Number": FieldSpec("text", custom=True),
     },
     "Contacts": {
         **SYSTEM_FIELDS,

@@ -5,9 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 SalesModule = Literal["Quotes", "Sales_Orders", "Invoices"]
+# contact sync's default map: Xero's billing (POBOX) address and DEFAULT phone onto the account's
+# standard billing fields; e-mail and tax number onto custom fields (README "Zoho setup")
+DEFAULT_CONTACT_FIELDS = {
+    "AddressLine1": "Billing_Street",
+    "City": "Billing_City",
+    "Region": "Billing_State",
+    "PostalCode": "Billing_Code",
+    "Country": "Billing_Country",
+    "Phone": "Phone",
+    "EmailAddress": "Xero_Email",
+    "TaxNumber": "Xero_Tax_Number",
+}
 
 
 def _invoices_at_any_status() -> dict[SalesModule, list[str]]:
@@ -99,4 +111,28 @@ class Connection(BaseModel):
         None,
         ge=0,
         description="Overdue balance above which Zoho's Xero_Credit_Hold is set; none: not used.",
+    )
+    contact_sync: Literal["none", "both"] = Field(
+        "none",
+        description="both: a Xero contact's changes update the linked Zoho account's mapped "
+        "fields (CONTACT webhooks); none: contacts are only created from Zoho.",
+    )
+    contact_fields: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTACT_FIELDS),
+        description="Xero contact field -> Zoho Accounts field API name (contact sync).",
+    )
+
+    @field_validator("contact_fields")
+    @classmethod
+    def _known_contact_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        """A typo in the map would sync nothing, silently: refuse it naming the key."""
+        known = set(DEFAULT_CONTACT_FIELDS)
+        if unknown := sorted(k for k in value if k not in known):
+            raise ValueError(f"contact_fields: not Xero contact fields we sync: {unknown}")
+        return value
+
+    paid_change: Literal["credit_note", "report"] = Field(
+        "report",
+        description="A cancel or reduction of an invoice Xero will not edit (paid or credited): "
+        "an ACCRECCREDIT credit note, or an exception report for a person.",
     )

@@ -76,6 +76,9 @@ class StageMessage(BaseModel):
         None, description="Link key (module:id) of the quote/sales order this was converted from"
     )
     xero_online_invoice_url: str | None = None
+    xero_credit_note: str | None = Field(
+        None, description="What a credit note did for a cancel or reduction after payment"
+    )
     skipped_reason: str | None = None
     purchase_order: ZohoPurchaseOrder | None = None
     xero_purchase_order_id: str | None = None

@@ -50,6 +50,7 @@ class MappedInvoice:
     invoice: XeroInvoiceIn
     xero_total: Decimal
     decisions: list[str] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)  # with Xero's amounts: credit notes use them
 
     @property
     def content_version(self) -> str:
@@ -207,7 +208,7 @@ def map_invoice(
         BrandingThemeID=conn.branding_theme_id,
         Status=conn.invoice_status,
     )
-    return MappedInvoice(invoice, xero_total(lines, conn), decisions)
+    return MappedInvoice(invoice, xero_total(lines, conn), decisions, lines)
 
 
 def currency_rate(doc: ZohoInventoryDocument, conn: Connection) -> Decimal | None:

@@ -172,12 +172,33 @@ class XeroBalances(XeroResponse):
     AccountsPayable: XeroBalance = XeroBalance()
 
 
+class XeroContactAddress(XeroResponse):
+    AddressType: str | None = None
+    AddressLine1: str | None = None
+    City: str | None = None
+    Region: str | None = None
+    PostalCode: str | None = None
+    Country: str | None = None
+
+
+class XeroContactPhone(XeroResponse):
+    PhoneType: str | None = None
+    PhoneNumber: str | None = None
+    PhoneAreaCode: str | None = None
+    PhoneCountryCode: str | None = None
+
+
 class XeroContact(XeroResponse):
     ContactID: str
     Name: str = ""  # optional in the spec (a contact inside another document may lack it)
     ContactNumber: str | None = None
     ContactStatus: str | None = None
     Balances: XeroBalances | None = None
+    EmailAddress: str | None = None
+    TaxNumber: str | None = None
+    Addresses: list[XeroContactAddress] = []
+    Phones: list[XeroContactPhone] = []
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroPayment(XeroResponse):
@@ -186,6 +207,23 @@ class XeroPayment(XeroResponse):
     PaymentID: str | None = None
     Date: XeroDateTime | None = None
     Amount: Decimal | None = None
+
+
+class XeroInvoiceLine(XeroResponse):
+    """A line as Xero holds it: what a credit note for part of the invoice is built from."""
+
+    Description: str | None = None
+    AccountCode: str | None = None
+    TaxType: str | None = None
+    LineAmount: Decimal = Decimal(0)
+    TaxAmount: Decimal = Decimal(0)
+
+
+class XeroAppliedCredit(XeroResponse):
+    """A credit note as an invoice lists it: how much of it went to this invoice."""
+
+    CreditNoteID: str
+    AppliedAmount: Decimal = Decimal(0)
 
 
 class XeroInvoiceRef(XeroResponse):
@@ -202,11 +240,25 @@ class XeroAllocation(XeroResponse):
 
 class XeroCreditNote(XeroResponse):
     CreditNoteID: str
+    CreditNoteNumber: str | None = None
+    Reference: str | None = None
+    Type: str | None = None
+    Status: str | None = None
+    Total: Decimal | None = None
+    RemainingCredit: Decimal = Decimal(0)
+    Contact: XeroContact | None = None
+    Allocations: list[XeroAllocation] = []
+    UpdatedDateUTC: XeroDateTime | None = None
+
+
+class XeroPrepaid(XeroResponse):
+    """An overpayment or prepayment: money received, its RemainingCredit the customer's."""
+
     Type: str | None = None
     Status: str | None = None
     RemainingCredit: Decimal = Decimal(0)
     Contact: XeroContact | None = None
-    Allocations: list[XeroAllocation] = []
+    UpdatedDateUTC: XeroDateTime | None = None
 
 
 class XeroItem(XeroResponse):
@@ -232,6 +284,10 @@ class XeroInvoice(XeroResponse):
     FullyPaidOnDate: XeroDateTime | None = None
     Payments: list[XeroPayment] = []
     UpdatedDateUTC: XeroDateTime | None = None
+    LineItems: list[XeroInvoiceLine] = []
+    CreditNotes: list[XeroAppliedCredit] = []
+    CurrencyCode: str | None = None
+    LineAmountTypes: str | None = None
 
 
 class XeroPurchaseOrder(XeroResponse):

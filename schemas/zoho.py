@@ -174,6 +174,7 @@ class ZohoInvoiceWriteBack(ZohoModel):
     sync_status: SyncStatus | None = Field(None, alias="Xero_Sync_Status")
     sync_error: str | None = Field(None, alias="Xero_Sync_Error")
     online_invoice_url: str | None = Field(None, alias="Xero_Online_Invoice_URL")
+    credit_note: str | None = Field(None, alias="Xero_Credit_Note")
 
 
 class ZohoPurchaseOrderWriteBack(ZohoModel):

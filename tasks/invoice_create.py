@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from clients.xero import quote
+from schemas.credit_notes import PAID_HINT, groups_total, plan_cancel, plan_reduction
 from schemas.errors import (
     InvalidRecord,
     RetryableApiError,
@@ -34,6 +35,7 @@ from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
+from tasks.credit_notes import allocate_pending, apply_credit, credited, our_notes
 from workers.batching import (
     AwaitingBatch,
     Element,
@@ -48,6 +50,7 @@ from workers.idempotency import idempotency_key
 from workers.stage import stage
 
 TAX_RATE_CACHE_SECONDS = 3600
+MSG_PAID = "has a payment or credit note allocated"  # Xero's refusal to edit (FACTS)
 LINK = "invoice"
 INVOICES = "invoices"
 
@@ -82,6 +85,7 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             raise AwaitingBatch(INVOICES, {link_id: _element(msg, ctx, mapped)})
         created = ctx.batch_outcome(link_id)
         total: Decimal | None = None
+        credit_text: str | None = None
         if created is not None and created.get("version", mapped.content_version) != (
             mapped.content_version
         ):
@@ -95,13 +99,27 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             action = "unchanged"
         else:
             action = "updated"
-            key = idempotency_key("invoice-update", job.connection, link_id, mapped.content_version)
-            invoice = ctx.xero.update_invoice(link["InvoiceID"], mapped.invoice.body(), key)
-            total = invoice.Total
-            # keep what later stages noted (e.g. that it was sent)
-            link = {**link, **_link(invoice, mapped.content_version)}
+            credit_id = f"{link_id}@{mapped.content_version}"
+            by_credit = ctx.connection.paid_change == "credit_note"
+            if by_credit and (link.get("credit_notes") or ctx.batch_outcome(credit_id)):
+                link, total, credit_text = _credit_reduction(msg, ctx, link_id, link, mapped)
+            else:
+                key = idempotency_key(
+                    "invoice-update", job.connection, link_id, mapped.content_version
+                )
+                try:
+                    invoice = ctx.xero.update_invoice(link["InvoiceID"], mapped.invoice.body(), key)
+                except ValidationFailed as exc:
+                    if not (by_credit and MSG_PAID in exc.message):
+                        raise
+                    link, total, credit_text = _credit_reduction(msg, ctx, link_id, link, mapped)
+                else:
+                    total = invoice.Total
+                    # keep what later stages noted (e.g. that it was sent)
+                    link = {**link, **_link(invoice, mapped.content_version)}
         if total is None and link.get("Total"):
-            total = Decimal(str(link["Total"]))  # unchanged: judged on what Xero holds
+            # unchanged: judged on what Xero holds, less our credit notes
+            total = Decimal(str(link["Total"])) - credited_total(link)
         link, differs = judge_total(link, doc.grand_total, total)
         # a converted document keeps the adopted invoice under its own id too
         ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
@@ -124,8 +142,54 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             "xero_invoice_number": link["InvoiceNumber"],
             "xero_invoice_status": link["Status"],
             "xero_action": action,
+            "xero_credit_note": credit_text,
         }
     )
+
+
+def _credit_reduction(
+    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], mapped: MappedInvoice
+) -> tuple[dict[str, Any], Decimal, str | None]:
+    """A Zoho reduction of an invoice Xero will not edit (paid or credited): a credit note for
+    the difference (`paid_change: "credit_note"`). The link, the net total, the Zoho note."""
+    job, doc = msg.job, msg.document
+    assert doc is not None
+    record = f"{job.module} {job.record_id}"
+    link, current = _settled_invoice(ctx, link_id, link)
+    plan = plan_reduction(
+        record, current, mapped.lines, doc.grand_total, credited(link), our_notes(link)
+    )
+    if plan is None:
+        raise InvalidRecord(
+            record, "Invoiced_Items",
+            f"changed after Xero invoice {current.InvoiceNumber} was paid or credited, but not "
+            f"its total; Xero does not edit it",
+            hint="Make the change in Xero by hand if it matters there.",
+        )
+    credit_id = f"{link_id}@{mapped.content_version}"
+    suspect = ctx.attempt > 0 or ctx.redelivered or job.event == "replay"
+    link, text = apply_credit(ctx, record, link_id, link, current, plan, credit_id, suspect)
+    status = "PAID" if plan.allocate == current.AmountDue else current.Status
+    link = {**link, **_link(current, mapped.content_version), "Status": status}
+    return link, current.Total - credited_total(link), text
+
+
+def _settled_invoice(
+    ctx: StageContext, link_id: str, link: dict[str, Any], current: XeroInvoice | None = None
+) -> tuple[dict[str, Any], XeroInvoice]:
+    """The invoice as Xero holds it (`current` when just read), after any allocation an earlier
+    run left pending (a run cut off between its credit note and the allocation)."""
+    current = current or ctx.xero.get_invoice(link["InvoiceID"])
+    if any(not n["allocated"] for n in link.get("credit_notes", [])):
+        link = allocate_pending(ctx, link, current.InvoiceID)
+        ctx.idempotency.set_links(LINK, ctx.connection.name, {link_id: link})
+        current = ctx.xero.get_invoice(link["InvoiceID"])
+    return link, current
+
+
+def credited_total(link: dict[str, Any]) -> Decimal:
+    """What our credit notes took off the invoice (its link keeps them per account and tax)."""
+    return groups_total(credited(link), link.get("LineAmountTypes"))
 
 
 def judge_total(
@@ -153,13 +217,19 @@ def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
 
 
 def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
-    """Void an AUTHORISED invoice, delete a DRAFT/SUBMITTED one; a paid one needs a person."""
+    """Void an AUTHORISED invoice, delete a DRAFT/SUBMITTED one; a paid or credited one gets a
+    credit note (`paid_change: "credit_note"`) or needs a person."""
     job = msg.job
     link = ctx.idempotency.link(LINK, job.connection, link_id)
     assert link is not None, "fetch_record cancels linked documents only"
     current = ctx.xero.get_invoice(link["InvoiceID"])
     action = "unchanged"
-    if current.Status in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+    credit_text: str | None = None
+    settled = current.AmountPaid > 0 or current.AmountCredited > 0 or link.get("credit_notes")
+    if settled and ctx.connection.paid_change == "credit_note":
+        link, current, credit_text = _credit_cancel(msg, ctx, link_id, link, current)
+        action = "voided"
+    elif current.Status in ("DRAFT", "SUBMITTED", "AUTHORISED"):
         target = "VOIDED" if current.Status == "AUTHORISED" else "DELETED"
         body = XeroInvoiceStatusChange(InvoiceID=current.InvoiceID, Status=target).body()
         key = idempotency_key("invoice-cancel", job.connection, link_id, target)
@@ -170,7 +240,7 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
             f"{job.module} {job.record_id}",
             "Status",
             f"was cancelled in Zoho, but Xero invoice {current.InvoiceNumber} is paid",
-            hint="Refund or credit the invoice in Xero by hand; Xero does not void paid invoices.",
+            hint=PAID_HINT,
         )
     link = {**link, **_link(current, link.get("version"))}
     ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
@@ -180,8 +250,29 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
             "xero_invoice_number": current.InvoiceNumber,
             "xero_invoice_status": current.Status,
             "xero_action": action,
+            "xero_credit_note": credit_text,
         }
     )
+
+
+def _credit_cancel(
+    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], read: XeroInvoice
+) -> tuple[dict[str, Any], XeroInvoice, str | None]:
+    """Cancel a paid or credited invoice with a credit note for all still invoiced: what is
+    owed is allocated to the invoice (it closes), the paid part is left as customer credit."""
+    job = msg.job
+    record = f"{job.module} {job.record_id}"
+    link, current = _settled_invoice(ctx, link_id, link, read)
+    plan = plan_cancel(record, current, credited(link), our_notes(link))
+    if plan is None:  # credited in full already: an earlier run's cancel
+        return link, current, None
+    suspect = ctx.attempt > 0 or ctx.redelivered or job.event == "replay"
+    link, text = apply_credit(
+        ctx, record, link_id, link, current, plan, f"{link_id}@cancel", suspect
+    )
+    if plan.allocate == current.AmountDue:  # nothing left owing: Xero marks it paid
+        current = current.model_copy(update={"Status": "PAID", "AmountDue": Decimal(0)})
+    return link, current, text
 
 
 def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:

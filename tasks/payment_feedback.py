@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import redis
 from pydantic import ValidationError
@@ -47,12 +47,13 @@ from schemas.payments import (
     FEEDBACK_TASK,
     INVOICE_REVERSE_LINK,
     MAX_INVOICES_PER_JOB,
+    PAYMENT_CONTACT,
     PaymentFeedbackJob,
     account_fields,
     changed_fields,
     invoice_fields,
 )
-from schemas.xero import XeroBalances, XeroCreditNote, XeroInvoice
+from schemas.xero import XeroBalances, XeroCreditNote, XeroInvoice, XeroPrepaid
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
@@ -66,8 +67,10 @@ from workers.stage import StageTask
 RECONCILE_TASK = "zxsync.payment_reconcile"
 INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, "fields": ...}
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
-PAYMENT_CONTACT = "payment_contact"  # Xero ContactID -> {"account_id": Zoho account id}
 CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
+PREPAID: tuple[tuple[Literal["Overpayments", "Prepayments"], str], ...] = (
+    ("Overpayments", "OVERPAYMENT"), ("Prepayments", "PREPAYMENT"),
+)
 T = TypeVar("T")
 
 
@@ -160,6 +163,11 @@ def reconcile_schedule(redis_client: redis.Redis) -> PollSchedule:
     )
 
 
+def credit_schedule(redis_client: redis.Redis, interval: float) -> PollSchedule:
+    """The credit safety net's own, slower schedule: 3 calls a run on the idle budget."""
+    return PollSchedule(redis_client, "credits", interval, interval)
+
+
 def reconcile_and_schedule(ctx: StageContext, now: float) -> int:
     """One reconciliation; the next comes sooner when it caught something webhooks missed."""
     written = reconcile(ctx)
@@ -188,7 +196,31 @@ def reconcile(ctx: StageContext) -> int:
     stamps = [i.UpdatedDateUTC for i in invoices if i.UpdatedDateUTC]
     if stamps:
         ctx.redis.set(mark_key, max(stamps).isoformat())
+    credits = credit_schedule(ctx.redis, ctx.settings.zxs_credit_reconcile_seconds)
+    if credits.claim_due([conn], time.time()):
+        written += _reconcile_credits(ctx, f"{mark_key}:credits")
+        credits.finished(conn, time.time(), found=False)
     log.info("payment_reconcile", connection=conn, seen=len(invoices), written=written)
+    return written
+
+
+def _reconcile_credits(ctx: StageContext, mark_key: str) -> int:
+    """Credit that moved without an invoice changing (an unallocated credit note, an
+    overpayment or prepayment, a refund on one): its contacts' credit balances are fed back.
+    Overpayments and prepayments have no webhook, so this poll is their only way in."""
+    mark = ctx.redis.get(mark_key)
+    since = datetime.fromisoformat(str(mark)) if mark else None
+    notes, prepaid = ctx.xero.credits_since(since)
+    docs: list[XeroCreditNote | XeroPrepaid] = [*notes, *prepaid]
+    stamps = [d.UpdatedDateUTC for d in docs if d.UpdatedDateUTC]
+    if since is not None:  # the mark's second comes back every time: not new
+        docs = [d for d in docs if d.UpdatedDateUTC is None or d.UpdatedDateUTC > since]
+    contacts = list(dict.fromkeys(d.Contact.ContactID for d in docs if d.Contact))
+    written = 0
+    for start in range(0, len(contacts), MAX_INVOICES_PER_JOB):
+        written += feed_back(ctx, [], contacts[start : start + MAX_INVOICES_PER_JOB]).written
+    if stamps:
+        ctx.redis.set(mark_key, max(stamps).isoformat())
     return written
 
 
@@ -343,14 +375,21 @@ def _fresh_accounts(
 
 
 def _credit(ctx: StageContext, contact_ids: list[str]) -> dict[str, Decimal]:
-    """Unallocated credit per contact: RemainingCredit of its AUTHORISED ACCREC credit notes."""
+    """Unallocated credit per contact: the RemainingCredit of its AUTHORISED ACCREC credit notes,
+    overpayments and prepayments (a refund, a payment on one of them, lowers it in Xero)."""
     credit: dict[str, Decimal] = defaultdict(Decimal)
     clauses = [f'Contact.ContactID==guid("{c}")' for c in contact_ids]
+    if not clauses:
+        return credit
     scope = 'Type=="ACCRECCREDIT" AND Status=="AUTHORISED"'
     # the client splits the contacts into calls whose URLs fit Xero's limit
-    for note in ctx.xero.credit_notes_any(clauses, scope) if clauses else []:
-        if note.Contact is not None:
-            credit[note.Contact.ContactID] += note.RemainingCredit
+    docs: list[XeroCreditNote | XeroPrepaid] = list(ctx.xero.credit_notes_any(clauses, scope))
+    for collection, kind in PREPAID:
+        scope = f'Type=="RECEIVE-{kind}" AND Status=="AUTHORISED"'
+        docs += ctx.xero.prepaid_any(collection, clauses, scope)
+    for doc in docs:
+        if doc.Contact is not None:
+            credit[doc.Contact.ContactID] += doc.RemainingCredit
     return credit
 
 

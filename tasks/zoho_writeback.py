@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from schemas.errors import ValidationFailed
 from schemas.jobs import StageMessage
-from schemas.payments import INVOICE_REVERSE_LINK
+from schemas.payments import INVOICE_REVERSE_LINK, PAYMENT_CONTACT
 from schemas.zoho import ZohoInvoiceWriteBack
 from workers.batching import AwaitingBatch, Element, Results, batch_handler
 from workers.context import StageContext
@@ -30,6 +30,7 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         sync_status="Synced",
         sync_error="",
         online_invoice_url=msg.xero_online_invoice_url,
+        credit_note=msg.xero_credit_note,
     )
     if msg.xero_invoice_id and msg.document is not None:  # payment feedback's way back
         reverse = {
@@ -40,6 +41,11 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         ctx.idempotency.set_links(
             INVOICE_REVERSE_LINK, job.connection, {msg.xero_invoice_id: reverse}
         )
+        if msg.xero_contact_id:  # contact sync's way back (Xero contact -> Zoho account)
+            ctx.idempotency.set_links(
+                PAYMENT_CONTACT, job.connection,
+                {msg.xero_contact_id: {"account_id": msg.document.account.id}},
+            )
     element_id = f"{job.module}:{job.record_id}"
     if ctx.batch_outcome(element_id) is None:
         record = update.model_dump(by_alias=True, exclude_none=True)

@@ -73,6 +73,9 @@ class FakeXero:
             for c, amount in self.credit.items() if c in where
         ]
 
+    def prepaid_any(self, collection: str, clauses: list[str], scope: str) -> list[Any]:
+        return []  # no overpayments or prepayments here (tests/test_credit_balance.py has them)
+
 
 class FakeZoho:
     def __init__(self) -> None:

@@ -292,6 +292,9 @@ class FakeXero:
     def credit_notes_any(self, clauses: list[str], scope: str) -> list[Any]:
         return []
 
+    def prepaid_any(self, collection: str, clauses: list[str], scope: str) -> list[Any]:
+        return []
+
 
 class FakeZoho:
     def __init__(self) -> None:

@@ -38,6 +38,7 @@ WHAT_FAILED = {
     "zxsync.item_precheck": "The Xero items could not be found or created",
     "zxsync.invoice_create": "Xero did not create the invoice",
     "zxsync.zoho_writeback": "The Xero invoice could not be written back to Zoho",
+    "zxsync.contact_sync": "The Xero contact's changes could not be written to its Zoho account",
 }
 # Xero's and Zoho's own messages -> what to do; the first match wins.
 ADVICE = [

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     zxs_payment_reconcile_max_seconds: float = Field(
         3540.0, gt=0, description="Longest interval while the payment poll finds nothing new."
     )
+    zxs_credit_reconcile_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Interval of the credit safety net (credit notes, overpayments, prepayments "
+        "changed without an invoice): 3 calls each time.",
+    )
     zxs_po_poll_seconds: float = Field(300.0, gt=0, description="Shortest PO status poll.")
     zxs_po_poll_max_seconds: float = Field(
         7200.0, gt=0, description="Longest interval while the PO status poll finds nothing."

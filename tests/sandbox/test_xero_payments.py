@@ -54,11 +54,15 @@ def test_credit_note_allocation_pays_the_invoice_and_balances_follow(
     created = data(sb.call("PUT", "/CreditNotes", {"CreditNotes": [note]}))["CreditNotes"][0]
     assert (created["CreditNoteNumber"], created["RemainingCredit"]) == ("CN-0001", D("120.00"))
     path = f"/CreditNotes/{created['CreditNoteID']}/Allocations"
+    on = today.isoformat()
     too_much = sb.call("PUT", path, {"Allocations": [
-        {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}}]})
+        {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
     assert too_much.status_code == 400
-    ok = sb.call("PUT", path, {"Allocations": [
+    undated = sb.call("PUT", path, {"Allocations": [
         {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}}]})
+    assert undated.status_code == 400 and "Date" in undated.text  # the spec requires it
+    ok = sb.call("PUT", path, {"Allocations": [
+        {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
     assert ok.status_code == 200, ok.text
     paid = data(sb.call("GET", f"/Invoices/{late['InvoiceID']}"))["Invoices"][0]
     assert (paid["Status"], paid["AmountCredited"], paid["AmountDue"]) == ("PAID", D("100.00"),
@@ -123,3 +127,28 @@ def test_every_invoice_change_is_a_signed_webhook_and_intent_to_receive_is_check
     finally:
         sb.xs.webhooks.close()
         server.stop()
+
+
+def test_overpayments_prepayments_and_refunds_follow_xeros_rules(
+    make: Callable[..., Sandbox],  # noqa: F811
+) -> None:
+    """Issue 18.2: what moves a customer's credit without an invoice, as strict as Xero."""
+    import pytest
+
+    sb = make()
+    contact_id = invoice(sb, date.today())["Contact"]["ContactID"]
+    over = sb.xs.add_prepaid(AU, "Overpayments", contact_id, D("20"))
+    sb.xs.add_prepaid(AU, "Prepayments", contact_id, D("15"))
+    where = f'Contact.ContactID==guid("{contact_id}") AND Status=="AUTHORISED"'
+    listed = data(sb.call("GET", "/Overpayments", where=where))["Overpayments"]
+    assert [(o["Type"], o["RemainingCredit"]) for o in listed] == [
+        ("RECEIVE-OVERPAYMENT", D("20.00"))]
+    with pytest.raises(ValueError, match="<= 20"):
+        sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20.01"))
+    sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20"))
+    assert data(sb.call("GET", "/Overpayments", where=where))["Overpayments"] == []  # PAID
+    with pytest.raises(ValueError, match="AUTHORISED"):
+        sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("1"))
+    prepaid = data(sb.call("GET", "/Prepayments", where=where))["Prepayments"]
+    assert prepaid[0]["RemainingCredit"] == D("15.00")
+    assert sb.call("GET", "/Prepayments", References="x").status_code == 400  # not its filter
