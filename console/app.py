@@ -298,7 +298,7 @@ class Console:
 
     def _letter(self, request: Request) -> DeadLetter:
         letter_id = str(request.path_params["id"])
-        letter = self.store.get(letter_id) if _stream_id(letter_id) else None
+        letter = self.store.get(letter_id) if letter_id.isdigit() else None
         if letter is None:
             raise HTTPException(404, f"no open dead letter {letter_id} (replayed or discarded?)")
         return letter
@@ -326,11 +326,6 @@ def local_path(target: str) -> str:
     if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
         return target
     return "/"
-
-
-def _stream_id(value: str) -> bool:
-    left, _, right = value.partition("-")
-    return left.isdigit() and right.isdigit()
 
 
 def filter_letters(

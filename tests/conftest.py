@@ -106,3 +106,69 @@ def wait_for_outcomes() -> Callable[..., Outcomes]:
             time.sleep(0.1)
 
     return wait
+
+
+POSTGRES = "postgresql://{user}@127.0.0.1:5432/test"
+
+
+def postgres_url(schema: str) -> str | None:
+    """The machine's PostgreSQL (trust auth, database `test`) with a schema of our own, created
+    here: parallel sessions never share tables. None when it does not answer."""
+    import getpass
+
+    import sqlalchemy
+
+    for user in ("postgres", getpass.getuser(), "root"):
+        base = POSTGRES.format(user=user)
+        try:
+            engine = sqlalchemy.create_engine(
+                base.replace("postgresql://", "postgresql+psycopg://"),
+                connect_args={"connect_timeout": 2},
+            )
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            engine.dispose()
+        except sqlalchemy.exc.SQLAlchemyError:
+            continue
+        return f"{base}?options=-csearch_path%3D{schema}"
+    return None
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's system of record (README "State and storage"): the real PostgreSQL in a
+    schema of this session when it answers, else a SQLite file; worker processes the tests
+    start inherit DATABASE_URL."""
+    if os.environ.get("DATABASE_URL") or hasattr(config, "workerinput"):
+        return
+    schema = f"zxs_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = postgres_url(schema)
+    if url is None:
+        folder = Path(config.rootpath) / ".pytest-db"
+        folder.mkdir(exist_ok=True)
+        url = f"sqlite:///{folder / (schema + '.db')}"
+    else:
+        config.add_cleanup(lambda: drop_postgres_schema(url, schema))
+    os.environ["DATABASE_URL"] = url
+
+
+@pytest.fixture(autouse=True)
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test gets a database of its own, as it gets a fakeredis of its own; a test with
+    real workers (it uses `redis_url`) shares the session's, which those workers write."""
+    if "redis_url" in request.fixturenames:
+        yield
+        return
+    from workers.store import Database, use_database
+
+    use_database(Database("sqlite://"))
+    yield
+    use_database(None)

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     zxs_connections: str = Field("", description="JSON list of connections (or use the file).")
     zxs_connections_file: Path | None = None
     zxs_data_dir: Path = Path.home() / ".zxsync"
+    database_url: SecretStr = Field(
+        SecretStr(""), description="PostgreSQL; empty: a SQLite file under ZXS_DATA_DIR."
+    )
+    zxs_history_days: int = Field(400, ge=1, description="Record history kept this many days.")
+    zxs_audit_days: int = Field(2555, ge=1, description="Operator audit kept this many days.")
     zxs_http_timeout: float = 30.0
     zxs_max_retries: int = 8
     zxs_retry_backoff_max: float = 600.0
