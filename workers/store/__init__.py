@@ -35,6 +35,7 @@ XERO_ID_FIELDS = {
     "purchase_order": "PurchaseOrderID",
 }
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 20_2026  # the advisory lock id migrations hold on PostgreSQL
 _opened: list[Database] = []  # every engine of this process (disposed in a forked child)
 
 
@@ -82,6 +83,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # workers starting together migrate one at a time (SQLite: BEGIN IMMEDIATE)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
