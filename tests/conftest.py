@@ -163,8 +163,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def fresh_database(request: pytest.FixtureRequest) -> Iterator[None]:
     """A unit test gets a database of its own, as it gets a fakeredis of its own; a test with
-    real workers (it uses `redis_url`) shares the session's, which those workers write."""
-    if "redis_url" in request.fixturenames:
+    real workers (it uses `redis_url`, or is marked integration) shares the session's, which
+    those workers write."""
+    if "redis_url" in request.fixturenames or request.node.get_closest_marker("integration"):
         yield
         return
     from workers.store import Database, use_database

@@ -47,6 +47,20 @@ def _embedded_redis_policy(ctx: typer.Context) -> None:
         get_settings().connections()
 
 
+@app.command(name="migrate-state")
+def migrate_state() -> None:
+    """Copy links, history, outcomes and open dead letters from Redis (where versions before
+    the system of record kept them) into the database; safe to run again (README "State and
+    storage")."""
+    from workers.redis import get_redis
+    from workers.store import get_database
+    from zxsync.state import migrate_state as run
+
+    counts = run(get_redis(), get_database())
+    for what in ("links", "history", "outcomes", "dead letters"):
+        print(f"{what}: {counts[what + ' read']} read, {counts[what + ' new']} new")
+
+
 @app.command()
 def demo(
     invoices: Annotated[int, typer.Option(help="Zoho invoices to seed.")] = 24,

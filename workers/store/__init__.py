@@ -126,8 +126,18 @@ class Database:
 
     def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
         """Upsert links in one statement; a pending claim on them is settled by the answer."""
+        self._write_links(kind, connection, values, overwrite=True)
+
+    def import_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> int:
+        """Insert the links not stored yet (zxsync migrate-state: a link written since is newer
+        than Redis's copy and is kept); returns how many were inserted."""
+        return self._write_links(kind, connection, values, overwrite=False)
+
+    def _write_links(
+        self, kind: str, connection: str, values: dict[str, dict[str, Any]], *, overwrite: bool
+    ) -> int:
         if not values:
-            return
+            return 0
         field = XERO_ID_FIELDS.get(kind)
         now = time.time()
         with self.begin() as conn:
@@ -160,6 +170,10 @@ class Database:
                         "updated_at": now,
                     }
                 )
+            if not overwrite:
+                before = self._count_links(conn, kind, connection)
+                conn.execute(self._insert(links).on_conflict_do_nothing(), rows)
+                return self._count_links(conn, kind, connection) - before
             stmt = self._insert(links)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["connection", "kind", "zoho_id"],
@@ -172,6 +186,14 @@ class Database:
                 },
             )
             conn.execute(stmt, rows)
+            return len(rows)
+
+    @staticmethod
+    def _count_links(conn: Connection, kind: str, connection: str) -> int:
+        query = select(func.count()).where(
+            links.c.connection == connection, links.c.kind == kind, links.c.value.is_not(None)
+        )
+        return int(conn.execute(query).scalar_one())
 
     def forget_links(self, kind: str, connection: str, zoho_ids: list[str]) -> None:
         if zoho_ids:
