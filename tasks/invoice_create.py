@@ -148,6 +148,7 @@ def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
         "InvoiceNumber": invoice.InvoiceNumber,
         "Status": invoice.Status,
         "Total": str(invoice.Total),
+        "Reference": invoice.Reference or "",  # the Zoho number (the accountant's export)
         "version": version,
     }
 

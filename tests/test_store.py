@@ -144,3 +144,53 @@ def test_eight_workers_whose_redis_lost_each_others_claims_let_one_create_out(
     assert database.claim_creates(
         "invoice", connection, ["Invoices:1"], "late", take_over={"Invoices:1"}, older_than=0
     ) == {"Invoices:1"}  # a lookup that found nothing may not take a fresh claim over
+
+
+def test_the_accountants_export_lists_synced_and_failed_documents_since_a_date(
+    database: Database,
+) -> None:
+    import csv
+    import io
+    from datetime import datetime
+
+    from workers.store.records import export_csv
+
+    client = fresh_redis()
+    link = {
+        "InvoiceID": "x1", "InvoiceNumber": "INV-0001", "Status": "AUTHORISED",
+        "Total": "11.50", "Reference": "ZINV-7", "total_differs": {"zoho": "11.00",
+                                                                    "xero": "11.50"},
+    }
+    IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:7": link})
+    history = RecordHistory(client)
+    history.finish("c", "c:Invoices:7", "created", "INV-0001")
+    history.finish("c", "c:Invoices:8", "failed", "Invoices 8: Product_Code is empty")
+    history.finish("other", "other:Invoices:9", "created", "INV-0009")
+    DeadLetterStore(client).add(
+        stage="s", job={"connection": "c", "module": "Invoices", "record_id": "8"},
+        exc=InvalidRecord("Invoices 8", "Product_Code", "is empty"), attempts=1,
+        payload="{}", traceback="",
+    )
+    rows = list(csv.DictReader(io.StringIO(export_csv(database, "c", datetime(2020, 1, 1)))))
+    assert [(r["zoho_id"], r["outcome"]) for r in rows] == [("7", "created"), ("8", "failed")]
+    assert (rows[0]["zoho_number"], rows[0]["xero_invoice_number"]) == ("ZINV-7", "INV-0001")
+    assert (rows[0]["zoho_total"], rows[0]["xero_total"]) == ("11.00", "11.50")
+    assert "Product_Code" in rows[1]["last_error"]
+    assert export_csv(database, "c", datetime(2999, 1, 1)).count("\n") == 1  # the header only
+
+
+def test_retention_purges_old_history_and_audit_and_keeps_links(database: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from workers.store.records import purge
+
+    client = fresh_redis()
+    RecordHistory(client).log("c:Invoices:1", "s", "done")
+    audit.record(client, "olga", "replay", "c:Invoices:1")
+    IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:1": {"InvoiceID": "x"}})
+    assert purge(database, 30, 30) == purge(database, 30, 30)  # nothing old yet
+    later = datetime.now(UTC) + timedelta(days=31)
+    done = purge(database, 30, 400, now=later)
+    assert (done.history, done.audit) == (1, 0)
+    assert RecordHistory(client).entries("c:Invoices:1") == [] and audit.recent(client)
+    assert IdempotencyStore(client, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x"}

@@ -62,6 +62,44 @@ def migrate_state() -> None:
 
 
 @app.command()
+def export(
+    connection: Annotated[str, typer.Option(help="The connection's name.")],
+    since: Annotated[str, typer.Option(help="ISO date (UTC): outcomes from then on.")],
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """A CSV of the connection's synced and failed documents for the accountant: Zoho and
+    Xero numbers, totals, Xero's status, the outcome and the last error."""
+    from datetime import UTC, datetime
+
+    from workers.store import get_database
+    from workers.store.records import export_csv
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        print(f"--since: {since!r} is not an ISO date (e.g. 2026-01-31)")
+        raise typer.Exit(2) from None
+    text = export_csv(get_database(), connection, start.replace(tzinfo=start.tzinfo or UTC))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def retention() -> None:
+    """Delete record history older than ZXS_HISTORY_DAYS and audit lines older than
+    ZXS_AUDIT_DAYS (run it daily, e.g. from cron); links, outcomes and dead letters stay."""
+    from workers.settings import get_settings
+    from workers.store import get_database
+    from workers.store.records import purge
+
+    settings = get_settings()
+    done = purge(get_database(), settings.zxs_history_days, settings.zxs_audit_days)
+    print(f"history: {done.history} deleted, audit: {done.audit} deleted")
+
+
+@app.command()
 def demo(
     invoices: Annotated[int, typer.Option(help="Zoho invoices to seed.")] = 24,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
