@@ -143,28 +143,12 @@ def drop_postgres_schema(url: str, schema: str) -> None:
     engine.dispose()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """The session's system of record (README "State and storage"): the real PostgreSQL in a
-    schema of this session when it answers, else a SQLite file; worker processes the tests
-    start inherit DATABASE_URL."""
-    if os.environ.get("DATABASE_URL") or hasattr(config, "workerinput"):
-        return
-    schema = f"zxs_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = postgres_url(schema)
-    if url is None:
-        folder = Path(config.rootpath) / ".pytest-db"
-        folder.mkdir(exist_ok=True)
-        url = f"sqlite:///{folder / (schema + '.db')}"
-    else:
-        config.add_cleanup(lambda: drop_postgres_schema(url, schema))
-    os.environ["DATABASE_URL"] = url
-
-
 @pytest.fixture(autouse=True)
 def fresh_database(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A unit test gets a database of its own, as it gets a fakeredis of its own; a test with
-    real workers (it uses `redis_url`, or is marked integration) shares the session's, which
-    those workers write."""
+    """A unit test gets a database of its own, as it gets a fakeredis of its own. A test with
+    real workers (it uses `redis_url`, or is marked integration) uses what its workers use: its
+    stack's embedded SQLite file under the stack's ZXS_DATA_DIR, as `make demo` does (or
+    DATABASE_URL when the caller set one). tests/test_store.py runs the store on PostgreSQL."""
     if "redis_url" in request.fixturenames or request.node.get_closest_marker("integration"):
         yield
         return

@@ -110,7 +110,9 @@ def test_each_service_gets_only_the_secrets_it_needs(services: dict[str, Any]) -
             API_SECRETS | {"FLOWER_BASIC_AUTH"}
         )
 
-    assert secrets("relay") == set(), "the relay needs webhook secrets only (in connections)"
+    # webhook secrets only (in connections), and the token key of the connections kept in
+    # the database (issue #20.4): no OAuth client secret, SMTP password or Sentry DSN
+    assert secrets("relay") == {"ZXS_TOKEN_KEY"}
     assert "ZXS_CONNECTIONS" in names("relay")
     assert secrets("flower") == {"FLOWER_BASIC_AUTH"}
     assert secrets("beat") == set()
@@ -149,9 +151,9 @@ def test_postgres_keeps_its_data_on_a_volume_answers_its_health_check_and_is_not
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert "ports" not in postgres
     assert postgres["environment"]["POSTGRES_PASSWORD"] == "change-me"
-    for name in ("worker-door", "worker-sync", "worker-feedback", "console"):
+    for name in ("worker-door", "worker-sync", "worker-feedback", "console", "relay"):
         url = services[name]["environment"]["DATABASE_URL"]
         assert url == "postgresql://zxsync:change-me@postgres:5432/zxsync", name
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("relay", "beat", "flower"):
+    for name in ("beat", "flower"):
         assert "DATABASE_URL" not in services[name]["environment"], name

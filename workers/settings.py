@@ -181,6 +181,21 @@ class Settings(BaseSettings):
         return " ".join(self.xero_scopes.split()) or XERO_SCOPES[self.xero_app_scopes]
 
     def connections(self) -> dict[str, Connection]:
+        """Connections by name: the bootstrap (ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE) and
+        those managed in the database (`zxsync connections add`, workers/store/connections.py),
+        re-read every few seconds. Without ZXS_TOKEN_KEY (their secrets are encrypted with it)
+        only the bootstrap."""
+        bootstrap = self.bootstrap_connections()
+        key = self.zxs_token_key.get_secret_value()
+        if not key:
+            return bootstrap
+        from clients.tokens import TokenCipher
+        from workers.store import get_database
+        from workers.store.connections import effective
+
+        return effective(bootstrap, get_database(), TokenCipher(key))
+
+    def bootstrap_connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""
         raw = self.zxs_connections
         source = "ZXS_CONNECTIONS"

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from console.commands import connections
 from console.commands import console as console_command
 from relay.cli import relay
 from zxsync.ops import check, dlq_app, flower, health, status
@@ -28,7 +27,7 @@ app.command()(flower)
 app.command()(check)
 app.command()(relay)
 app.command()(health)
-app.command()(connections)
+app.add_typer(__import__("zxsync.connections").connections.app, name="connections")
 app.command(name="console")(console_command)
 # the commands that may start an embedded Redis when REDIS_URL is not set (and stop it on exit)
 EMBEDDED_REDIS_COMMANDS = {"demo", "worker", "sandbox"}
