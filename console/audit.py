@@ -47,5 +47,5 @@ def recent(
     if target:
         query = query.where(audit.c.target == target)
     query = query.order_by(audit.c.id.desc()).limit(count)
-    with get_database().begin() as conn:
+    with get_database().begin(read=True) as conn:
         return [AuditLine(*row) for row in conn.execute(query)]

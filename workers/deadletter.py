@@ -114,7 +114,7 @@ class DeadLetterStore:
             .order_by(dead_letters.c.id)
             .limit(count)
         )
-        with self.database.begin() as conn:
+        with self.database.begin(read=True) as conn:
             return [self._letter(row._mapping) for row in conn.execute(query)]
 
     def get(self, entry_id: str) -> DeadLetter | None:
@@ -124,7 +124,7 @@ class DeadLetterStore:
         query = select(dead_letters).where(
             dead_letters.c.id == int(entry_id), dead_letters.c.status == "open"
         )
-        with self.database.begin() as conn:
+        with self.database.begin(read=True) as conn:
             row = conn.execute(query).first()
         return self._letter(row._mapping) if row is not None else None
 

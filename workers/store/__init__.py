@@ -65,12 +65,15 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # durable across a process crash; an OS crash may lose the last commits (README)
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read = conn.get_execution_options().get("zxs_read")
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -102,9 +105,13 @@ class Database:
         _opened.append(self)
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def begin(self, *, read: bool = False) -> Iterator[Connection]:
+        """A transaction; `read` ones on SQLite take no write lock (WAL readers never wait)."""
+        with self.engine.connect() as conn:
+            if read:
+                conn.execution_options(zxs_read=True)
+            with conn.begin():
+                yield conn
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
@@ -121,7 +128,7 @@ class Database:
             links.c.zoho_id.in_(ids),
             links.c.value.is_not(None),
         )
-        with self.begin() as conn:
+        with self.begin(read=True) as conn:
             return {zid: loads(value) for zid, value in conn.execute(query)}
 
     def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
@@ -286,7 +293,7 @@ class Database:
         query = select(h.c.at, h.c.stage, h.c.event, h.c.detail).where(
             h.c.record_key == record_key
         ).order_by(h.c.id)
-        with self.begin() as conn:
+        with self.begin(read=True) as conn:
             return [
                 {"at": at, "stage": stage, "event": ev, **loads(detail)}
                 for at, stage, ev, detail in conn.execute(query)
@@ -296,7 +303,7 @@ class Database:
         """Every record key with history whose record id is `record_id` (any connection)."""
         h = schema.history
         query = select(h.c.record_key).where(h.c.record_key.like(f"%:{record_id}")).distinct()
-        with self.begin() as conn:
+        with self.begin(read=True) as conn:
             return sorted(k for (k,) in conn.execute(query) if k.rsplit(":", 1)[1] == record_id)
 
     def links_where(
@@ -306,7 +313,7 @@ class Database:
         query = select(links.c.zoho_id, links.c.value).where(
             links.c.connection == connection, links.c.kind == kind, links.c.value.is_not(None)
         )
-        with self.begin() as conn:
+        with self.begin(read=True) as conn:
             found = {zid: loads(raw) for zid, raw in conn.execute(query)}
         return {zid: v for zid, v in found.items() if v.get(field) == value}
 
@@ -323,7 +330,7 @@ class Database:
             conn.execute(stmt)
 
     def count(self, table: Any) -> int:
-        with self.begin() as conn:
+        with self.begin(read=True) as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
