@@ -194,3 +194,13 @@ def test_retention_purges_old_history_and_audit_and_keeps_links(database: Databa
     assert (done.history, done.audit) == (1, 0)
     assert RecordHistory(client).entries("c:Invoices:1") == [] and audit.recent(client)
     assert IdempotencyStore(client, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x"}
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(database: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from workers.store.schema import metadata
+
+    with database.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []

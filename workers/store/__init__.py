@@ -329,10 +329,6 @@ class Database:
         with self.begin() as conn:
             conn.execute(stmt)
 
-    def count(self, table: Any) -> int:
-        with self.begin(read=True) as conn:
-            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-
 
 _override: Database | None = None
 _lock = threading.Lock()
