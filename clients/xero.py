@@ -265,6 +265,15 @@ class XeroClient(ApiClient):
         rows = self._pages("Contacts", {"IDs": ",".join(contact_ids)}) if contact_ids else []
         return [XeroContact.model_validate(c) for c in rows]
 
+    def all_contacts(self) -> list[XeroContact]:
+        """Every contact, all pages (a backfill matches accounts by ContactNumber in bulk)."""
+        return [XeroContact.model_validate(c) for c in self._pages("Contacts", {})]
+
+    def all_items(self) -> list[XeroItem]:
+        """Every item (GET /Items is not paged: one call)."""
+        payload = self._list("Items", {})
+        return [XeroItem.model_validate(i) for i in (payload or {}).get("Items", [])]
+
     def credit_notes(self, where: str) -> list[XeroCreditNote]:
         """Credit notes matching one `where` (its URL must fit: `credit_notes_any` splits)."""
         rows = self._pages("CreditNotes", {"where": where})

@@ -6,6 +6,7 @@ calls go to the `api_domain` the token response names, falling back to ZOHO_API_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,6 +186,23 @@ class ZohoClient(ApiClient):
                 return [[message] for message in exc.messages]
             return [list(exc.messages) for _ in fields]
         return [record_errors([result]) for result in (payload or {}).get("fields", [])]
+
+    def pages(self, module: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Every record of `module`, a page of 200 at a time, oldest first (one credit per
+        page (u: Zoho's credit table); `page_token` past 2,000 records, FACTS §3)."""
+        params = {"fields": ",".join(fields), "per_page": "200", "sort_by": "id",
+                  "sort_order": "asc"}
+        page = 1
+        while True:
+            payload = self.json("GET", module, params={**params, "page": str(page)}
+                                if "page_token" not in params else params)
+            yield list(payload.get("data", [])) if payload else []
+            info = (payload or {}).get("info") or {}
+            if not info.get("more_records"):
+                return
+            if info.get("next_page_token"):
+                params = {**params, "page_token": str(info["next_page_token"])}
+            page += 1
 
     def update_records(self, module: str, records: list[dict[str, Any]]) -> None:
         """Write fields without firing Zoho workflows (ours must not re-trigger a sync)."""

@@ -30,6 +30,7 @@ app.command()(check)
 app.command()(relay)
 app.command()(health)
 app.command()(connections)
+app.command()(__import__("zxsync.backfill").backfill.backfill)
 app.command(name="console")(console_command)
 # the commands that may start an embedded Redis when REDIS_URL is not set (and stop it on exit)
 EMBEDDED_REDIS_COMMANDS = {"demo", "worker", "sandbox"}
