@@ -118,3 +118,37 @@ def test_backfill_stops_for_the_day_at_the_reserve(make_stack: Callable[..., Any
     assert code == STOPPED_FOR_THE_DAY
     assert "stopped for the day" in notes[-1] and "5000 kept for live traffic" in notes[-1]
     assert get_redis().hget(cursor_key(conn.name, "Invoices"), "cursor") is None, "sent nothing"
+
+
+@pytest.mark.integration
+def test_a_backfill_cut_off_midway_carries_on_and_creates_nothing_twice(
+    make_stack: Callable[..., Any],
+) -> None:
+    from sandbox.seed import build_dataset, load_dataset
+    from workers.context import build_context
+    from workers.redis import get_redis
+    from zxsync.backfill import build_plan, cursor_key, run
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    ds = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(invoices=12, accounts=3))
+    stack.start_worker(concurrency=2)
+    ctx = build_context(conn.name)
+    calls = 0
+
+    def crash(done: int, total: int, eta: float | None, note: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # after the first slice went to the door
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(ctx, "Invoices", build_plan(ctx, "Invoices"), wait=False, slice_size=5,
+            poll_seconds=0.01, on_progress=crash)
+    first = sorted((i["id"] for i in ds.invoices), key=int)[:5]
+    assert get_redis().hget(cursor_key(conn.name, "Invoices"), "cursor") == first[-1]
+    code = run(ctx, "Invoices", build_plan(ctx, "Invoices"), wait=False, slice_size=5,
+               poll_seconds=0.05, on_progress=lambda *a: None)
+    assert code == 0
+    refs = Counter(i.get("Reference") for i in stack.xero.invoices(conn.xero_tenant_id))
+    assert len(refs) == 12 and set(refs.values()) == {1}

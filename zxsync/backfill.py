@@ -334,18 +334,17 @@ class Feeder:
 
     def done(self) -> int:
         """Submitted creates that finished: linked, or with a failed/skipped outcome."""
-        spec, conn = SPECS[self.module], self.ctx.connection.name
-        keys = [spec.link_id(self.module, r) for r in self.todo if int(r) <= self.cursor()]
-        linked = self.ctx.idempotency.links(spec.link_kind, conn, keys)
+        spec, conn, mark = SPECS[self.module], self.ctx.connection.name, self.cursor()
+        sent = [r for r in self.todo if int(r) <= mark]
+        linked = self.ctx.idempotency.links(
+            spec.link_kind, conn, [spec.link_id(self.module, r) for r in sent]
+        )
         outcomes = RecordHistory(self.redis).outcomes(conn)
-        finished = 0
-        for r in self.todo:
-            if int(r) > self.cursor():
-                continue
-            outcome = outcomes.get(record_key(conn, self.module, r), ("", ""))[0]
-            if spec.link_id(self.module, r) in linked or outcome in ("failed", "skipped"):
-                finished += 1
-        return finished
+        return sum(
+            spec.link_id(self.module, r) in linked
+            or outcomes.get(record_key(conn, self.module, r), ("", ""))[0] in ("failed", "skipped")
+            for r in sent
+        )
 
     def submit(self, ids: list[str]) -> None:
         from workers.pipeline import submit
