@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox.config import SandboxConfig, XeroLimits, ZohoLimits  # noqa: E402
-from sandbox.seed import build_dataset, load_dataset, seed_xero_history  # noqa: E402
-from zxsync.stack import LocalConnection, LocalStack  # noqa: E402
+from sandbox.config import SandboxConfig, XeroLimits, ZohoLimits
+from sandbox.seed import build_dataset, load_dataset, seed_xero_history
+from zxsync.stack import LocalConnection, LocalStack
 
 TARGET = 20_000
 RESERVE = 200
@@ -43,7 +43,6 @@ UNLIMITED_ENV = {
     "ZXS_XERO_CONCURRENT": str(10**4),
     "ZXS_ZOHO_PER_DAY": str(10**8),
     "ZXS_ZOHO_CONCURRENT": str(10**4),
-    "ZXS_BACKFILL_SLICE": "500",
 }
 UNLIMITED = SandboxConfig(
     enforce_limits=False,
@@ -59,6 +58,8 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--burst-wait", type=float, default=None,
+                        help="ZXS_BATCH_BURST_WAIT for the workers (default: the setting's 5 s).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -69,8 +70,10 @@ def main() -> int:
 
     name = f"bf-{uuid.uuid4().hex[:6]}"
     conn = LocalConnection(name, str(uuid.uuid4()), f"org-{name}", {"sender": "xero"})
-    with LocalStack([conn], UNLIMITED, concurrency=args.concurrency,
-                    extra_env=UNLIMITED_ENV) as stack:
+    env = dict(UNLIMITED_ENV)
+    if args.burst_wait is not None:
+        env["ZXS_BATCH_BURST_WAIT"] = str(args.burst_wait)
+    with LocalStack([conn], UNLIMITED, concurrency=args.concurrency, extra_env=env) as stack:
         t0 = time.monotonic()
         ds = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(
             invoices=args.invoices, accounts=args.accounts, products=args.products))
@@ -84,7 +87,8 @@ def main() -> int:
         start = time.monotonic()
         plan = build_plan(ctx, "Invoices")
         plan_calls = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0) - calls0
-        code = run(ctx, "Invoices", plan, wait=False, slice_size=500, poll_seconds=0.5,
+        code = run(ctx, "Invoices", plan, wait=False, slice_size=ctx.settings.zxs_backfill_slice,
+                   poll_seconds=0.5,
                    on_progress=lambda *a: None)
         wall = time.monotonic() - start
         calls = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0) - calls0
@@ -97,7 +101,8 @@ def main() -> int:
     scale = TARGET / args.invoices
     full_calls = calls * scale
     figures = {
-        "invoices": args.invoices, "accounts": args.accounts, "products": args.products,
+        "batch_burst_wait": args.burst_wait or 5.0, "invoices": args.invoices,
+        "accounts": args.accounts, "products": args.products,
         "already_in_xero": len(existing), "adopted": adopts, "created_planned": creates,
         "created": len(after) - before, "ambiguous": plan.count("ambiguous"),
         "duplicates": sum(n - 1 for n in refs.values() if n > 1), "dead_letters": dead,

@@ -152,3 +152,12 @@ def test_a_backfill_cut_off_midway_carries_on_and_creates_nothing_twice(
     assert code == 0
     refs = Counter(i.get("Reference") for i in stack.xero.invoices(conn.xero_tenant_id))
     assert len(refs) == 12 and set(refs.values()) == {1}
+
+
+def test_creates_go_to_the_door_in_whole_batches() -> None:
+    from zxsync.backfill import fill
+
+    assert fill(200, 0, 50) == 200
+    assert fill(200, 120, 50) == 50  # 80 free: one whole batch
+    assert fill(200, 170, 50) == 0  # 30 free: wait for a whole batch's room
+    assert fill(20, 5, 50) == 0 and fill(20, 0, 50) == 20  # a slice smaller than a batch

@@ -90,3 +90,12 @@ def test_backfill_jobs_go_last_at_the_door_and_at_every_stage(
             connection="idle", module="Invoices", record_id="2", event="insert",
             event_id=event_id)))
     assert [c["priority"] for c in chains] == [PRIORITY_STEPS[-1], 0]
+
+
+def test_a_backfill_job_counts_at_its_tenants_door(
+    sent: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Batching flushes when every job in flight or at the door waits in a buffer: a backfill
+    job on its way must count, or its batches go out a few elements at a time."""
+    pipeline.send_job(pipeline.INGEST_TASK, [{**job("bf"), "event_id": "backfill-1"}])
+    assert pipeline.get_redis().get(pipeline.door_key("bf")) == "1"

@@ -104,10 +104,10 @@ def send_job(task: str, args: list[Any]) -> None:
     """Send a relay's job (`app.send_task`'s shape): to the door at its tenant's priority."""
     job = args[0] if args else None
     if task == INGEST_TASK and isinstance(job, dict) and isinstance(job.get("connection"), str):
+        priority = door_priority(job["connection"])  # also counts the job at its door
         if str(job.get("event_id", "")).startswith(BACKFILL_EVENT_PREFIX):
-            app.send_task(task, args=args, priority=LOWEST)  # `zxsync backfill`: history last
-            return
-        app.send_task(task, args=args, priority=door_priority(job["connection"]))
+            priority = LOWEST  # `zxsync backfill`: history goes last
+        app.send_task(task, args=args, priority=priority)
     else:
         app.send_task(task, args=args)
 

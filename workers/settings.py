@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         200, ge=0, description="Xero calls a day `zxsync backfill` leaves for live traffic."
     )
     zxs_backfill_slice: int = Field(
-        100, ge=1, description="Backfill jobs at the door at once (live events queue behind)."
+        200, ge=1, description="Backfill jobs at the door at once (live events queue behind)."
     )
     xero_api_tier: XeroTier = Field(
         "starter", description="The Xero app's pricing tier: its daily call limit per tenant."

@@ -2,8 +2,8 @@
 
 Plan (also the whole of `--dry-run`): read the Zoho history in pages of 200 (the list API, one
 Zoho credit a page (u); COQL would read 2,000 rows for 3 credits, but needs a query per range),
-read the Xero side in bulk (invoices or purchase orders and contacts, 100 a page; items in one
-call), and decide per document with the pure rules of `schemas.adoption`: adopt, create, skip or
+read the Xero side in bulk (invoices and contacts 1,000 a page, purchase orders 100; items in
+one call), and decide per document with the pure rules of `schemas.adoption`: adopt, create, skip or
 ambiguous, with the reason. The plan is printed and written as CSV with the Xero calls each line
 would cost; a dry run writes nothing else.
 
@@ -51,8 +51,6 @@ from workers.context import StageContext
 from workers.history import RecordHistory, record_key
 from workers.ratelimit import xero_calls_today
 
-PER_PAGE = 200  # Zoho list page
-XERO_PAGE = 100  # Xero list page (clients/xero.py PAGE_SIZE)
 STOPPED_FOR_THE_DAY = 3  # exit code of `--no-wait` when the day's budget is spent
 
 
@@ -163,7 +161,7 @@ def build_plan(
         xero_docs = [
             XeroDoc(i.InvoiceID, i.InvoiceNumber, i.Reference,
                     i.Contact.ContactID if i.Contact else None, i.Total, i.Status)
-            for i in ctx.xero.invoices({"where": 'Type=="ACCREC"'})
+            for i in ctx.xero.all_invoices('Type=="ACCREC"')
         ]
         taken_kind = "invoice"
     else:
@@ -310,6 +308,16 @@ def eta_seconds(
     )
 
 
+def fill(slice_size: int, outstanding: int, batch: int) -> int:
+    """How many creates to send now: whole batches while the slice has room for one (documents
+    sent together reach the invoice buffer together, so its requests go full), else the whole
+    slice once nothing is outstanding."""
+    free = slice_size - outstanding
+    if free >= batch:
+        return free // batch * batch
+    return slice_size if outstanding == 0 else 0
+
+
 @dataclass
 class Feeder:
     """Submits the plan's creates a slice at a time, keeping the cursor in Redis."""
@@ -393,8 +401,9 @@ def run(
                 return STOPPED_FOR_THE_DAY
             sleep(usage.resets_in_seconds if usage.resets_in_seconds else 600.0)
             continue
-        if pending and outstanding < slice_size:
-            feeder.submit(pending[: slice_size - outstanding])
+        room = fill(slice_size, outstanding, settings.zxs_batch_size)
+        if pending and room:
+            feeder.submit(pending[:room])
         on_progress(done, len(creates), eta, f"{usage.remaining} Xero calls left today")
         sleep(poll_seconds)
 
