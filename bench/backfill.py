@@ -60,6 +60,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--burst-wait", type=float, default=None,
                         help="ZXS_BATCH_BURST_WAIT for the workers (default: the setting's 5 s).")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="Only the dry run's plan (reading costs at full size), no worker.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -82,11 +84,18 @@ def main() -> int:
               f"({time.monotonic() - t0:.0f} s)", flush=True)
         before = len(stack.xero.invoices(conn.xero_tenant_id))
         calls0 = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0)
-        stack.start_worker(concurrency=args.concurrency)
         ctx = build_context(name)
         start = time.monotonic()
         plan = build_plan(ctx, "Invoices")
         plan_calls = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0) - calls0
+        if args.plan_only:
+            print(f"plan of {args.invoices}: {plan.count('adopt')} adopt, {plan.count('create')} "
+                  f"create, {plan.count('ambiguous')} ambiguous, {plan.count('skip')} skip; "
+                  f"{plan_calls} Xero calls and {plan.zoho_credits_read} Zoho credits to read, "
+                  f"about {plan.create_calls(ctx.settings.zxs_batch_size)} Xero calls to create; "
+                  f"{time.monotonic() - start:.1f} s")
+            return 0
+        stack.start_worker(concurrency=args.concurrency)
         code = run(ctx, "Invoices", plan, wait=False, slice_size=ctx.settings.zxs_backfill_slice,
                    poll_seconds=0.5,
                    on_progress=lambda *a: None)
