@@ -13,7 +13,7 @@ Faithful envelopes and status codes:
   `{"data": [...], "info": {...}}` lists, 204 for nothing found, per-record results with
   201/207/400, `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) on lists,
   `page_token` past 2,000 records, search `criteria` with escapes, notes, attachments and
-  `/settings/fields`.
+  `/settings/fields` (GET lists the org's fields; POST creates custom ones, §11).
 - Limits (§6): 1 credit per call per org over a rolling day, concurrent calls per org, both
   answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` (and `slow_rate`) delays and `fault_rate`
   answers 500 `INTERNAL_ERROR` before a call touches data, so a 500 never half-applies a write;

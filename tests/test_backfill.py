@@ -108,9 +108,13 @@ def test_backfill_stops_for_the_day_at_the_reserve(make_stack: Callable[..., Any
 
     stack = make_stack()
     conn = stack.connections[0]
-    load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(invoices=5, accounts=2))
+    load_dataset(stack.zoho, conn.zoho_org_id,
+                 build_dataset(invoices=5, accounts=2, purchase_orders=3))
     settings = get_settings().model_copy(update={"zxs_backfill_reserve": 5000})
     ctx = StageContext(settings.connection(conn.name), settings, get_redis(), 0, False)
+    orders = build_plan(ctx, "Purchase_Orders")  # the other modules plan the same way
+    assert [v.action for v in orders.verdicts] == ["create"] * 3
+    assert build_plan(ctx, "Quotes").verdicts == []
     plan = build_plan(ctx, "Invoices")
     notes: list[str] = []
     code = run(ctx, "Invoices", plan, wait=False, slice_size=10, poll_seconds=0.01,
@@ -152,6 +156,17 @@ def test_a_backfill_cut_off_midway_carries_on_and_creates_nothing_twice(
     assert code == 0
     refs = Counter(i.get("Reference") for i in stack.xero.invoices(conn.xero_tenant_id))
     assert len(refs) == 12 and set(refs.values()) == {1}
+
+
+def test_since_and_until_bound_the_document_date() -> None:
+    from datetime import date
+
+    from zxsync.backfill import in_range
+
+    assert in_range("2026-03-01", date(2026, 3, 1), date(2026, 3, 31))
+    assert not in_range("2026-04-01", None, date(2026, 3, 31))
+    assert in_range("2026-03-05T10:00:00+11:00", date(2026, 3, 5), None)
+    assert not in_range(None, date(2026, 1, 1), None) and in_range(None, None, None)
 
 
 def test_creates_go_to_the_door_in_whole_batches() -> None:
