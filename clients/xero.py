@@ -48,6 +48,7 @@ from schemas.xero import (
 PROVIDER = "Xero"
 REVOKED = {"invalid_grant", "invalid_client"}
 PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000  # Xero's largest pageSize (FACTS: Paging)
 Found = TypeVar("Found", bound=BaseModel)
 # Xero answers 404 "The resource you're looking for cannot be found" to longer URLs (FACTS "URL
 # length"): every GET is chunked so its whole URL, encoded, stays under this
@@ -273,6 +274,22 @@ class XeroClient(ApiClient):
         rows = self._pages("Contacts", {"IDs": ",".join(contact_ids)}) if contact_ids else []
         return [XeroContact.model_validate(c) for c in rows]
 
+    def all_contacts(self) -> list[XeroContact]:
+        """Every contact, pages of Xero's maximum 1,000 (a backfill matches accounts by
+        ContactNumber in bulk)."""
+        rows = self._pages("Contacts", {}, page_size=MAX_PAGE_SIZE)
+        return [XeroContact.model_validate(c) for c in rows]
+
+    def all_invoices(self, where: str) -> list[XeroInvoice]:
+        """Every invoice matching `where`, pages of 1,000 (a backfill reads Xero's history)."""
+        rows = self._pages("Invoices", {"where": where}, page_size=MAX_PAGE_SIZE)
+        return [XeroInvoice.model_validate(i) for i in rows]
+
+    def all_items(self) -> list[XeroItem]:
+        """Every item (GET /Items is not paged: one call)."""
+        payload = self._list("Items", {})
+        return [XeroItem.model_validate(i) for i in (payload or {}).get("Items", [])]
+
     def credit_notes(self, where: str) -> list[XeroCreditNote]:
         """Credit notes matching one `where` (its URL must fit: `credit_notes_any` splits)."""
         rows = self._pages("CreditNotes", {"where": where})
@@ -340,7 +357,11 @@ class XeroClient(ApiClient):
         )
 
     def _pages(
-        self, collection: str, params: dict[str, str], modified_since: datetime | None = None
+        self,
+        collection: str,
+        params: dict[str, str],
+        modified_since: datetime | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> list[dict[str, Any]]:
         """GET every page of a collection, an `IDs` list split into URL-sized chunks;
         If-Modified-Since is accurate to the second."""
@@ -349,11 +370,11 @@ class XeroClient(ApiClient):
         for chunk in self._id_chunks(collection, params):
             page = 1
             while True:
-                paged = {**chunk, "page": str(page), "pageSize": str(PAGE_SIZE)}
+                paged = {**chunk, "page": str(page), "pageSize": str(page_size)}
                 payload = self._list(collection, paged, headers)
                 rows: list[dict[str, Any]] = payload.get(collection, []) if payload else []
                 found += rows
-                if len(rows) < PAGE_SIZE:
+                if len(rows) < page_size:
                     break
                 page += 1
         return found

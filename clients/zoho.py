@@ -6,6 +6,7 @@ calls go to the `api_domain` the token response names, falling back to ZOHO_API_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +39,9 @@ def classify_zoho(response: httpx.Response) -> ApiError:
     message = (payload.get("message") if isinstance(payload, dict) else None) or body_text(response)
     if response.status_code == 429 or code == "TOO_MANY_REQUESTS":
         return RateLimited(PROVIDER, "api credits or concurrency", None)
-    if response.status_code == 400 and isinstance(payload, dict) and payload.get("data"):
-        return ValidationFailed(PROVIDER, record_errors(payload["data"]))
+    rows = (payload.get("data") or payload.get("fields")) if isinstance(payload, dict) else None
+    if response.status_code == 400 and isinstance(rows, list):
+        return ValidationFailed(PROVIDER, record_errors(rows))  # per record (or per new field)
     if response.status_code == 400 and code:
         return ValidationFailed(PROVIDER, [f"{code}: {message}"])
     if response.status_code == 401:
@@ -166,6 +168,41 @@ class ZohoClient(ApiClient):
             if not info.get("more_records") or not info.get("next_page_token"):
                 return found
             params = {**params, "page_token": str(info["next_page_token"])}
+
+    def fields(self, module: str) -> list[dict[str, Any]]:
+        """The module's field metadata (`GET /settings/fields?module=X`, FACTS §9)."""
+        payload = self.json("GET", "settings/fields", params={"module": module})
+        return list(payload.get("fields", [])) if payload else []
+
+    def create_fields(self, module: str, fields: list[dict[str, Any]]) -> list[list[str]]:
+        """Create custom fields (`POST /settings/fields?module=X`, FACTS §11; scope
+        ZohoCRM.settings.fields.ALL); per field, Zoho's errors (empty: created)."""
+        try:
+            payload = self.json(
+                "POST", "settings/fields", params={"module": module}, body={"fields": fields}
+            )
+        except ValidationFailed as exc:
+            if len(exc.messages) == len(fields):
+                return [[message] for message in exc.messages]
+            return [list(exc.messages) for _ in fields]
+        return [record_errors([result]) for result in (payload or {}).get("fields", [])]
+
+    def pages(self, module: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Every record of `module`, a page of 200 at a time, oldest first (one credit per
+        page (u: Zoho's credit table); `page_token` past 2,000 records, FACTS §3)."""
+        params = {"fields": ",".join(fields), "per_page": "200", "sort_by": "id",
+                  "sort_order": "asc"}
+        page = 1
+        while True:
+            payload = self.json("GET", module, params={**params, "page": str(page)}
+                                if "page_token" not in params else params)
+            yield list(payload.get("data", [])) if payload else []
+            info = (payload or {}).get("info") or {}
+            if not info.get("more_records"):
+                return
+            if info.get("next_page_token"):
+                params = {**params, "page_token": str(info["next_page_token"])}
+            page += 1
 
     def update_records(self, module: str, records: list[dict[str, Any]]) -> None:
         """Write fields without firing Zoho workflows (ours must not re-trigger a sync)."""

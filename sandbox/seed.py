@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sandbox.xero_state import XeroSandbox
 from sandbox.zoho_state import Record, ZohoSandbox, cents
 
 REF = "$seed_ref"  # a lookup's target before load: "<module>:<index>"
@@ -371,3 +372,42 @@ def load_dataset(zs: ZohoSandbox, org_id: str, ds: ZohoDataset) -> ZohoDataset:
         ids[module] = [r["id"] for r in stored]
         setattr(loaded, attr, stored)
     return loaded
+
+
+def seed_xero_history(
+    xs: XeroSandbox, tenant_id: str, loaded: ZohoDataset, fraction: float, seed: int = 11
+) -> list[str]:
+    """Put `fraction` of the loaded Zoho invoices into Xero as if an earlier tool (or a person)
+    had: their accounts as contacts whose ContactNumber is the account id, their products as
+    items with the same Code, the invoice with the Zoho number as Reference and the Zoho total
+    (one line, no tax). Returns the Zoho ids of the invoices put in Xero (for backfill tests)."""
+    rng = random.Random(seed)
+    chosen = [i for i in loaded.invoices if rng.random() < fraction]
+    accounts = {a["id"]: a for a in loaded.accounts}
+    contact_of: dict[str, str] = {}
+    for invoice in chosen:
+        account = accounts[invoice["Account_Name"]["id"]]
+        if account["id"] not in contact_of:
+            contact = xs.add_contact(
+                tenant_id, {"Name": account["Account_Name"], "ContactNumber": account["id"]}
+            )
+            contact_of[account["id"]] = contact["ContactID"]
+    codes = {line["Product_Name"]["id"] for i in chosen for line in i["Invoiced_Items"]}
+    for product in loaded.products:
+        if product["id"] in codes and product.get("Product_Code"):
+            xs.add_item(tenant_id, {"Code": product["Product_Code"],
+                                    "Name": product["Product_Name"][:50]})
+    for invoice in chosen:
+        body = {
+            "Type": "ACCREC", "Status": "AUTHORISED", "LineAmountTypes": "NoTax",
+            "Contact": {"ContactID": contact_of[invoice["Account_Name"]["id"]]},
+            "Reference": invoice["Invoice_Number"], "Date": invoice["Invoice_Date"],
+            "DueDate": invoice["Due_Date"],
+            "LineItems": [{"Description": invoice["Subject"], "Quantity": Decimal(1),
+                           "UnitAmount": invoice["Grand_Total"], "AccountCode": "200"}],
+        }
+        with xs.lock:
+            saved, errors = xs.save_invoice(tenant_id, body, create_only=True, unitdp=2)
+        if saved is None:
+            raise ValueError(f"seeding Xero invoice {invoice['Invoice_Number']}: {errors}")
+    return [i["id"] for i in chosen]

@@ -13,7 +13,7 @@ Faithful envelopes and status codes:
   `{"data": [...], "info": {...}}` lists, 204 for nothing found, per-record results with
   201/207/400, `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) on lists,
   `page_token` past 2,000 records, search `criteria` with escapes, notes, attachments and
-  `/settings/fields`.
+  `/settings/fields` (GET lists the org's fields; POST creates custom ones, §11).
 - Limits (§6): 1 credit per call per org over a rolling day, concurrent calls per org, both
   answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` (and `slow_rate`) delays and `fault_rate`
   answers 500 `INTERNAL_ERROR` before a call touches data, so a 500 never half-applies a write;
@@ -57,6 +57,7 @@ Handler = Callable[[ZohoSandbox, Request, str], Awaitable[Response]]
 
 VERSIONS = ("v7", "v8")
 MAX_FIELDS = 50  # §3
+MAX_FIELDS_PER_CREATE = 5  # §11 (u: the v8 create-custom-field request schema)
 MAX_PER_PAGE = 200  # §3
 MAX_DISCRETE_RECORDS = 2000  # §3, §4: past this, lists need page_token and search stops
 MAX_CRITERIA = 10  # §4
@@ -138,11 +139,11 @@ async def _body_rows(request: Request) -> tuple[list[Any], Record]:
     return body["data"], body
 
 
-def _batch_response(results: list[Record], ok_status: int) -> Response:
+def _batch_response(results: list[Record], ok_status: int, key: str = "data") -> Response:
     """All ok -> ok_status, all failed -> 400, mixed -> 207 (§3)."""
     failed = sum(1 for r in results if r["status"] == "error")
     status = ok_status if failed == 0 else 400 if failed == len(results) else 207
-    return _json({"data": results}, status)
+    return _json({key: results}, status)
 
 
 # ------------------------------------------------------------------------------ OAuth (§2)
@@ -436,8 +437,9 @@ async def _list(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
         raise ApiError(
             400, "LIMIT_EXCEEDED", "fields limit exceeded", {"param": "fields", "limit": MAX_FIELDS}
         )
+    known = zs.fields(org_id, module) or {}
     for name in fields:
-        if name not in MODULE_FIELDS[module]:
+        if name not in known:
             raise ApiError(400, "INVALID_DATA", "invalid data", {"api_name": name})
     ids = {i.strip() for i in q.get("ids", "").split(",") if i.strip()}
     since = request.headers.get("if-modified-since")
@@ -594,12 +596,25 @@ async def _watch(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
 
 
 async def _fields_meta(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
-    """`GET /settings/fields?module=X` (§9): lets a client check the custom fields exist."""
+    """`GET /settings/fields?module=X` (§9) lists the org's fields; `POST` creates custom ones
+    (§11: `{"fields": [{field_label, data_type, ...}]}`, at most 5 a call (u))."""
     module = request.query_params.get("module")
     if module is None:
         raise _missing("module")
-    if module not in MODULE_FIELDS:
+    specs = zs.fields(org_id, module)
+    if specs is None:
         raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid")
+    if request.method == "POST":
+        body = await _body_json(request)
+        items = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise _missing("fields")
+        if len(items) > MAX_FIELDS_PER_CREATE:
+            raise ApiError(
+                400, "LIMIT_EXCEEDED", "fields limit exceeded",
+                {"param": "fields", "limit": MAX_FIELDS_PER_CREATE},
+            )
+        return _batch_response(zs.create_fields(org_id, module, items), 201, key="fields")
     fields = [
         {
             "api_name": name,
@@ -612,7 +627,7 @@ async def _fields_meta(zs: ZohoSandbox, request: Request, org_id: str) -> Respon
             "lookup": {"module": {"api_name": spec.target}} if spec.target else {},
             "subform": {"module": "Line_Items"} if name == ITEMS_FIELD.get(module) else None,
         }
-        for name, spec in MODULE_FIELDS[module].items()
+        for name, spec in specs.items()
     ]
     return _json({"fields": fields})
 
@@ -696,7 +711,7 @@ def create_zoho_app(zs: ZohoSandbox) -> Starlette:
         Route(
             f"{crm}/settings/fields",
             _crm(zs, f"{crm}/settings/fields", _fields_meta),
-            methods=["GET"],
+            methods=["GET", "POST"],
         ),
         Route(
             f"{crm}/{{module}}/search",

@@ -32,6 +32,11 @@ user must create in their own org (Setup > Modules and Fields) before the integr
   Xero_Overdue_Balance (currency), Xero_Credit_Hold (boolean), Xero_Email (email) and
   Xero_Tax_Number (text) for contact sync.
 - Vendors: Xero_Contact_ID (text).
+An org starts with them (most tests need them); `without_custom_fields` makes a fresh org, and
+`POST /settings/fields?module=X` (§11) creates them, as `zxsync setup zoho` does. A write to a
+field the org lacks is `INVALID_DATA` (u: Zoho's docs say "use only field API names" without
+naming the error; an old v1 report says Zoho ignored unknown fields silently; refusing is the
+stricter choice and makes a missing setup loud).
 """
 
 from __future__ import annotations
@@ -281,7 +286,12 @@ UNIQUE_FIELDS = {
     "Sales_Orders": ("SO_Number",),
     "Purchase_Orders": ("PO_Number",),
 }
-_ID_KINDS = (*MODULE_FIELDS, "Line_Items", "Notes", "Attachments", "Users")
+_ID_KINDS = (*MODULE_FIELDS, "Line_Items", "Notes", "Attachments", "Users", "Fields")
+#: data types `POST /settings/fields` accepts (Field Types: Data Types and Length Limits).
+CREATABLE_TYPES = frozenset({
+    "text", "textarea", "email", "phone", "picklist", "multiselectpicklist", "date", "datetime",
+    "integer", "currency", "percent", "bigint", "double", "website", "boolean", "lookup",
+})
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -391,6 +401,10 @@ class _Org:
     deleted: dict[str, list[Record]] = field(default_factory=dict)  # module -> deleted entries
     credits: deque[float] = field(default_factory=deque)
     in_flight: int = 0
+    # this org's fields per module: the standard ones plus the custom ones it has (§9, §11)
+    fields: dict[str, dict[str, FieldSpec]] = field(
+        default_factory=lambda: {module: dict(specs) for module, specs in MODULE_FIELDS.items()}
+    )
 
 
 class ZohoSandbox:
@@ -489,6 +503,56 @@ class ZohoSandbox:
             rows = self._org(org_id).deleted.get(module, [])
             chosen = [r for r in rows if kind == "all" or r["type"] == kind]
             return copy.deepcopy(chosen[::-1])
+
+    def without_custom_fields(self, org_id: str) -> None:
+        """Make `org_id` a fresh org: none of the integration's custom fields exist yet."""
+        with self._lock:
+            org = self._org(org_id)
+            for specs in org.fields.values():
+                for name in [n for n, spec in specs.items() if spec.custom]:
+                    del specs[name]
+
+    def fields(self, org_id: str, module: str) -> dict[str, FieldSpec] | None:
+        """The org's fields of `module` (None: no such module)."""
+        with self._lock:
+            specs = self._org(org_id).fields.get(module)
+            return dict(specs) if specs is not None else None
+
+    def create_fields(self, org_id: str, module: str, items: list[Any]) -> list[Record]:
+        """`POST /settings/fields?module=X` (§11): one result per field in request order; the
+        API name comes from the label (spaces to underscores, §9); a label or API name the
+        module already has is `DUPLICATE_DATA`, an unknown data type `INVALID_DATA`."""
+        with self._lock:
+            specs = self._org(org_id).fields[module]
+            results: list[Record] = []
+            for index, item in enumerate(items):
+                path = f"$.fields[{index}]"
+                label = item.get("field_label") if isinstance(item, dict) else None
+                kind = item.get("data_type") if isinstance(item, dict) else None
+                if not isinstance(label, str) or not label.strip():
+                    results.append(_error("MANDATORY_NOT_FOUND", "required field not found",
+                                          {"api_name": "field_label", "json_path": path}))
+                    continue
+                if kind not in CREATABLE_TYPES:
+                    results.append(_error("INVALID_DATA", "invalid data",
+                                          {"api_name": "data_type", "json_path": path}))
+                    continue
+                api_name = re.sub(r"\W", "_", label.strip())
+                if api_name in specs or any(
+                    n.replace("_", " ").lower() == label.strip().lower() for n in specs
+                ):
+                    results.append(_error("DUPLICATE_DATA", "duplicate data",
+                                          {"api_name": "field_label", "json_path": path}))
+                    continue
+                values = tuple(
+                    str(v.get("actual_value")) for v in item.get("pick_list_values") or []
+                    if isinstance(v, dict)
+                )
+                specs[api_name] = FieldSpec(kind, values=values, custom=True)
+                results.append({"code": "SUCCESS", "status": "success",
+                                "message": "field created",
+                                "details": {"id": self._new_id("Fields"), "api_name": api_name}})
+            return results
 
     def get(self, org_id: str, module: str, record_id: str) -> Record | None:
         with self._lock:
@@ -798,12 +862,12 @@ class ZohoSandbox:
         keep: bool,
     ) -> tuple[Record, list[str]]:
         """Validate `fields` onto a copy of `existing` (or a new record) and store it."""
-        specs = MODULE_FIELDS.get(module)
+        org = self._org(org_id)
+        specs = org.fields.get(module)
         if specs is None:
             raise RecordError(
                 "INVALID_MODULE", "the module name given seems to be invalid", {"module": module}
             )
-        org = self._org(org_id)
         new = copy.deepcopy(existing) if existing is not None else {}
         changed: list[str] = []
         for name, value in fields.items():
@@ -1053,3 +1117,7 @@ def _success(item: Record, message: str) -> Record:
         "message": message,
         "status": "success",
     }
+
+
+def _error(code: str, message: str, details: Record) -> Record:
+    return RecordError(code, message, details).body

@@ -26,6 +26,8 @@ from schemas.zoho import (
 JOB_SCHEMA_PATH = Path(__file__).with_name("job.schema.json")
 
 Event = Literal["insert", "update", "delete", "approve", "replay"]
+#: event ids of `zxsync backfill`'s jobs: they go at the lowest priority and are not e-mailed
+BACKFILL_EVENT_PREFIX = "backfill-"
 
 
 class SyncJob(BaseModel):
@@ -50,6 +52,11 @@ class SyncJob(BaseModel):
         description="Unique id of this event at the relay; repeats are ignored.",
     )
     occurred_at: datetime | None = Field(None, description="When Zoho saw the change (ISO 8601).")
+
+
+def is_backfill(job: SyncJob) -> bool:
+    """Whether the job brings history across (`zxsync backfill`) rather than a live change."""
+    return job.event_id.startswith(BACKFILL_EVENT_PREFIX)
 
 
 class StageMessage(BaseModel):

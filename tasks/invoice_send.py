@@ -8,7 +8,7 @@ Either happens once per invoice (remembered on the link), never on later edits.
 
 from __future__ import annotations
 
-from schemas.jobs import StageMessage
+from schemas.jobs import StageMessage, is_backfill
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
@@ -28,6 +28,10 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
     key = f"{job.connection}:{link_id}"
     if link.get("sent_by"):
         return msg.model_copy(update={"xero_online_invoice_url": link.get("online_url")})
+    if is_backfill(job):  # history: the customer had it long ago; later edits send nothing
+        backfilled = {**link, "sent_by": "backfill"}
+        ctx.idempotency.set_links("invoice", job.connection, {link_id: backfilled})
+        return msg
     status = msg.xero_invoice_status or ""
     if conn.sender == "xero":
         if status not in EMAILABLE:

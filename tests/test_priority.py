@@ -71,3 +71,31 @@ def test_a_job_without_a_usable_connection_still_reaches_the_door(
         (pipeline.INGEST_TASK, {"args": [job(42)]}),
         (pipeline.INGEST_TASK, {"args": ["not a job"]}),
     ]
+
+
+def test_backfill_jobs_go_last_at_the_door_and_at_every_stage(
+    sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: history brought across by `zxsync backfill` never overtakes a live event."""
+    from schemas.jobs import StageMessage, SyncJob
+
+    pipeline.send_job(pipeline.INGEST_TASK, [{**job("idle"), "event_id": "backfill-1"}])
+    pipeline.send_job(pipeline.INGEST_TASK, [{**job("idle"), "event_id": "live-1"}])
+    assert [options["priority"] for _, options in sent] == [PRIORITY_STEPS[-1], 0]
+    chains: list[dict[str, Any]] = []
+    monkeypatch.setattr(pipeline, "chain", lambda *sigs: type(
+        "C", (), {"apply_async": lambda self: chains.append(dict(sigs[0].options))})())
+    for event_id in ("backfill-2", "live-2"):
+        pipeline.start_pipeline(StageMessage(job=SyncJob(
+            connection="idle", module="Invoices", record_id="2", event="insert",
+            event_id=event_id)))
+    assert [c["priority"] for c in chains] == [PRIORITY_STEPS[-1], 0]
+
+
+def test_a_backfill_job_counts_at_its_tenants_door(
+    sent: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Batching flushes when every job in flight or at the door waits in a buffer: a backfill
+    job on its way must count, or its batches go out a few elements at a time."""
+    pipeline.send_job(pipeline.INGEST_TASK, [{**job("bf"), "event_id": "backfill-1"}])
+    assert pipeline.get_redis().get(pipeline.door_key("bf")) == "1"

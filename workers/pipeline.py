@@ -12,13 +12,14 @@ from typing import Any
 
 from celery import chain
 
-from schemas.jobs import Event, StageMessage, SyncJob
+from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key
 from workers.redis import get_redis
 
 INGEST_TASK = "zxsync.ingest"
 PRIORITY_BAND = 50  # jobs in flight per priority step
+LOWEST = PRIORITY_STEPS[-1]  # `zxsync backfill`'s jobs, at every stage
 DOOR_TTL_SECONDS = 3600  # a count a lost message left behind fades after an hour without jobs
 
 SALES_MODULES = ("Invoices", "Quotes", "Sales_Orders")
@@ -52,7 +53,8 @@ def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None
     stages = stages_for(message.job.module)
     if from_stage:
         stages = stages[stages.index(from_stage) :]
-    options = {"priority": tenant_priority(message.job.connection)}
+    backfill = is_backfill(message.job)  # history goes last: live events overtake it
+    options = {"priority": LOWEST if backfill else tenant_priority(message.job.connection)}
     first = app.signature(stages[0], args=(message.model_dump(mode="json"),), options=options)
     chain(first, *(app.signature(name, options=options) for name in stages[1:])).apply_async()
 
@@ -102,7 +104,10 @@ def send_job(task: str, args: list[Any]) -> None:
     """Send a relay's job (`app.send_task`'s shape): to the door at its tenant's priority."""
     job = args[0] if args else None
     if task == INGEST_TASK and isinstance(job, dict) and isinstance(job.get("connection"), str):
-        app.send_task(task, args=args, priority=door_priority(job["connection"]))
+        priority = door_priority(job["connection"])  # also counts the job at its door
+        if str(job.get("event_id", "")).startswith(BACKFILL_EVENT_PREFIX):
+            priority = LOWEST  # `zxsync backfill`: history goes last
+        app.send_task(task, args=args, priority=priority)
     else:
         app.send_task(task, args=args)
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         SecretStr(""), description="Fernet key(s), comma-separated: the first encrypts."
     )
     zxs_xero_per_minute: int = Field(60, ge=1)
+    zxs_backfill_reserve: int = Field(
+        200, ge=0, description="Xero calls a day `zxsync backfill` leaves for live traffic."
+    )
+    zxs_backfill_slice: int = Field(
+        200, ge=1, description="Backfill jobs at the door at once (live events queue behind)."
+    )
     xero_api_tier: XeroTier = Field(
         "starter", description="The Xero app's pricing tier: its daily call limit per tenant."
     )

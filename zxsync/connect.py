@@ -33,8 +33,9 @@ from workers.settings import Settings, get_settings
 app = typer.Typer(help="Connect a Xero organisation or a Zoho org and store its tokens.")
 console = Console()
 
-# notifications: the channel `zxsync zoho watch` creates and beat renews (FACTS §7)
-ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ,ZohoCRM.notifications.ALL"
+# notifications: the channel `zxsync zoho watch` creates and beat renews (FACTS §7); fields.ALL:
+# `zxsync setup zoho` reads and creates the write-back fields (FACTS §11)
+ZOHO_SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.ALL,ZohoCRM.notifications.ALL"
 CALLBACK_TIMEOUT_SECONDS = 300.0
 
 
