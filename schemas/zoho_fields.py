@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 #: Zoho's data types for the fields we create (Field Types: Data Types and Length Limits).
-DataType = Literal["text", "textarea", "picklist", "website", "currency", "date", "boolean"]
+DataType = Literal[
+    "text", "textarea", "picklist", "website", "currency", "date", "boolean", "email"
+]
 SYNC_STATUS = ("Pending", "Synced", "Failed")
 PAYMENT_STATUS = ("Unpaid", "Partially paid", "Paid", "Voided")
 #: Zoho creates at most this many fields per call (u: the v8 page's request schema says 5).
@@ -62,6 +64,7 @@ _SALES: list[tuple[str, DataType, tuple[str, ...]]] = [
     ("Xero_Amount_Due", "currency", ()),
     ("Xero_Last_Payment_Amount", "currency", ()),
     ("Xero_Last_Payment_Date", "date", ()),
+    ("Xero_Credit_Note", "textarea", ()),  # what a credit note after payment did (paid_change)
 ]
 _PURCHASE: list[tuple[str, DataType, tuple[str, ...]]] = [
     ("Xero_Purchase_Order_ID", "text", ()),
@@ -76,6 +79,9 @@ _ACCOUNTS: list[tuple[str, DataType, tuple[str, ...]]] = [
     ("Xero_Overdue_Balance", "currency", ()),
     ("Xero_Credit_Balance", "currency", ()),
     ("Xero_Credit_Hold", "boolean", ()),
+    # contact_sync "both": Xero's e-mail and tax number (the address and phone are Zoho's own)
+    ("Xero_Email", "email", ()),
+    ("Xero_Tax_Number", "text", ()),
 ]
 
 WRITEBACK_FIELDS: tuple[WantedField, ...] = (
