@@ -123,6 +123,9 @@ def test_injected_5xx_timeouts_and_drops_create_every_invoice_once(
             "ZXS_RETRY_BACKOFF_MAX": "4",
             "ZXS_MAX_RETRIES": "12",
             "ZXS_LIMIT_GUARD_SECONDS": "0.3",
+            # a timed-out create is looked up this long after it was sent: the sandbox commits
+            # at once, and the default 60 s (real Xero's) outlasts this test's 180 s budget
+            "ZXS_LOOKUP_MARGIN_SECONDS": "2",
         },
     )
     ids, _ = run(stack, wait_for_outcomes, 60, workers=2, per_worker=2, timeout=180)
