@@ -30,25 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox.config import SandboxConfig, XeroLimits, ZohoLimits
+# limits off on both sides, exactly as the throughput bench's raw part has them
+from throughput import UNLIMITED_ENV
+from throughput import UNLIMITED_SANDBOX as UNLIMITED
+
 from sandbox.seed import build_dataset, load_dataset, seed_xero_history
 from zxsync.stack import LocalConnection, LocalStack
 
 TARGET = 20_000
 RESERVE = 200
-UNLIMITED_ENV = {
-    "ZXS_XERO_PER_MINUTE": str(10**7),
-    "ZXS_XERO_PER_DAY": str(10**8),
-    "ZXS_XERO_APP_PER_MINUTE": str(10**8),
-    "ZXS_XERO_CONCURRENT": str(10**4),
-    "ZXS_ZOHO_PER_DAY": str(10**8),
-    "ZXS_ZOHO_CONCURRENT": str(10**4),
-}
-UNLIMITED = SandboxConfig(
-    enforce_limits=False,
-    xero_limits=XeroLimits(per_minute=10**7, per_day=10**8, concurrent=10**4, app_per_minute=10**8),
-    zoho_limits=ZohoLimits(credits_per_day=10**8, concurrent=10**4),
-)
 
 
 def main() -> int:
