@@ -17,7 +17,6 @@ and a pending allocation is checked on the credit note (its Allocations) before 
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,7 +41,7 @@ from workers.batching import (
     Results,
     batch_handler,
     flush_key,
-    plan_suspects,
+    plan_unlinked,
 )
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
@@ -149,12 +148,10 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     results: Results = {}
     known = ctx.idempotency.links(CREDIT_LINK, conn, [e.id for e in elements])
     results.update({eid: {**link, "action": "adopted"} for eid, link in known.items()})
-    todo = sorted((e for e in elements if e.id not in known), key=lambda e: e.id)
-    digests = {e.id: _digest(e) for e in todo}
-    plan = plan_suspects(
-        [e for e in todo if e.may_exist or e.payload["suspect"]],
-        digests,
-        time.time(),
+    todo, digests, plan = plan_unlinked(
+        elements,
+        known,
+        _digest,
         settings.zxs_idempotency_window_seconds,
         settings.zxs_lookup_margin_seconds,
     )

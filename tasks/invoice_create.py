@@ -18,7 +18,6 @@ error, so it becomes an exception report, never a silent skip.
 from __future__ import annotations
 
 import hashlib
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +42,7 @@ from workers.batching import (
     Results,
     batch_handler,
     flush_key,
-    plan_suspects,
+    plan_unlinked,
 )
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
@@ -321,12 +320,10 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
             "Total": str(link.get("Total", "")),
             "version": link.get("version"),
         }
-    todo = sorted((e for e in elements if e.id not in known), key=lambda e: e.id)
-    digests = {e.id: _digest(e) for e in todo}
-    plan = plan_suspects(
-        [e for e in todo if e.may_exist or e.payload["suspect"]],
-        digests,
-        time.time(),
+    todo, digests, plan = plan_unlinked(
+        elements,
+        known,
+        _digest,
         settings.zxs_idempotency_window_seconds,
         settings.zxs_lookup_margin_seconds,
     )

@@ -45,7 +45,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, cast
@@ -149,6 +149,22 @@ def plan_suspects(
         else:
             lookup += group
     return SuspectPlan(resend, lookup, later)
+
+
+def plan_unlinked(
+    elements: list[Element],
+    linked: Iterable[str],
+    digest: Callable[[Element], str],
+    window: float,
+    margin: float,
+) -> tuple[list[Element], dict[str, str], SuspectPlan]:
+    """The elements with no link yet (in id order), their body digests, and the plan for those
+    that may exist in Xero already: the first steps every create handler takes."""
+    skip = set(linked)
+    todo = sorted((e for e in elements if e.id not in skip), key=lambda e: e.id)
+    digests = {e.id: digest(e) for e in todo}
+    suspects = [e for e in todo if e.may_exist or e.payload["suspect"]]
+    return todo, digests, plan_suspects(suspects, digests, time.time(), window, margin)
 
 
 class Later(SyncError):
