@@ -5,7 +5,6 @@ fault runs found, on the real pipeline."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from sandbox.faults import Planned
 from sandbox.seed import REF, build_dataset, load_dataset
 from sandbox.xero_state import validation_error
 from workers.batching import Buffer, Element, Flush, LeaseLost, plan_suspects
+from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
 
 FAST_RETRIES = {"ZXS_MAX_RETRIES": "2", "ZXS_RETRY_BACKOFF_MAX": "0.5"}
@@ -125,10 +125,10 @@ def test_a_flusher_whose_lease_expired_writes_no_link_and_sends_no_create(
         stale.store("invoice", {"a": {"InvoiceID": "x"}}, ["a"])
     with pytest.raises(LeaseLost):
         stale.sending([element], "k")
-    links = f"zxs:links:{buffer.connection}:invoice"
-    assert not buffer.redis.hexists(links, "a")
+    store = IdempotencyStore(buffer.redis, 3600)
+    assert store.link("invoice", buffer.connection, "a") is None
     fresh.store("invoice", {"a": {"InvoiceID": "y"}}, ["a"])
-    assert json.loads(buffer.redis.hget(links, "a") or "{}") == {"InvoiceID": "y"}
+    assert store.link("invoice", buffer.connection, "a") == {"InvoiceID": "y"}
 
 
 # ------------------------------------------------------------------ URL length (issue #21.3)

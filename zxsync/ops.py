@@ -158,10 +158,7 @@ def status(record_id: str) -> None:
 
     redis_client = get_redis()
     history = RecordHistory(redis_client)
-    keys = sorted(
-        k.removeprefix("zxs:history:")
-        for k in cast(list[str], redis_client.keys(f"zxs:history:*:{record_id}"))
-    )
+    keys = history.database.history_keys(record_id)
     if not keys:
         console.print(f"[yellow]no history for record {record_id}[/yellow]")
         raise typer.Exit(1)
@@ -182,9 +179,8 @@ def status(record_id: str) -> None:
         outcome = history.outcomes(connection).get(key)
         if outcome:
             console.print(f"outcome: {outcome[0]} {outcome[1]}", markup=False)
-        link = cast(
-            str | None,
-            redis_client.hget(f"zxs:links:{connection}:invoice", f"{module}:{record_id}"),
+        link = history.database.links("invoice", connection, [f"{module}:{record_id}"]).get(
+            f"{module}:{record_id}"
         )
         if link:
             console.print(f"Xero: {link}", markup=False)
