@@ -1,8 +1,8 @@
 """The one exceptions module: every failure the pipeline can meet, classified once.
 
-Stages raise these; the retry policy (workers/retry.py) reads `retryable` and `retry_after`,
-and dead letters and alerts read `kind`, `field` and `hint`. Like httpx's exceptions module,
-one hierarchy keeps classification in one place instead of in every stage.
+Stages raise these; the retry policy (workers/policies/retry.py) reads `retryable` and
+`retry_after`, and dead letters and alerts read `kind`, `field` and `hint`. Like httpx's
+exceptions module, one hierarchy keeps classification in one place instead of in every stage.
 """
 
 from __future__ import annotations

@@ -26,11 +26,10 @@ from workers.context import StageContext
 from workers.history import record_key
 from workers.idempotency import idempotency_key
 from workers.logs import log
-from workers.settings import get_settings
 from workers.stage import StageTask
 
 
-@app.task(name=CONTACT_TASK, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
+@app.task(name=CONTACT_TASK, base=StageTask, bind=True)
 def contact_sync(task: StageTask, payload: Any) -> int:
     """Update the Zoho accounts of the job's Xero contacts; returns the accounts written."""
     try:

@@ -2,7 +2,7 @@
 (now if the tenant's window has room, else from its waiting room: workers/admission.py).
 
 A job that breaks the contract or names an unknown connection is dead-lettered with its payload
-and the field at fault (the stage middleware's on_failure), never dropped.
+and the field at fault (the dead-letter policy: workers/policies), never dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from workers.admission import admit
 from workers.app import app
 from workers.history import record_key
 from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, taken_in
-from workers.settings import get_settings
 from workers.stage import StageTask
 
 TASK_NAME = INGEST_TASK
@@ -39,12 +38,11 @@ def parse_job(payload: Any) -> SyncJob:
         ) from None
 
 
-@app.task(name=TASK_NAME, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
+@app.task(name=TASK_NAME, base=StageTask, bind=True)
 def ingest(task: StageTask, payload: Any) -> str:
     """Accept one job from a relay; returns what was done with it."""
     if not task.request.retries and not (task.request.delivery_info or {}).get("redelivered"):
         taken_in(payload)  # once per job, for the door's priority (workers/pipeline.py)
-    task.count_delivery()
     job = parse_job(payload)
     ctx = task.context_for(job.connection)
     key = record_key(job.connection, job.module, job.record_id)

@@ -58,9 +58,11 @@ from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.logs import log
+from workers.policies import HOUSEKEEPING
+from workers.policies.retry import retry_countdown
+from workers.policies.time_limit import POLL_SOFT_SECONDS
 from workers.polling import PollSchedule
 from workers.redis import get_redis
-from workers.retry import retry_countdown
 from workers.settings import get_settings
 from workers.stage import StageTask
 
@@ -82,7 +84,7 @@ class Fed(NamedTuple):
     failed: list[str]
 
 
-@app.task(name=FEEDBACK_TASK, base=StageTask, bind=True, max_retries=get_settings().zxs_max_retries)
+@app.task(name=FEEDBACK_TASK, base=StageTask, bind=True)
 def payment_feedback(task: StageTask, payload: Any) -> int:
     """Feed back the job's invoices and credit notes; returns the Zoho records written."""
     try:
@@ -143,7 +145,7 @@ def read_invoices(ctx: StageContext, invoice_ids: list[str]) -> tuple[list[XeroI
     return invoices, failed
 
 
-@app.task(name=RECONCILE_TASK)
+@app.task(name=RECONCILE_TASK, soft_time_limit=POLL_SOFT_SECONDS, **HOUSEKEEPING)
 def payment_reconcile(connection: str | None = None) -> int:
     """Beat entry: without a connection, start a reconciliation for each connection whose
     safety-net poll is due (workers/polling.py); with one, reconcile it now."""

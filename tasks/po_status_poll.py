@@ -24,6 +24,8 @@ from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.logs import log
+from workers.policies import HOUSEKEEPING
+from workers.policies.time_limit import POLL_SOFT_SECONDS
 from workers.polling import PollSchedule
 from workers.redis import get_redis
 from workers.settings import get_settings
@@ -32,7 +34,7 @@ TASK_NAME = "zxsync.po_status_poll"
 MODULE = "Purchase_Orders"
 
 
-@app.task(name=TASK_NAME)
+@app.task(name=TASK_NAME, soft_time_limit=POLL_SOFT_SECONDS, **HOUSEKEEPING)
 def po_status_poll(connection: str | None = None) -> int:
     """Beat entry: without a connection, start a poll for each connection whose poll is due
     (workers/polling.py); with one, poll it now. Returns updates made."""

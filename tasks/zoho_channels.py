@@ -25,6 +25,7 @@ from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.logs import log
+from workers.policies import HOUSEKEEPING
 from workers.settings import Settings, get_settings
 
 RENEW_TASK = "zxsync.zoho_channel_renew"
@@ -137,7 +138,7 @@ def _answered_expiry(payload: Any) -> float | None:
         return None
 
 
-@app.task(name=RENEW_TASK)
+@app.task(name=RENEW_TASK, **HOUSEKEEPING)
 def zoho_channel_renew() -> int:
     """Beat: renew every stored channel with less than half its lifetime left; renewed count.
     A connection whose renewal fails is logged and tried again at the next tick."""

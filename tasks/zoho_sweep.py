@@ -22,12 +22,14 @@ from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import RecordHistory, record_key
 from workers.logs import log
+from workers.policies import HOUSEKEEPING
+from workers.policies.time_limit import POLL_SOFT_SECONDS
 from workers.settings import get_settings
 
 SWEEP_TASK = "zxsync.zoho_sweep"
 
 
-@app.task(name=SWEEP_TASK)
+@app.task(name=SWEEP_TASK, soft_time_limit=POLL_SOFT_SECONDS, **HOUSEKEEPING)
 def zoho_sweep(connection: str | None = None) -> int:
     """Beat entry: without a connection, one sweep per connection; jobs enqueued."""
     if connection is None:

@@ -23,6 +23,7 @@ from schemas.jobs import StageMessage, SyncJob
 from workers import admission
 from workers.admission import TenantWindows
 from workers.history import RecordHistory, inflight_key, progress_key, record_key
+from workers.outcomes import record_history
 from workers.pipeline import submit_records
 from workers.settings import Settings
 
@@ -202,7 +203,7 @@ def test_finishing_a_record_starts_the_next_waiting_job_and_pump_unsticks_a_lost
         ),
     )
     monkeypatch.setattr(admission, "get_settings", lambda: settings)
-    history = RecordHistory(client)
+    history = record_history(client)  # as the workers build it: finishing frees the slot
     for conn in (a, b):
         for i in (1, 2, 3):
             msg = message(conn, i)
@@ -210,7 +211,7 @@ def test_finishing_a_record_starts_the_next_waiting_job_and_pump_unsticks_a_lost
             admission.admit(client, settings, msg)
     assert started == ["1", "1"]
     assert history.entries(key(a, 2))[-1]["event"] == "queued"
-    # the finish listener frees the slot and starts the tenant's next job, FIFO
+    # finishing frees the slot and starts the tenant's next job, FIFO
     history.finish(a, key(a, 1), "created")
     assert started == ["1", "1", "2"]
     assert history.entries(key(a, 2))[-1]["event"] == "admitted"

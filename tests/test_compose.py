@@ -157,3 +157,20 @@ def test_postgres_keeps_its_data_on_a_volume_answers_its_health_check_and_is_not
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("beat", "flower"):
         assert "DATABASE_URL" not in services[name]["environment"], name
+
+
+def test_each_worker_consumes_the_queues_the_catalog_gives_it(services: dict[str, Any]) -> None:
+    """Issue #15.3: docker-compose.yml's queue lists are workers/catalog.py's, in its order, and
+    every queue has a worker."""
+    from workers import catalog
+
+    workers = [name for name in services if name.startswith("worker-")]
+    consumed: set[str] = set()
+    for name in workers:
+        command = services[name]["command"]
+        queues = command[command.index("--queues") + 1].split(",")
+        assert queues == catalog.worker_queues(name), f"{name} disagrees with workers/catalog.py"
+        consumed |= set(queues)
+    assert consumed == set(catalog.queue_order())
+    declared = {w for queue in catalog.QUEUES for w in queue.workers}
+    assert declared == set(workers)

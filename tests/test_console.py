@@ -32,6 +32,7 @@ from workers.admission import TenantWindows
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory, record_key
 from workers.idempotency import IdempotencyStore
+from workers.outcomes import record_history
 from workers.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -216,7 +217,7 @@ def test_health_reads_tokens_limits_room_dead_letters_and_activity(
     dead_letter(client, a, "101")
     dead_letter(client, a, "102")
     admission.pause(client, a, "olga")
-    history = RecordHistory(client)
+    history = record_history(client)  # as the workers build it: outcomes are counted
     history.start(a, record_key(a, "Invoices", "201"), job(a, "201").job.model_dump())
     admission.admit(client, settings, job(a, "201"))
     # b: one synced document, one failed

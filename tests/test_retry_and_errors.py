@@ -15,7 +15,7 @@ from schemas.errors import (
     TransportError,
     ValidationFailed,
 )
-from workers.retry import retry_countdown, should_retry
+from workers.policies.retry import is_transient, retry_countdown
 
 
 def response(
@@ -48,7 +48,7 @@ def test_xero_validation_exception_lists_element_messages() -> None:
         ],
     }
     err = classify_xero(response(400, body))
-    assert isinstance(err, ValidationFailed) and not should_retry(err)
+    assert isinstance(err, ValidationFailed) and not is_transient(err)
     assert err.messages == ["Account code '999' is not a valid code for this document."]
 
 
@@ -83,13 +83,13 @@ def test_zoho_envelopes() -> None:
     )
     assert isinstance(bad, ValidationFailed) and "Xero_Sync_Status" in bad.message
     limited = classify_zoho(response(429, {"code": "TOO_MANY_REQUESTS", "status": "error"}))
-    assert isinstance(limited, RateLimited) and should_retry(limited)
+    assert isinstance(limited, RateLimited) and is_transient(limited)
     assert isinstance(classify_zoho(response(500, {"code": "INTERNAL_ERROR"})), ServerError)
 
 
 def test_backoff_is_bounded_jittered_and_transport_errors_retry() -> None:
     err = TransportError("Xero", "timed out")
-    assert should_retry(err) and should_retry(ServerError("Xero", "boom"))
+    assert is_transient(err) and is_transient(ServerError("Xero", "boom"))
     waits = [retry_countdown(err, retries=10, backoff_max=60) for _ in range(50)]
     assert all(0 <= w <= 60 for w in waits) and len(set(waits)) > 1
     assert retry_countdown(RateLimited("Xero", "minute", 9000), 0, backoff_max=600) == 600

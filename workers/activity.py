@@ -1,9 +1,9 @@
 """What the ops console and /metrics read that no other store keeps: per connection, documents
 synced and failed per hour, the last successful sync, Xero's 429 answers, and beat's heartbeat.
 
-Outcomes are counted by a finish listener (workers/history.py: `finish` is the one place every
-outcome is recorded), so no stage needs to know about the console. Counters live in Redis hashes
-that expire after two days: the console shows the last 24 hours.
+Outcomes are counted when a record finishes (workers/outcomes.py: `RecordHistory.finish` is the
+one place every outcome is recorded), so no stage needs to know about the console. Counters live
+in Redis hashes that expire after two days: the console shows the last 24 hours.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import structlog
 
 from clients.http import Limiter
 from schemas.wire import loads
-from workers.history import ACTION_OUTCOMES, on_finish
+from workers.history import ACTION_OUTCOMES
 
 HOURLY_TTL_SECONDS = 2 * 86_400
 SYNCED = frozenset(ACTION_OUTCOMES.values())  # created, updated, voided, deleted
@@ -74,8 +74,7 @@ def record_heartbeat(redis_client: redis.Redis) -> None:
     redis_client.set(HEARTBEAT_KEY, time.time())
 
 
-@on_finish
-def _count_outcome(redis_client: redis.Redis, connection: str, key: str) -> None:
+def count_outcome(redis_client: redis.Redis, connection: str, key: str) -> None:
     """Count the finished record in its hour (synced or failed; skips are not counted). Never
     raises: the outcome is already recorded."""
     try:

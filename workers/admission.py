@@ -36,9 +36,9 @@ room, in Redis, and jobs already admitted finish. `resume` deletes the key and s
 waiting jobs up to the window, oldest first; nothing is lost or reordered.
 
 So a job is started at least once; stages are idempotent (README "Exactly once"), which makes
-the rare second start harmless. The release runs as a finish listener (workers/history.py) so
-that history stays free of Celery and the stages that record outcomes need not know about
-admission; the door and the re-drive import this module, so every worker process registers it.
+the rare second start harmless. The release runs when a record finishes (workers/outcomes.py
+names it, with the history the workers build), so that history stays free of Celery and the
+stages that record outcomes need not know about admission.
 """
 
 from __future__ import annotations
@@ -50,10 +50,9 @@ from typing import Any, cast
 import redis
 import structlog
 
-import workers.activity  # noqa: F401  (its finish listener counts outcomes in every worker)
 from schemas.jobs import StageMessage
 from schemas.wire import dumps, loads
-from workers.history import RecordHistory, inflight_key, on_finish, progress_key, record_key
+from workers.history import RecordHistory, inflight_key, progress_key, record_key
 from workers.pipeline import start_pipeline
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
@@ -270,8 +269,7 @@ def _start(redis_client: redis.Redis, entries: list[Entry]) -> None:
         start_pipeline(StageMessage.model_validate(entry.message))
 
 
-@on_finish
-def _release(redis_client: redis.Redis, connection: str, key: str) -> None:
+def release_slot(redis_client: redis.Redis, connection: str, key: str) -> None:
     """A record finished: free its slot and start the tenant's next waiting jobs. Never raises
     (the outcome is recorded; a failure here only delays the waiting room until `pump`)."""
     try:

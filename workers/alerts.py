@@ -21,9 +21,12 @@ import httpx
 import sentry_sdk
 import structlog
 
+from schemas.errors import SyncError
 from schemas.wire import dumps, loads
+from workers import catalog
 from workers.app import app
 from workers.deadletter import DeadLetter, DeadLetterStore, describe
+from workers.policies import HOUSEKEEPING
 from workers.redact import redact
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
@@ -31,15 +34,7 @@ from workers.settings import Settings, get_settings
 log = structlog.get_logger("zxsync.alerts")
 
 STARTUP_CHECK = "zxsync.startup_check"
-WHAT_FAILED = {
-    "zxsync.ingest": "The job was rejected at the door",
-    "zxsync.fetch_record": "The Zoho record could not be read",
-    "zxsync.contact_precheck": "The Xero contact could not be found or created",
-    "zxsync.item_precheck": "The Xero items could not be found or created",
-    "zxsync.invoice_create": "Xero did not create the invoice",
-    "zxsync.zoho_writeback": "The Xero invoice could not be written back to Zoho",
-    "zxsync.contact_sync": "The Xero contact's changes could not be written to its Zoho account",
-}
+WHAT_FAILED = catalog.what_failed()  # per task, declared with it in workers/catalog.py
 # Xero's and Zoho's own messages -> what to do; the first match wins.
 ADVICE = [
     (
@@ -72,6 +67,7 @@ ADVICE = [
     ),
 ]
 SYNC_ERROR_MAX = 2000
+REPORT_BACKOFF_MAX_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def advice_for(letter: DeadLetter) -> str:
             return advice.format(*groups, conn=letter.connection)
     if letter.hint:
         return letter.hint
-    if letter.error_kind in {"transient", "rate_limited", "server_error", "transport"}:
+    if letter.error_kind in {"transient", "rate_limited", "server_error", "transport", "timeout"}:
         return (
             f"Xero/Zoho kept failing after {letter.attempts} attempts: check their status "
             "pages and this worker's network, then replay."
@@ -271,7 +267,22 @@ def report_connection_problem(
     return reached
 
 
-@app.task(name="zxsync.report_dead_letter", bind=True, max_retries=5, acks_late=True)
+class Undelivered(SyncError):
+    """A report channel failed: the report task is retried for the failed channels alone."""
+
+    kind = "undelivered"
+    retryable = True
+
+
+# retried by the retry policy (workers/policies) with its backoff, up to 5 minutes apart; never
+# dead-lettered: a report of a report's failure would fail the same way
+@app.task(
+    name="zxsync.report_dead_letter",
+    bind=True,
+    max_retries=5,
+    backoff_max=REPORT_BACKOFF_MAX_SECONDS,
+    dead_letter=False,
+)
 def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
     """Send the exception report of one dead letter; failed channels are retried, alone."""
     settings, redis_client = get_settings(), get_redis()
@@ -299,12 +310,11 @@ def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
         redis_client.hset(key, channel, dumps(outcome))
     if failed:
         log.warning("alert.delivery_failed", dead_letter=letter_id, failed=failed)
-        if task.request.retries < task.max_retries:
-            raise task.retry(countdown=min(300, 5 * 2**task.request.retries))
+        raise Undelivered(f"dead letter {letter_id}: not delivered to {', '.join(sorted(failed))}")
     return failed
 
 
-@app.task(name="zxsync.dlq_digest")
+@app.task(name="zxsync.dlq_digest", **HOUSEKEEPING)
 def dlq_digest() -> dict[str, int]:
     """Daily digest of open dead letters per connection, to the webhook and e-mail."""
     settings = get_settings()

@@ -16,75 +16,15 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from workers import catalog
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
 
-STAGE_QUEUES = {
-    "zxsync.ingest": "zxs.ingest",
-    "zxsync.fetch_record": "zxs.fetch",
-    "zxsync.contact_precheck": "zxs.contacts",
-    "zxsync.item_precheck": "zxs.items",
-    "zxsync.invoice_create": "zxs.invoices",
-    "zxsync.invoice_send": "zxs.send",
-    "zxsync.zoho_writeback": "zxs.writeback",
-    "zxsync.vendor_precheck": "zxs.contacts",
-    "zxsync.purchase_order_create": "zxs.purchase_orders",
-    "zxsync.po_writeback": "zxs.writeback",
-    "zxsync.po_status_poll": "zxs.status",
-    "zxsync.payment_feedback": "zxs.payments",
-    "zxsync.payment_reconcile": "zxs.payments",
-    "zxsync.contact_sync": "zxs.payments",
-    "zxsync.report_dead_letter": "zxs.alerts",
-    "zxsync.dlq_digest": "zxs.alerts",
-    "zxsync.redrive_stalled": "zxs.alerts",
-    "zxsync.flush_batch": "zxs.batches",
-    "zxsync.sweep_batches": "zxs.batches",
-}
-# A worker takes from the first non-empty queue in this order (kombu's "priority" strategy), not
-# round robin, within each priority step (kombu pops every queue's step 0 before any step 3; the
-# steps are per tenant, workers/pipeline.py, so a quiet tenant overtakes a burst at the door and
-# at every stage). Within a step: flushes first (each releases many documents), then the later
-# stages before the earlier ones, so work already started is finished before new work starts,
-# and the door last: a burst is taken in as fast as its pipeline moves, rather than all of it
-# before any of it moves. Starvation is bounded: what a stage queue holds is bounded by the
-# tenants' admission windows (workers/admission.py).
-QUEUE_ORDER = [
-    "zxs.batches",
-    "zxs.alerts",
-    "zxs.payments",
-    "zxs.status",
-    "zxs.writeback",
-    "zxs.send",
-    "zxs.invoices",
-    "zxs.purchase_orders",
-    "zxs.items",
-    "zxs.contacts",
-    "zxs.fetch",
-    "zxs.ingest",
-]
+STAGE_QUEUES = catalog.routes()  # every task's queue (workers/catalog.py)
+QUEUE_ORDER = catalog.queue_order()  # served first to last: workers/catalog.py says why
 PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's Redis steps: 0 is served first
-TASK_MODULES = [
-    "tasks.ingest",
-    "tasks.fetch_record",
-    "tasks.contact_precheck",
-    "tasks.item_precheck",
-    "tasks.invoice_create",
-    "tasks.invoice_send",
-    "tasks.zoho_writeback",
-    "tasks.vendor_precheck",
-    "tasks.purchase_order_create",
-    "tasks.po_writeback",
-    "tasks.po_status_poll",
-    "tasks.payment_feedback",
-    "tasks.contact_sync",
-    "tasks.zoho_channels",
-    "tasks.zoho_sweep",
-    "workers.alerts",
-    "workers.redrive",
-    "workers.deferral",
-    "workers.batching",
-]
+TASK_MODULES = catalog.task_modules()
 
 SWEEP_BATCHES_SECONDS = 5.0
 
@@ -92,7 +32,9 @@ SWEEP_BATCHES_SECONDS = 5.0
 def create_app() -> Celery:
     """The app with static settings; the broker is resolved when Celery first needs it."""
     settings = get_settings()
-    app = Celery("zxsync", include=TASK_MODULES)
+    # every task runs the same policies: retries, deferral, poison, dead letters, history, time
+    # limits (workers/policies)
+    app = Celery("zxsync", include=TASK_MODULES, task_cls="workers.policies:PolicyTask")
     app.on_configure.connect(_resolve_broker, weak=False)
     app.conf.update(
         task_acks_late=True,
@@ -101,7 +43,7 @@ def create_app() -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue="zxs.ingest",
+        task_default_queue=catalog.DEFAULT_QUEUE,
         # each queue its own direct exchange and key: with Celery's default (one exchange, one
         # key) every queue would be bound to the same key and receive every task
         task_queues=[

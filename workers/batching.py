@@ -65,8 +65,9 @@ from workers.deadletter import describe
 from workers.history import inflight_key
 from workers.idempotency import idempotency_key
 from workers.pipeline import door_key, tenant_priority
+from workers.policies import HOUSEKEEPING
+from workers.policies.retry import rate_limit_wait, retry_countdown
 from workers.redis import get_redis
-from workers.retry import retry_countdown
 from workers.settings import Settings, get_settings
 from workers.store import get_database
 
@@ -600,7 +601,7 @@ def _send_flush(kind: str, connection: str, countdown: float, trigger: str) -> N
     )
 
 
-@app.task(name="zxsync.flush_batch")
+@app.task(name="zxsync.flush_batch", **HOUSEKEEPING)
 def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
     """Write one batch of `kind` for `connection` when it is due; returns elements written."""
     settings = get_settings()
@@ -669,7 +670,7 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
         log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
         return 0  # the flusher that took the buffer over takes these elements back
     except RateLimited as exc:
-        wait = exc.retry_after if exc.retry_after is not None else 5.0
+        wait = rate_limit_wait(exc)
         buffer.release([e.id for e in elements], suspect=False)
         buffer.hold(time.time() + wait)
         log.warning("batch.held", kind=buffer.kind, connection=buffer.connection, wait=wait)
@@ -808,7 +809,7 @@ def error_payload(exc: SyncError) -> dict[str, Any]:
     return {"kind": kind, "message": message, "hint": hint, "field": field}
 
 
-@app.task(name="zxsync.sweep_batches")
+@app.task(name="zxsync.sweep_batches", **HOUSEKEEPING)
 def sweep_batches() -> int:
     """Trigger a flush for every buffer with work (a trigger can die with its worker)."""
     redis_client = get_redis()

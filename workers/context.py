@@ -17,6 +17,7 @@ from workers.activity import CountingLimiter
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
 from workers.idempotency import IdempotencyStore
+from workers.outcomes import record_history
 from workers.ratelimit import xero_limiter, zoho_limiter
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
@@ -60,7 +61,7 @@ class StageContext:
 
     @cached_property
     def history(self) -> RecordHistory:
-        return RecordHistory(self.redis)
+        return record_history(self.redis)
 
     @cached_property
     def dead_letters(self) -> DeadLetterStore:

@@ -8,7 +8,7 @@ so the task is parked in the Redis sorted set `zxs:deferred`, scored by when it 
 beat task `zxsync.release_deferred` (`celery -A workers.app beat`) sends it again then.
 
 A rescheduled task gets a new task id: it is a new delivery, not the redelivery of one that
-killed its worker (which the stage middleware counts per task id and attempt).
+killed its worker (which the poison policy, workers/policies, counts per task id and attempt).
 
 A parked item keeps the stage name, the full stage message and the task's signature with the
 rest of its chain, so it resumes at the same stage; it resumes as a retry (attempt >= 1), so the
@@ -31,12 +31,13 @@ from schemas.errors import RateLimited
 from schemas.wire import dumps, loads
 from workers.app import app
 from workers.history import RecordHistory, record_key
+from workers.policies import HOUSEKEEPING
+from workers.policies.retry import rate_limit_wait
 from workers.redis import get_redis
 from workers.settings import get_settings
 
 PARKED = "zxs:deferred"
 RELEASE_BATCH = 500
-RATE_LIMIT_FALLBACK_SECONDS = 5.0
 log = structlog.get_logger("zxsync.deferral")
 
 
@@ -51,7 +52,7 @@ def reschedule(exc: RateLimited) -> None:
     job = message.get("job", message) if isinstance(message, dict) else {}
     key = record_key(str(job.get("connection")), str(job.get("module")), str(job.get("record_id")))
     history = RecordHistory(get_redis())
-    wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
+    wait = rate_limit_wait(exc)
     if exc.problem.startswith("day") or wait > get_settings().zxs_retry_backoff_max:
         due = time.time() + wait
         signature = task.signature_from_request(retries=max(1, request.retries), task_id=uuid())
@@ -84,7 +85,7 @@ def parked() -> list[tuple[dict[str, Any], float]]:
     return [(loads(raw), score) for raw, score in rows]
 
 
-@app.task(name="zxsync.release_deferred")
+@app.task(name="zxsync.release_deferred", **HOUSEKEEPING)
 def release_deferred() -> int:
     """Send every parked task that is due; sent before removed, so a crash cannot lose one
     (a duplicate is harmless: every stage is idempotent)."""

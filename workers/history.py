@@ -7,9 +7,10 @@ read. Which records are in flight, and since when they moved, stays in Redis: it
 that beat's stall sweep re-drives, not a record to keep.
 
 `finish` is the one place every outcome is recorded (done, skipped, dead-lettered), so what must
-happen when a record finishes hooks in here: a listener registered with `on_finish` runs after
-the outcome is stored (workers/admission.py frees the tenant's slot and starts its next waiting
-job). Listeners keep this module free of Celery and its callers free of admission.
+happen when a record finishes runs there: the listener the history was built with, after the
+outcome is stored. The workers build theirs with workers/outcomes.py's (the tenant's admission
+slot is freed, the console's counters move); the listener keeps this module free of Celery and
+its callers free of admission.
 """
 
 from __future__ import annotations
@@ -53,23 +54,21 @@ def progress_key(connection: str) -> str:
     return f"zxs:progress:{connection}"
 
 
-# called as listener(redis_client, connection, key) after a record's outcome is stored
+# called as listener(redis_client, connection, key) after a record's outcome is stored; it must
+# not raise: the outcome is already recorded and the caller's stage is done
 FinishListener = Callable[[redis.Redis, str, str], None]
-_finish_listeners: list[FinishListener] = []
-
-
-def on_finish(listener: FinishListener) -> FinishListener:
-    """Register `listener` to run after every `RecordHistory.finish` in this process. It must
-    not raise: the outcome is already recorded and the caller's stage is done."""
-    if listener not in _finish_listeners:
-        _finish_listeners.append(listener)
-    return listener
 
 
 class RecordHistory:
-    def __init__(self, redis_client: redis.Redis, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        database: Database | None = None,
+        on_finish: FinishListener | None = None,
+    ) -> None:
         self._redis = redis_client
         self._database = database
+        self._on_finish = on_finish
 
     @property
     def database(self) -> Database:
@@ -111,8 +110,8 @@ class RecordHistory:
         pipe.hdel(inflight_key(connection), key)
         pipe.zrem(progress_key(connection), key)
         pipe.execute()
-        for listener in _finish_listeners:
-            listener(self._redis, connection, key)
+        if self._on_finish is not None:
+            self._on_finish(self._redis, connection, key)
 
     def stalled(self, connection: str, idle_seconds: float) -> list[tuple[str, dict[str, Any]]]:
         """In-flight records with no progress for `idle_seconds`, with their jobs."""

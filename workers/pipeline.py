@@ -13,6 +13,7 @@ from typing import Any
 from celery import chain
 
 from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
+from workers import catalog
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key
 from workers.redis import get_redis
@@ -23,22 +24,9 @@ LOWEST = PRIORITY_STEPS[-1]  # `zxsync backfill`'s jobs, at every stage
 DOOR_TTL_SECONDS = 3600  # a count a lost message left behind fades after an hour without jobs
 
 SALES_MODULES = ("Invoices", "Quotes", "Sales_Orders")
-SALES_STAGES = (
-    "zxsync.fetch_record",
-    "zxsync.contact_precheck",
-    "zxsync.item_precheck",
-    "zxsync.invoice_create",
-    "zxsync.invoice_send",
-    "zxsync.zoho_writeback",
-)
-
-PURCHASE_STAGES = (
-    "zxsync.fetch_record",
-    "zxsync.vendor_precheck",
-    "zxsync.item_precheck",
-    "zxsync.purchase_order_create",
-    "zxsync.po_writeback",
-)
+# the chains, in the order workers/catalog.py declares their stages
+SALES_STAGES = catalog.chain(catalog.SALES)
+PURCHASE_STAGES = catalog.chain(catalog.PURCHASE)
 PIPELINES = {**dict.fromkeys(SALES_MODULES, SALES_STAGES), "Purchase_Orders": PURCHASE_STAGES}
 
 

@@ -29,7 +29,7 @@ Concurrency: a slot is a lease in a sorted set scored by its expiry, released af
 the lease timeout returns the slot of a worker that was killed mid-call.
 
 When the limiter says wait: a wait under `MAX_BLOCK_SECONDS` sleeps here, a longer one raises
-`RateLimited` with that wait, so the stage task is rescheduled with a countdown (workers/retry.py)
+`RateLimited` with that wait, so the stage task is rescheduled with a countdown (workers/policies)
 and the worker is free meanwhile.
 """
 

@@ -20,13 +20,14 @@ from workers.admission import pump
 from workers.app import app
 from workers.history import RecordHistory
 from workers.pipeline import submit
+from workers.policies import HOUSEKEEPING
 from workers.redis import get_redis
 from workers.settings import get_settings
 
 log = structlog.get_logger("zxsync.redrive")
 
 
-@app.task(name="zxsync.redrive_stalled")
+@app.task(name="zxsync.redrive_stalled", **HOUSEKEEPING)
 def redrive_stalled() -> int:
     """Send every stalled in-flight job again (as event `replay`); returns how many."""
     settings = get_settings()

@@ -1,9 +1,10 @@
-"""The stage middleware: what every stage task does around its own work.
+"""A stage: what every pipeline stage does around its own work, beside the app's policies.
 
 A stage is a plain function `(StageMessage, StageContext) -> StageMessage`. This module wraps it
-as a Celery task and adds, once for all stages: parsing the message, passing skipped jobs
-through, the history log, retries on transient errors (workers/retry.py) and dead-lettering on
-permanent failure or exhausted retries (workers/deadletter.py).
+as a Celery task that parses the message, passes skipped jobs through, logs how the stage ended,
+and parks the stage in a batch buffer and resumes it (workers/batching.py). Retries, rate-limit
+deferral, poison, dead letters and time limits are every task's, not a stage's
+(workers/policies).
 """
 
 from __future__ import annotations
@@ -12,71 +13,31 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from billiard.einfo import ExceptionInfo
 from celery import Task
 from celery.exceptions import Ignore
 from kombu.utils.uuid import uuid
 
-from schemas.errors import PoisonMessage, RefusedInBatch, SyncError
+from schemas.errors import RefusedInBatch
 from schemas.jobs import StageMessage
-from schemas.wire import dumps
 from workers.app import app
 from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
 from workers.context import StageContext, build_context
-from workers.deadletter import DeadLetterStore, describe
-from workers.history import RecordHistory, record_key
-from workers.redis import get_redis
-from workers.retry import retry_countdown, should_retry
-from workers.settings import get_settings
+from workers.history import record_key
+from workers.policies import PolicyTask
 
 StageFn = Callable[[StageMessage, StageContext], StageMessage]
 log = structlog.get_logger("zxsync.stage")
 
 
-class StageTask(Task):  # type: ignore[misc]
-    """Base class of every pipeline task: retry policy, history and dead letters."""
+class StageTask(PolicyTask):
+    """Base of the tasks that work on one connection's job: its context, and batch waits. The
+    policies (retries, deferral, poison, dead letters, history, time limits) are the app's."""
 
     abstract = True
 
     def context_for(self, connection: str) -> StageContext:
         delivery = self.request.delivery_info or {}
         return build_context(connection, self.request.retries, bool(delivery.get("redelivered")))
-
-    def count_delivery(self) -> None:
-        """Refuse a job that keeps killing its worker.
-
-        With reject-on-worker-lost, Celery requeues a task whose process died, so one that
-        crashes its worker every time would loop forever (celery PR #6103). Deliveries of the
-        same attempt are counted in Redis; past the budget the job is dead-lettered instead.
-        """
-        key = f"zxs:deliveries:{self.request.id}:{self.request.retries}"
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 24 * 3600)
-        deliveries = int(pipe.execute()[0])
-        budget = get_settings().zxs_max_deliveries
-        if deliveries > budget:
-            raise PoisonMessage(
-                f"delivered {deliveries} times and its worker died each time",
-                hint="The job crashes or exhausts its worker (memory, time limit): inspect the "
-                "payload and traceback before replaying it.",
-            )
-
-    def retry_or_raise(self, exc: BaseException, ctx: StageContext, key: str) -> None:
-        """Schedule the next attempt for a transient error; otherwise let it fail."""
-        if not should_retry(exc) or self.request.retries >= self.max_retries:
-            return
-        countdown = retry_countdown(exc, self.request.retries, ctx.settings.zxs_retry_backoff_max)
-        ctx.history.log(key, self.name, "retry", error=str(exc), countdown=round(countdown, 1))
-        log.warning(
-            "stage.retry",
-            stage=self.name,
-            record=key,
-            error=str(exc),
-            attempt=self.request.retries + 1,
-            countdown=countdown,
-        )
-        raise self.retry(exc=exc, countdown=countdown)
 
     def await_batch(self, wait: AwaitingBatch, ctx: StageContext, key: str) -> None:
         """Park this stage in the tenant's buffer with what resumes it: the same task and
@@ -88,43 +49,6 @@ class StageTask(Task):  # type: ignore[misc]
         enqueue(wait.kind, ctx.connection.name, wait.elements, resume)
         ctx.history.log(key, self.name, "batched", kind=wait.kind, elements=len(wait.elements))
 
-    def on_failure(
-        self,
-        exc: BaseException,
-        task_id: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        einfo: ExceptionInfo,
-    ) -> None:
-        """Dead-letter the job with its full payload; nothing is dropped silently."""
-        payload = args[0] if args else kwargs
-        job = payload.get("job", payload) if isinstance(payload, dict) else {}
-        job = job if isinstance(job, dict) else {}
-        redis_client = get_redis()
-        letter = DeadLetterStore(redis_client).add(
-            stage=self.name,
-            job=job,
-            exc=exc,
-            attempts=self.request.retries + 1,
-            payload=dumps(payload),
-            traceback=str(einfo),
-        )
-        kind, message, hint, _ = describe(exc)
-        key = record_key(letter.connection, letter.module, letter.record_id)
-        history = RecordHistory(redis_client)
-        history.log(key, self.name, "dead_letter", error=message, kind=kind, dead_letter=letter.id)
-        history.finish(letter.connection, key, "failed", message)
-        app.send_task("zxsync.report_dead_letter", args=[letter.id])
-        log.error(
-            "stage.dead_letter",
-            stage=self.name,
-            record=key,
-            kind=kind,
-            error=message,
-            hint=hint,
-            dead_letter=letter.id,
-        )
-
 
 def raise_batch_error(batch: dict[str, Any] | None) -> None:
     """A flush that refused one of this stage's elements resumes it with that element's error:
@@ -135,21 +59,13 @@ def raise_batch_error(batch: dict[str, Any] | None) -> None:
 
 
 def stage(name: str) -> Callable[[StageFn], Task]:
-    """Register a stage function as the Celery task `name` with the shared middleware."""
+    """Register a stage function as the Celery task `name` (the app's policies included)."""
 
     def register(fn: StageFn) -> Task:
-        options = {
-            "name": name,
-            "base": StageTask,
-            "bind": True,
-            "max_retries": get_settings().zxs_max_retries,
-        }
-
-        @app.task(**options)
+        @app.task(name=name, base=StageTask, bind=True)
         def run(
             task: StageTask, message: dict[str, Any], batch: dict[str, Any] | None = None
         ) -> dict[str, Any]:
-            task.count_delivery()
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
                 return message
@@ -163,9 +79,6 @@ def stage(name: str) -> Callable[[StageFn], Task]:
                 except AwaitingBatch as wait:
                     task.await_batch(wait, ctx, key)
                     raise Ignore() from None  # resumed by the flush (workers/batching.py)
-                except SyncError as exc:
-                    task.retry_or_raise(exc, ctx, key)
-                    raise
             return _done(name, result, ctx, key)
 
         def finish_here(
