@@ -235,6 +235,23 @@ def test_a_soft_time_limit_is_retried_and_a_hard_one_dead_letters(
     assert kinds == {"2": "timeout", "3": "bug"}
 
 
+def test_celery_calls_on_failure_when_the_pool_kills_a_task_past_its_hard_limit(
+    connection: str, sent: list[tuple[str, Any]]
+) -> None:
+    """The dead letter of a hard time limit rests on Celery calling the task's on_failure from
+    the worker's main process (celery PR #10226, in 5.7): an older Celery acks the job with no
+    hook, and this test fails."""
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.worker.request import Request
+
+    stuck = task(raising(ServerError("Xero", "x")))
+    msg = message(connection, "4")
+    request = Request(TaskMessage(stuck.name, id="hard-1", args=[msg]), app=policy_app, task=stuck)
+    request.on_timeout(soft=False, timeout=stuck.time_limit)
+    [letter] = letters(connection)
+    assert letter.record_id == "4" and "TimeLimitExceeded" in letter.error
+
+
 # -- the app's tasks
 
 

@@ -86,7 +86,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
         ) -> dict[str, Any] | None:
             """Finish the stage in the flusher's process once its elements are written; None
             when it cannot go on so (it would fail or wait again): its task then runs as usual,
-            with the retries and dead letters above."""
+            with the app's policies (workers/policies)."""
             if batch.get("errors"):
                 return None
             msg = StageMessage.model_validate(message)
