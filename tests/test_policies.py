@@ -272,7 +272,8 @@ def test_every_registered_task_runs_the_policies_within_time_limits() -> None:
         assert isinstance(registered, PolicyTask), name
         assert registered.policies == POLICIES, name
         assert type(registered).__call__ is PolicyTask.__call__, f"{name} skips the policies"
-        assert registered.soft_time_limit < registered.time_limit < visibility, name
+        # under the visibility timeout whatever ZXS_RETRY_BACKOFF_MAX is (it is 600 s and more)
+        assert registered.soft_time_limit < registered.time_limit < min(visibility, 600), name
 
 
 def test_every_task_that_dead_letters_says_what_failed() -> None:
