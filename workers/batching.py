@@ -57,7 +57,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from clients.zoho import MAX_RECORDS_PER_CALL
-from schemas.errors import RateLimited, SyncError
+from schemas.errors import MarkNotReplicated, RateLimited, SyncError
 from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
@@ -206,6 +206,18 @@ return 1
 """
 
 
+MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
+
+
+def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
+    """How many replicas must acknowledge a mark before its create goes out: `wanted`
+    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
+    if wanted <= 0:
+        return 0
+    replication = cast(dict[str, Any], redis_client.info("replication"))
+    return min(wanted, int(replication.get("connected_slaves", 0)))
+
+
 @dataclass(frozen=True)
 class Flush:
     """One flusher's hold on a buffer: every write a handler makes goes through here, checked
@@ -217,15 +229,19 @@ class Flush:
 
     buffer: Buffer
     token: int
+    replicas: int = 0  # replicas that must hold a mark before its create is sent
 
     def sending(
         self, elements: list[Element], key: str, digests: dict[str, str] | None = None
     ) -> None:
         """Mark these elements before their create is sent (raises LeaseLost if fenced out):
-        the key, when, the request's element ids and each body's digest (`plan_suspects`)."""
+        the key, when, the request's element ids and each body's digest (`plan_suspects`).
+        With replicas, returns only once `replicas` of them hold the marks (WAIT), else raises
+        MarkNotReplicated: an unreplicated mark dies with a failed master, and the promoted
+        replica would create the element again."""
         ids = sorted(e.id for e in elements)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in elements}, "", {}, [])
+        self._write({e.id: mark for e in elements}, "", {}, [], replicas=self.replicas)
 
     def store(
         self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]
@@ -239,7 +255,13 @@ class Flush:
         self._write({}, "", {}, [])
 
     def _write(
-        self, marks: dict[str, str], link_kind: str, links: dict[str, str], settled: list[str]
+        self,
+        marks: dict[str, str],
+        link_kind: str,
+        links: dict[str, str],
+        settled: list[str],
+        *,
+        replicas: int = 0,
     ) -> None:
         buffer = self.buffer
         links_key = f"zxs:links:{buffer.connection}:{link_kind}" if link_kind else buffer.key("-")
@@ -251,8 +273,21 @@ class Flush:
             args += [element_id, link]
         args += settled
         keys = [buffer.key("fence"), buffer.key("sent"), links_key]
-        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
+        # one connection for both: WAIT counts the writes of the connection that sends it
+        pipe = buffer.redis.pipeline(transaction=False)
+        pipe.eval(_FENCED, len(keys), *keys, *args)
+        if replicas:
+            pipe.wait(replicas, MARK_REPLICATION_MS)
+        written, *acknowledged = pipe.execute()
+        if not written:
             raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
+        if acknowledged and int(acknowledged[0]) < replicas:
+            raise MarkNotReplicated(
+                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
+                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
+                hint="Check the Redis replicas' replication link (INFO replication); it is"
+                " retried on its own once a replica keeps up.",
+            )
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
@@ -585,7 +620,9 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         return 0  # the flusher in flight sends the next flush itself
     renewer = _Renewer(lock)
     try:
-        hold = Flush(buffer, buffer.fence())
+        hold = Flush(
+            buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
+        )
         buffer.suspect_after_restart()
         buffer.reclaim_orphans()
         wait = _wait(buffer, settings)
