@@ -214,7 +214,7 @@ def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
     (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
     if wanted <= 0:
         return 0
-    replication = cast(dict[str, Any], redis_client.info("replication"))
+    replication = redis_client.info("replication")
     return min(wanted, int(replication.get("connected_slaves", 0)))
 
 
