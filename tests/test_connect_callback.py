@@ -64,8 +64,7 @@ def test_a_crafted_callback_sends_nothing(monkeypatch: pytest.MonkeyPatch, craft
     """The whole consent with a pasted, crafted callback: the code exchange never starts."""
     sent: list[Any] = []
     seen: list[str] = []
-    monkeypatch.setattr("authlib.integrations.httpx_client.OAuth2Client.fetch_token",
-                        lambda *a, **k: sent.append((a, k)))
+    monkeypatch.setattr("clients.oauth.OAuthApp.exchange", lambda *a, **k: sent.append((a, k)))
 
     def prompt(*_: Any, **__: Any) -> str:
         state = seen[0].split("state=")[1].split("&")[0]
