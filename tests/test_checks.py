@@ -59,7 +59,7 @@ def test_every_misfit_is_named() -> None:
     ]
 
 
-def test_zxsync_check_against_the_sandbox(make_stack) -> None:  # type: ignore[no-untyped-def]
+def test_zxsync_check_against_the_sandbox(make_stack) -> None:
     from typer.testing import CliRunner
 
     from zxsync.cli import app

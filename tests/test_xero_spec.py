@@ -44,7 +44,7 @@ def validate(components: dict[str, Any], schema_name: str, body: dict[str, Any])
     assert not read_only, f"fields the spec marks readOnly (Xero refuses them): {read_only}"
 
 
-def read_only_fields(components: dict[str, Any], schema: dict[str, Any], body: Any, path: str = ""):  # type: ignore[no-untyped-def]
+def read_only_fields(components: dict[str, Any], schema: dict[str, Any], body: Any, path: str = ""):
     """Fields we send that the spec marks `readOnly` (e.g. Contact Website)."""
     schema = resolve(components, schema)
     if isinstance(body, dict):
@@ -67,7 +67,7 @@ def resolve(components: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any
     return schema
 
 
-def unknown_fields(components: dict[str, Any], schema: dict[str, Any], body: Any, path: str = ""):  # type: ignore[no-untyped-def]
+def unknown_fields(components: dict[str, Any], schema: dict[str, Any], body: Any, path: str = ""):
     schema = resolve(components, schema)
     if isinstance(body, dict):
         properties = schema.get("properties", {})

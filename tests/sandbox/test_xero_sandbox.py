@@ -719,7 +719,8 @@ def test_a_query_parameter_the_operation_does_not_define_is_refused(sb: Sandbox)
         ("GET", "/Contacts", {"nonsense": "1"}),
     ):
         body = {"Contacts": [{"Name": "X"}]} if path == "/Contacts" else {"Reference": "r"}
-        refused = sb.call(method, path, body if method != "GET" else None, **params)
+        query: dict[str, Any] = params
+        refused = sb.call(method, path, body if method != "GET" else None, **query)
         assert refused.status_code == 400, (method, path)
         assert next(iter(params)) in refused.json()["Message"]
     assert sb.call("GET", "/Contacts", page="1", pageSize="10").status_code == 200
