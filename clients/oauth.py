@@ -91,8 +91,10 @@ class OAuthApp:
         """Our token set from a token answer (a refresh answer without a refresh token kept the
         one used: Authlib puts it back)."""
         if not token.get("refresh_token"):
-            raise ApiError(self.provider, "the token answer carries no refresh token (was "
-                           "offline access granted?)")
+            raise ApiError(
+                self.provider,
+                "the token answer carries no refresh token (was offline access granted?)",
+            )
         return TokenSet.issued(
             token["access_token"],
             token["refresh_token"],
@@ -132,8 +134,7 @@ class _HttpxSession:
         except httpx.TransportError as exc:  # retryable, and named: not a defect
             raise TransportError(
                 self._app.provider,
-                f"token endpoint unreachable ({self._app.endpoint_setting}): "
-                f"{type(exc).__name__}",
+                f"token endpoint unreachable ({self._app.endpoint_setting}): {type(exc).__name__}",
             ) from exc
 
 

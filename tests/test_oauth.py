@@ -42,9 +42,18 @@ def zoho(answer: Answer, seen: list[httpx.Request] | None = None) -> Refresh:
 
 def test_xero_refresh_sends_basic_auth_and_takes_the_rotated_token_and_scope() -> None:
     seen: list[httpx.Request] = []
-    tokens = xero(lambda _: httpx.Response(200, json={
-        "access_token": "a2", "refresh_token": "r2", "expires_in": 1800,
-        "scope": "accounting.contacts offline_access"}), seen)("r1")
+    tokens = xero(
+        lambda _: httpx.Response(
+            200,
+            json={
+                "access_token": "a2",
+                "refresh_token": "r2",
+                "expires_in": 1800,
+                "scope": "accounting.contacts offline_access",
+            },
+        ),
+        seen,
+    )("r1")
     (request,) = seen
     assert str(request.url) == "https://identity.xero.test/connect/token"
     assert request.headers["authorization"] == "Basic " + base64.b64encode(b"xid:xsecret").decode()
@@ -64,20 +73,35 @@ def test_xero_refusals_revoke_rate_limits_wait() -> None:
     with pytest.raises(AuthRevoked, match="invalid_grant"):
         xero(lambda _: httpx.Response(400, json={"error": "invalid_grant"}))("r1")
     with pytest.raises(RateLimited) as limited:
-        xero(lambda _: httpx.Response(429, headers={"Retry-After": "7"},
-                                      json={"error": "rate_limit"}))("r1")
+        xero(
+            lambda _: httpx.Response(
+                429, headers={"Retry-After": "7"}, json={"error": "rate_limit"}
+            )
+        )("r1")
     assert limited.value.retry_after == 7.0
 
 
 def test_zoho_refresh_keeps_the_refresh_token_and_names_the_api_domain() -> None:
     seen: list[httpx.Request] = []
-    tokens = zoho(lambda _: httpx.Response(200, json={
-        "access_token": "1000.a", "expires_in": 3600,
-        "api_domain": "https://www.zohoapis.eu"}), seen)("1000.r")
+    tokens = zoho(
+        lambda _: httpx.Response(
+            200,
+            json={
+                "access_token": "1000.a",
+                "expires_in": 3600,
+                "api_domain": "https://www.zohoapis.eu",
+            },
+        ),
+        seen,
+    )("1000.r")
     (request,) = seen
     assert "authorization" not in request.headers
-    assert form(request) == {"grant_type": "refresh_token", "refresh_token": "1000.r",
-                             "client_id": "zid", "client_secret": "zsecret"}
+    assert form(request) == {
+        "grant_type": "refresh_token",
+        "refresh_token": "1000.r",
+        "client_id": "zid",
+        "client_secret": "zsecret",
+    }
     assert tokens.refresh_token == "1000.r"
     assert tokens.api_domain == "https://www.zohoapis.eu"
 
@@ -92,8 +116,10 @@ def test_zohos_access_denied_is_a_wait_and_invalid_client_a_reconnect() -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [httpx.Response(503, text="<html>Service Unavailable</html>"),
-     httpx.Response(500, json={"error": "internal_error"})],
+    [
+        httpx.Response(503, text="<html>Service Unavailable</html>"),
+        httpx.Response(500, json={"error": "internal_error"}),
+    ],
 )
 def test_a_zoho_token_endpoint_outage_is_retryable_not_a_revoked_token(
     answer: httpx.Response,
@@ -120,14 +146,22 @@ def test_the_consent_uses_no_deprecated_authlib_api(name: str) -> None:
     """The authorization URL and code exchange go through the same client, with no warning
     (Authlib 1.9 deprecates its httpx integration for httpx2)."""
     seen: list[httpx.Request] = []
-    app = (xero_oauth("https://identity.xero.test", "xid", "xsecret") if name == "Xero"
-           else zoho_oauth("https://accounts.zoho.eu", "zid", "zsecret"))
-    client = http(lambda _: httpx.Response(200, json={
-        "access_token": "a", "refresh_token": "r", "expires_in": 60, "scope": "s"}), seen)
+    app = (
+        xero_oauth("https://identity.xero.test", "xid", "xsecret")
+        if name == "Xero"
+        else zoho_oauth("https://accounts.zoho.eu", "zid", "zsecret")
+    )
+    client = http(
+        lambda _: httpx.Response(
+            200, json={"access_token": "a", "refresh_token": "r", "expires_in": 60, "scope": "s"}
+        ),
+        seen,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        url, state = app.client(client, scope="s", redirect_uri="http://127.0.0.1/cb") \
-            .create_authorization_url("https://login.test/authorize")
+        url, state = app.client(
+            client, scope="s", redirect_uri="http://127.0.0.1/cb"
+        ).create_authorization_url("https://login.test/authorize")
         callback = f"http://127.0.0.1/cb?code=c1&state={state}"
         tokens = app.exchange(client, app.token_url, callback, state, "http://127.0.0.1/cb")
     assert f"state={state}" in url and "client_id=" in url and "scope=s" in url

@@ -20,6 +20,8 @@ from sandbox.server import ThreadedServer
 from sandbox.xero_app import XeroSandbox, create_xero_app
 from sandbox.xero_where import WhereError, compile_where, order_objects
 
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
+
 API = "/api.xro/2.0"
 AU = "11111111-1111-4111-8111-111111111111"
 NZ = "22222222-2222-4222-8222-222222222222"
