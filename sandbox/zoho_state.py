@@ -2,7 +2,8 @@
 
 Everything here sits behind one `threading.Lock`, because the HTTP app runs on a uvicorn thread
 while tests and the demo read and seed the same object from their own thread. Section numbers
-(§n) refer to /work/shared/zoho/FACTS.md; "(u)" marks behaviour FACTS lists as unverified.
+(§n) refer to the project's Zoho facts file (FACTS.md, Zoho's CRM v7 documentation
+summarised, kept beside the repository); "(u)" marks behaviour FACTS lists as unverified.
 
 Faithful:
 - OAuth (§2): 1 h access tokens (`zoho_access_token_seconds`), 10 access tokens per 10 min per

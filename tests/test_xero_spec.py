@@ -1,4 +1,6 @@
-"""Bodies we send to Xero conform to Xero's official OpenAPI spec (../shared/xero/).
+"""Bodies we send to Xero conform to Xero's official OpenAPI spec of the Accounting API
+(xero_accounting.yaml from XeroAPI/Xero-OpenAPI, looked for in a `shared/xero/` folder beside the
+checkout; skipped when there is none).
 
 Checks both the schema (types, enums, lengths) and that every field we send is one the spec
 defines, since the spec does not forbid unknown properties itself.
