@@ -124,19 +124,7 @@ class DocumentsState(ContactsState, ItemsState):
         given_id = str(raw.get("LineItemID") or "").lower()
         line: JSON = {"LineItemID": given_id if given_id in old_ids else str(uuid.uuid4())}
         line["Description"] = raw.get("Description") or ""
-        defaults: JSON = {}
-        if raw.get("ItemCode"):
-            item = self.find_item(t, str(raw["ItemCode"]))
-            if item is None:
-                errors.append(MSG_ITEM.format(code=raw["ItemCode"]))
-            else:
-                line["ItemCode"] = item["Code"]
-                line["Item"] = {"ItemID": item["ItemID"], "Name": item.get("Name", ""),
-                                "Code": item["Code"]}
-                sales = doc_type == "ACCREC"
-                defaults = dict(item.get("SalesDetails" if sales else "PurchaseDetails") or {})
-                desc_key = "Description" if sales else "PurchaseDescription"
-                line["Description"] = raw.get("Description") or item.get(desc_key) or ""
+        defaults = self._item_defaults(t, raw, doc_type, line, errors)
 
         def number(name: str, fallback: Any = None) -> Decimal | None:
             value = raw.get(name, fallback)
@@ -161,33 +149,10 @@ class DocumentsState(ContactsState, ItemsState):
 
         rate_off = number("DiscountRate")
         amount_off = number("DiscountAmount")
-        discount = Decimal("0.00")
-        if amount_off and doc_type == PO:
-            errors.append("DiscountAmount is not supported on purchase orders; use DiscountRate.")
-        elif (rate_off or amount_off) and doc_type not in ("ACCREC", PO):
-            errors.append("Discounts are only supported on ACCREC invoices.")
-        elif rate_off and amount_off:
-            errors.append("Specify either DiscountRate or DiscountAmount, not both.")
-        elif amount_off:
-            discount = money(amount_off)
-            line["DiscountAmount"] = discount
-        elif rate_off:
-            discount = money(gross * rate_off / HUNDRED)
-            line["DiscountRate"] = _places(rate_off, 2)
+        discount = _discount(line, gross, rate_off, amount_off, doc_type, errors)
         line_amount = money(gross - discount)
 
-        account_code = raw.get("AccountCode") or defaults.get("AccountCode")
-        account: JSON | None = None
-        if account_code:
-            account = self._account_for_line(t, str(account_code))
-            if account is None:
-                errors.append(MSG_ACCOUNT.format(code=account_code))
-            else:
-                line["AccountCode"] = account["Code"]
-                line["AccountID"] = account["AccountID"]
-        elif status != "DRAFT" and line_amount != 0:
-            errors.append("Account code must be specified for line items with an amount.")
-
+        account = self._line_account(t, raw, defaults, status, line_amount, line, errors)
         tax_type = raw.get("TaxType") or defaults.get("TaxType") or (
             account["TaxType"] if account else None
         )
@@ -199,20 +164,93 @@ class DocumentsState(ContactsState, ItemsState):
             else:
                 rate = tax_rate["EffectiveRate"]
                 line["TaxType"] = tax_type
-        override = number("TaxAmount")
-        if amount_type == "NoTax":
-            tax = Decimal("0.00")
-        elif override is not None:
-            tax = money(override)
-        elif amount_type == "Inclusive":
-            tax = money(line_amount - line_amount / (1 + rate / HUNDRED))
-        else:
-            tax = money(line_amount * rate / HUNDRED)
+        tax = _line_tax(amount_type, number("TaxAmount"), line_amount, rate)
         line.update({
             "Quantity": quantity, "UnitAmount": unit, "TaxAmount": tax,
             "LineAmount": line_amount, "Tracking": list(raw.get("Tracking") or []),
         })
         return line, errors
+
+    def _item_defaults(
+        self, t: Tenant, raw: JSON, doc_type: str, line: JSON, errors: list[str]
+    ) -> JSON:
+        """The line's item (by ItemCode): named on the line, its sales or purchase details
+        returned as the line's defaults, its description used when the line has none."""
+        if not raw.get("ItemCode"):
+            return {}
+        item = self.find_item(t, str(raw["ItemCode"]))
+        if item is None:
+            errors.append(MSG_ITEM.format(code=raw["ItemCode"]))
+            return {}
+        line["ItemCode"] = item["Code"]
+        line["Item"] = {"ItemID": item["ItemID"], "Name": item.get("Name", ""),
+                        "Code": item["Code"]}
+        sales = doc_type == "ACCREC"
+        desc_key = "Description" if sales else "PurchaseDescription"
+        line["Description"] = raw.get("Description") or item.get(desc_key) or ""
+        return dict(item.get("SalesDetails" if sales else "PurchaseDetails") or {})
+
+    def _line_account(
+        self,
+        t: Tenant,
+        raw: JSON,
+        defaults: JSON,
+        status: str,
+        line_amount: Decimal,
+        line: JSON,
+        errors: list[str],
+    ) -> JSON | None:
+        """The line's account (given, else the item's); a line with an amount needs one
+        unless the document is a draft."""
+        account_code = raw.get("AccountCode") or defaults.get("AccountCode")
+        if not account_code:
+            if status != "DRAFT" and line_amount != 0:
+                errors.append("Account code must be specified for line items with an amount.")
+            return None
+        account = self._account_for_line(t, str(account_code))
+        if account is None:
+            errors.append(MSG_ACCOUNT.format(code=account_code))
+            return None
+        line["AccountCode"] = account["Code"]
+        line["AccountID"] = account["AccountID"]
+        return account
+
+
+def _discount(
+    line: JSON,
+    gross: Decimal,
+    rate_off: Decimal | None,
+    amount_off: Decimal | None,
+    doc_type: str,
+    errors: list[str],
+) -> Decimal:
+    """A line's discount at cents: by amount (invoices) or by rate (invoices and orders)."""
+    if amount_off and doc_type == PO:
+        errors.append("DiscountAmount is not supported on purchase orders; use DiscountRate.")
+    elif (rate_off or amount_off) and doc_type not in ("ACCREC", PO):
+        errors.append("Discounts are only supported on ACCREC invoices.")
+    elif rate_off and amount_off:
+        errors.append("Specify either DiscountRate or DiscountAmount, not both.")
+    elif amount_off:
+        line["DiscountAmount"] = money(amount_off)
+        return money(amount_off)
+    elif rate_off:
+        line["DiscountRate"] = _places(rate_off, 2)
+        return money(gross * rate_off / HUNDRED)
+    return Decimal("0.00")
+
+
+def _line_tax(
+    amount_type: str, override: Decimal | None, line_amount: Decimal, rate: Decimal
+) -> Decimal:
+    """A line's tax at cents, half-up: none, the given TaxAmount, or the rate's share."""
+    if amount_type == "NoTax":
+        return Decimal("0.00")
+    if override is not None:
+        return money(override)
+    if amount_type == "Inclusive":
+        return money(line_amount - line_amount / (1 + rate / HUNDRED))
+    return money(line_amount * rate / HUNDRED)
 
 
 def _amount_type(given: Any, errors: list[str]) -> str:

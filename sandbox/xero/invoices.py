@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -111,15 +112,7 @@ class InvoicesState(DocumentsState):
         contact, new_contact, contact_errors = self._invoice_contact(t, submitted, base)
         errors += contact_errors
 
-        today = _utc(self.clock()).date()
-        issued = parse_day(pick("Date")) if pick("Date") else today
-        due = parse_day(pick("DueDate")) if pick("DueDate") else None
-        if issued is None:
-            errors.append(f"The Date '{pick('Date')}' is not a valid date.")
-        if pick("DueDate") and due is None:
-            errors.append(f"The DueDate '{pick('DueDate')}' is not a valid date.")
-        if doc_type == "ACCREC" and status in ("SUBMITTED", "AUTHORISED") and not pick("DueDate"):
-            errors.append("Due Date is mandatory.")
+        issued, due = self._invoice_dates(pick, doc_type, status, errors)
 
         amount_type = _amount_type(pick("LineAmountTypes"), errors)
 
@@ -192,6 +185,21 @@ class InvoicesState(DocumentsState):
         self._touch(t, invoice, "InvoiceID", self.clock())
         t.invoices[invoice["InvoiceID"]] = invoice
         return invoice, []
+
+    def _invoice_dates(
+        self, pick: Callable[[str], Any], doc_type: str, status: str, errors: list[str]
+    ) -> tuple[date | None, date | None]:
+        """Date (today when absent) and DueDate, which a sales invoice past draft needs."""
+        today = _utc(self.clock()).date()
+        issued = parse_day(pick("Date")) if pick("Date") else today
+        due = parse_day(pick("DueDate")) if pick("DueDate") else None
+        if issued is None:
+            errors.append(f"The Date '{pick('Date')}' is not a valid date.")
+        if pick("DueDate") and due is None:
+            errors.append(f"The DueDate '{pick('DueDate')}' is not a valid date.")
+        if doc_type == "ACCREC" and status in ("SUBMITTED", "AUTHORISED") and not pick("DueDate"):
+            errors.append("Due Date is mandatory.")
+        return issued, due
 
     def _next_invoice_number(self, t: Tenant) -> str:
         taken = {i.get("InvoiceNumber") for i in t.invoices.values() if i["Type"] == "ACCREC"}
