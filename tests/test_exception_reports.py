@@ -45,7 +45,7 @@ class Receiver:
         elif encoding == "deflate":
             body = zlib.decompress(body)
         elif encoding == "br":
-            import brotli  # type: ignore[import-not-found]
+            import brotli
 
             body = brotli.decompress(body)
         self.sentry.append(body)

@@ -119,6 +119,7 @@ def _master_and_replica(servers: list[Server], tmp_path: Path) -> tuple[Server, 
     return master, replica
 
 
+@pytest.mark.integration  # a master and a replica redis-server
 def test_a_mark_is_on_the_replica_before_the_create_may_go_out(
     servers: list[Server], tmp_path: Path
 ) -> None:
