@@ -18,6 +18,7 @@ error, so it becomes an exception report, never a silent skip.
 from __future__ import annotations
 
 import hashlib
+import time
 from decimal import Decimal
 from typing import Any
 

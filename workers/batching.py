@@ -1,8 +1,8 @@
 """Per-tenant batching: elements wait in Redis and a flush task sends many per request.
 
-Xero allows 60 calls a minute per tenant but takes up to 50 elements per request
-(`../shared/xero/FACTS.md` "Batches"), and Zoho takes 100 records per update; a burst costs the
-fewest calls when stages of many documents share requests.
+Xero allows 60 calls a minute per tenant but takes up to 50 elements per request (Xero's
+"requests and responses" guide recommends at most 50), and Zoho takes 100 records per update;
+a burst costs the fewest calls when stages of many documents share requests.
 
 A stage that needs a write raises `AwaitingBatch(kind, {element id: payload})`. The stage
 middleware (workers/stage.py) adds the elements to the connection's buffer for that kind, with
@@ -18,7 +18,7 @@ its chain, or, when that stage cannot go on (its element's error, another wait),
 waiting task again, to be dead-lettered alone with its full payload or to wait again.
 
 Why not celery-batches: it holds requests in worker memory and acks a batch as a whole after
-the flush, whatever happened to each item (`../shared/notes/celery-redis.md`). Here an element
+the flush, whatever happened to each item, and has no chain support. Here an element
 stays in Redis until its answer is stored. The flusher's lock has a short lease that a thread
 renews while it works, so a killed flusher frees the buffer within seconds; elements still
 claimed when the next flusher takes the lock are a dead flusher's, and come back as *suspect*
@@ -57,7 +57,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from clients.zoho import MAX_RECORDS_PER_CALL
-from schemas.errors import RateLimited, SyncError
+from schemas.errors import MarkNotReplicated, RateLimited, SyncError
 from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
@@ -208,6 +208,18 @@ return 1
 """
 
 
+MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
+
+
+def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
+    """How many replicas must acknowledge a mark before its create goes out: `wanted`
+    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
+    if wanted <= 0:
+        return 0
+    replication = redis_client.info("replication")
+    return min(wanted, int(replication.get("connected_slaves", 0)))
+
+
 @dataclass(frozen=True)
 class Flush:
     """One flusher's hold on a buffer: every write a handler makes goes through here, checked
@@ -219,6 +231,7 @@ class Flush:
 
     buffer: Buffer
     token: int
+    replicas: int = 0  # replicas that must hold a mark before its create is sent
 
     def sending(
         self,
@@ -232,6 +245,9 @@ class Flush:
     ) -> set[str]:
         """Mark these elements before their create is sent (raises LeaseLost if fenced out):
         the key, when, the request's element ids and each body's digest (`plan_suspects`).
+        With replicas, returns only once `replicas` of them hold the marks (WAIT), else raises
+        MarkNotReplicated: an unreplicated mark dies with a failed master, and the promoted
+        replica would create the element again.
 
         With `claim` (a link kind) the database first claims each element's link row under
         the key (workers/store `claim_creates`): the ids it refuses (linked, or claimed by a
@@ -251,7 +267,7 @@ class Flush:
         going = [e for e in elements if e.id not in refused]
         ids = sorted(e.id for e in going)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in going}, [])
+        self._write({e.id: mark for e in going}, [], replicas=self.replicas)
         return refused
 
     def store(
@@ -274,7 +290,9 @@ class Flush:
         """Raise LeaseLost unless this flusher still holds the buffer."""
         self._write({}, [])
 
-    def _write(self, marks: dict[str, str], settled: list[str]) -> None:
+    def _write(
+        self, marks: dict[str, str], settled: list[str], *, replicas: int = 0
+    ) -> None:
         buffer = self.buffer
         args: list[Any] = [self.token, len(marks)]
         for element_id, mark in marks.items():
@@ -282,8 +300,21 @@ class Flush:
         args.append(0)
         args += settled
         keys = [buffer.key("fence"), buffer.key("sent"), buffer.key("-")]
-        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
+        # one connection for both: WAIT counts the writes of the connection that sends it
+        pipe = buffer.redis.pipeline(transaction=False)
+        pipe.eval(_FENCED, len(keys), *keys, *args)
+        if replicas:
+            pipe.wait(replicas, MARK_REPLICATION_MS)
+        written, *acknowledged = pipe.execute()
+        if not written:
             raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
+        if acknowledged and int(acknowledged[0]) < replicas:
+            raise MarkNotReplicated(
+                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
+                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
+                hint="Check the Redis replicas' replication link (INFO replication); it is"
+                " retried on its own once a replica keeps up.",
+            )
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
@@ -616,7 +647,9 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         return 0  # the flusher in flight sends the next flush itself
     renewer = _Renewer(lock)
     try:
-        hold = Flush(buffer, buffer.fence())
+        hold = Flush(
+            buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
+        )
         buffer.suspect_after_restart()
         buffer.reclaim_orphans()
         wait = _wait(buffer, settings)

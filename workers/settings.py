@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     zxs_redis_sentinel_master: str = Field(
         "mymaster", description="The Sentinel master name of a sentinel:// REDIS_URL."
     )
+    zxs_redis_mark_replicas: int = Field(
+        1,
+        ge=0,
+        description="Replicas that must hold a create's 'may have reached Xero' mark before"
+        " the create is sent, when the master has replicas (0: do not wait).",
+    )
     xero_api_url: str = "https://api.xero.com/api.xro/2.0"
     xero_identity_url: str = "https://identity.xero.com"
     zoho_api_url: str = "https://www.zohoapis.com"
