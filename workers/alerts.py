@@ -22,6 +22,7 @@ import sentry_sdk
 import structlog
 
 from schemas.wire import dumps, loads
+from workers import keys
 from workers.app import app
 from workers.deadletter import DeadLetter, DeadLetterStore, describe
 from workers.redact import redact
@@ -279,7 +280,7 @@ def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
     if letter is None:
         return {}
     report = build_report(letter)
-    key = f"zxs:dlq:delivery:{letter_id}"
+    key = keys.DLQ_DELIVERY(letter_id)
     done = {k for k, v in cast(dict[str, str], redis_client.hgetall(key)).items() if loads(v)["ok"]}
     failed: dict[str, str] = {}
     for channel in channels(settings, letter):

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers import keys
 from workers.deadletter import DeadLetterStore
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def dlq_show(letter_id: str) -> None:
         f"\nkind {letter.error_kind} · attempts {letter.attempts} · failed at {letter.failed_at}",
         markup=False,
     )
-    deliveries = cast(dict[str, str], get_redis().hgetall(f"zxs:dlq:delivery:{letter_id}"))
+    deliveries = cast(dict[str, str], get_redis().hgetall(keys.DLQ_DELIVERY(letter_id)))
     for channel, raw in sorted(deliveries.items()):
         console.print(f"alert via {channel}: {loads(raw)}", markup=False)
     console.print(f"\npayload: {letter.payload}\n\n{letter.traceback}", markup=False)
