@@ -16,7 +16,6 @@ through `linked_contact` and `find_contact`, where a clash is dead-lettered.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from schemas.errors import InvalidRecord
 from schemas.jobs import StageMessage
@@ -24,6 +23,7 @@ from schemas.mapping import contact_from_account
 from schemas.xero import XeroContact
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
 from tasks.batch_handlers.contacts import CONTACTS, LINK, Clash, match_contact
+from tasks.batch_handlers.elements import ContactElement
 from workers.batching import AwaitingBatch, buffered
 from workers.context import StageContext
 from workers.history import record_key
@@ -48,22 +48,22 @@ def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     if link is None:
         waiting = ctx.settings.zxs_batching and ctx.batch is None
         waiting = waiting and buffered(CONTACTS, ctx.connection.name, account_id)
-        element = {} if waiting else _element(msg, ctx, account_id)  # read Zoho once
-        raise AwaitingBatch(CONTACTS, {account_id: element})
+        element = ContactElement() if waiting else _element(msg, ctx, account_id)  # Zoho once
+        raise AwaitingBatch(CONTACTS, {account_id: element.wire()})
     return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
 
 
-def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> dict[str, Any]:
+def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> ContactElement:
     """What the flush needs to find or create this account's contact."""
     account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
     person = None
     if msg.document and msg.document.contact:
         raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
         person = parse_record(ZohoContact, "Contacts", raw)
-    return {
-        "record": f"Accounts {account.id} ({account.name})",
-        "body": contact_from_account(account, person).body(),
-    }
+    return ContactElement(
+        record=f"Accounts {account.id} ({account.name})",
+        body=contact_from_account(account, person).body(),
+    )
 
 
 def linked_contact(

@@ -33,6 +33,7 @@ from schemas.credit_notes import (
 from schemas.errors import ValidationFailed
 from schemas.xero import XeroInvoice
 from tasks.batch_handlers.credit_notes import CREDIT_NOTES
+from tasks.batch_handlers.elements import CreditNoteElement
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
@@ -68,13 +69,13 @@ def apply_credit(
         body = credit_note_body(
             plan, invoice, invoice.Contact.ContactID, reference, datetime.now(UTC).date()
         )
-        payload = {
-            "record": record,
-            "body": body.body(),
-            "reference": reference,
-            "contact_id": invoice.Contact.ContactID,
-            "suspect": suspect,
-        }
+        payload = CreditNoteElement(
+            record=record,
+            body=body.body(),
+            reference=reference,
+            contact_id=invoice.Contact.ContactID,
+            suspect=suspect,
+        ).wire()
         raise AwaitingBatch(CREDIT_NOTES, {element_id: payload})
     if Decimal(str(outcome["Total"])) != plan.total:
         raise ValidationFailed(

@@ -31,6 +31,7 @@ from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
+from tasks.batch_handlers.elements import InvoiceElement
 from tasks.batch_handlers.invoices import INVOICES, LINK, invoice_link
 from tasks.credit_notes import allocate_pending, apply_credit, credited, our_notes
 from workers import keys
@@ -257,16 +258,16 @@ def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dic
     """What the flush needs to create this invoice, or find one an earlier attempt created."""
     job, body = msg.job, mapped.invoice
     assert msg.document is not None
-    return {
-        "record": f"{job.module} {job.record_id}",
-        "body": body.body(),
-        "version": mapped.content_version,
-        "lookup": _same_invoice(body),
+    return InvoiceElement(
+        record=f"{job.module} {job.record_id}",
+        body=body.body(),
+        version=mapped.content_version,
+        lookup=_same_invoice(body),
         # Xero may have created it already and forgotten the key (6 minutes): look first
-        "suspect": ctx.attempt > 0 or ctx.redelivered or job.event == "replay",
-        "account_id": msg.document.account.id,
-        "products": {p.id: product_code(p) for p in msg.products},
-    }
+        suspect=ctx.attempt > 0 or ctx.redelivered or job.event == "replay",
+        account_id=msg.document.account.id,
+        products={p.id: product_code(p) for p in msg.products},
+    ).wire()
 
 
 def _same_invoice(body: XeroInvoiceIn) -> str | None:

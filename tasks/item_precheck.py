@@ -15,6 +15,7 @@ from schemas.errors import InvalidRecord
 from schemas.jobs import StageMessage
 from schemas.mapping import item_from_product, product_code
 from schemas.zoho import ZohoProduct, parse_record
+from tasks.batch_handlers.elements import ItemElement
 from tasks.batch_handlers.items import ITEMS, LINK
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
@@ -50,10 +51,10 @@ def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
         raise AwaitingBatch(
             ITEMS,
             {
-                p.id: {
-                    "record": f"Products {p.id} ({p.name})",
-                    "body": item_from_product(p, ctx.connection, prices.get(p.id)).body(),
-                }
+                p.id: ItemElement(
+                    record=f"Products {p.id} ({p.name})",
+                    body=item_from_product(p, ctx.connection, prices.get(p.id)).body(),
+                ).wire()
                 for p in todo
             },
             carry=msg.model_copy(update={"products": products}).model_dump(mode="json"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from schemas.jobs import StageMessage
 from schemas.payments import INVOICE_REVERSE_LINK, PAYMENT_CONTACT
 from schemas.zoho import ZohoInvoiceWriteBack
+from tasks.batch_handlers.elements import WriteBackElement
 from tasks.batch_handlers.writebacks import WRITEBACKS
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
@@ -47,8 +48,9 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
             )
     element_id = f"{job.module}:{job.record_id}"
     if ctx.batch_outcome(element_id) is None:
-        record = update.model_dump(by_alias=True, exclude_none=True)
-        raise AwaitingBatch(WRITEBACKS, {element_id: {"module": job.module, "record": record}})
+        fields = update.model_dump(by_alias=True, exclude_none=True)
+        element = WriteBackElement(module=job.module, update=fields)
+        raise AwaitingBatch(WRITEBACKS, {element_id: element.wire()})
     key = record_key(job.connection, job.module, job.record_id)
     ctx.history.finish(
         job.connection,

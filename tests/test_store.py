@@ -227,6 +227,7 @@ def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_
     no request is sent for it."""
     from types import SimpleNamespace
 
+    from tasks.batch_handlers.elements import InvoiceElement
     from tasks.batch_handlers.invoices import write_invoices
     from workers.batching import Later
     from workers.settings import get_settings
@@ -237,8 +238,11 @@ def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_
         "invoice", connection, ["Invoices:1"], "other", take_over=set(), older_than=0
     )
     buffer = Buffer(client, "invoices", connection)
-    payload = {"record": "Invoices 1", "body": {}, "version": "v1", "lookup": None}
-    buffer.add({"Invoices:1": {**payload, "suspect": False}}, {"options": {"task_id": "t1"}})
+    payload = InvoiceElement(
+        record="Invoices 1", body={}, version="v1", lookup=None, suspect=False,
+        account_id="a1", products={},
+    )
+    buffer.add({"Invoices:1": payload.wire()}, {"options": {"task_id": "t1"}})
     settings = get_settings()
     ctx = SimpleNamespace(
         connection=SimpleNamespace(name=connection),

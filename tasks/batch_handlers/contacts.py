@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from schemas.errors import InvalidRecord, SyncError, ValidationFailed
 from schemas.wire import dumps
 from schemas.xero import XeroContact, XeroContactIn
+from tasks.batch_handlers.elements import ContactElement
 from workers.batching import Element, Results, batch_handler, flush_key
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
@@ -36,9 +37,9 @@ def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements]) if batching else {}
     results: Results = {e.id: known[e.id] for e in elements if e.id in known}
     # an element added bare (its account already waited) but finished meanwhile: look again
-    results.update({e.id: {} for e in elements if e.id not in known and "body" not in e.payload})
-    todo = [e for e in elements if e.id not in known and "body" in e.payload]
-    bodies = {e.id: XeroContactIn.model_validate(e.payload["body"]) for e in todo}
+    results.update({e.id: {} for e in elements if e.id not in known and _payload(e).body is None})
+    todo = [e for e in elements if e.id not in known and _payload(e).body is not None]
+    bodies = {e.id: XeroContactIn.model_validate(_payload(e).body) for e in todo}
     found: dict[str, XeroContact] = {}
     refused: dict[str, list[str]] = {}
     if batching:
@@ -74,7 +75,7 @@ def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
         notes[element_id] += f"of another Zoho account: created as {contact.Name!r}"
     for element in todo:
         if element.id in refused and element.id not in results:
-            record = element.payload["record"]
+            record = _payload(element).record
             results[element.id] = ValidationFailed(
                 "Xero", [f"{record}: {m}" for m in refused[element.id]]
             )
@@ -122,7 +123,7 @@ def _distinct(
             other = matched[element.id]
             assert isinstance(other, Clash)
             failed[element.id] = InvalidRecord(
-                element.payload["record"],
+                _payload(element).record,
                 "Account_Name",
                 f"the Xero contact {other.contact.ContactID} with this name belongs to Zoho "
                 f"account {other.contact.ContactNumber}: two accounts share the name",
@@ -137,7 +138,7 @@ def _distinct(
     created, refused = _create(ctx, clashes, renamed)
     for element in clashes:
         if element.id in refused:
-            messages = [f"{element.payload['record']}: {m}" for m in refused[element.id]]
+            messages = [f"{_payload(element).record}: {m}" for m in refused[element.id]]
             failed[element.id] = ValidationFailed("Xero", messages)
     return created, failed
 
@@ -183,7 +184,7 @@ def _lookup(
     adopted: set[str] = set()
     for e in elements:
         body = bodies[e.id]
-        match = match_contact(existing, body.ContactNumber, body.Name, e.payload["record"])
+        match = match_contact(existing, body.ContactNumber, body.Name, _payload(e).record)
         if isinstance(match, XeroContact) and not match.ContactNumber:
             if match.ContactID in adopted:  # another account of this batch adopted it
                 match = Clash(match)
@@ -216,3 +217,7 @@ def match_contact(
                 hint="Un-archive the contact in Xero, then replay.",
             )
     return None
+
+
+def _payload(element: Element) -> ContactElement:
+    return ContactElement.model_validate(element.payload)

@@ -15,6 +15,7 @@ from clients.xero import quote
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
 from schemas.wire import dumps
 from schemas.xero import XeroCreditNote
+from tasks.batch_handlers.elements import CreditNoteElement
 from workers.batching import Element, Later, Results, batch_handler, flush_key, plan_unlinked
 from workers.context import StageContext
 
@@ -51,13 +52,13 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
         requests.append((flush_key(CREDIT_NOTES, conn, new, ",".join(e.id for e in new)), new))
     for key, group in requests:
         ctx.flush.sending(group, key, {e.id: digests[e.id] for e in group})
-        answers = ctx.xero.create_credit_notes([e.payload["body"] for e in group], key)
+        answers = ctx.xero.create_credit_notes([_payload(e).body for e in group], key)
         links, settled = {}, []
         for element, (note, errors) in zip(group, answers, strict=True):
             settled.append(element.id)
             if note is None:
                 results[element.id] = ValidationFailed(
-                    "Xero", [f"{element.payload['record']}: {m}" for m in errors],
+                    "Xero", [f"{_payload(element).record}: {m}" for m in errors],
                     hint="Fix the record (or the Xero setting named) and replay the dead letter.",
                 )
             else:
@@ -76,7 +77,7 @@ def _link(note: XeroCreditNote) -> dict[str, Any]:
 
 
 def _digest(element: Element) -> str:
-    return hashlib.sha256(dumps(element.payload["body"]).encode()).hexdigest()[:32]
+    return hashlib.sha256(dumps(_payload(element).body).encode()).hexdigest()[:32]
 
 
 def _earlier(
@@ -87,7 +88,7 @@ def _earlier(
     (never created blind)."""
     if not suspects:
         return {}, {}
-    clauses = [f"Reference=={quote(str(e.payload['reference']))}" for e in suspects]
+    clauses = [f"Reference=={quote(str(_payload(e).reference))}" for e in suspects]
     scope = 'Type=="ACCRECCREDIT" AND Status!="DELETED" AND Status!="VOIDED"'
     try:
         found = ctx.xero.credit_notes_any(clauses, scope)
@@ -103,9 +104,13 @@ def _earlier(
     for element in suspects:
         for note in found:
             contact = note.Contact.ContactID if note.Contact else None
-            if note.Reference == element.payload["reference"] and (
-                contact in (None, element.payload["contact_id"])
+            if note.Reference == _payload(element).reference and (
+                contact in (None, _payload(element).contact_id)
             ):
                 earlier[element.id] = note
                 break
     return earlier, {}
+
+
+def _payload(element: Element) -> CreditNoteElement:
+    return CreditNoteElement.model_validate(element.payload)

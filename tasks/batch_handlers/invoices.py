@@ -15,6 +15,7 @@ from typing import Any
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
 from schemas.wire import dumps
 from schemas.xero import XeroInvoice, XeroInvoiceIn
+from tasks.batch_handlers.elements import InvoiceElement
 from workers.batching import Element, Later, Results, batch_handler, flush_key, plan_unlinked
 from workers.context import StageContext
 
@@ -67,14 +68,14 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     for element in todo:
         invoice = earlier.get(element.id)
         if invoice is not None:
-            links[element.id] = invoice_link(invoice, element.payload["version"])
+            links[element.id] = invoice_link(invoice, _payload(element).version)
             results[element.id] = _outcome("adopted", invoice, element)
     ctx.flush.store(LINK, links, [*known, *links])  # adopted first: a failed create keeps them
     again = {e.id for group in plan.resend.values() for e in group}
     new = [e for e in todo if e.id not in results and e.id not in again]
     requests = list(plan.resend.items())
     if new:
-        versions = ",".join(f"{e.id}@{e.payload['version']}" for e in new)
+        versions = ",".join(f"{e.id}@{_payload(e).version}" for e in new)
         requests.append((flush_key(INVOICES, conn, new, versions), new))
     looked_up = frozenset(e.id for e in plan.lookup)
     for key, claimed in requests:
@@ -93,14 +94,14 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
         group = [e for e in claimed if e.id not in refused]
         if not group:
             continue
-        answers = ctx.xero.create_invoices([e.payload["body"] for e in group], key)
+        answers = ctx.xero.create_invoices([_payload(e).body for e in group], key)
         links, settled = {}, []
         for element, (invoice, errors) in zip(group, answers, strict=True):
             settled.append(element.id)  # Xero answered for it: created, or refused and not saved
             if invoice is None:
                 results[element.id] = _refused(ctx, element, errors)
             else:
-                links[element.id] = invoice_link(invoice, element.payload["version"])
+                links[element.id] = invoice_link(invoice, _payload(element).version)
                 results[element.id] = _outcome("created", invoice, element)
         ctx.flush.store(LINK, links, settled)
     return results
@@ -108,7 +109,7 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
 
 def _digest(element: Element) -> str:
     """The element's body as sent: a request is sent again under its key only unchanged."""
-    return hashlib.sha256(dumps(element.payload["body"]).encode()).hexdigest()[:32]
+    return hashlib.sha256(dumps(_payload(element).body).encode()).hexdigest()[:32]
 
 
 def _earlier(
@@ -116,13 +117,14 @@ def _earlier(
 ) -> tuple[dict[str, XeroInvoice], dict[str, SyncError]]:
     """Invoices earlier attempts created for these elements (one lookup per URL-sized chunk),
     and the elements whose lookup failed, each with an error naming its own record."""
-    clauses = {e.id: e.payload["lookup"] for e in suspects if e.payload["lookup"]}
+    lookups = {e.id: _payload(e).lookup for e in suspects}
+    clauses = {eid: clause for eid, clause in lookups.items() if clause}
     found, failed = _lookup(ctx, clauses)
     earlier: dict[str, XeroInvoice] = {}
     for element in suspects:
         if element.id in failed:
             continue
-        body = XeroInvoiceIn.model_validate(element.payload["body"])
+        body = XeroInvoiceIn.model_validate(_payload(element).body)
         for invoice in found:
             same_number = body.InvoiceNumber and invoice.InvoiceNumber == body.InvoiceNumber
             same_reference = (
@@ -134,7 +136,7 @@ def _earlier(
             if same_number or same_reference:
                 earlier[element.id] = invoice
                 break
-    records = {e.id: str(e.payload["record"]) for e in suspects}
+    records = {e.id: str(_payload(e).record) for e in suspects}
     return earlier, {eid: _lookup_failed(records[eid], exc) for eid, exc in failed.items()}
 
 
@@ -172,7 +174,7 @@ def _lookup_failed(record: str, exc: SyncError) -> SyncError:
 def _outcome(action: str, invoice: XeroInvoice, element: Element) -> dict[str, Any]:
     """What a waiting stage learns: the action, Xero's total, and which content was written
     (a waiter that read a later edit of the record applies it after the create)."""
-    return {"action": action, "Total": str(invoice.Total), "version": element.payload["version"]}
+    return {"action": action, "Total": str(invoice.Total), "version": _payload(element).version}
 
 
 def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncError:
@@ -180,12 +182,16 @@ def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncErro
     looks the contact or item up again instead of sending the same stale id."""
     conn, text = ctx.connection.name, " ".join(errors)
     if "archived" in text:
-        ctx.idempotency.forget_links("contact", conn, [element.payload["account_id"]])
-    stale = [pid for pid, code in element.payload["products"].items() if f"'{code}'" in text]
+        ctx.idempotency.forget_links("contact", conn, [_payload(element).account_id])
+    stale = [pid for pid, code in _payload(element).products.items() if f"'{code}'" in text]
     if stale and "Item code" in text:
         ctx.idempotency.forget_links("item", conn, stale)
     return ValidationFailed(
         "Xero",
-        [f"{element.payload['record']}: {m}" for m in errors],
+        [f"{_payload(element).record}: {m}" for m in errors],
         hint="Fix the record (or the Xero setting named) and replay the dead letter.",
     )
+
+
+def _payload(element: Element) -> InvoiceElement:
+    return InvoiceElement.model_validate(element.payload)

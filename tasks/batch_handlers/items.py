@@ -9,6 +9,7 @@ from typing import Any
 from schemas.errors import ValidationFailed
 from schemas.wire import dumps
 from schemas.xero import XeroItemIn
+from tasks.batch_handlers.elements import ItemElement
 from workers.batching import Element, Results, batch_handler, flush_key
 from workers.context import StageContext
 
@@ -24,8 +25,8 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
     whose code exists is refused ("Item code 'X' already exists") and then linked by lookup.
     The naive path looks every code up first.
     """
-    bodies = {e.id: XeroItemIn.model_validate(e.payload["body"]) for e in elements}
-    records = {bodies[e.id].Code: str(e.payload["record"]) for e in elements}
+    bodies = {e.id: XeroItemIn.model_validate(_payload(e).body) for e in elements}
+    records = {bodies[e.id].Code: str(_payload(e).record) for e in elements}
     # one body per code: two products with the same code share the item
     wanted = {b.Code: b for b in bodies.values()}
     found: dict[str, str] = {}
@@ -85,3 +86,7 @@ def _create(
         else:
             found[created.Code] = created.ItemID
     return refused
+
+
+def _payload(element: Element) -> ItemElement:
+    return ItemElement.model_validate(element.payload)
