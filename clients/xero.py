@@ -8,7 +8,6 @@ list GET is split so its whole URL stays under 2,000 characters (Xero 404s longe
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,7 +17,8 @@ import httpx
 from pydantic import BaseModel
 
 from clients.http import ApiClient, Limiter, body_text, insufficient_scope, server_or_generic
-from clients.tokens import Refresh, TokenManager, TokenSet
+from clients.oauth import OAuthApp
+from clients.tokens import Refresh, TokenManager
 from schemas.errors import (
     ApiError,
     AuthRevoked,
@@ -26,7 +26,6 @@ from schemas.errors import (
     NotFound,
     RateLimited,
     ServerError,
-    TransportError,
     ValidationFailed,
 )
 from schemas.wire import loads
@@ -46,7 +45,7 @@ from schemas.xero import (
 )
 
 PROVIDER = "Xero"
-REVOKED = {"invalid_grant", "invalid_client"}
+REVOKED = frozenset({"invalid_grant", "invalid_client"})
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000  # Xero's largest pageSize (FACTS: Paging)
 Found = TypeVar("Found", bound=BaseModel)
@@ -104,43 +103,28 @@ def validation_messages(response: httpx.Response) -> list[str]:
     return messages or [str(payload.get("Message") or payload.get("Detail") or payload)]
 
 
+def xero_oauth(identity_url: str, client_id: str, client_secret: str) -> OAuthApp:
+    """Xero's token endpoint: HTTP Basic client authentication; the refresh token rotates on
+    every use (FACTS "OAuth2"), and only invalid_grant/invalid_client mean a dead grant."""
+    return OAuthApp(
+        PROVIDER,
+        f"{identity_url.rstrip('/')}/connect/token",
+        client_id,
+        client_secret,
+        "client_secret_basic",
+        rotates=True,
+        classify=classify_xero,
+        revoked=REVOKED,
+        reconnect_hint="Reconnect Xero with `zxsync connect xero`: the refresh token is dead.",
+        endpoint_setting="XERO_IDENTITY_URL",
+    )
+
+
 def refresh_xero_token(
     http: httpx.Client, identity_url: str, client_id: str, client_secret: str
 ) -> Refresh:
     """A refresher for TokenManager: POST /connect/token with the refresh_token grant."""
-
-    def refresh(refresh_token: str) -> TokenSet:
-        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        try:
-            response = http.post(
-                f"{identity_url.rstrip('/')}/connect/token",
-                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                headers={"Authorization": f"Basic {basic}"},
-            )
-        except httpx.TransportError as exc:  # retryable, and named: not a defect
-            raise TransportError(
-                PROVIDER, f"token endpoint unreachable (XERO_IDENTITY_URL): {type(exc).__name__}"
-            ) from exc
-        try:
-            payload = response.json() if response.content else {}
-        except ValueError:
-            payload = {}
-        if response.status_code == 400 and payload.get("error") in REVOKED:
-            raise AuthRevoked(
-                PROVIDER,
-                f"token refresh refused: {payload['error']}",
-                hint="Reconnect Xero with `zxsync connect xero`: the refresh token is dead.",
-            )
-        if not response.is_success:
-            raise classify_xero(response)
-        return TokenSet.issued(
-            payload["access_token"],
-            payload["refresh_token"],
-            float(payload["expires_in"]),
-            scope=payload.get("scope"),
-        )
-
-    return refresh
+    return xero_oauth(identity_url, client_id, client_secret).refresher(http)
 
 
 class XeroClient(ApiClient):

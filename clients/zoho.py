@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from clients.http import ApiClient, Limiter, body_text, server_or_generic
-from clients.tokens import Refresh, TokenManager, TokenSet
+from clients.oauth import OAuthApp
+from clients.tokens import Refresh, TokenManager
 from schemas.errors import (
     ApiError,
     AuthRevoked,
@@ -26,6 +27,7 @@ from schemas.wire import loads
 PROVIDER = "Zoho"
 API_VERSION = "crm/v7"
 MAX_RECORDS_PER_CALL = 100
+REFRESH_BLOCKED = "Access Denied"  # Zoho's `error` once a refresh token was used 10 times in 10 min
 REFRESH_BLOCK_SECONDS = 60.0
 
 
@@ -61,41 +63,31 @@ def record_errors(results: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+def zoho_oauth(accounts_url: str, client_id: str, client_secret: str) -> OAuthApp:
+    """Zoho's token endpoint: the client secret and refresh token in the form body (Zoho's
+    examples put them in the query, where every proxy and access log on the way keeps them;
+    Zoho reads either); the refresh token is kept (answers name none, FACTS §2); "Access
+    Denied" is Zoho's 10 refreshes per 10 minutes: a wait, not a revoked token."""
+    return OAuthApp(
+        PROVIDER,
+        f"{accounts_url.rstrip('/')}/oauth/v2/token",
+        client_id,
+        client_secret,
+        "client_secret_post",
+        rotates=False,
+        classify=classify_zoho,
+        revoked=None,
+        reconnect_hint="Reconnect Zoho with `zxsync connect zoho` (check the data centre too).",
+        endpoint_setting="ZOHO_ACCOUNTS_URL",
+        blocked={REFRESH_BLOCKED: REFRESH_BLOCK_SECONDS},
+    )
+
+
 def refresh_zoho_token(
     http: httpx.Client, accounts_url: str, client_id: str, client_secret: str
 ) -> Refresh:
-    """A refresher for TokenManager: POST /oauth/v2/token with the refresh_token grant, the
-    client secret and refresh token in the form body (Zoho's examples put them in the query,
-    where every proxy and access log on the way keeps them; Zoho reads either)."""
-
-    def refresh(refresh_token: str) -> TokenSet:
-        response = http.post(
-            f"{accounts_url.rstrip('/')}/oauth/v2/token",
-            data={
-                "grant_type": "refresh_token",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "refresh_token": refresh_token,
-            },
-        )
-        payload = response.json() if response.content else {}
-        if payload.get("error") == "Access Denied":
-            # Zoho's 10 refreshes per 10 minutes: a wait, not a revoked token (FACTS §2).
-            raise RateLimited(PROVIDER, "token refreshes", REFRESH_BLOCK_SECONDS)
-        if "error" in payload or not response.is_success:
-            raise AuthRevoked(
-                PROVIDER,
-                f"token refresh refused: {payload.get('error', response.status_code)}",
-                hint="Reconnect Zoho with `zxsync connect zoho` (check the data centre too).",
-            )
-        return TokenSet.issued(
-            payload["access_token"],
-            refresh_token,
-            float(payload["expires_in"]),
-            payload.get("api_domain"),
-        )
-
-    return refresh
+    """A refresher for TokenManager: POST /oauth/v2/token with the refresh_token grant."""
+    return zoho_oauth(accounts_url, client_id, client_secret).refresher(http)
 
 
 class ZohoClient(ApiClient):

@@ -2,7 +2,9 @@
 
 Point both `ZOHO_ACCOUNTS_URL` and `ZOHO_API_URL` at it; token replies carry this server's own
 base URL as `api_domain`, as Zoho's carry the data centre's (FACTS.md §1). Section numbers (§n)
-refer to /work/shared/zoho/FACTS.md; state, field lists and totals live in `sandbox.zoho_state`.
+refer to the project's Zoho facts file (FACTS.md, kept beside the repository: Zoho's CRM v7
+documentation and its developers' issue threads, summarised); state, field lists and totals
+live in `sandbox.zoho_state`.
 
 Faithful envelopes and status codes:
 - OAuth (§2): `POST /oauth/v2/token` (params in query or form) answers `invalid_client` and

@@ -2,7 +2,8 @@
 
 Everything here sits behind one `threading.Lock`, because the HTTP app runs on a uvicorn thread
 while tests and the demo read and seed the same object from their own thread. Section numbers
-(§n) refer to /work/shared/zoho/FACTS.md; "(u)" marks behaviour FACTS lists as unverified.
+(§n) refer to the project's Zoho facts file (FACTS.md, Zoho's CRM v7 documentation
+summarised, kept beside the repository); "(u)" marks behaviour FACTS lists as unverified.
 
 Faithful:
 - OAuth (§2): 1 h access tokens (`zoho_access_token_seconds`), 10 access tokens per 10 min per
@@ -976,34 +977,11 @@ class ZohoSandbox:
             if not isinstance(value, str) or (spec.values and value not in spec.values):
                 raise bad
             return value
-        if kind == "email":
-            if not isinstance(value, str) or not (value == "" or _EMAIL.match(value)):
+        if kind in _PLAIN_TYPES:
+            accepts, stored = _PLAIN_TYPES[kind]
+            if not accepts(value):
                 raise bad
-            return value
-        if kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad
-            return value
-        if kind in ("currency", "double"):
-            if not _is_number(value):
-                raise bad
-            return Decimal(value)
-        if kind == "boolean":
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if kind == "date":
-            if not isinstance(value, str) or not _DATE.match(value):
-                raise bad
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise bad from None
-            return value
-        if kind == "multiselectpicklist":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise bad
-            return list(value)
+            return stored(value)
         if kind == "ownerlookup":
             given = value.get("id") if isinstance(value, dict) else value
             if str(given) != org.user["id"]:
@@ -1095,6 +1073,36 @@ def _line_tax(value: Any, path: str, *, keep_values: bool) -> list[Record]:
 def _is_number(value: Any) -> bool:
     """JSON numbers arrive as int or Decimal (floats are parsed as Decimal); bool is not one."""
     return isinstance(value, int | Decimal) and not isinstance(value, bool)
+
+
+def _is_iso_date(value: Any) -> bool:
+    """`YYYY-MM-DD` and a real day."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_given(value: Any) -> Any:
+    return value
+
+
+# The data types a value is checked for by itself: (accepts it, the form Zoho stores)
+_PLAIN_TYPES: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
+    "email": (lambda v: isinstance(v, str) and (v == "" or bool(_EMAIL.match(v))), _as_given),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), _as_given),
+    "currency": (_is_number, Decimal),
+    "double": (_is_number, Decimal),
+    "boolean": (lambda v: isinstance(v, bool), _as_given),
+    "date": (_is_iso_date, _as_given),
+    "multiselectpicklist": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        list,
+    ),
+}
 
 
 def _parent_ref(module: str, target: Record) -> Record:

@@ -1,8 +1,9 @@
 """Pydantic models of the Xero Accounting API bodies we send and the answers we read.
 
 Attribute names are Xero's own (PascalCase) so a dump is the request body; request models
-forbid unknown fields so a typo fails here, not at Xero. Shapes follow the official OpenAPI spec
-(`../shared/xero/xero_accounting.yaml`, checked by tests/test_xero_spec.py).
+forbid unknown fields so a typo fails here, not at Xero. Shapes follow Xero's official OpenAPI
+spec of the Accounting API (xero_accounting.yaml, from XeroAPI/Xero-OpenAPI; checked by
+tests/test_xero_spec.py when a copy is at hand).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def plan_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.integration
 def test_backfill_dry_run_then_run_adopts_creates_once_and_resumes(
-    make_stack: Callable[..., Any], tmp_path: Path
+    make_stack: Callable[..., Any], tmp_path: Path, wait_for_outcomes: Callable[..., Any]
 ) -> None:
     from typer.testing import CliRunner
 
@@ -81,6 +81,9 @@ def test_backfill_dry_run_then_run_adopts_creates_once_and_resumes(
     assert refs[odd["Invoice_Number"]] == 1, "the ambiguous one is not created"
     assert all(n == 1 for n in refs.values()), "no duplicates"
     by_id = {i["InvoiceID"]: i for i in after}
+    # backfill counts a create done once it is linked; the Zoho write-back is the next stage
+    created = [r["record_id"] for r in rows if r["action"] == "create"]
+    wait_for_outcomes(conn.name, [f"{conn.name}:Invoices:{r}" for r in created], timeout=60)
     for invoice in ds.invoices:
         stored = stack.zoho.get(org, "Invoices", invoice["id"])
         if invoice["id"] == odd["id"]:

@@ -367,9 +367,9 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
 
     with stack.xero.lock:
         tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ACTIVE"
-    store = DeadLetterStore(get_redis())
-    [letter] = [d for d in store.list() if (d.connection, d.record_id) == (conn.name, second)]
-    replay(letter, store)
+    letters = DeadLetterStore(get_redis())
+    [letter] = [d for d in letters.list() if (d.connection, d.record_id) == (conn.name, second)]
+    replay(letter, letters)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the failure's own outcome stays until the replay's
         outcome, detail = wait_for_outcomes(conn.name, [key], timeout=5)[key]

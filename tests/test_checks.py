@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
+
 from schemas.checks import connection_problems
 from schemas.connection import Connection
 from schemas.xero import XeroAccount, XeroTrackingCategory
@@ -59,7 +61,8 @@ def test_every_misfit_is_named() -> None:
     ]
 
 
-def test_zxsync_check_against_the_sandbox(make_stack) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.integration
+def test_zxsync_check_against_the_sandbox(make_stack) -> None:
     from typer.testing import CliRunner
 
     from zxsync.cli import app

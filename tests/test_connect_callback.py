@@ -11,7 +11,6 @@ import pytest
 import typer
 
 from workers.settings import Settings
-from zxsync import connect as connect_module
 from zxsync.connect import checked_callback, consent, provider
 
 SETTINGS = Settings(_env_file=None, zoho_client_id="id", zoho_client_secret="zoho-secret",
@@ -64,14 +63,13 @@ def test_a_crafted_callback_sends_nothing(monkeypatch: pytest.MonkeyPatch, craft
     """The whole consent with a pasted, crafted callback: the code exchange never starts."""
     sent: list[Any] = []
     seen: list[str] = []
-    monkeypatch.setattr("authlib.integrations.httpx_client.OAuth2Client.fetch_token",
-                        lambda *a, **k: sent.append((a, k)))
+    monkeypatch.setattr("clients.oauth.OAuthApp.exchange", lambda *a, **k: sent.append((a, k)))
 
     def prompt(*_: Any, **__: Any) -> str:
         state = seen[0].split("state=")[1].split("&")[0]
         return crafted.format(cb=CALLBACK, state=state)
 
-    monkeypatch.setattr(connect_module.typer, "prompt", prompt)
+    monkeypatch.setattr(typer, "prompt", prompt)
     with pytest.raises(typer.BadParameter):
         consent(ZOHO, "http://127.0.0.1:8765/callback", seen.append, paste=True)
     assert seen and sent == []

@@ -398,7 +398,8 @@ def test_nothing_secret_is_rendered(
         PASSWORD,
         "xero-client-secret-value",
         settings.zxs_token_key.get_secret_value(),
-        *(c.xero_refresh_token.get_secret_value() for c in settings.connections().values()),
+        *(c.xero_refresh_token.get_secret_value() for c in settings.connections().values()
+          if c.xero_refresh_token),
         "abcdefghijklmnop",
         "scrypt$",
     ]

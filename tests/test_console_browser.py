@@ -73,7 +73,7 @@ def test_an_operator_fixes_and_replays_a_dead_letter_and_pauses_a_connection_in_
 ) -> None:
     stack = make_stack(tenants=2)
     a, b = stack.connections
-    small = {"invoices": 1, "accounts": 1, "products": 2}
+    small: dict[str, Any] = {"invoices": 1, "accounts": 1, "products": 2}
     dataset = load_dataset(stack.zoho, a.zoho_org_id, build_dataset(**small))
     bad = plant_invalid_invoice(stack, dataset, a.zoho_org_id, "ZINV-BROWSER-1")
     b_invoice = str(

@@ -33,6 +33,7 @@ def test_flower_accepts_real_credentials() -> None:
     assert flower_auth_problem(GOOD) is None
 
 
+@pytest.mark.integration
 def test_the_example_password_stops_zxsync_flower_with_one_line(tmp_path: object) -> None:
     env = {**os.environ, "FLOWER_BASIC_AUTH": "ops:change-me", "REDIS_URL": "redis://127.0.0.1:1/0"}
     done = subprocess.run([sys.executable, "-m", "zxsync.cli", "flower"], env=env,

@@ -56,7 +56,7 @@ def doc(lines: list[dict[str, Any]], grand_total: str, **extra: Any) -> ZohoSale
     return ZohoSalesDocument.model_validate(raw)
 
 
-def mapped(d: ZohoSalesDocument, conn: Connection = CONN):  # type: ignore[no-untyped-def]
+def mapped(d: ZohoSalesDocument, conn: Connection = CONN):
     return map_invoice("Invoices", d, "contact-1", PRODUCTS, conn, RATES)
 
 

@@ -9,21 +9,29 @@ import fakeredis
 import pytest
 
 from workers import pipeline
-from workers.app import PRIORITY_STEPS
+from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Redis is a fake; what would reach the broker is recorded: (task, send options)."""
-    store = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(pipeline, "get_redis", lambda: store)
+def store(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
+    """The pipeline's Redis, a fake."""
+    fake = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(pipeline, "get_redis", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def sent(
+    monkeypatch: pytest.MonkeyPatch, store: fakeredis.FakeRedis
+) -> list[tuple[str, dict[str, Any]]]:
+    """What would reach the broker is recorded: (task, send options)."""
     sends: list[tuple[str, dict[str, Any]]] = []
 
     def send_task(name: str, **options: Any) -> None:
         sends.append((name, options))
 
-    monkeypatch.setattr(pipeline.app, "send_task", send_task)
+    monkeypatch.setattr(app, "send_task", send_task)
     return sends
 
 
@@ -45,7 +53,7 @@ def test_a_burst_goes_to_the_door_at_falling_priority_and_a_quiet_tenant_stays_f
 
 
 def test_jobs_taken_in_and_jobs_in_flight_set_the_door_priority(
-    sent: list[tuple[str, dict[str, Any]]],
+    sent: list[tuple[str, dict[str, Any]]], store: fakeredis.FakeRedis
 ) -> None:
     for n in range(60):
         pipeline.send_job(pipeline.INGEST_TASK, [job("t", str(n))])
@@ -54,7 +62,7 @@ def test_jobs_taken_in_and_jobs_in_flight_set_the_door_priority(
     pipeline.taken_in(job("t"))  # a job sent before counting began never goes below zero
     pipeline.send_job(pipeline.INGEST_TASK, [job("t", "next")])
     assert sent[-1][1]["priority"] == PRIORITY_STEPS[0]
-    pipeline.get_redis().hset(inflight_key("t"), mapping={f"k{n}": "{}" for n in range(200)})
+    store.hset(inflight_key("t"), mapping={f"k{n}": "{}" for n in range(200)})
     pipeline.send_job(pipeline.INGEST_TASK, [job("t", "later")])
     assert sent[-1][1]["priority"] == PRIORITY_STEPS[-1]
     assert pipeline.tenant_priority("t") == PRIORITY_STEPS[-1]
@@ -93,9 +101,9 @@ def test_backfill_jobs_go_last_at_the_door_and_at_every_stage(
 
 
 def test_a_backfill_job_counts_at_its_tenants_door(
-    sent: list[tuple[str, dict[str, Any]]],
+    sent: list[tuple[str, dict[str, Any]]], store: fakeredis.FakeRedis
 ) -> None:
     """Batching flushes when every job in flight or at the door waits in a buffer: a backfill
     job on its way must count, or its batches go out a few elements at a time."""
     pipeline.send_job(pipeline.INGEST_TASK, [{**job("bf"), "event_id": "backfill-1"}])
-    assert pipeline.get_redis().get(pipeline.door_key("bf")) == "1"
+    assert store.get(pipeline.door_key("bf")) == "1"

@@ -123,6 +123,7 @@ def password_redis(tmp_path: Path) -> Iterator[int]:
         server.wait(timeout=10)
 
 
+@pytest.mark.integration
 def test_a_password_url_works_for_the_client_and_the_celery_broker(
     monkeypatch: pytest.MonkeyPatch, password_redis: int
 ) -> None:

@@ -146,7 +146,7 @@ raw_bodies = st.one_of(
 )
 connection_names = st.one_of(
     st.sampled_from(["acme", "tokenless", "nobody", "ACME", "acme.", "..", "%2e"]),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40),
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import fakeredis
@@ -100,9 +101,9 @@ def test_the_workflow_token_in_a_header_is_checked_before_the_body_is_read() -> 
         read.append(1)
         return {"type": "http.request", "body": b"{", "more_body": False}
 
-    sent_messages: list[dict[str, Any]] = []
+    sent_messages: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent_messages.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/webhooks/zoho/acme",

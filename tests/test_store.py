@@ -100,7 +100,8 @@ def test_a_converted_document_shares_the_invoice_it_adopts(database: Database) -
 
 def test_dead_letters_keep_who_replayed_or_discarded_them(database: Database) -> None:
     store = DeadLetterStore(fresh_redis())
-    kept = {"stage": "s", "job": {}, "attempts": 1, "payload": "{}", "traceback": ""}
+    kept: dict[str, Any] = {"stage": "s", "job": {}, "attempts": 1, "payload": "{}",
+                            "traceback": ""}
     first = store.add(exc=KeyError("a"), **kept)
     second = store.add(exc=KeyError("b"), **kept)
     store.mark_replayed(first, by="olga")

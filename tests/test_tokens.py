@@ -23,7 +23,7 @@ def _real_redis(redis_url: str) -> None:
     URL[:] = [redis_url]
 
 
-def make(refresh, bootstrap: str | None = "r0"):  # type: ignore[no-untyped-def]
+def make(refresh, bootstrap: str | None = "r0"):
     connection = f"c-{uuid.uuid4().hex[:8]}"
     return lambda: TokenManager(
         redis.Redis.from_url(URL[0], decode_responses=True),

@@ -18,6 +18,8 @@ from sandbox.config import SandboxConfig
 from sandbox.server import ThreadedServer
 from sandbox.xero_app import XeroSandbox, create_xero_app
 
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
+
 xero_python = pytest.importorskip("xero_python")
 
 TENANT = str(uuid.uuid4())

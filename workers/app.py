@@ -1,8 +1,9 @@
 """The Celery app: broker, at-least-once delivery settings, one queue per stage.
 
 Delivery is at-least-once (late acks, reject on worker lost, prefetch 1) and every stage is
-idempotent, which together make the pipeline effectively exactly-once
-(`../shared/notes/celery-redis.md`). The visibility timeout stays above the longest countdown
+idempotent, which together make the pipeline effectively exactly-once (a task whose process
+dies is redelivered rather than acked; one reserved task per process needs late acks and
+prefetch 1 together: celery #9279). The visibility timeout stays above the longest countdown
 the retry policy can ask for, so Redis never redelivers a task that is merely waiting.
 """
 

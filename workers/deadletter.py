@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from schemas.errors import SyncError
 from workers.redact import redact
 from workers.store import Database, get_database
-from workers.store.schema import dead_letters
+from workers.store.schema import alert_deliveries, dead_letters
 
 Status = Literal["open", "replayed", "discarded"]
 FIELDS = (
@@ -144,6 +144,34 @@ class DeadLetterStore:
         )
         with self.database.begin() as conn:
             return bool(conn.execute(stmt).rowcount)
+
+    def deliveries(self, letter_id: str) -> dict[str, dict[str, Any]]:
+        """Each report channel's last attempt for this letter: ok, at, attempt, error."""
+        if not letter_id.isdigit():
+            return {}
+        d = alert_deliveries
+        query = select(d.c.channel, d.c.ok, d.c.at, d.c.attempt, d.c.error).where(
+            d.c.letter_id == int(letter_id)
+        )
+        with self.database.begin(read=True) as conn:
+            return {
+                channel: {"ok": bool(ok), "at": at, "attempt": attempt, "error": error}
+                for channel, ok, at, attempt, error in conn.execute(query)
+            }
+
+    def record_delivery(
+        self, letter_id: str, channel: str, *, ok: bool, at: str, attempt: int, error: str = ""
+    ) -> None:
+        d = alert_deliveries
+        key = (d.c.letter_id == int(letter_id)) & (d.c.channel == channel)
+        with self.database.begin() as conn:
+            conn.execute(delete(d).where(key))
+            conn.execute(
+                insert(d).values(
+                    letter_id=int(letter_id), channel=channel, ok=ok, at=at, attempt=attempt,
+                    error=error,
+                )
+            )
 
     @staticmethod
     def _letter(row: Any) -> DeadLetter:

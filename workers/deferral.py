@@ -3,9 +3,10 @@
 A rate limit is not a failure: a stage that met one is sent again with the wait as countdown
 and the same attempt number, so a busy tenant never exhausts a job's retries. A daily limit
 (Xero's `X-Rate-Limit-Problem: day`, or the local daily budget) waits hours; as a Celery
-countdown that would be redelivered every `visibility_timeout` (`../shared/notes/celery-redis.md`),
-so the task is parked in the Redis sorted set `zxs:deferred`, scored by when it is due, and the
-beat task `zxsync.release_deferred` (`celery -A workers.app beat`) sends it again then.
+countdown that would be redelivered every `visibility_timeout` (Redis redelivers an unacked
+message counted from its delivery, not its ETA: kombu #337, celery #2599), so the task is
+parked in the Redis sorted set `zxs:deferred`, scored by when it is due, and the beat task
+`zxsync.release_deferred` (`celery -A workers.app beat`) sends it again then.
 
 A rescheduled task gets a new task id: it is a new delivery, not the redelivery of one that
 killed its worker (which the stage middleware counts per task id and attempt).

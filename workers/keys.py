@@ -98,8 +98,6 @@ ZOHO_DAY = Key("rl:zoho:{org_id}:day", "zset", "2 windows", "workers/ratelimit.p
 ANCHOR = ":anchor"  # suffix of a window's anchor (string, 2 days at least)
 # workers/polling.py: when each connection's poll is due
 POLL = Key("poll:{kind}:{connection}", "hash", "none", "workers/polling.py")
-# workers/alerts.py: what each channel answered for a dead letter's report
-DLQ_DELIVERY = Key("dlq:delivery:{letter_id}", "hash", "none", "workers/alerts.py")
 # workers/batching/: one buffer per kind and connection (workers/batching/buffer.py)
 BATCH_ACTIVE = Key("batch:active", "set", "none", "workers/batching/buffer.py")
 BATCH_RESUMED = Key("batch:resumed:{task_id}", "string", "24 hours",

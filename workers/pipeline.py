@@ -1,8 +1,8 @@
 """Which stages a job goes through, as a Celery chain of independent tasks.
 
-Tasks are named, not imported, so stages stay independent; a chain (not a chord: see
-`../shared/notes/celery-redis.md`) passes each stage's StageMessage to the next. Replay can start
-the chain at any stage.
+Tasks are named, not imported, so stages stay independent; a chain (not a chord: chords on
+Redis have long-open bugs, celery #4207 and #3363) passes each stage's StageMessage to the
+next. Replay can start the chain at any stage.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Xero allows each app, per tenant, 5 calls in flight, 60 a minute and 5,000 a day, and 10,000 a
 minute across tenants; its windows are fixed, not rolling, and reset at a different moment per
-tenant (`../shared/xero/FACTS.md` "Rate limits", developer.xero.com/faq/limits). Zoho CRM counts
-credits over a rolling day and concurrent calls per org (`../shared/zoho/FACTS.md` §6).
+tenant (developer.xero.com/faq/limits, and Xero staff's answers on when windows reset). Zoho
+CRM counts credits over a rolling day and concurrent calls per org (Zoho's API limits page).
 
 Why a Redis Lua script and not the `limits` library: `limits` keeps one counter per limit and
 spends it on `hit()`. Here a call must pass a minute window, a day window, the app's window and a

@@ -1,10 +1,11 @@
 """`zxsync connect xero|zoho --connection NAME`: OAuth2 consent, then tokens into the token store.
 
-The authorization-code flow (Authlib's httpx client): print (and open) the consent URL, take the
-code from a one-shot callback server on 127.0.0.1 or from the redirected URL pasted back, and
-exchange it. The new token set goes into the encrypted store for the connection and clears any
-"reconnect" alert, so workers pick it up on their next call. Works against the sandboxes, whose
-consent screens approve at once (`zxsync sandbox` prints the settings).
+The authorization-code flow (Authlib's OAuth2 client, `clients.oauth`): print (and open) the
+consent URL, take the code from a one-shot callback server on 127.0.0.1 or from the redirected
+URL pasted back, and exchange it. The new token set goes into the encrypted store for the
+connection and clears any "reconnect" alert, so workers pick it up on their next call. Works
+against the sandboxes, whose consent screens approve at once (`zxsync sandbox` prints the
+settings).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hmac
 import http.server
 import threading
-import warnings
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +23,10 @@ import httpx
 import typer
 from rich.console import Console
 
+from clients.oauth import OAuthApp
 from clients.tokens import TokenManager, TokenSet
-from clients.xero import refresh_xero_token
-from clients.zoho import refresh_zoho_token
+from clients.xero import xero_oauth
+from clients.zoho import zoho_oauth
 from workers.context import http_client, token_cipher
 from workers.redis import get_redis
 from workers.settings import Settings, get_settings
@@ -41,37 +42,35 @@ CALLBACK_TIMEOUT_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class Provider:
-    name: str
+    app: OAuthApp  # token endpoint and client authentication (clients.oauth)
     authorize_url: str
-    token_url: str
-    client_id: str
-    client_secret: str
     scope: str
-    auth_method: str  # Xero: HTTP Basic; Zoho: id and secret in the form (FACTS.md)
     extra: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.app.provider
+
+    @property
+    def token_url(self) -> str:
+        return self.app.token_url
 
 
 def provider(name: str, settings: Settings) -> Provider:
     if name == "Xero":
         return Provider(
-            "Xero",
+            xero_oauth(settings.xero_identity_url, settings.xero_client_id,
+                       settings.xero_client_secret.get_secret_value()),
             settings.xero_authorize_url,
-            f"{settings.xero_identity_url.rstrip('/')}/connect/token",
-            settings.xero_client_id,
-            settings.xero_client_secret.get_secret_value(),
             settings.xero_consent_scopes(),  # granular unless XERO_APP_SCOPES=broad
-            "client_secret_basic",
             {},
         )
     accounts = settings.zoho_accounts_url.rstrip("/")
     return Provider(
-        "Zoho",
+        zoho_oauth(accounts, settings.zoho_client_id,
+                   settings.zoho_client_secret.get_secret_value()),
         f"{accounts}/oauth/v2/auth",
-        f"{accounts}/oauth/v2/token",
-        settings.zoho_client_id,
-        settings.zoho_client_secret.get_secret_value(),
         ZOHO_SCOPES,
-        "client_secret_post",
         {"access_type": "offline", "prompt": "consent"},
     )
 
@@ -80,17 +79,7 @@ def consent(
     p: Provider, redirect_uri: str, open_url: Callable[[str], Any], paste: bool = False
 ) -> TokenSet:
     """Run the consent and exchange the code; the redirected URL comes back by callback or paste."""
-    with warnings.catch_warnings():  # Authlib 1.9 deprecates this module for "httpx2"; we use httpx
-        warnings.simplefilter("ignore")
-        from authlib.integrations.httpx_client import OAuth2Client
-
-    client = OAuth2Client(
-        p.client_id,
-        p.client_secret,
-        scope=p.scope,
-        redirect_uri=redirect_uri,
-        token_endpoint_auth_method=p.auth_method,
-    )
+    client = p.app.client(http_client(), scope=p.scope, redirect_uri=redirect_uri)
     url, state = client.create_authorization_url(p.authorize_url, **p.extra)
     if paste:
         open_url(url)
@@ -98,14 +87,8 @@ def consent(
     else:
         answer = _await_callback(redirect_uri, lambda: open_url(url))
     token_url = checked_callback(p, answer, state)
-    token = client.fetch_token(token_url, authorization_response=answer, state=state)
-    return TokenSet.issued(
-        token["access_token"],
-        token["refresh_token"],
-        float(token["expires_in"]),
-        token.get("api_domain"),
-        token.get("scope"),  # what was granted, kept with the tokens (clients.tokens)
-    )
+    # the granted scope is kept with the tokens (clients.tokens)
+    return p.app.exchange(http_client(), token_url, answer, state, redirect_uri)
 
 
 # Zoho's accounts servers, one per data centre (FACTS §1): the only hosts the code and the
@@ -196,11 +179,7 @@ def connect(
     tokens = consent(p, redirect_uri, open_url, paste)
     if name == "Xero":
         _check_tenant(settings, tokens, conn.xero_tenant_id)
-        refresh = refresh_xero_token(http_client(), settings.xero_identity_url, p.client_id,
-                                     p.client_secret)
-    else:
-        refresh = refresh_zoho_token(http_client(), settings.zoho_accounts_url, p.client_id,
-                                     p.client_secret)
+    refresh = p.app.refresher(http_client())
     TokenManager(get_redis(), name, conn.name, refresh, None, cipher=token_cipher()).store(tokens)
     return tokens
 

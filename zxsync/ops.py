@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from workers import keys
 from workers.deadletter import DeadLetterStore
 
 if TYPE_CHECKING:
@@ -58,9 +57,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(letter_id: str) -> None:
     """Everything about one dead letter: the report, deliveries, payload and traceback."""
-    from schemas.wire import loads
     from workers.alerts import build_report
-    from workers.redis import get_redis
 
     letter = _store().get(letter_id)
     if letter is None:
@@ -71,9 +68,8 @@ def dlq_show(letter_id: str) -> None:
         f"\nkind {letter.error_kind} · attempts {letter.attempts} · failed at {letter.failed_at}",
         markup=False,
     )
-    deliveries = cast(dict[str, str], get_redis().hgetall(keys.DLQ_DELIVERY(letter_id)))
-    for channel, raw in sorted(deliveries.items()):
-        console.print(f"alert via {channel}: {loads(raw)}", markup=False)
+    for channel, delivery in sorted(_store().deliveries(letter_id).items()):
+        console.print(f"alert via {channel}: {delivery}", markup=False)
     console.print(f"\npayload: {letter.payload}\n\n{letter.traceback}", markup=False)
 
 

@@ -176,6 +176,7 @@ class LocalStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the worker writes through its own copy of the descriptor
         self._workers.append(process)
         return process
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +21,8 @@ from starlette.routing import Route
 from test_xero_sandbox import AU, Sandbox, data, make  # noqa: F401
 
 from sandbox.server import ThreadedServer
+
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
 
 D = Decimal
 KEY = "sandbox-webhook-key"

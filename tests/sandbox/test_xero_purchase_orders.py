@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from test_xero_sandbox import AU, SPEC, Sandbox, data, make  # noqa: F401
 
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
+
 D = Decimal
 
 

@@ -20,6 +20,8 @@ from sandbox.server import ThreadedServer
 from sandbox.xero_app import XeroSandbox, create_xero_app
 from sandbox.xero_where import WhereError, compile_where, order_objects
 
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
+
 API = "/api.xro/2.0"
 AU = "11111111-1111-4111-8111-111111111111"
 NZ = "22222222-2222-4222-8222-222222222222"
@@ -719,7 +721,8 @@ def test_a_query_parameter_the_operation_does_not_define_is_refused(sb: Sandbox)
         ("GET", "/Contacts", {"nonsense": "1"}),
     ):
         body = {"Contacts": [{"Name": "X"}]} if path == "/Contacts" else {"Reference": "r"}
-        refused = sb.call(method, path, body if method != "GET" else None, **params)
+        query: dict[str, Any] = params
+        refused = sb.call(method, path, body if method != "GET" else None, **query)
         assert refused.status_code == 400, (method, path)
         assert next(iter(params)) in refused.json()["Message"]
     assert sb.call("GET", "/Contacts", page="1", pageSize="10").status_code == 200

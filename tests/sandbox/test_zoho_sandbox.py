@@ -23,6 +23,8 @@ from sandbox.server import ThreadedServer
 from sandbox.zoho_app import ZohoSandbox, create_zoho_app
 from sandbox.zoho_state import ZohoValidationError
 
+pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server per test
+
 ORG = "org-1"
 CLIENT = {"client_id": "1000.CLIENT", "client_secret": "s3cret", "refresh_token": "1000.rt"}
 INVALID_TOKEN = {

@@ -1,8 +1,8 @@
 """Per-tenant batching: elements wait in Redis and a flush task sends many per request.
 
-Xero allows 60 calls a minute per tenant but takes up to 50 elements per request
-(`../shared/xero/FACTS.md` "Batches"), and Zoho takes 100 records per update; a burst costs the
-fewest calls when stages of many documents share requests.
+Xero allows 60 calls a minute per tenant but takes up to 50 elements per request (Xero's
+"requests and responses" guide recommends at most 50), and Zoho takes 100 records per update;
+a burst costs the fewest calls when stages of many documents share requests.
 
 A stage that needs a write raises `AwaitingBatch(kind, {element id: payload})`. The stage
 middleware (workers/stage.py) adds the elements to the connection's buffer for that kind, with
@@ -18,7 +18,7 @@ another wait), sends the waiting task again, to be dead-lettered alone with its 
 to wait again.
 
 Why not celery-batches: it holds requests in worker memory and acks a batch as a whole after
-the flush, whatever happened to each item (`../shared/notes/celery-redis.md`). Here an element
+the flush, whatever happened to each item, and has no chain support. Here an element
 stays in Redis until its answer is stored. The flusher's lock has a short lease that a thread
 renews while it works, so a killed flusher frees the buffer within seconds; elements still
 claimed when the next flusher takes the lock are a dead flusher's, and come back as *suspect*
@@ -49,7 +49,7 @@ the face stages and handlers use.
 from __future__ import annotations
 
 from workers.batching.buffer import Buffer, Element
-from workers.batching.fence import Flush, LeaseLost, flush_key
+from workers.batching.fence import Flush, LeaseLost, flush_key, mark_replicas
 from workers.batching.flush import flush_batch
 from workers.batching.kinds import (
     CONTINUATIONS,
@@ -79,6 +79,7 @@ __all__ = [
     "enqueue",
     "flush_batch",
     "flush_key",
+    "mark_replicas",
     "plan_suspects",
     "plan_unlinked",
     "sweep_batches",

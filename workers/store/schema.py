@@ -6,6 +6,7 @@ and writes through, and what `alembic check` compares the migrations against."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     Index,
@@ -94,6 +95,19 @@ dead_letters = Table(
     Column("traceback", Text, nullable=False),
     Column("failed_at", String(40), nullable=False),
     Column("legacy_id", String(64), nullable=True, unique=True),  # its Redis stream id, migrated
+)
+
+# each exception-report channel's last delivery attempt of a letter (Saleor's webhook
+# deliveries as data): a retry re-sends only the channels that failed
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("letter_id", Integer, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("ok", Boolean, nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("error", Text, nullable=False),
 )
 
 audit = Table(
