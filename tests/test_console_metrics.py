@@ -17,7 +17,7 @@ from test_console import client, dead_letter, names, settings  # noqa: F401
 from typer.testing import CliRunner
 
 from console.metrics import create_metrics_app, render
-from workers import activity, admission
+from workers import activity, admission, keys
 from workers.settings import Settings
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -132,7 +132,7 @@ def test_beats_once_a_minute_task_writes_the_heartbeat(
 ) -> None:
     from workers.redrive import redrive_stalled
 
-    client.delete(activity.HEARTBEAT_KEY)
+    client.delete(keys.BEAT_HEARTBEAT())
     assert activity.beat_heartbeat(client) is None
     assert redrive_stalled.run() == 0
     beat = activity.beat_heartbeat(client)

@@ -17,6 +17,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from workers import keys
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
@@ -115,6 +116,8 @@ def create_app() -> Celery:
             "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
             "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
             "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
+            # the deployment's namespace on kombu's keys too (workers/keys.py)
+            **({"global_keyprefix": keys.broker_prefix()} if keys.broker_prefix() else {}),
         },
         task_default_priority=0,
         broker_connection_retry_on_startup=True,

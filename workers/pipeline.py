@@ -13,6 +13,7 @@ from typing import Any
 from celery import chain
 
 from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
+from workers import keys
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key
 from workers.redis import get_redis
@@ -93,7 +94,7 @@ def taken_in(payload: Any) -> None:
 
 
 def door_key(connection: str) -> str:
-    return f"zxs:door:{connection}"
+    return keys.DOOR(connection)
 
 
 def _step(load: int) -> int:

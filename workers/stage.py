@@ -20,6 +20,7 @@ from kombu.utils.uuid import uuid
 from schemas.errors import PoisonMessage, RefusedInBatch, SyncError
 from schemas.jobs import StageMessage
 from schemas.wire import dumps
+from workers import keys
 from workers.app import app
 from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
 from workers.context import StageContext, build_context
@@ -49,7 +50,7 @@ class StageTask(Task):  # type: ignore[misc]
         crashes its worker every time would loop forever (celery PR #6103). Deliveries of the
         same attempt are counted in Redis; past the budget the job is dead-lettered instead.
         """
-        key = f"zxs:deliveries:{self.request.id}:{self.request.retries}"
+        key = keys.DELIVERIES(self.request.id, self.request.retries)
         pipe = get_redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 24 * 3600)
@@ -162,7 +163,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
                     result = fn(msg, ctx)
                 except AwaitingBatch as wait:
                     task.await_batch(wait, ctx, key)
-                    raise Ignore() from None  # resumed by the flush (workers/batching.py)
+                    raise Ignore() from None  # resumed by the flush (workers/batching/)
                 except SyncError as exc:
                     task.retry_or_raise(exc, ctx, key)
                     raise
