@@ -114,6 +114,11 @@ def create_app() -> Celery:
             "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
             "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
             "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
+            # a dead worker's messages come back once the visibility timeout passed: kombu looks
+            # every 10 s but by default scans (one ZRANGE) only every 10th time, which added up
+            # to 100 s when a host died (tests/test_hosts.py)
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
         },
         task_default_priority=0,
         broker_connection_retry_on_startup=True,
