@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -19,7 +20,7 @@ needs_netns = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 @pytest.fixture
 def hosts(request: pytest.FixtureRequest) -> Hosts:
     """Three fresh namespaces, deleted (and whatever runs in them killed) even on failure."""
-    lab = Hosts(tag=f"zxt{request.node.name[-6:]}{time.monotonic_ns() % 10000}")
+    lab = Hosts(tag=f"zxt{uuid.uuid4().hex[:8]}")
     request.addfinalizer(lab.destroy)
     return lab.create()
 
