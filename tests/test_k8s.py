@@ -207,6 +207,9 @@ def test_keda_scales_each_worker_group_on_the_backlog_of_exactly_its_queues(
         assert match.group(1) == "zxsync_queue_backlog" and match.group(1) in exported
         assert set(match.group(2).split("|")) == queues, name
         assert int(trigger["metadata"]["threshold"]) > 0
+        # a console or Prometheus down must not read as an empty queue mid-burst
+        assert trigger["metadata"]["ignoreNullValues"] == "false", name
+        assert scaled_object["spec"]["fallback"]["replicas"] >= 1, name
         assert 1 <= scaled_object["spec"]["minReplicaCount"] < scaled_object["spec"][
             "maxReplicaCount"
         ]
