@@ -256,10 +256,10 @@ class Console:
         if action == "replay":
             from workers.replay import replay
 
-            event_id = replay(letter, self.store)
+            event_id = replay(letter, self.store, by=user.name)
             audit.record(self.redis, user.name, "replay", letter.id, f"event {event_id}")
         elif action == "discard":
-            self.store.discard(letter.id)
+            self.store.discard(letter.id, by=user.name)
             audit.record(self.redis, user.name, "discard", letter.id, letter_words(letter))
         else:
             raise HTTPException(404)
@@ -289,7 +289,7 @@ class Console:
             raise HTTPException(400, "replay-all needs a connection and a kind")
         targets = filter_letters(self.store.list(count=1_000_000), connection=connection, kind=kind)
         for letter in targets:
-            replay(letter, self.store)
+            replay(letter, self.store, by=user.name)
             audit.record(self.redis, user.name, "replay", letter.id, f"replay-all {kind}")
         audit.record(
             self.redis, user.name, "replay-all", connection, f"{len(targets)} letters of {kind}"
@@ -298,7 +298,7 @@ class Console:
 
     def _letter(self, request: Request) -> DeadLetter:
         letter_id = str(request.path_params["id"])
-        letter = self.store.get(letter_id) if _stream_id(letter_id) else None
+        letter = self.store.get(letter_id) if letter_id.isdigit() else None
         if letter is None:
             raise HTTPException(404, f"no open dead letter {letter_id} (replayed or discarded?)")
         return letter
@@ -326,11 +326,6 @@ def local_path(target: str) -> str:
     if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
         return target
     return "/"
-
-
-def _stream_id(value: str) -> bool:
-    left, _, right = value.partition("-")
-    return left.isdigit() and right.isdigit()
 
 
 def filter_letters(

@@ -1,15 +1,18 @@
-"""Who did what from the console: one Redis stream, newest last (moved to PostgreSQL later)."""
+"""Who did what from the console and the CLI: the audit table of the system of record
+(workers/store), newest last; kept `ZXS_AUDIT_DAYS` (zxsync retention)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
 
 import redis
+from sqlalchemy import insert, select
 
-STREAM = "zxs:console:audit"
-MAX_LINES = 100_000
+from workers.store import get_database
+from workers.store.schema import audit
+
+STREAM = "zxs:console:audit"  # where the lines lived in Redis before (zxsync migrate-state)
 
 
 @dataclass(frozen=True)
@@ -22,20 +25,27 @@ class AuditLine:
 
 
 def record(
-    redis_client: redis.Redis, user: str, action: str, target: str, detail: str = ""
+    redis_client: redis.Redis | None, user: str, action: str, target: str, detail: str = ""
 ) -> None:
-    fields: dict[Any, Any] = {
+    """Append one line (the Redis client is kept in the signature for callers; unused)."""
+    row = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "user": user,
         "action": action,
         "target": target,
         "detail": detail,
     }
-    redis_client.xadd(STREAM, fields, maxlen=MAX_LINES, approximate=True)
+    with get_database().begin() as conn:
+        conn.execute(insert(audit), [row])
 
 
-def recent(redis_client: redis.Redis, count: int = 200, target: str = "") -> list[AuditLine]:
+def recent(
+    redis_client: redis.Redis | None, count: int = 200, target: str = ""
+) -> list[AuditLine]:
     """Newest first; only lines about `target` when given."""
-    rows = cast(list[tuple[str, dict[str, str]]], redis_client.xrevrange(STREAM, count=count))
-    lines = [AuditLine(**fields) for _, fields in rows]
-    return [line for line in lines if not target or line.target == target]
+    query = select(audit.c.at, audit.c.user, audit.c.action, audit.c.target, audit.c.detail)
+    if target:
+        query = query.where(audit.c.target == target)
+    query = query.order_by(audit.c.id.desc()).limit(count)
+    with get_database().begin(read=True) as conn:
+        return [AuditLine(*row) for row in conn.execute(query)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -22,6 +22,7 @@ from workers.history import RecordHistory, record_key
 from workers.pipeline import PIPELINES
 from workers.redact import redact
 from workers.settings import Settings
+from workers.store import get_database
 
 # Zoho's search `criteria` needs these escaped with a backslash (FACTS.md §4)
 _CRITERIA_SPECIALS = "\\(),"
@@ -109,15 +110,14 @@ def find(
     connections = settings.connections()
     found: set[tuple[str, str, str]] = set()
     notes: list[str] = []
+    database = get_database()
     for name in connections:
         for module in PIPELINES:
-            if redis_client.exists(f"zxs:history:{record_key(name, module, query)}"):
+            if record_key(name, module, query) in database.history_keys(query):
                 found.add((name, module, query))
-        links = cast(dict[str, str], redis_client.hgetall(f"zxs:links:{name}:invoice"))
-        for link_id, raw in links.items():
-            if loads(raw).get("InvoiceNumber") == query:
-                module, _, record_id = link_id.partition(":")
-                found.add((name, module, record_id))
+        for link_id in database.links_where("invoice", name, "InvoiceNumber", query):
+            module, _, record_id = link_id.partition(":")
+            found.add((name, module, record_id))
     if not found:
         for name in connections:
             try:
@@ -128,8 +128,9 @@ def find(
     timelines = []
     for name, module, record_id in sorted(found):
         key = record_key(name, module, record_id)
-        link = redis_client.hget(f"zxs:links:{name}:invoice", f"{module}:{record_id}")
-        xero = loads(str(link)) if link else None
+        xero = database.links("invoice", name, [f"{module}:{record_id}"]).get(
+            f"{module}:{record_id}"
+        )
         code = None
         if xero:
             try:

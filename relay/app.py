@@ -100,14 +100,26 @@ class Relay:
     ) -> None:
         self.settings = settings
         self._store = store
-        self.connections = settings.connections()
-        self.by_tenant = {c.xero_tenant_id: c for c in self.connections.values()}
-        self.xero_keys = {
+        settings.connections()  # a connections mistake stops the relay at start
+        self._send = send
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """Re-read (every few seconds) so a connection added in the database is served without
+        a restart (workers/store/connections.py)."""
+        return self.settings.connections()
+
+    @property
+    def by_tenant(self) -> dict[str, Connection]:
+        return {c.xero_tenant_id: c for c in self.connections.values()}
+
+    @property
+    def xero_keys(self) -> dict[str, str]:
+        return {
             c.name: c.xero_webhook_key.get_secret_value()
             for c in self.connections.values()
             if c.xero_webhook_key
         }
-        self._send = send
 
     def send(self, name: str, job: dict[str, Any]) -> None:
         if self._send is None:

@@ -17,6 +17,7 @@ and a pending allocation is checked on the credit note (its Allocations) before 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -166,8 +167,23 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     requests = list(plan.resend.items())
     if new:
         requests.append((flush_key(CREDIT_NOTES, conn, new, ",".join(e.id for e in new)), new))
-    for key, group in requests:
-        ctx.flush.sending(group, key, {e.id: digests[e.id] for e in group})
+    looked_up = frozenset(e.id for e in plan.lookup)
+    for key, claimed in requests:
+        refused = ctx.flush.sending(
+            claimed,
+            key,
+            {e.id: digests[e.id] for e in claimed},
+            claim=CREDIT_LINK,
+            looked_up=looked_up,
+            margin=settings.zxs_lookup_margin_seconds,
+        )
+        # another create holds the claim: back as suspects, adopted or looked up after it
+        results.update(
+            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
+        )
+        group = [e for e in claimed if e.id not in refused]
+        if not group:
+            continue
         answers = ctx.xero.create_credit_notes([e.payload["body"] for e in group], key)
         links, settled = {}, []
         for element, (note, errors) in zip(group, answers, strict=True):

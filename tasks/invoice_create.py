@@ -18,6 +18,7 @@ error, so it becomes an exception report, never a silent skip.
 from __future__ import annotations
 
 import hashlib
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -211,6 +212,7 @@ def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
         "InvoiceNumber": invoice.InvoiceNumber,
         "Status": invoice.Status,
         "Total": str(invoice.Total),
+        "Reference": invoice.Reference or "",  # the Zoho number (the accountant's export)
         "version": version,
     }
 
@@ -343,8 +345,23 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     if new:
         versions = ",".join(f"{e.id}@{e.payload['version']}" for e in new)
         requests.append((flush_key(INVOICES, conn, new, versions), new))
-    for key, group in requests:
-        ctx.flush.sending(group, key, {e.id: digests[e.id] for e in group})
+    looked_up = frozenset(e.id for e in plan.lookup)
+    for key, claimed in requests:
+        refused = ctx.flush.sending(
+            claimed,
+            key,
+            {e.id: digests[e.id] for e in claimed},
+            claim=LINK,
+            looked_up=looked_up,
+            margin=settings.zxs_lookup_margin_seconds,
+        )
+        # another create holds the claim: back as suspects, adopted or looked up after it
+        results.update(
+            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
+        )
+        group = [e for e in claimed if e.id not in refused]
+        if not group:
+            continue
         answers = ctx.xero.create_invoices([e.payload["body"] for e in group], key)
         links, settled = {}, []
         for element, (invoice, errors) in zip(group, answers, strict=True):

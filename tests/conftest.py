@@ -106,3 +106,54 @@ def wait_for_outcomes() -> Callable[..., Outcomes]:
             time.sleep(0.1)
 
     return wait
+
+
+POSTGRES = "postgresql://{user}@127.0.0.1:5432/test"
+
+
+def postgres_url(schema: str) -> str | None:
+    """The machine's PostgreSQL (trust auth, database `test`) with a schema of our own, created
+    here: parallel sessions never share tables. None when it does not answer."""
+    import getpass
+
+    import sqlalchemy
+
+    for user in ("postgres", getpass.getuser(), "root"):
+        base = POSTGRES.format(user=user)
+        try:
+            engine = sqlalchemy.create_engine(
+                base.replace("postgresql://", "postgresql+psycopg://"),
+                connect_args={"connect_timeout": 2},
+            )
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            engine.dispose()
+        except sqlalchemy.exc.SQLAlchemyError:
+            continue
+        return f"{base}?options=-csearch_path%3D{schema}"
+    return None
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test gets a database of its own, as it gets a fakeredis of its own. A test with
+    real workers (it uses `redis_url`, or is marked integration) uses what its workers use: its
+    stack's embedded SQLite file under the stack's ZXS_DATA_DIR, as `make demo` does (or
+    DATABASE_URL when the caller set one). tests/test_store.py runs the store on PostgreSQL."""
+    if "redis_url" in request.fixturenames or request.node.get_closest_marker("integration"):
+        yield
+        return
+    from workers.store import Database, use_database
+
+    use_database(Database("sqlite://"))
+    yield
+    use_database(None)

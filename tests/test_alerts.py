@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workers.alerts import build_report, fingerprint
 from workers.deadletter import DeadLetter
 from workers.redact import MASK, redact
@@ -100,3 +102,35 @@ def test_email_report_reaches_an_smtp_server() -> None:
     [mail] = received
     assert "To: ops@example.test" in mail and "Xero did not create the invoice" in mail
     assert "Another Xero invoice already has this number" in mail
+
+
+def test_a_letter_id_that_a_new_database_gives_again_is_still_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Letter ids are a database's own sequence: a restored or new database (or a second
+    deployment on the same Redis) gives id 1 again. Its report must still go out: the delivery
+    attempts live with the letter, not under a Redis key named by the id."""
+    import fakeredis
+
+    import workers.alerts as alerts
+    from workers.deadletter import DeadLetterStore
+    from workers.store import Database, use_database
+
+    redis_client = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(alerts, "get_redis", lambda: redis_client)
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        alerts, "deliver", lambda report, channel, settings: sent.append(
+            (channel, report.letter.record_id)
+        )
+    )
+    monkeypatch.setattr(alerts, "channels", lambda settings, letter: ["webhook"])
+    fields = {k: v for k, v in letter("Xero: boom").__dict__.items() if k != "id"}
+    for record_id in ("first", "second"):
+        use_database(Database("sqlite://"))  # each test database starts its ids at 1
+        store = DeadLetterStore(redis_client)
+        added = store.insert(DeadLetter(**{**fields, "record_id": record_id, "id": ""}))
+        assert added == "1"
+        alerts.report_dead_letter.apply(args=[added])
+        assert store.deliveries(added)["webhook"]["ok"] is True
+    assert sent == [("webhook", "first"), ("webhook", "second")]

@@ -17,6 +17,7 @@ from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
 from workers import batching
 from workers.batching import Buffer, Element, Results
+from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
 
 
@@ -229,8 +230,11 @@ def test_lost_links_are_found_in_xero_not_created_twice(
     submit_records(conn.name, ids, "b")
     wait_for_outcomes(conn.name, keys, timeout=90)
     redis_client = get_redis()
-    for kind in ("invoice", "contact", "item"):
-        redis_client.delete(f"zxs:links:{conn.name}:{kind}")
+    from workers.store import get_database
+    from workers.store.schema import links
+
+    with get_database().begin() as db:  # every link lost: the replay must find, not create
+        db.execute(links.delete().where(links.c.connection == conn.name))
     redis_client.delete(f"zxs:outcomes:{conn.name}")
     before = dict(stack.xero.stats()["by_route"])
     submit_records(conn.name, ids, "again", event="replay")
@@ -285,8 +289,8 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     stack.start_worker(concurrency=2)
     submit_records(conn.name, [first], "b")
     wait_for_outcomes(conn.name, [f"{conn.name}:Invoices:{first}"], timeout=60)
-    redis_client = get_redis()
-    assert redis_client.hexists(f"zxs:links:{conn.name}:contact", account_id)
+    store = IdempotencyStore(get_redis(), 60)
+    assert store.link("contact", conn.name, account_id) is not None
     [contact] = stack.xero.contacts(conn.xero_tenant_id)
     tenant = stack.xero.tenant(conn.xero_tenant_id)
     with stack.xero.lock:
@@ -296,11 +300,11 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     key = f"{conn.name}:Invoices:{second}"
     outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
     assert outcome == "failed" and "archived" in detail, detail
-    assert not redis_client.hexists(f"zxs:links:{conn.name}:contact", account_id)
+    assert store.link("contact", conn.name, account_id) is None
 
     with stack.xero.lock:
         tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ACTIVE"
-    store = DeadLetterStore(redis_client)
+    store = DeadLetterStore(get_redis())
     [letter] = [d for d in store.list() if (d.connection, d.record_id) == (conn.name, second)]
     replay(letter, store)
     deadline = time.monotonic() + 60

@@ -72,6 +72,8 @@ def services() -> dict[str, Any]:
 def test_config_passes_after_the_documented_copy_and_names_what_is_missing_without() -> None:
     with pytest.raises(ValueError, match="REDIS_PASSWORD"):
         config({})
+    with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
+        config({"REDIS_PASSWORD": "x"})
     assert config(dotenv(ROOT / ".env.example"))["services"]
 
 
@@ -108,7 +110,9 @@ def test_each_service_gets_only_the_secrets_it_needs(services: dict[str, Any]) -
             API_SECRETS | {"FLOWER_BASIC_AUTH"}
         )
 
-    assert secrets("relay") == set(), "the relay needs webhook secrets only (in connections)"
+    # webhook secrets only (in connections), and the token key of the connections kept in
+    # the database (issue #20.4): no OAuth client secret, SMTP password or Sentry DSN
+    assert secrets("relay") == {"ZXS_TOKEN_KEY"}
     assert "ZXS_CONNECTIONS" in names("relay")
     assert secrets("flower") == {"FLOWER_BASIC_AUTH"}
     assert secrets("beat") == set()
@@ -135,3 +139,21 @@ def test_every_variable_a_service_gets_is_a_setting_and_its_defaults_load(
             monkeypatch.setenv(variable, str(value))
         Settings(_env_file=None)  # empty values mean the default, not a parse error
         ConsoleSettings(_env_file=None)
+
+
+def test_postgres_keeps_its_data_on_a_volume_answers_its_health_check_and_is_not_published(
+    services: dict[str, Any],
+) -> None:
+    """Issue #20.2: the system of record survives a container, and only the processes that
+    read or write it get its URL (it carries the password)."""
+    postgres = services["postgres"]
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert "ports" not in postgres
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "change-me"
+    for name in ("worker-door", "worker-sync", "worker-feedback", "console", "relay"):
+        url = services[name]["environment"]["DATABASE_URL"]
+        assert url == "postgresql://zxsync:change-me@postgres:5432/zxsync", name
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("beat", "flower"):
+        assert "DATABASE_URL" not in services[name]["environment"], name

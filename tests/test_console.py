@@ -31,6 +31,7 @@ from workers import activity, admission
 from workers.admission import TenantWindows
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory, record_key
+from workers.idempotency import IdempotencyStore
 from workers.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -495,17 +496,17 @@ def test_records_are_found_by_zoho_id_xero_number_or_zoho_number(
     history.log(key, "zxsync.ingest", "accepted", event_id="e1")
     history.log(key, "zxsync.invoice_create", "done")
     client.hset(f"zxs:outcomes:{a}", key, json.dumps(["created", ""]))
-    client.hset(
-        f"zxs:links:{a}:invoice",
-        "Invoices:7700077",
-        json.dumps(
-            {
+    IdempotencyStore(client, 60).set_links(
+        "invoice",
+        a,
+        {
+            "Invoices:7700077": {
                 "InvoiceID": "inv-guid-1",
                 "InvoiceNumber": "INV-0042",
                 "Status": "AUTHORISED",
                 "Total": "11.00",
             }
-        ),
+        },
     )
     cs = console_settings()
     app = create_app(cs, settings, client, search=search, shortcode=lambda c: "!AbC1d")

@@ -183,7 +183,9 @@ def test_worker_process_killed_mid_task_loses_nothing(
     make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
 ) -> None:
     stack = make_stack(
-        sandbox=SandboxConfig(latency_seconds=0.4), extra_env={"ZXS_LOCK_SECONDS": "8"}
+        sandbox=SandboxConfig(latency_seconds=0.4),
+        # a create killed in flight is looked up no sooner than the margin (60 s in production)
+        extra_env={"ZXS_LOCK_SECONDS": "8", "ZXS_LOOKUP_MARGIN_SECONDS": "2"},
     )
     conn = stack.connections[0]
     dataset = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(invoices=4, seed=5))

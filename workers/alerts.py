@@ -3,7 +3,8 @@
 On-call get a Sentry issue per cause (fingerprinted by stage + error kind + normalised message);
 ops get an e-mail and/or a Slack-compatible webhook; the salesperson gets a note and a sync
 status on the Zoho record. Each channel is tried independently and its delivery attempts are
-kept as data (`zxs:dlq:delivery:<id>`), so a retry re-sends only what failed.
+kept as data (the `alert_deliveries` table, beside the letter), so a retry re-sends only
+what failed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import sentry_sdk
@@ -274,29 +275,26 @@ def report_connection_problem(
 @app.task(name="zxsync.report_dead_letter", bind=True, max_retries=5, acks_late=True)
 def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
     """Send the exception report of one dead letter; failed channels are retried, alone."""
-    settings, redis_client = get_settings(), get_redis()
-    letter = DeadLetterStore(redis_client).get(letter_id)
+    settings = get_settings()
+    letters = DeadLetterStore(get_redis())
+    letter = letters.get(letter_id)
     if letter is None:
         return {}
     report = build_report(letter)
-    key = f"zxs:dlq:delivery:{letter_id}"
-    done = {k for k, v in cast(dict[str, str], redis_client.hgetall(key)).items() if loads(v)["ok"]}
+    done = {channel for channel, d in letters.deliveries(letter_id).items() if d["ok"]}
     failed: dict[str, str] = {}
+    attempt = task.request.retries + 1
     for channel in channels(settings, letter):
         if channel in done:
             continue
         try:
             deliver(report, channel, settings)
-            outcome = {"ok": True, "at": _now(), "attempt": task.request.retries + 1}
         except Exception as exc:  # each channel is independent: record it and go on
             failed[channel] = redact(f"{type(exc).__name__}: {exc}")
-            outcome = {
-                "ok": False,
-                "at": _now(),
-                "attempt": task.request.retries + 1,
-                "error": failed[channel],
-            }
-        redis_client.hset(key, channel, dumps(outcome))
+        letters.record_delivery(
+            letter_id, channel, ok=channel not in failed, at=_now(), attempt=attempt,
+            error=failed.get(channel, ""),
+        )
     if failed:
         log.warning("alert.delivery_failed", dead_letter=letter_id, failed=failed)
         if task.request.retries < task.max_retries:

@@ -57,7 +57,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from clients.zoho import MAX_RECORDS_PER_CALL
-from schemas.errors import RateLimited, SyncError
+from schemas.errors import MarkNotReplicated, RateLimited, SyncError
 from schemas.wire import dumps, loads
 from workers.app import app
 from workers.context import StageContext, build_context
@@ -68,6 +68,7 @@ from workers.pipeline import door_key, tenant_priority
 from workers.redis import get_redis
 from workers.retry import retry_countdown
 from workers.settings import Settings, get_settings
+from workers.store import get_database
 
 ACTIVE = "zxs:batch:active"
 RESUMED_TTL_SECONDS = 24 * 3600
@@ -184,9 +185,9 @@ class LeaseLost(Exception):
     write links nor send a create again (the new flusher takes its elements back as suspects)."""
 
 
-# Check the flusher's fencing token, then write marks, links and clear marks in one step:
-# KEYS fence, sent marks, links; ARGV token, n marks, (id, mark)..., n links, (id, link)...,
-# ids whose marks go.
+# Check the flusher's fencing token, then write marks and clear marks in one step (links go to
+# the database): KEYS fence, sent marks, unused; ARGV token, n marks, (id, mark)..., 0, ids
+# whose marks go.
 _FENCED = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local i = 2
@@ -206,6 +207,18 @@ return 1
 """
 
 
+MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
+
+
+def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
+    """How many replicas must acknowledge a mark before its create goes out: `wanted`
+    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
+    if wanted <= 0:
+        return 0
+    replication = redis_client.info("replication")
+    return min(wanted, int(replication.get("connected_slaves", 0)))
+
+
 @dataclass(frozen=True)
 class Flush:
     """One flusher's hold on a buffer: every write a handler makes goes through here, checked
@@ -217,42 +230,90 @@ class Flush:
 
     buffer: Buffer
     token: int
+    replicas: int = 0  # replicas that must hold a mark before its create is sent
 
     def sending(
-        self, elements: list[Element], key: str, digests: dict[str, str] | None = None
-    ) -> None:
+        self,
+        elements: list[Element],
+        key: str,
+        digests: dict[str, str] | None = None,
+        *,
+        claim: str = "",
+        looked_up: frozenset[str] = frozenset(),
+        margin: float = 0.0,
+    ) -> set[str]:
         """Mark these elements before their create is sent (raises LeaseLost if fenced out):
-        the key, when, the request's element ids and each body's digest (`plan_suspects`)."""
-        ids = sorted(e.id for e in elements)
+        the key, when, the request's element ids and each body's digest (`plan_suspects`).
+        With replicas, returns only once `replicas` of them hold the marks (WAIT), else raises
+        MarkNotReplicated: an unreplicated mark dies with a failed master, and the promoted
+        replica would create the element again.
+
+        With `claim` (a link kind) the database first claims each element's link row under
+        the key (workers/store `claim_creates`): the ids it refuses (linked, or claimed by a
+        create that may still be committing; a claim older than `margin` is taken over by an
+        element `looked_up` and not found) are returned, unmarked, and must not be sent."""
+        self.check()
+        refused: set[str] = set()
+        if claim:
+            refused = get_database().claim_creates(
+                claim,
+                self.buffer.connection,
+                sorted(e.id for e in elements),
+                key,
+                take_over=set(looked_up),
+                older_than=time.time() - margin,
+            )
+        going = [e for e in elements if e.id not in refused]
+        ids = sorted(e.id for e in going)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in elements}, "", {}, [])
+        self._write({e.id: mark for e in going}, [], replicas=self.replicas)
+        return refused
 
     def store(
         self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]
     ) -> None:
         """Store the links Xero's answers gave and clear the marks of the elements now settled
-        (created, adopted, found absent, or refused: Xero's answer is known)."""
-        self._write({}, link_kind, {k: dumps(v) for k, v in links.items()}, settled)
+        (created, adopted, found absent, or refused: Xero's answer is known). The links go to
+        the database once the fence holds: a true answer of Xero is never wrong to keep; a
+        settled element without a link (Xero refused it) gives its pending claim back."""
+        self.check()
+        if link_kind:
+            database = get_database()
+            database.set_links(link_kind, self.buffer.connection, links)
+            database.release_claims(
+                link_kind, self.buffer.connection, [s for s in settled if s not in links]
+            )
+        self._write({}, settled)
 
     def check(self) -> None:
         """Raise LeaseLost unless this flusher still holds the buffer."""
-        self._write({}, "", {}, [])
+        self._write({}, [])
 
     def _write(
-        self, marks: dict[str, str], link_kind: str, links: dict[str, str], settled: list[str]
+        self, marks: dict[str, str], settled: list[str], *, replicas: int = 0
     ) -> None:
         buffer = self.buffer
-        links_key = f"zxs:links:{buffer.connection}:{link_kind}" if link_kind else buffer.key("-")
         args: list[Any] = [self.token, len(marks)]
         for element_id, mark in marks.items():
             args += [element_id, mark]
-        args.append(len(links))
-        for element_id, link in links.items():
-            args += [element_id, link]
+        args.append(0)
         args += settled
-        keys = [buffer.key("fence"), buffer.key("sent"), links_key]
-        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
+        keys = [buffer.key("fence"), buffer.key("sent"), buffer.key("-")]
+        # one connection for both: WAIT counts the writes of the connection that sends it
+        pipe = buffer.redis.pipeline(transaction=False)
+        pipe.eval(_FENCED, len(keys), *keys, *args)
+        if replicas:
+            pipe.wait(replicas, MARK_REPLICATION_MS)
+        written, *acknowledged = pipe.execute()
+        if not written:
             raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
+        if acknowledged and int(acknowledged[0]) < replicas:
+            raise MarkNotReplicated(
+                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
+                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
+                hint="Check the Redis replicas' replication link (INFO replication); it is"
+                " retried on its own once a replica keeps up.",
+            )
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
@@ -585,7 +646,9 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         return 0  # the flusher in flight sends the next flush itself
     renewer = _Renewer(lock)
     try:
-        hold = Flush(buffer, buffer.fence())
+        hold = Flush(
+            buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
+        )
         buffer.suspect_after_restart()
         buffer.reclaim_orphans()
         wait = _wait(buffer, settings)

@@ -1,22 +1,31 @@
-"""The dead-letter store: a Redis stream of every job that failed for good, with its cause.
+"""The dead-letter store: a table of every job that failed for good, with its cause.
 
-A stream survives worker restarts (with Redis persistence) and keeps entries until an operator
-replays or discards them; each entry carries the full job so nothing is ever silently dropped.
+Rows live in the system of record (workers/store) and are never deleted by the code: a letter
+is open until an operator replays or discards it, and then keeps who did that and when (the
+accountant asks why a document is missing). Each row carries the full job, so nothing is ever
+silently dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal
 
 import redis
+from sqlalchemy import delete, insert, select, update
 
 from schemas.errors import SyncError
 from workers.redact import redact
+from workers.store import Database, get_database
+from workers.store.schema import alert_deliveries, dead_letters
 
-STREAM = "zxs:dlq"
-REPLAYED_STREAM = "zxs:dlq:replayed"
+STREAM = "zxs:dlq"  # where dead letters lived in Redis before (zxsync migrate-state reads it)
+Status = Literal["open", "replayed", "discarded"]
+FIELDS = (
+    "stage", "connection", "module", "record_id", "error_kind", "error", "hint", "field",
+    "attempts", "payload", "traceback", "failed_at",
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,13 @@ def describe(exc: BaseException) -> tuple[str, str, str, str]:
 
 
 class DeadLetterStore:
-    def __init__(self, redis_client: redis.Redis) -> None:
+    def __init__(self, redis_client: redis.Redis, database: Database | None = None) -> None:
         self._redis = redis_client
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        return self._database or get_database()
 
     def add(
         self,
@@ -73,33 +87,94 @@ class DeadLetterStore:
             traceback=traceback,
             failed_at=datetime.now(UTC).isoformat(),
         )
-        fields: dict[Any, Any] = {k: str(v) for k, v in asdict(letter).items() if k != "id"}
-        entry_id = self._redis.xadd(STREAM, fields)
-        return replace(letter, id=str(entry_id))
+        return replace(letter, id=self.insert(letter))
 
-    def list(self, count: int = 100) -> list[DeadLetter]:
-        rows = cast(list[tuple[str, dict[str, str]]], self._redis.xrange(STREAM, count=count))
-        return [self._letter(entry_id, fields) for entry_id, fields in rows]
+    def insert(self, letter: DeadLetter, legacy_id: str | None = None) -> str:
+        """Store an open letter; one migrated from Redis (`legacy_id`) is stored once."""
+        values = {name: getattr(letter, name) for name in FIELDS}
+        with self.database.begin() as conn:
+            if legacy_id is not None:
+                found = conn.execute(
+                    select(dead_letters.c.id).where(dead_letters.c.legacy_id == legacy_id)
+                ).scalar()
+                if found is not None:
+                    return str(found)
+            result = conn.execute(
+                insert(dead_letters).values(status="open", legacy_id=legacy_id, **values)
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return str(key[0])
+
+    def list(self, count: int = 100, status: Status = "open") -> list[DeadLetter]:
+        """Oldest first, like the stream was."""
+        query = (
+            select(dead_letters)
+            .where(dead_letters.c.status == status)
+            .order_by(dead_letters.c.id)
+            .limit(count)
+        )
+        with self.database.begin(read=True) as conn:
+            return [self._letter(row._mapping) for row in conn.execute(query)]
 
     def get(self, entry_id: str) -> DeadLetter | None:
-        rows = cast(
-            list[tuple[str, dict[str, str]]], self._redis.xrange(STREAM, min=entry_id, max=entry_id)
+        """An open letter by id (a replayed or discarded one is no longer there to act on)."""
+        if not entry_id.isdigit():
+            return None
+        query = select(dead_letters).where(
+            dead_letters.c.id == int(entry_id), dead_letters.c.status == "open"
         )
-        return self._letter(*rows[0]) if rows else None
+        with self.database.begin(read=True) as conn:
+            row = conn.execute(query).first()
+        return self._letter(row._mapping) if row is not None else None
 
-    def discard(self, entry_id: str) -> bool:
-        return bool(self._redis.xdel(STREAM, entry_id))
+    def discard(self, entry_id: str, by: str = "") -> bool:
+        return self._close(entry_id, "discarded", by)
 
-    def mark_replayed(self, letter: DeadLetter) -> None:
-        """Move the letter to the replayed stream (kept for audit); a new failure re-enters."""
-        fields: dict[Any, Any] = {k: str(v) for k, v in asdict(letter).items()}
-        fields["replayed_at"] = datetime.now(UTC).isoformat()
-        pipe = self._redis.pipeline()
-        pipe.xadd(REPLAYED_STREAM, fields)
-        pipe.xdel(STREAM, letter.id)
-        pipe.execute()
+    def mark_replayed(self, letter: DeadLetter, by: str = "") -> None:
+        """The letter is closed as replayed (kept, with who and when); a new failure re-enters."""
+        self._close(letter.id, "replayed", by)
+
+    def _close(self, entry_id: str, status: Status, by: str) -> bool:
+        if not entry_id.isdigit():
+            return False
+        stmt = (
+            update(dead_letters)
+            .where(dead_letters.c.id == int(entry_id), dead_letters.c.status == "open")
+            .values(status=status, status_by=by, status_at=datetime.now(UTC).isoformat())
+        )
+        with self.database.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def deliveries(self, letter_id: str) -> dict[str, dict[str, Any]]:
+        """Each report channel's last attempt for this letter: ok, at, attempt, error."""
+        if not letter_id.isdigit():
+            return {}
+        d = alert_deliveries
+        query = select(d.c.channel, d.c.ok, d.c.at, d.c.attempt, d.c.error).where(
+            d.c.letter_id == int(letter_id)
+        )
+        with self.database.begin(read=True) as conn:
+            return {
+                channel: {"ok": bool(ok), "at": at, "attempt": attempt, "error": error}
+                for channel, ok, at, attempt, error in conn.execute(query)
+            }
+
+    def record_delivery(
+        self, letter_id: str, channel: str, *, ok: bool, at: str, attempt: int, error: str = ""
+    ) -> None:
+        d = alert_deliveries
+        key = (d.c.letter_id == int(letter_id)) & (d.c.channel == channel)
+        with self.database.begin() as conn:
+            conn.execute(delete(d).where(key))
+            conn.execute(
+                insert(d).values(
+                    letter_id=int(letter_id), channel=channel, ok=ok, at=at, attempt=attempt,
+                    error=error,
+                )
+            )
 
     @staticmethod
-    def _letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
-        values: dict[str, Any] = {**fields, "attempts": int(fields["attempts"]), "id": entry_id}
-        return DeadLetter(**values)
+    def _letter(row: Any) -> DeadLetter:
+        values: dict[str, Any] = {name: row[name] for name in FIELDS}
+        return DeadLetter(**values, id=str(row["id"]))

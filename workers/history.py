@@ -1,7 +1,10 @@
 """A record's history: every stage it went through, when, and how it ended.
 
-Operators ask "what happened to invoice X?"; the answer is a Redis list per record plus a final
-outcome per record that the demo and `zxsync status` read.
+Operators ask "what happened to invoice X?"; the answer is the record's rows in the database's
+append-only history table (workers/store) plus a final outcome per record, kept in the database
+(the accountant's export reads it) and in a Redis hash the demo, the console and `zxsync status`
+read. Which records are in flight, and since when they moved, stays in Redis: it is a claim
+that beat's stall sweep re-drives, not a record to keep.
 
 `finish` is the one place every outcome is recorded (done, skipped, dead-lettered), so what must
 happen when a record finishes hooks in here: a listener registered with `on_finish` runs after
@@ -19,9 +22,9 @@ from typing import Any, Literal, cast
 import redis
 
 from schemas.wire import dumps, loads
+from workers.store import Database, get_database
 
 Outcome = Literal["created", "updated", "voided", "deleted", "skipped", "failed", "duplicate"]
-HISTORY_TTL_SECONDS = 90 * 24 * 3600
 # what a stage did in Xero -> the record's outcome; anything else (e.g. unchanged) is a skip
 ACTION_OUTCOMES: dict[str, Outcome] = {
     "created": "created",
@@ -64,8 +67,13 @@ def on_finish(listener: FinishListener) -> FinishListener:
 
 
 class RecordHistory:
-    def __init__(self, redis_client: redis.Redis) -> None:
+    def __init__(self, redis_client: redis.Redis, database: Database | None = None) -> None:
         self._redis = redis_client
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        return self._database or get_database()
 
     def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
         """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
@@ -76,24 +84,28 @@ class RecordHistory:
 
     def log(self, key: str, stage: str, event: str, **detail: Any) -> None:
         """Append to the record's history; for an in-flight record this counts as progress."""
-        entry = {"at": datetime.now(UTC).isoformat(), "stage": stage, "event": event, **detail}
-        name = f"zxs:history:{key}"
-        pipe = self._redis.pipeline()
-        pipe.rpush(name, dumps(entry))
-        pipe.expire(name, HISTORY_TTL_SECONDS)
-        pipe.zadd(_progress(key), {key: time.time()}, xx=True)
-        pipe.execute()
+        row = {
+            "connection": key.split(":", 1)[0],
+            "record_key": key,
+            "at": datetime.now(UTC).isoformat(),
+            "stage": stage,
+            "event": event,
+            "detail": dumps(detail),
+        }
+        self.database.append_history([row])
+        self._redis.zadd(_progress(key), {key: time.time()}, xx=True)
 
     def quiet_until(self, key: str, until: float) -> None:
         """The record is meant to wait (e.g. parked for Xero's next day): not stalled before."""
         self._redis.zadd(_progress(key), {key: until}, xx=True)
 
     def entries(self, key: str) -> list[dict[str, Any]]:
-        rows = cast(list[str], self._redis.lrange(f"zxs:history:{key}", 0, -1))
-        return [loads(raw) for raw in rows]
+        return self.database.history(key)
 
     def finish(self, connection: str, key: str, outcome: Outcome, detail: str = "") -> None:
         """The record's final outcome for this event (read by the demo and by status)."""
+        at = datetime.now(UTC).isoformat()
+        self.database.set_outcome(connection, key, outcome, detail, at)
         pipe = self._redis.pipeline()
         pipe.hset(f"zxs:outcomes:{connection}", key, dumps([outcome, detail]))
         pipe.hdel(inflight_key(connection), key)

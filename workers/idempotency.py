@@ -5,7 +5,8 @@
 - pending: a change that arrives while a job of the same record has not read Zoho yet is
   coalesced into that job (the relay sends no second job; the job reads the latest record);
 - links: Zoho id -> Xero id per connection, written as soon as Xero answers, read first by every
-  stage, so a second run finds the document instead of creating it;
+  stage, so a second run finds the document instead of creating it; they live in the database
+  (workers/store), whose unique constraints refuse a second link or a second create's claim;
 - locks: one worker at a time finds-or-creates the same contact, items or document;
 - keys: Xero's Idempotency-Key, derived from the record and its content, so a retry within
   Xero's 6-minute window returns the first answer instead of a duplicate (FACTS.md).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.exceptions import LockError
@@ -24,7 +25,7 @@ from redis.lock import Lock
 
 from schemas.errors import Busy
 from schemas.jobs import SyncJob
-from schemas.wire import dumps, loads
+from workers.store import Database, get_database
 
 LOCK_WAIT_SECONDS = 5
 PENDING_SECONDS = 3600  # a coalescing mark outlives any job's wait before it reads Zoho
@@ -45,11 +46,21 @@ def idempotency_key(*parts: str) -> str:
 
 class IdempotencyStore:
     def __init__(
-        self, redis_client: redis.Redis, event_ttl_seconds: int, lock_seconds: float = 60
+        self,
+        redis_client: redis.Redis,
+        event_ttl_seconds: int,
+        lock_seconds: float = 60,
+        database: Database | None = None,
     ) -> None:
         self._redis = redis_client
         self._event_ttl = event_ttl_seconds
         self._lock_seconds = lock_seconds
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        """The system of record (the process's own unless one was given)."""
+        return self._database or get_database()
 
     def claim_event(self, job: SyncJob, task_id: str) -> bool:
         """True if this task owns the event (first claim, or its own redelivery)."""
@@ -82,19 +93,13 @@ class IdempotencyStore:
                 lock.release()
 
     def link(self, kind: str, connection: str, zoho_id: str) -> dict[str, Any] | None:
-        raw = self._redis.hget(f"zxs:links:{connection}:{kind}", zoho_id)
-        return loads(cast(str, raw)) if raw else None
+        return self.database.links(kind, connection, [zoho_id]).get(zoho_id)
 
     def links(self, kind: str, connection: str, zoho_ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not zoho_ids:
-            return {}
-        rows = cast(list[str | None], self._redis.hmget(f"zxs:links:{connection}:{kind}", zoho_ids))
-        return {zid: loads(raw) for zid, raw in zip(zoho_ids, rows, strict=True) if raw}
+        return self.database.links(kind, connection, zoho_ids)
 
     def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
-        if values:
-            mapping: dict[Any, Any] = {zid: dumps(value) for zid, value in values.items()}
-            self._redis.hset(f"zxs:links:{connection}:{kind}", mapping=mapping)
+        self.database.set_links(kind, connection, values)
 
     def accept_total(self, connection: str, link_id: str) -> dict[str, str] | None:
         """Accept the total difference judged on this invoice link (Zoho and Xero totals as
@@ -108,5 +113,4 @@ class IdempotencyStore:
 
     def forget_links(self, kind: str, connection: str, zoho_ids: list[str]) -> None:
         """Drop links Xero says are stale (archived contact, deleted item): looked up again."""
-        if zoho_ids:
-            self._redis.hdel(f"zxs:links:{connection}:{kind}", *zoho_ids)
+        self.database.forget_links(kind, connection, zoho_ids)

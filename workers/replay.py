@@ -15,8 +15,9 @@ from workers.deadletter import DeadLetter, DeadLetterStore
 from workers.pipeline import INGEST_TASK, send_job, submit
 
 
-def replay(letter: DeadLetter, store: DeadLetterStore) -> str:
-    """Enqueue the letter's job again; returns the event id used."""
+def replay(letter: DeadLetter, store: DeadLetterStore, by: str = "") -> str:
+    """Enqueue the letter's job again (the letter is closed as replayed by `by`); returns the
+    event id used."""
     payload = loads(letter.payload)
     if letter.stage == INGEST_TASK:
         # a rejected job is sent as it came: only a fixed configuration can make it pass now
@@ -27,5 +28,5 @@ def replay(letter: DeadLetter, store: DeadLetterStore) -> str:
         event_id = f"replay-{letter.id}"
         replayed = job.model_copy(update={"event": "replay", "event_id": event_id})
         submit(replayed)
-    store.mark_replayed(letter)
+    store.mark_replayed(letter, by=by)
     return event_id

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     zxs_redis_sentinel_master: str = Field(
         "mymaster", description="The Sentinel master name of a sentinel:// REDIS_URL."
     )
+    zxs_redis_mark_replicas: int = Field(
+        1,
+        ge=0,
+        description="Replicas that must hold a create's 'may have reached Xero' mark before"
+        " the create is sent, when the master has replicas (0: do not wait).",
+    )
     xero_api_url: str = "https://api.xero.com/api.xro/2.0"
     xero_identity_url: str = "https://identity.xero.com"
     zoho_api_url: str = "https://www.zohoapis.com"
@@ -55,6 +61,11 @@ class Settings(BaseSettings):
     zxs_connections: str = Field("", description="JSON list of connections (or use the file).")
     zxs_connections_file: Path | None = None
     zxs_data_dir: Path = Path.home() / ".zxsync"
+    database_url: SecretStr = Field(
+        SecretStr(""), description="PostgreSQL; empty: a SQLite file under ZXS_DATA_DIR."
+    )
+    zxs_history_days: int = Field(400, ge=1, description="Record history kept this many days.")
+    zxs_audit_days: int = Field(2555, ge=1, description="Operator audit kept this many days.")
     zxs_http_timeout: float = 30.0
     zxs_max_retries: int = 8
     zxs_retry_backoff_max: float = 600.0
@@ -188,6 +199,21 @@ class Settings(BaseSettings):
         return " ".join(self.xero_scopes.split()) or XERO_SCOPES[self.xero_app_scopes]
 
     def connections(self) -> dict[str, Connection]:
+        """Connections by name: the bootstrap (ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE) and
+        those managed in the database (`zxsync connections add`, workers/store/connections.py),
+        re-read every few seconds. Without ZXS_TOKEN_KEY (their secrets are encrypted with it)
+        only the bootstrap."""
+        bootstrap = self.bootstrap_connections()
+        key = self.zxs_token_key.get_secret_value()
+        if not key:
+            return bootstrap
+        from clients.tokens import TokenCipher
+        from workers.store import get_database
+        from workers.store.connections import effective
+
+        return effective(bootstrap, get_database(), TokenCipher(key))
+
+    def bootstrap_connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""
         raw = self.zxs_connections
         source = "ZXS_CONNECTIONS"

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from console.commands import connections
 from console.commands import console as console_command
 from relay.cli import relay
 from zxsync.ops import check, dlq_app, flower, health, status
@@ -29,7 +28,7 @@ app.command()(flower)
 app.command()(check)
 app.command()(relay)
 app.command()(health)
-app.command()(connections)
+app.add_typer(__import__("zxsync.connections").connections.app, name="connections")
 app.command()(__import__("zxsync.backfill").backfill.backfill)
 app.command(name="console")(console_command)
 # the commands that may start an embedded Redis when REDIS_URL is not set (and stop it on exit)
@@ -47,6 +46,58 @@ def _embedded_redis_policy(ctx: typer.Context) -> None:
         refuse_embedded_start()
     if ctx.invoked_subcommand != "health":
         get_settings().connections()
+
+
+@app.command(name="migrate-state")
+def migrate_state() -> None:
+    """Copy links, history, outcomes and open dead letters from Redis (where versions before
+    the system of record kept them) into the database; safe to run again (README "State and
+    storage")."""
+    from workers.redis import get_redis
+    from workers.store import get_database
+    from zxsync.state import migrate_state as run
+
+    counts = run(get_redis(), get_database())
+    for what in ("links", "history", "outcomes", "dead letters"):
+        print(f"{what}: {counts[what + ' read']} read, {counts[what + ' new']} new")
+
+
+@app.command()
+def export(
+    connection: Annotated[str, typer.Option(help="The connection's name.")],
+    since: Annotated[str, typer.Option(help="ISO date (UTC): outcomes from then on.")],
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """A CSV of the connection's synced and failed documents for the accountant: Zoho and
+    Xero numbers, totals, Xero's status, the outcome and the last error."""
+    from datetime import UTC, datetime
+
+    from workers.store import get_database
+    from workers.store.records import export_csv
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        print(f"--since: {since!r} is not an ISO date (e.g. 2026-01-31)")
+        raise typer.Exit(2) from None
+    text = export_csv(get_database(), connection, start.replace(tzinfo=start.tzinfo or UTC))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def retention() -> None:
+    """Delete record history older than ZXS_HISTORY_DAYS and audit lines older than
+    ZXS_AUDIT_DAYS (run it daily, e.g. from cron); links, outcomes and dead letters stay."""
+    from workers.settings import get_settings
+    from workers.store import get_database
+    from workers.store.records import purge
+
+    settings = get_settings()
+    done = purge(get_database(), settings.zxs_history_days, settings.zxs_audit_days)
+    print(f"history: {done.history} deleted, audit: {done.audit} deleted")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -57,9 +57,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(letter_id: str) -> None:
     """Everything about one dead letter: the report, deliveries, payload and traceback."""
-    from schemas.wire import loads
     from workers.alerts import build_report
-    from workers.redis import get_redis
 
     letter = _store().get(letter_id)
     if letter is None:
@@ -70,9 +68,8 @@ def dlq_show(letter_id: str) -> None:
         f"\nkind {letter.error_kind} · attempts {letter.attempts} · failed at {letter.failed_at}",
         markup=False,
     )
-    deliveries = cast(dict[str, str], get_redis().hgetall(f"zxs:dlq:delivery:{letter_id}"))
-    for channel, raw in sorted(deliveries.items()):
-        console.print(f"alert via {channel}: {loads(raw)}", markup=False)
+    for channel, delivery in sorted(_store().deliveries(letter_id).items()):
+        console.print(f"alert via {channel}: {delivery}", markup=False)
     console.print(f"\npayload: {letter.payload}\n\n{letter.traceback}", markup=False)
 
 
@@ -158,10 +155,7 @@ def status(record_id: str) -> None:
 
     redis_client = get_redis()
     history = RecordHistory(redis_client)
-    keys = sorted(
-        k.removeprefix("zxs:history:")
-        for k in cast(list[str], redis_client.keys(f"zxs:history:*:{record_id}"))
-    )
+    keys = history.database.history_keys(record_id)
     if not keys:
         console.print(f"[yellow]no history for record {record_id}[/yellow]")
         raise typer.Exit(1)
@@ -182,9 +176,8 @@ def status(record_id: str) -> None:
         outcome = history.outcomes(connection).get(key)
         if outcome:
             console.print(f"outcome: {outcome[0]} {outcome[1]}", markup=False)
-        link = cast(
-            str | None,
-            redis_client.hget(f"zxs:links:{connection}:invoice", f"{module}:{record_id}"),
+        link = history.database.links("invoice", connection, [f"{module}:{record_id}"]).get(
+            f"{module}:{record_id}"
         )
         if link:
             console.print(f"Xero: {link}", markup=False)

@@ -1,0 +1,74 @@
+"""Issue #20.4: connections as data. `zxsync connections add|edit|remove|list` keep them in the
+database (secrets encrypted), a running process sees a change without a restart, the
+environment's connections are imported, and a mistake names the field, never the secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import workers.store.connections as stored
+from workers.settings import get_settings
+from workers.store import get_database
+from workers.store.schema import connections as table
+from zxsync.cli import app
+
+TOKEN = "xero-refresh-secret-0123456789"
+BOOT = {"name": "boot", "xero_tenant_id": "t-boot", "zoho_org_id": "o-boot"}
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ZXS_TOKEN_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("ZXS_CONNECTIONS", json.dumps([BOOT]))
+    monkeypatch.setattr(stored, "REFRESH_SECONDS", 0.0)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["connections", *args], env={"COLUMNS": "200"})
+    text = result.output + (str(result.exception) if result.exception else "")
+    return result.exit_code, text
+
+
+def test_added_edited_and_removed_connections_reach_a_running_process() -> None:
+    settings = get_settings()  # one process, never restarted
+    assert set(settings.connections()) == {"boot"}  # the bootstrap, imported
+    with get_database().begin() as conn:
+        assert [n for (n,) in conn.execute(select(table.c.name))] == ["boot"]
+    new = {"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "o-1",
+           "xero_refresh_token": TOKEN}
+    code, text = run("add", json.dumps(new))
+    assert code == 0, text
+    assert settings.connection("acme").xero_tenant_id == "t-1"
+    assert settings.connection("acme").xero_refresh_token.get_secret_value() == TOKEN  # type: ignore[union-attr]
+    with get_database().begin() as conn:
+        row = conn.execute(select(table).where(table.c.name == "acme")).one()
+    assert TOKEN not in row.settings and TOKEN not in row.secrets  # encrypted at rest
+    code, text = run("edit", "acme", "--set", "xero_base_currency=NZD")
+    assert code == 0, text
+    assert settings.connection("acme").xero_base_currency == "NZD"
+    code, text = run("list")
+    assert code == 0 and "acme" in text and "xero_refresh_token" in text and TOKEN not in text
+    assert "ZXS_CONNECTIONS" in text and "database" in text
+    code, text = run("remove", "acme")
+    assert code == 0, text
+    assert set(settings.connections()) == {"boot"}
+
+
+def test_a_mistake_names_the_field_and_never_prints_the_secret() -> None:
+    bad = {"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "o-1",
+           "xero_refresh_token": TOKEN, "xero_base_currency": "DOLLARS"}
+    code, text = run("add", json.dumps(bad))
+    assert code != 0 and "xero_base_currency" in text and TOKEN not in text, text
+    code, text = run("add", json.dumps({**bad, "xero_base_currency": "AUD", "colour": TOKEN}))
+    assert code != 0 and "colour" in text and TOKEN not in text, text
+    code, text = run("edit", "boot", "--set", "sales_account_code=201")
+    assert code != 0 and "ZXS_CONNECTIONS" in text, text  # the environment wins for its names

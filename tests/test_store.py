@@ -1,0 +1,206 @@
+"""Issue #20: the system of record (workers/store), on SQLite and on the real PostgreSQL.
+
+Every test runs on both backends: an in-memory SQLite (the embedded default's code path) and a
+schema of its own in the machine's PostgreSQL (skipped, with the reason, when it does not
+answer). What must never be lost survives Redis losing everything."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+import sqlalchemy
+from conftest import drop_postgres_schema, postgres_url
+
+import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
+from console import audit
+from schemas.errors import InvalidRecord
+from workers.batching import Buffer, Flush
+from workers.deadletter import DeadLetterStore
+from workers.history import RecordHistory
+from workers.idempotency import IdempotencyStore
+from workers.store import Database, use_database
+from workers.store.schema import links
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    """The store on each backend, the process's own for the test."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        schema = f"zxs_store_{uuid.uuid4().hex[:10]}"
+        url = postgres_url(schema)
+        if url is None:
+            pytest.skip("PostgreSQL at 127.0.0.1:5432 (database test) does not answer")
+        db = Database(url)
+    use_database(db)
+    yield db
+    use_database(None)
+    db.engine.dispose()
+    if request.param == "postgresql":
+        drop_postgres_schema(url, schema)
+
+
+def fresh_redis() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+def test_links_dead_letters_history_and_audit_survive_redis_losing_everything(
+    database: Database,
+) -> None:
+    client = fresh_redis()
+    IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:1": {"InvoiceID": "x1"}})
+    letter = DeadLetterStore(client).add(
+        stage="s",
+        job={"connection": "c", "module": "Invoices", "record_id": "1"},
+        exc=InvalidRecord("Invoices 1", "Invoice_Date", "is empty"),
+        attempts=1,
+        payload="{}",
+        traceback="",
+    )
+    RecordHistory(client).log("c:Invoices:1", "zxsync.fetch_record", "done", note="n")
+    RecordHistory(client).finish("c", "c:Invoices:1", "created", "INV-1")
+    audit.record(client, "olga", "dlq.replay", "c:Invoices:1")
+    client.flushall()  # an evicting or failed-over Redis
+    other = fresh_redis()
+    assert IdempotencyStore(other, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x1"}
+    assert DeadLetterStore(other).get(letter.id) == letter
+    assert [e["note"] for e in RecordHistory(other).entries("c:Invoices:1")] == ["n"]
+    assert [(a.user, a.action) for a in audit.recent(other)] == [("olga", "dlq.replay")]
+
+
+def test_the_database_refuses_a_second_link_of_one_record_or_one_xero_document(
+    database: Database,
+) -> None:
+    row = {"connection": "c", "kind": "invoice", "updated_at": 0.0, "value": "{}"}
+    with database.begin() as conn:
+        conn.execute(links.insert(), [{**row, "zoho_id": "Invoices:1", "xero_id": "x1"}])
+    with pytest.raises(sqlalchemy.exc.IntegrityError), database.begin() as conn:
+        conn.execute(links.insert(), [{**row, "zoho_id": "Invoices:1", "xero_id": "x2"}])
+    with pytest.raises(sqlalchemy.exc.IntegrityError), database.begin() as conn:
+        conn.execute(links.insert(), [{**row, "zoho_id": "Invoices:2", "xero_id": "x1"}])
+
+
+def test_a_converted_document_shares_the_invoice_it_adopts(database: Database) -> None:
+    store = IdempotencyStore(fresh_redis(), 60)
+    store.set_links("invoice", "c", {"Quotes:1": {"InvoiceID": "x1"}})
+    store.set_links("invoice", "c", {"SalesOrders:2": {"InvoiceID": "x1", "Status": "DRAFT"}})
+    assert store.links("invoice", "c", ["Quotes:1", "SalesOrders:2"]) == {
+        "Quotes:1": {"InvoiceID": "x1"},
+        "SalesOrders:2": {"InvoiceID": "x1", "Status": "DRAFT"},
+    }
+
+
+def test_dead_letters_keep_who_replayed_or_discarded_them(database: Database) -> None:
+    store = DeadLetterStore(fresh_redis())
+    kept = {"stage": "s", "job": {}, "attempts": 1, "payload": "{}", "traceback": ""}
+    first = store.add(exc=KeyError("a"), **kept)
+    second = store.add(exc=KeyError("b"), **kept)
+    store.mark_replayed(first, by="olga")
+    assert store.discard(second.id, by="ivan") and not store.discard(second.id)
+    assert store.list() == [] and store.get(first.id) is None
+    replayed = store.list(status="replayed")
+    assert [letter.id for letter in replayed] == [first.id]
+
+
+def test_eight_workers_whose_redis_lost_each_others_claims_let_one_create_out(
+    database: Database, redis_url: str
+) -> None:
+    """Eight flushers of one record, each holding a buffer of its own (Redis failed over and
+    every worker's claim, lock and mark is gone): the database's claim lets one create out."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection = f"eight-{uuid.uuid4().hex[:8]}"
+    start = threading.Barrier(8)
+    let_out: list[int] = []
+
+    def worker(n: int) -> None:
+        buffer = Buffer(client, "invoices", connection)
+        buffer.prefix += f":lost-{n}"  # a Redis of its own
+        buffer.add({"Invoices:1": {"v": 1}}, {"options": {"task_id": f"t{n}"}})
+        hold = Flush(buffer, buffer.fence())
+        elements = buffer.claim(10)
+        start.wait()
+        refused = hold.sending(elements, f"key-{n}", claim="invoice", margin=60)
+        let_out.extend(n for e in elements if e.id not in refused)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(let_out) == 1, let_out
+    store = IdempotencyStore(client, 60)
+    assert store.link("invoice", connection, "Invoices:1") is None  # pending, not a link yet
+    winner = let_out[0]
+    assert database.claim_creates(
+        "invoice", connection, ["Invoices:1"], f"key-{winner}", take_over=set(), older_than=0
+    ) == set()  # the winner's retry under its own key goes out again
+    assert database.claim_creates(
+        "invoice", connection, ["Invoices:1"], "late", take_over={"Invoices:1"}, older_than=0
+    ) == {"Invoices:1"}  # a lookup that found nothing may not take a fresh claim over
+
+
+def test_the_accountants_export_lists_synced_and_failed_documents_since_a_date(
+    database: Database,
+) -> None:
+    import csv
+    import io
+    from datetime import datetime
+
+    from workers.store.records import export_csv
+
+    client = fresh_redis()
+    link = {
+        "InvoiceID": "x1", "InvoiceNumber": "INV-0001", "Status": "AUTHORISED",
+        "Total": "11.50", "Reference": "ZINV-7", "total_differs": {"zoho": "11.00",
+                                                                    "xero": "11.50"},
+    }
+    IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:7": link})
+    history = RecordHistory(client)
+    history.finish("c", "c:Invoices:7", "created", "INV-0001")
+    history.finish("c", "c:Invoices:8", "failed", "Invoices 8: Product_Code is empty")
+    history.finish("other", "other:Invoices:9", "created", "INV-0009")
+    DeadLetterStore(client).add(
+        stage="s", job={"connection": "c", "module": "Invoices", "record_id": "8"},
+        exc=InvalidRecord("Invoices 8", "Product_Code", "is empty"), attempts=1,
+        payload="{}", traceback="",
+    )
+    rows = list(csv.DictReader(io.StringIO(export_csv(database, "c", datetime(2020, 1, 1)))))
+    assert [(r["zoho_id"], r["outcome"]) for r in rows] == [("7", "created"), ("8", "failed")]
+    assert (rows[0]["zoho_number"], rows[0]["xero_invoice_number"]) == ("ZINV-7", "INV-0001")
+    assert (rows[0]["zoho_total"], rows[0]["xero_total"]) == ("11.00", "11.50")
+    assert "Product_Code" in rows[1]["last_error"]
+    assert export_csv(database, "c", datetime(2999, 1, 1)).count("\n") == 1  # the header only
+
+
+def test_retention_purges_old_history_and_audit_and_keeps_links(database: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from workers.store.records import purge
+
+    client = fresh_redis()
+    RecordHistory(client).log("c:Invoices:1", "s", "done")
+    audit.record(client, "olga", "replay", "c:Invoices:1")
+    IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:1": {"InvoiceID": "x"}})
+    assert purge(database, 30, 30) == purge(database, 30, 30)  # nothing old yet
+    later = datetime.now(UTC) + timedelta(days=31)
+    done = purge(database, 30, 400, now=later)
+    assert (done.history, done.audit) == (1, 0)
+    assert RecordHistory(client).entries("c:Invoices:1") == [] and audit.recent(client)
+    assert IdempotencyStore(client, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x"}
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(database: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from workers.store.schema import metadata
+
+    with database.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
