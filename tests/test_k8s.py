@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -111,7 +112,7 @@ def test_every_manifest_parses_and_the_kustomization_builds(docs: list[dict[str,
             if template:  # the NetworkPolicy admits Redis clients by this label
                 assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "zxsync"
                 for container in template["spec"]["containers"]:
-                    assert container["image"] in (f"{IMAGE}:latest", "redis:7.2")
+                    assert container["image"] in (f"{IMAGE}:latest", "redis:7.2", "postgres:16")
 
 
 def test_every_variable_a_container_gets_is_a_setting_and_its_defaults_load(
@@ -142,22 +143,40 @@ def test_every_variable_a_container_gets_is_a_setting_and_its_defaults_load(
             monkeypatch.delenv(variable)
 
 
-def test_each_container_gets_only_the_secrets_it_needs(docs: list[dict[str, Any]]) -> None:
+def test_each_container_gets_only_the_secrets_compose_gives_it(
+    docs: list[dict[str, Any]],
+) -> None:
+    """Least privilege as in docker-compose.yml (tests/test_compose.py says who needs what):
+    each container names exactly the secrets its compose service gets, and no secret sits in
+    the ConfigMap every container reads."""
+    services = compose_config(dotenv(ROOT / ".env.example"))["services"]
+    secret_names = set(secret_example()["zxsync"])
     containers = app_containers(docs)
     assert set(containers) == set(APP_SERVICES)
-
-    def secrets(name: str) -> set[str]:
-        return set(secrets_of(containers[name])) - {"REDIS_URL", "ZXS_CONNECTIONS"}
-
-    assert secrets("relay") == set() and "ZXS_CONNECTIONS" in secrets_of(containers["relay"])
-    assert secrets("flower") == {"FLOWER_BASIC_AUTH"}
-    assert secrets("beat") == set()
-    for worker in ("worker-door", "worker-sync", "worker-feedback"):
-        assert secrets(worker) == API_SECRETS, f"{worker} calls the APIs and sends alerts"
-    assert secrets("console") == API_SECRETS | {"ZXS_CONSOLE_USERS", "ZXS_CONSOLE_SECRET"}
-    assert not (set(config_map(docs)) & (API_SECRETS | {"FLOWER_BASIC_AUTH", "REDIS_URL"}))
     for name, container in containers.items():
-        assert "REDIS_URL" in secrets_of(container), name
+        composed = {v.removesuffix("_FILE") for v in services[name]["environment"]}
+        assert set(secrets_of(container)) == composed & secret_names, name
+    assert secrets_of(containers["flower"]).keys() == {"REDIS_URL", "FLOWER_BASIC_AUTH"}
+    assert set(secrets_of(containers["worker-sync"])) >= API_SECRETS
+    assert "DATABASE_URL" in secrets_of(containers["relay"])
+    assert "DATABASE_URL" not in secrets_of(containers["beat"])
+    assert not set(config_map(docs)) & (API_SECRETS | secret_names)
+
+
+def test_postgres_keeps_its_data_on_a_volume_and_the_url_names_its_service(
+    docs: list[dict[str, Any]],
+) -> None:
+    postgres = named(docs, "StatefulSet")["zxsync-postgres"]
+    (container,) = postgres["spec"]["template"]["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/lib/postgresql/data"] == "data"
+    assert [t["metadata"]["name"] for t in postgres["spec"]["volumeClaimTemplates"]] == ["data"]
+    assert "pg_isready" in container["readinessProbe"]["exec"]["command"]
+    url = urlparse(secret_example()["zxsync"]["DATABASE_URL"])
+    assert url.scheme == "postgresql" and url.password == secret_example()["zxsync-postgres"][
+        "password"
+    ]
+    assert url.port in [p["port"] for p in named(docs, "Service")[url.hostname]["spec"]["ports"]]
 
 
 def test_each_service_runs_the_compose_files_command(docs: list[dict[str, Any]]) -> None:
