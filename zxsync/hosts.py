@@ -144,6 +144,7 @@ class HostsReport:
     lost: int
     duplicated: int
     killed_host: str
+    database: str  # where the system of record was
     killed_processes: int
     done_at_kill: int  # invoices with an outcome when the host died
     stranded: int  # messages the dead host held, redelivered after the visibility timeout
@@ -162,7 +163,8 @@ class HostsReport:
 
         return [
             f"invoices {self.invoices}: created once {self.created}, dead-lettered "
-            f"{self.dead_lettered}, lost {self.lost}, duplicated {self.duplicated}",
+            f"{self.dead_lettered}, lost {self.lost}, duplicated {self.duplicated}; "
+            f"system of record: {self.database}",
             f"host {self.killed_host} killed ({self.killed_processes} processes, SIGKILL) with "
             f"{self.done_at_kill} invoices done, holding {self.stranded} messages",
             f"every invoice had an outcome after {self.outcomes_seconds:.1f} s, the broker was "
@@ -175,10 +177,67 @@ class HostsReport:
         ]
 
 
+
+class HubDatabase:
+    """The system of record on the hub, as real hosts need it: a PostgreSQL of its own
+    (`initdb`, run as the `postgres` user, trusting the private /24 only) when the machine has
+    one installed, else the SQLite file, which the namespaces share only because they share
+    this machine's filesystem (`kind` says which the run used)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / "postgres"
+        self.kind = "sqlite (a file the hosts share)"
+        self.url = ""
+        self._server: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> HubDatabase:
+        import pwd
+
+        initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            return self
+        if not (initdb and pg_ctl and shutil.which("runuser")):
+            return self
+        self.folder.parent.chmod(0o755)  # a temporary folder is root's alone
+        self.folder.mkdir(parents=True)
+        os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(
+            [*as_postgres, initdb, "-D", str(self.folder), "-A", "trust", "-U", "zxsync"],
+            check=True, capture_output=True,
+        )
+        with (self.folder / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all zxsync {SUBNET}.0/24 trust\n")
+        server = Path(pg_ctl).resolve().parent / "postgres"
+        self._server = subprocess.Popen(
+            [*as_postgres, str(server), "-D", str(self.folder), "-h", HUB_ADDRESS, "-k",
+             str(self.folder), "-c", "fsync=off"],  # a test database: no crash under test
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        ready = shutil.which("pg_isready") or str(server.parent / "pg_isready")
+        deadline = time.monotonic() + 30
+        while subprocess.run([ready, "-h", HUB_ADDRESS, "-q"], check=False).returncode:
+            if time.monotonic() > deadline or self._server.poll() is not None:
+                raise RuntimeError("the hub's PostgreSQL did not start")
+            time.sleep(0.2)
+        self.kind = "postgresql on the hub"
+        self.url = f"postgresql://zxsync@{HUB_ADDRESS}:5432/postgres"
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        pg_ctl = str(shutil.which("pg_ctl"))
+        stop = ["runuser", "-u", "postgres", "--", pg_ctl, "-D", str(self.folder), "stop"]
+        subprocess.run([*stop, "-m", "fast"], capture_output=True, check=False, timeout=60)
+        self._server.wait(timeout=30)
+
+
 def drive(hosts: list[str], invoices: int, timeout: float, seed: int) -> HostsReport:
     """In the hub: Redis and sandboxes on the hub's address, one worker per host, the burst,
     the first host killed once a third of the invoices have an outcome, the count."""
-    from workers.redis import get_redis  # after the stack's settings, as in zxsync/chaos.py
     env = {  # short waits, as in the chaos run: the dead host's tasks come back within seconds
         "ZXS_VISIBILITY_TIMEOUT": "15",
         "ZXS_RETRY_BACKOFF_MAX": "5",
@@ -191,6 +250,27 @@ def drive(hosts: list[str], invoices: int, timeout: float, seed: int) -> HostsRe
     }
     unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
     config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
+    with tempfile.TemporaryDirectory(prefix="zxs-hub-") as folder:
+        database = HubDatabase(Path(folder)).start()
+        try:
+            if database.url:
+                env["DATABASE_URL"] = database.url
+            return _burst(hosts, invoices, timeout, seed, env, config, database.kind)
+        finally:
+            database.stop()
+
+
+def _burst(
+    hosts: list[str],
+    invoices: int,
+    timeout: float,
+    seed: int,
+    env: dict[str, str],
+    config: SandboxConfig,
+    database: str,
+) -> HostsReport:
+    from workers.redis import get_redis  # after the stack's settings, as in zxsync/chaos.py
+
     with LocalStack(
         [CONNECTION], config, concurrency=2, extra_env=env, host=HUB_ADDRESS
     ) as stack:
@@ -228,6 +308,7 @@ def drive(hosts: list[str], invoices: int, timeout: float, seed: int) -> HostsRe
             lost=counted.lost,
             duplicated=counted.duplicated,
             killed_host=victim,
+            database=database,
             killed_processes=killed,
             done_at_kill=done,
             stranded=stranded,
