@@ -118,6 +118,11 @@ def create_app() -> Celery:
             "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
             # the deployment's namespace on kombu's keys too (workers/keys.py)
             **({"global_keyprefix": keys.broker_prefix()} if keys.broker_prefix() else {}),
+            # a dead worker's messages come back once the visibility timeout passed: kombu looks
+            # every 10 s but by default scans (one ZRANGE) only every 10th time, which added up
+            # to 100 s when a host died (tests/test_hosts.py)
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
         },
         task_default_priority=0,
         broker_connection_retry_on_startup=True,
