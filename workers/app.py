@@ -128,7 +128,9 @@ def create_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         worker_consumer="workers.poison:DeadLetteringConsumer",
-        task_send_sent_event=True,
+        # no task-sent event: a second Redis publish at every stage hop, for a "sent" state in
+        # Flower that the queue lengths show better (issue #19); workers still send theirs
+        task_send_sent_event=False,
         beat_schedule={
             "redrive-stalled": {  # jobs a broker hiccup dropped are sent again
                 "task": "zxsync.redrive_stalled",

@@ -1,8 +1,10 @@
-"""A stage that parks on a batch (issue #19.1): its task ends quietly, not through an exception.
+"""Celery's costs per task that bought nothing (issue #19.1, measured with bench/profile.py).
 
-Raising Celery's `Ignore` made the tracer build an `ExceptionInfo` with a formatted traceback for
-every parked stage (a tenth of a worker's CPU in the raw bench); the task now clears its chain
-and returns, and the flush resumes it as before."""
+A stage that parks on a batch raised Celery's `Ignore`, and the tracer built an `ExceptionInfo`
+with a formatted traceback for every parked stage (about a tenth of a worker's CPU in the raw
+bench): the task now clears its chain and returns, and the flush resumes it as before. Every
+publish also sent a `task-sent` event (a second Redis publish per stage hop) that only Flower's
+"sent" state used."""
 
 from __future__ import annotations
 
@@ -49,3 +51,10 @@ def test_a_parked_stage_succeeds_without_its_chain_and_waits_in_the_buffer(
     assert sent == []  # the rest of the chain goes on from the flush, not from here
     assert result.state == "SUCCESS"  # not IGNORED: no exception, no traceback built
     assert result.result is None
+
+
+def test_publishing_a_task_sends_no_second_message_for_a_task_sent_event() -> None:
+    from workers.app import app
+
+    assert app.conf.task_send_sent_event is False
+    assert app.conf.worker_send_task_events is True  # Flower still sees every task run
