@@ -144,9 +144,15 @@ class LocalStack:
         _point_process_at(os.environ.get("REDIS_URL"))
 
     def start_worker(
-        self, concurrency: int | None = None, name: str = "w", queues: list[str] | None = None
+        self,
+        concurrency: int | None = None,
+        name: str = "w",
+        queues: list[str] | None = None,
+        task_events: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """A real `celery worker` process consuming every stage queue (or only `queues`)."""
+        """A real `celery worker` process consuming every stage queue (or only `queues`);
+        `task_events` as if a monitor had asked for them (these workers run without heartbeat,
+        so Flower's `enable_events` cannot reach them)."""
         from workers.app import QUEUE_ORDER
 
         log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
@@ -168,6 +174,7 @@ class LocalStack:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *(["--task-events"] if task_events else []),
         ]
         process = subprocess.Popen(
             command,

@@ -426,6 +426,7 @@ class CpuMeter:
         self.procs = procs
         self._start: dict[str, dict[int, float]] = {}
         self.spent: dict[str, float] = {}
+        self._commands = self.commands = 0
 
     def groups(self) -> dict[str, list[int]]:
         workers = [p.pid for p in self.procs] + [k for p in self.procs for k in children(p.pid)]
@@ -437,10 +438,12 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = self._read()
+        self._commands = redis_commands()
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per group; a process started meanwhile counts from 0."""
         now = self._read()
+        self.commands = redis_commands() - self._commands
         self.spent = {
             g: sum(t - self._start.get(g, {}).get(pid, 0.0) for pid, t in pids.items())
             for g, pids in now.items()
@@ -454,7 +457,18 @@ class CpuMeter:
         parts = ", ".join(
             f"{g} {t * 1000 / max(invoices, 1):.1f}" for g, t in self.spent.items()
         )
-        return f"{parts} ms; {sum(self.spent.values()):.1f} CPU s for {invoices} invoices"
+        per = self.commands / max(invoices, 1)
+        return (
+            f"{parts} ms; {sum(self.spent.values()):.1f} CPU s for {invoices} invoices; "
+            f"{per:.0f} Redis commands per invoice"
+        )
+
+
+def redis_commands() -> int:
+    """Commands the stack's Redis has served (the broker's and the state store's)."""
+    from workers.redis import get_redis
+
+    return int(get_redis().info("stats")["total_commands_processed"])
 
 
 def redis_pid() -> int:
