@@ -135,9 +135,13 @@ def create_app() -> Celery:
             "interval_max": 2,
         },
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # task events only while a monitor asks for them: Flower sends `enable_events` every few
+        # seconds while it runs; unwatched they cost three Redis publishes per task (issue #19)
+        worker_send_task_events=False,
         worker_consumer="workers.poison:DeadLetteringConsumer",
-        task_send_sent_event=True,
+        # no task-sent event: a second Redis publish at every stage hop, for a "sent" state in
+        # Flower that the queue lengths show better (issue #19)
+        task_send_sent_event=False,
         beat_schedule={
             "redrive-stalled": {  # jobs a broker hiccup dropped are sent again
                 "task": "zxsync.redrive_stalled",

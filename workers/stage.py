@@ -14,7 +14,6 @@ from typing import Any
 import structlog
 from billiard.einfo import ExceptionInfo
 from celery import Task
-from celery.exceptions import Ignore
 from kombu.utils.uuid import uuid
 
 from schemas.errors import PoisonMessage, RefusedInBatch, SyncError
@@ -149,7 +148,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
         @app.task(**options)
         def run(
             task: StageTask, message: dict[str, Any], batch: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+        ) -> dict[str, Any] | None:
             task.count_delivery()
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
@@ -163,7 +162,11 @@ def stage(name: str) -> Callable[[StageFn], Task]:
                     result = fn(msg, ctx)
                 except AwaitingBatch as wait:
                     task.await_batch(wait, ctx, key)
-                    raise Ignore() from None  # resumed by the flush (workers/batching/)
+                    # resumed by the flush (workers/batching/) with the rest of its chain: this
+                    # run ends without it; returning, not raising Ignore, spares the tracer an
+                    # ExceptionInfo and a formatted traceback per parked stage (issue #19)
+                    task.request.chain = task.request.callbacks = None
+                    return None
                 except SyncError as exc:
                     task.retry_or_raise(exc, ctx, key)
                     raise

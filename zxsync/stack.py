@@ -154,9 +154,12 @@ class LocalStack:
         name: str = "w",
         queues: list[str] | None = None,
         prefix: Sequence[str] = (),
+        task_events: bool = False,
     ) -> subprocess.Popen[bytes]:
         """A real `celery worker` process consuming every stage queue (or only `queues`),
-        started through `prefix` (e.g. `ip netns exec HOST`: on another host)."""
+        started through `prefix` (e.g. `ip netns exec HOST`: on another host); `task_events` as
+        if a monitor had asked for them (these workers run without heartbeat, so Flower's
+        `enable_events` cannot reach them)."""
         from workers.app import QUEUE_ORDER
 
         log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
@@ -179,6 +182,7 @@ class LocalStack:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *(["--task-events"] if task_events else []),
         ]
         process = subprocess.Popen(
             command,
