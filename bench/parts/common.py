@@ -533,7 +533,8 @@ def provenance() -> dict[str, Any]:
     except OSError:
         head, dirty = "unknown", ""
     fields = Settings.model_fields
-    has_batching = "zxs_batching" in fields and (root / "workers" / "batching.py").exists()
+    code = [root / "workers" / "batching", root / "workers" / "batching.py"]  # package, or before
+    has_batching = "zxs_batching" in fields and any(path.exists() for path in code)
     return {
         "code": f"{root} at {head or 'no git'}"
         + (f" + uncommitted changes in {len(dirty.splitlines())} files" if dirty else ""),
