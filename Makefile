@@ -37,9 +37,11 @@ test-fast: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy $(MYPY_PATHS)
 
-# issue #8 figures (README "Performance"): burst, naive path, trickle, raw, fairness; ~10 minutes
+# issues #8 and #19 (README "Performance"): burst, naive, trickle, raw, fairness, tenants, each
+# run first with the product code of BASELINE (a git commit; empty: none), ~25 minutes with it
+BASELINE ?= 11b4652
 bench: $(STAMP)
-	$(BIN)/python bench/throughput.py all
+	$(BIN)/python bench/throughput.py all $(if $(BASELINE),--baseline $(BASELINE))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # limits off on both sides, exactly as the throughput bench's raw part has them
-from throughput import UNLIMITED_ENV
-from throughput import UNLIMITED_SANDBOX as UNLIMITED
+from parts.common import UNLIMITED_ENV
+from parts.common import UNLIMITED_SANDBOX as UNLIMITED
 
 from sandbox.seed import build_dataset, load_dataset, seed_xero_history
 from zxsync.stack import LocalConnection, LocalStack

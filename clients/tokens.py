@@ -21,6 +21,7 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from schemas.errors import AuthRevoked, ConfigurationError
+from workers import keys
 
 REFRESH_MARGIN_SECONDS = 60.0
 KEY_HINT = (
@@ -116,7 +117,7 @@ class TokenManager:
         cipher: TokenCipher,
     ) -> None:
         self._redis = redis_client
-        self._key = f"zxs:tokens:{provider}:{connection}"
+        self._key = keys.TOKENS(provider, connection)
         self._provider = provider
         self._connection = connection
         self._refresh = refresh

@@ -35,6 +35,7 @@ from console.charts import hourly_svg
 from console.health import age_words, read_health, since, worst
 from console.settings import ConsoleSettings
 from schemas.wire import loads
+from workers import keys
 from workers.admission import pause, resume
 from workers.alerts import build_report
 from workers.deadletter import DeadLetter, DeadLetterStore
@@ -45,7 +46,6 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 TEMPLATES.env.globals.update(age_words=age_words, since=since)
 MAX_LOGIN_FAILURES = 10  # per user name, then refused for LOGIN_LOCK_SECONDS
 LOGIN_LOCK_SECONDS = 900
-LOGIN_FAILURES_KEY = "zxs:console:login_failures"
 AGES = {"": None, "1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -151,7 +151,7 @@ class Console:
     async def login(self, request: Request) -> Response:
         form = await self.form(request)
         name, password = str(form.get("user", "")), str(form.get("password", ""))
-        failures = f"{LOGIN_FAILURES_KEY}:{name}"
+        failures = keys.LOGIN_FAILURES(name)
         if int(cast(str | None, self.redis.get(failures)) or 0) >= MAX_LOGIN_FAILURES:
             minutes = LOGIN_LOCK_SECONDS // 60
             error = f"too many failed logins for this user: try again in {minutes} minutes"

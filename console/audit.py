@@ -12,8 +12,6 @@ from sqlalchemy import insert, select
 from workers.store import get_database
 from workers.store.schema import audit
 
-STREAM = "zxs:console:audit"  # where the lines lived in Redis before (zxsync migrate-state)
-
 
 @dataclass(frozen=True)
 class AuditLine:

@@ -20,7 +20,7 @@ import redis
 from clients.tokens import TokenCipher
 from console.providers import Scopes, channel_expiry, granted_scopes
 from schemas.connection import Connection
-from workers import activity
+from workers import activity, keys
 from workers.admission import Entry, admitted_key, paused, waiting_key
 from workers.deadletter import DeadLetter, DeadLetterStore
 from workers.history import inflight_key
@@ -97,7 +97,7 @@ def token_state(
     now: float,
 ) -> TokenState:
     """ok / not used yet / refresh failing / reconnect needed, from the token store."""
-    key = f"zxs:tokens:{provider}:{connection.name}"
+    key = keys.TOKENS(provider, connection.name)
     command = f"zxsync connect {provider.lower()} --connection {connection.name}"
     stored, refused = cast(list[str | None], redis_client.mget([key, key + ":revoked"]))
     if refused:
@@ -133,7 +133,7 @@ def xero_usage(redis_client: redis.Redis, connection: Connection, settings: Sett
     from workers.ratelimit import xero_calls_today
 
     today = xero_calls_today(connection.name, settings=settings, redis_client=redis_client)
-    log = f"zxs:rl:xero:{connection.xero_tenant_id}:minute"
+    log = keys.XERO_MINUTE(connection.xero_tenant_id)
     length = int(settings.zxs_limit_minute_seconds * 1000)
     now_ms = int(time.time() * 1000)
     if settings.zxs_xero_rolling_windows:

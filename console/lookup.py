@@ -17,6 +17,7 @@ import redis
 
 from schemas.connection import Connection
 from schemas.wire import loads
+from workers import keys
 from workers.deadletter import DeadLetter
 from workers.history import RecordHistory, record_key
 from workers.pipeline import PIPELINES
@@ -28,7 +29,6 @@ from workers.store import get_database
 _CRITERIA_SPECIALS = "\\(),"
 ZohoSearch = Callable[[str, str], list[str]]  # (connection, invoice number) -> record ids
 ShortCode = Callable[[str], str | None]  # connection -> its Xero organisation's ShortCode
-SHORTCODES_KEY = "zxs:console:xero_shortcode"
 
 
 @dataclass
@@ -66,13 +66,13 @@ def xero_shortcode(connection: str) -> str | None:
     from workers.context import build_context
 
     ctx = build_context(connection)
-    cached = ctx.redis.hget(SHORTCODES_KEY, connection)
+    cached = ctx.redis.hget(keys.SHORTCODES(), connection)
     if cached:
         return str(cached)
     payload = ctx.xero.json("GET", "Organisation") or {}
     code = str((payload.get("Organisations") or [{}])[0].get("ShortCode") or "")
     if code:
-        ctx.redis.hset(SHORTCODES_KEY, connection, code)
+        ctx.redis.hset(keys.SHORTCODES(), connection, code)
     return code or None
 
 
@@ -156,7 +156,7 @@ def find(
 
 
 def _outcome(redis_client: redis.Redis, connection: str, key: str) -> tuple[str, str] | None:
-    raw = redis_client.hget(f"zxs:outcomes:{connection}", key)
+    raw = redis_client.hget(keys.OUTCOMES(connection), key)
     if not raw:
         return None
     outcome, detail = loads(str(raw))

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from console.health import LEVEL_ORDER, read_health
 from workers import activity
+from workers.backlog import queue_backlog
 from workers.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,6 +98,16 @@ class HealthCollector(Collector):
         )
         heartbeat.add_metric([], activity.beat_heartbeat(self._redis) or 0.0)
         yield heartbeat
+        backlog = GaugeMetricFamily(
+            "zxsync_queue_backlog",
+            "Messages waiting in the queue, every priority list (zxs.fetch: and the jobs in the "
+            "connections' waiting rooms); what KEDA scales the workers on",
+            labels=["queue"],
+        )
+        connections = self._settings.connections()
+        for queue, count in queue_backlog(self._redis, connections).items():
+            backlog.add_metric([queue], count)
+        yield backlog
 
 
 def render(redis_client: redis.Redis, settings: Settings) -> bytes:

@@ -56,6 +56,7 @@ from schemas.errors import ConfigurationError
 from schemas.jobs import SyncJob
 from schemas.payments import FEEDBACK_TASK, MAX_INVOICES_PER_JOB, PaymentFeedbackJob
 from schemas.wire import loads
+from workers import keys as store_keys
 from workers.idempotency import PENDING_SECONDS, pending_key
 from workers.redis import get_redis, set_once
 from workers.settings import Settings, get_settings
@@ -317,10 +318,10 @@ class Relay:
                 # unique to this request: a lost reply's retry is still our claim, another
                 # delivery of the same event is not
                 owner = uuid.uuid4().hex
-                fresh = [k for k in keys if set_once(client, f"zxs:relay:{k}", owner, ttl)]
+                fresh = [k for k in keys if set_once(client, store_keys.RELAY(k), owner, ttl)]
                 if keys and not fresh:
                     continue  # a retry of an event already accepted
-                claimed += [f"zxs:relay:{k}" for k in fresh]
+                claimed += [store_keys.RELAY(k) for k in fresh]
                 if mark is not None:
                     if not set_once(client, mark, owner, PENDING_SECONDS):
                         log.info("relay.coalesced", record=job.get("record_id"))

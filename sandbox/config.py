@@ -6,7 +6,16 @@ enforce is here with its real default, and a time scale lets tests shrink a "min
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+# the simulated latency a user's dry run or a bench sets without code (`zxsync sandbox`)
+ENV_SETTINGS = {
+    "ZXS_SANDBOX_XERO_CALL_SECONDS": "xero_call_seconds",
+    "ZXS_SANDBOX_XERO_ELEMENT_SECONDS": "xero_element_seconds",
+}
 
 
 class XeroLimits(BaseModel):
@@ -40,6 +49,12 @@ class SandboxConfig(BaseModel):
     zoho_access_token_seconds: float = 60 * 60
     idempotency_window_seconds: float = 6 * 60
     latency_seconds: float = 0.0
+    xero_call_seconds: float = Field(
+        0.0, ge=0, description="Simulated time Xero takes per Accounting call (0: at once)."
+    )
+    xero_element_seconds: float = Field(
+        0.0, ge=0, description="Simulated time per element of a Xero batch write, on top."
+    )
     fault_rate: float = Field(0.0, ge=0, le=1, description="Share of calls answered with a 5xx.")
     timeout_rate: float = Field(
         0.0, ge=0, le=1, description="Share of calls done but answered only after timeout_seconds."
@@ -63,3 +78,10 @@ class SandboxConfig(BaseModel):
     slow_rate: float = Field(0.0, ge=0, le=1, description="Share of calls slowed down.")
     slow_seconds: float = Field(2.0, ge=0, description="Extra latency of a slowed call.")
     seed: int = 7
+
+    @classmethod
+    def from_env(cls, **fields: Any) -> SandboxConfig:
+        """These fields, with the `ZXS_SANDBOX_*` variables set in the environment on top
+        (an empty variable means the default)."""
+        found = {f: os.environ[v] for v, f in ENV_SETTINGS.items() if os.environ.get(v, "")}
+        return cls(**{**fields, **found})

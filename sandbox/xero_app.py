@@ -10,7 +10,9 @@ Faithful to FACTS.md and the official spec (xero_accounting.yaml 16.1.0, xero-id
   (401 problem JSON, "TokenExpired: ..." or "AuthenticationUnsuccessful"), then the
   `xero-tenant-id` header (403), then rate limits (429 with `X-Rate-Limit-Problem`, `Retry-After`
   for minute/day only; FACTS "Rate limits", developer.xero.com/faq/limits), then `latency_seconds`
-  (plus `slow_seconds` for a `slow_rate` share) while holding a concurrency slot, then
+  (plus `slow_seconds` for a `slow_rate` share) and Xero's simulated time (`xero_call_seconds`
+  plus `xero_element_seconds` per element of a batch write, asyncio sleeps) while holding a
+  concurrency slot, then
   `Idempotency-Key` (FACTS "Idempotency"; checked after
   rate limiting, so a replay still spends a call), then the handler (or a scripted or rolled
   500 instead of it, or after it for a saved write: sandbox/faults.py); a `timeout_rate` share of
@@ -58,6 +60,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from sandbox.config import SandboxConfig
 from sandbox.xero_state import (
     CURRENCY_NAMES,
     JSON,
@@ -327,6 +330,29 @@ def _unit_price(item: JSON, unitdp: int) -> JSON:
         if unitdp < 4 and isinstance(block, dict) and isinstance(block.get("UnitPrice"), Decimal):
             block["UnitPrice"] = money(block["UnitPrice"])
     return out
+
+
+async def _simulated_latency(config: SandboxConfig, method: str, body: bytes) -> None:
+    """Real Xero's time per call, and per element of a batch write, as an asyncio sleep: the
+    event loop serves every other call meanwhile (issue #19: a burst bound by Xero's latency)."""
+    pause = config.xero_call_seconds
+    if config.xero_element_seconds and method in WRITES and body:
+        pause += config.xero_element_seconds * _elements_in(body)
+    if pause > 0:
+        await asyncio.sleep(pause)
+
+
+def _elements_in(body: bytes) -> int:
+    """Elements of a write body: the length of its collection (`{"Invoices": [...]}`), 1 for a
+    single object, 0 for what does not parse (the handler refuses it)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 0
+    if not isinstance(payload, dict):
+        return 0
+    lists = [v for v in payload.values() if isinstance(v, list)]
+    return len(lists[0]) if lists else 1
 
 
 def _settings(key: str, pick: Callable[[Tenant], list[JSON]]) -> Handler:
@@ -660,6 +686,7 @@ class _Api:
         try:
             await xs.faults.slow_down()
             body = await request.body()
+            await _simulated_latency(xs.config, request.method, body)
             ctx = Ctx(
                 xs=xs,
                 tenant=xs.tenant(tenant_id),

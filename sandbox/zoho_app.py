@@ -13,9 +13,9 @@ Faithful envelopes and status codes:
   `location` and `accounts-server` (§1).
 - API (§3, §4, §8, §9): `Authorization: Zoho-oauthtoken <token>` or 401 `INVALID_TOKEN`;
   `{"data": [...], "info": {...}}` lists, 204 for nothing found, per-record results with
-  201/207/400, `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) on lists,
-  `page_token` past 2,000 records, search `criteria` with escapes, notes, attachments and
-  `/settings/fields` (GET lists the org's fields; POST creates custom ones, §11).
+  201/207/400, `LIMIT_EXCEEDED` past 100 records, `fields` required (max 50) and `ids` (max
+  100) on lists, `page_token` past 2,000 records, search `criteria` with escapes, notes,
+  attachments and `/settings/fields` (GET lists the org's fields; POST creates custom ones, §11).
 - Limits (§6): 1 credit per call per org over a rolling day, concurrent calls per org, both
   answered 429 `TOO_MANY_REQUESTS`. `latency_seconds` (and `slow_rate`) delays and `fault_rate`
   answers 500 `INTERNAL_ERROR` before a call touches data, so a 500 never half-applies a write;
@@ -59,6 +59,7 @@ Handler = Callable[[ZohoSandbox, Request, str], Awaitable[Response]]
 
 VERSIONS = ("v7", "v8")
 MAX_FIELDS = 50  # §3
+MAX_IDS = 100  # records read by `ids` in one list call (§3)
 MAX_FIELDS_PER_CREATE = 5  # §11 (u: the v8 create-custom-field request schema)
 MAX_PER_PAGE = 200  # §3
 MAX_DISCRETE_RECORDS = 2000  # §3, §4: past this, lists need page_token and search stops
@@ -444,6 +445,10 @@ async def _list(zs: ZohoSandbox, request: Request, org_id: str) -> Response:
         if name not in known:
             raise ApiError(400, "INVALID_DATA", "invalid data", {"api_name": name})
     ids = {i.strip() for i in q.get("ids", "").split(",") if i.strip()}
+    if len(ids) > MAX_IDS:
+        raise ApiError(
+            400, "LIMIT_EXCEEDED", "ids limit exceeded", {"param": "ids", "limit": MAX_IDS}
+        )
     since = request.headers.get("if-modified-since")
     cutoff = None
     if since is not None:

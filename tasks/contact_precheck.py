@@ -5,41 +5,29 @@ stored link, then ContactNumber (the Zoho account id, set by us at creation). A 
 with the same Name is adopted only when it carries no ContactNumber (made in Xero by hand), and
 is then claimed (its ContactNumber set), so no second account can match it. A Name held by the
 contact of another account is a clash: Xero requires unique active names, so the account is
-created as "Name (City)", else "Name (Zoho id)" (`contact_name_clash = suffix`), or dead-lettered
-naming both records (`dead_letter`); either way a history note says so. Documents of one
-tenant share the work (workers/batching.py): the accounts of up to 50 documents are created in
-one call, and only those Xero says are taken are looked up (one filtered call) and matched.
-Vendors of purchase orders go one by one (tasks/vendor_precheck.py), through `linked_contact`
-and `find_contact`, where a clash is dead-lettered.
+created as "Name (City)", else "Name (Zoho id)" (`contact_name_clash = suffix`), or
+dead-lettered naming both records (`dead_letter`); either way a history note says so. Documents
+of one tenant share the work (tasks/batch_handlers/contacts.py): the accounts of up to 50
+documents are created in one call, and only those Xero says are taken are looked up (one
+filtered call) and matched. Vendors of purchase orders go one by one (tasks/vendor_precheck.py),
+through `linked_contact` and `find_contact`, where a clash is dead-lettered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from schemas.errors import InvalidRecord, SyncError, ValidationFailed
+from schemas.errors import InvalidRecord
 from schemas.jobs import StageMessage
 from schemas.mapping import contact_from_account
-from schemas.wire import dumps
-from schemas.xero import XeroContact, XeroContactIn
+from schemas.xero import XeroContact
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
-from workers.batching import (
-    AwaitingBatch,
-    Buffer,
-    Element,
-    Results,
-    batch_handler,
-    flush_key,
-)
+from tasks.batch_handlers.contacts import CONTACTS, LINK, Clash, match_contact
+from tasks.batch_handlers.elements import ContactElement
+from workers.batching import AwaitingBatch, buffered
 from workers.context import StageContext
 from workers.history import record_key
-from workers.idempotency import idempotency_key
 from workers.stage import stage
-
-CONTACTS = "contacts"
-LINK = "contact"
 
 
 @stage("zxsync.contact_precheck")
@@ -59,218 +47,23 @@ def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
         link = ctx.idempotency.link(LINK, ctx.connection.name, account_id)
     if link is None:
         waiting = ctx.settings.zxs_batching and ctx.batch is None
-        waiting = waiting and Buffer(ctx.redis, CONTACTS, ctx.connection.name).has(account_id)
-        element = {} if waiting else _element(msg, ctx, account_id)  # read Zoho once
-        raise AwaitingBatch(CONTACTS, {account_id: element})
+        waiting = waiting and buffered(CONTACTS, ctx.connection.name, account_id)
+        element = ContactElement() if waiting else _element(msg, ctx, account_id)  # Zoho once
+        raise AwaitingBatch(CONTACTS, {account_id: element.wire()})
     return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
 
 
-def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> dict[str, Any]:
+def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> ContactElement:
     """What the flush needs to find or create this account's contact."""
     account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
     person = None
     if msg.document and msg.document.contact:
         raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
         person = parse_record(ZohoContact, "Contacts", raw)
-    return {
-        "record": f"Accounts {account.id} ({account.name})",
-        "body": contact_from_account(account, person).body(),
-    }
-
-
-@batch_handler(CONTACTS)
-def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
-    """Create the batch's contacts in one call, then match the ones Xero says exist.
-
-    Creating first costs one call for a batch of new customers (a burst's usual case); Xero
-    refuses a contact whose ContactNumber (our Zoho id, unique across all contacts) or active
-    Name is taken, and only those are looked up (one call) and matched: ContactNumber, then
-    Name, an archived match being an error. The naive path looks every contact up first.
-    """
-    conn = ctx.connection.name
-    batching = ctx.settings.zxs_batching
-    known = ctx.idempotency.links(LINK, conn, [e.id for e in elements]) if batching else {}
-    results: Results = {e.id: known[e.id] for e in elements if e.id in known}
-    # an element added bare (its account already waited) but finished meanwhile: look again
-    results.update({e.id: {} for e in elements if e.id not in known and "body" not in e.payload})
-    todo = [e for e in elements if e.id not in known and "body" in e.payload]
-    bodies = {e.id: XeroContactIn.model_validate(e.payload["body"]) for e in todo}
-    found: dict[str, XeroContact] = {}
-    refused: dict[str, list[str]] = {}
-    if batching:
-        found, refused = _create(ctx, todo, bodies)
-        lookup = [e for e in todo if e.id in refused and _taken(refused[e.id])]
-    else:
-        lookup = todo
-    matched = _lookup(ctx, lookup, bodies)
-    notes: dict[str, str] = {}
-    clashes: list[Element] = []
-    for element_id, match in matched.items():
-        if isinstance(match, Clash):
-            clashes.append(next(e for e in lookup if e.id == element_id))
-            refused.pop(element_id, None)
-        elif isinstance(match, SyncError):
-            results[element_id] = match
-        elif match is not None:
-            if not match.ContactNumber:  # made in Xero by hand: adopt it, and claim it
-                match = _claim(ctx, match, bodies[element_id])
-                notes[element_id] = f"adopted the Xero contact {match.ContactID} by its name "
-                notes[element_id] += "(it had no ContactNumber) and set its ContactNumber"
-            found[element_id] = match
-            refused.pop(element_id, None)
-    if not batching:
-        missing = [e for e in todo if matched.get(e.id) is None]
-        created, refused = _create(ctx, missing, bodies)
-        found.update(created)
-    renamed, failed = _distinct(ctx, clashes, bodies, matched)
-    results.update(failed)
-    for element_id, contact in renamed.items():
-        found[element_id] = contact
-        notes[element_id] = f"the name {bodies[element_id].Name!r} belongs to the Xero contact "
-        notes[element_id] += f"of another Zoho account: created as {contact.Name!r}"
-    for element in todo:
-        if element.id in refused and element.id not in results:
-            record = element.payload["record"]
-            results[element.id] = ValidationFailed(
-                "Xero", [f"{record}: {m}" for m in refused[element.id]]
-            )
-    links = {eid: {"ContactID": c.ContactID, "Name": c.Name} for eid, c in found.items()}
-    assert ctx.flush is not None, "a batch handler runs in a flush"
-    ctx.flush.store(LINK, links, [])
-    results.update(links)
-    for element_id, note in notes.items():  # read by the waiting stage into its history
-        results[element_id] = {**links[element_id], "note": note}
-    return results
-
-
-@dataclass(frozen=True)
-class Clash:
-    """The account's Name is held by the Xero contact of another Zoho account."""
-
-    contact: XeroContact
-
-
-def _claim(ctx: StageContext, contact: XeroContact, body: XeroContactIn) -> XeroContact:
-    conn = ctx.connection.name
-    key = idempotency_key("contact-claim", conn, contact.ContactID, body.ContactNumber)
-    return ctx.xero.claim_contact(contact.ContactID, body.ContactNumber, key)
-
-
-def distinct_name(body: XeroContactIn) -> str:
-    """The documented rule for a clashing name: "Name (City)", else "Name (Zoho id)"."""
-    city = next((a.City for a in body.Addresses or [] if a.City), None)
-    suffix = f" ({city or body.ContactNumber})"
-    return body.Name[: 255 - len(suffix)] + suffix
-
-
-def _distinct(
-    ctx: StageContext,
-    clashes: list[Element],
-    bodies: dict[str, XeroContactIn],
-    matched: dict[str, XeroContact | SyncError | Clash | None],
-) -> tuple[dict[str, XeroContact], dict[str, SyncError]]:
-    """Create clashing accounts under a distinct name (or dead-letter them, naming both)."""
-    if not clashes:
-        return {}, {}
-    failed: dict[str, SyncError] = {}
-    if ctx.connection.contact_name_clash == "dead_letter":
-        for element in clashes:
-            other = matched[element.id]
-            assert isinstance(other, Clash)
-            failed[element.id] = InvalidRecord(
-                element.payload["record"],
-                "Account_Name",
-                f"the Xero contact {other.contact.ContactID} with this name belongs to Zoho "
-                f"account {other.contact.ContactNumber}: two accounts share the name",
-                hint="Rename one account in Zoho (Xero requires unique contact names), or set "
-                "contact_name_clash = suffix, then replay.",
-            )
-        return {}, failed
-    renamed = {
-        e.id: bodies[e.id].model_copy(update={"Name": distinct_name(bodies[e.id])})
-        for e in clashes
-    }
-    created, refused = _create(ctx, clashes, renamed)
-    for element in clashes:
-        if element.id in refused:
-            messages = [f"{element.payload['record']}: {m}" for m in refused[element.id]]
-            failed[element.id] = ValidationFailed("Xero", messages)
-    return created, failed
-
-
-def _taken(errors: list[str]) -> bool:
-    """Xero refused the contact only because its Name or ContactNumber is already in use."""
-    return bool(errors) and all("already assigned to another contact" in m for m in errors)
-
-
-def _create(
-    ctx: StageContext, elements: list[Element], bodies: dict[str, XeroContactIn]
-) -> tuple[dict[str, XeroContact], dict[str, list[str]]]:
-    """One PUT for these contacts: (created by element id, Xero's errors by element id)."""
-    if not elements:
-        return {}, {}
-    sent = [bodies[e.id] for e in elements]
-    key = flush_key(CONTACTS, ctx.connection.name, elements, dumps([b.body() for b in sent]))
-    assert ctx.flush is not None, "a batch handler runs in a flush"
-    ctx.flush.check()  # a flusher whose lease expired creates nothing
-    created: dict[str, XeroContact] = {}
-    refused: dict[str, list[str]] = {}
-    for element, (contact, errors) in zip(
-        elements, ctx.xero.create_contacts(sent, key), strict=True
-    ):
-        if contact is None:
-            refused[element.id] = errors
-        else:
-            created[element.id] = contact
-    return created, refused
-
-
-def _lookup(
-    ctx: StageContext, elements: list[Element], bodies: dict[str, XeroContactIn]
-) -> dict[str, XeroContact | SyncError | Clash | None]:
-    """Each element's existing contact (or why it cannot be used), in one filtered call; an
-    unnumbered contact adopted by name goes to one element of the batch only."""
-    if not elements:
-        return {}
-    existing = ctx.xero.find_contacts_matching(
-        [bodies[e.id].ContactNumber for e in elements], [bodies[e.id].Name for e in elements]
+    return ContactElement(
+        record=f"Accounts {account.id} ({account.name})",
+        body=contact_from_account(account, person).body(),
     )
-    matched: dict[str, XeroContact | SyncError | Clash | None] = {}
-    adopted: set[str] = set()
-    for e in elements:
-        match = _match(existing, bodies[e.id].ContactNumber, bodies[e.id].Name, e.payload["record"])
-        if isinstance(match, XeroContact) and not match.ContactNumber:
-            if match.ContactID in adopted:  # another account of this batch adopted it
-                match = Clash(match)
-            else:
-                adopted.add(match.ContactID)
-        matched[e.id] = match
-    return matched
-
-
-def _match(
-    existing: list[XeroContact], number: str, name: str, record: str, field: str = "Account_Name"
-) -> XeroContact | InvalidRecord | Clash | None:
-    """The active contact with the ContactNumber; else an active one with the Name and no
-    ContactNumber (to adopt); a Name held by another account's contact is a Clash; an archived
-    match is an error."""
-    by_number = [c for c in existing if c.ContactNumber == number]
-    by_name = [c for c in existing if (c.Name or "").casefold() == name.casefold()]
-    for matches in (by_number, by_name):
-        active = [c for c in matches if c.ContactStatus in (None, "ACTIVE")]
-        if matches is by_name and active:
-            free = [c for c in active if not c.ContactNumber]
-            return free[0] if free else Clash(active[0])
-        if active:
-            return active[0]
-        if matches:
-            return InvalidRecord(
-                record,
-                field,
-                f"the matching Xero contact {matches[0].ContactID} is archived",
-                hint="Un-archive the contact in Xero, then replay.",
-            )
-    return None
 
 
 def linked_contact(
@@ -293,7 +86,8 @@ def find_contact(
     ctx: StageContext, number: str, name: str, record: str, field: str
 ) -> XeroContact | None:
     """The active Xero contact with this ContactNumber, else this Name; archived is an error."""
-    match = _match(ctx.xero.find_contacts_matching([number], [name]), number, name, record, field)
+    existing = ctx.xero.find_contacts_matching([number], [name])
+    match = match_contact(existing, number, name, record, field)
     if isinstance(match, InvalidRecord):
         raise match
     if isinstance(match, Clash):

@@ -20,7 +20,7 @@ from schemas.contact_sync import CONTACT_TASK, ContactSyncJob, xero_update, zoho
 from schemas.errors import InvalidJob
 from schemas.payments import PAYMENT_CONTACT
 from schemas.wire import dumps
-from tasks.contact_precheck import LINK as CONTACT_LINK
+from tasks.batch_handlers.contacts import LINK as CONTACT_LINK
 from workers.app import app
 from workers.context import StageContext
 from workers.history import record_key

@@ -1,13 +1,13 @@
 """Stage 4: create the Xero ACCREC invoice exactly once, then keep it in step with Zoho.
 
-New invoices of a tenant are created up to 50 per request (workers/batching.py) with
-`summarizeErrors=false`: a refused invoice is dead-lettered alone, the rest are created.
+New invoices of a tenant are created up to 50 per request (tasks/batch_handlers/invoices.py)
+with `summarizeErrors=false`: a refused invoice is dead-lettered alone, the rest are created.
 
 Guards against duplicates, strongest first: the stored link (a second run finds the invoice),
-the mark a create leaves on its elements until Xero's answer is stored (workers/batching.py
-`Flush`), and, for an element that may exist in Xero (a mark, a retry, redelivery, replay, or a
-batch whose flusher died), either the same request again under its Idempotency-Key while Xero
-keeps it (6 minutes) or a lookup before any create.
+the mark a create leaves on its elements until Xero's answer is stored
+(workers/batching/fence.py `Flush`), and, for an element that may exist in Xero (a mark, a
+retry, redelivery, replay, or a batch whose flusher died), either the same request again under
+its Idempotency-Key while Xero keeps it (6 minutes) or a lookup before any create.
 
 A document converted from a quote or sales order already in Xero adopts that invoice (one Xero
 invoice per sale). An edit updates the invoice while Xero allows it; a cancelled or deleted Zoho
@@ -17,8 +17,6 @@ error, so it becomes an exception report, never a silent skip.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +24,6 @@ from clients.xero import quote
 from schemas.credit_notes import PAID_HINT, groups_total, plan_cancel, plan_reduction
 from schemas.errors import (
     InvalidRecord,
-    RetryableApiError,
-    SyncError,
     TotalDiffers,
     ValidationFailed,
 )
@@ -35,24 +31,17 @@ from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
+from tasks.batch_handlers.elements import InvoiceElement
+from tasks.batch_handlers.invoices import INVOICES, LINK, invoice_link
 from tasks.credit_notes import allocate_pending, apply_credit, credited, our_notes
-from workers.batching import (
-    AwaitingBatch,
-    Element,
-    Later,
-    Results,
-    batch_handler,
-    flush_key,
-    plan_unlinked,
-)
+from workers import keys
+from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
 
 TAX_RATE_CACHE_SECONDS = 3600
 MSG_PAID = "has a payment or credit note allocated"  # Xero's refusal to edit (FACTS)
-LINK = "invoice"
-INVOICES = "invoices"
 
 
 @stage("zxsync.invoice_create")
@@ -116,7 +105,7 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
                 else:
                     total = invoice.Total
                     # keep what later stages noted (e.g. that it was sent)
-                    link = {**link, **_link(invoice, mapped.content_version)}
+                    link = {**link, **invoice_link(invoice, mapped.content_version)}
         if total is None and link.get("Total"):
             # unchanged: judged on what Xero holds, less our credit notes
             total = Decimal(str(link["Total"])) - credited_total(link)
@@ -170,7 +159,7 @@ def _credit_reduction(
     suspect = ctx.attempt > 0 or ctx.redelivered or job.event == "replay"
     link, text = apply_credit(ctx, record, link_id, link, current, plan, credit_id, suspect)
     status = "PAID" if plan.allocate == current.AmountDue else current.Status
-    link = {**link, **_link(current, mapped.content_version), "Status": status}
+    link = {**link, **invoice_link(current, mapped.content_version), "Status": status}
     return link, current.Total - credited_total(link), text
 
 
@@ -206,17 +195,6 @@ def judge_total(
     return link, None if link.get("accepted_total") == pair else pair
 
 
-def _link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
-    return {
-        "InvoiceID": invoice.InvoiceID,
-        "InvoiceNumber": invoice.InvoiceNumber,
-        "Status": invoice.Status,
-        "Total": str(invoice.Total),
-        "Reference": invoice.Reference or "",  # the Zoho number (the accountant's export)
-        "version": version,
-    }
-
-
 def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
     """Void an AUTHORISED invoice, delete a DRAFT/SUBMITTED one; a paid or credited one gets a
     credit note (`paid_change: "credit_note"`) or needs a person."""
@@ -243,7 +221,7 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
             f"was cancelled in Zoho, but Xero invoice {current.InvoiceNumber} is paid",
             hint=PAID_HINT,
         )
-    link = {**link, **_link(current, link.get("version"))}
+    link = {**link, **invoice_link(current, link.get("version"))}
     ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
     return msg.model_copy(
         update={
@@ -280,16 +258,16 @@ def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dic
     """What the flush needs to create this invoice, or find one an earlier attempt created."""
     job, body = msg.job, mapped.invoice
     assert msg.document is not None
-    return {
-        "record": f"{job.module} {job.record_id}",
-        "body": body.body(),
-        "version": mapped.content_version,
-        "lookup": _same_invoice(body),
+    return InvoiceElement(
+        record=f"{job.module} {job.record_id}",
+        body=body.body(),
+        version=mapped.content_version,
+        lookup=_same_invoice(body),
         # Xero may have created it already and forgotten the key (6 minutes): look first
-        "suspect": ctx.attempt > 0 or ctx.redelivered or job.event == "replay",
-        "account_id": msg.document.account.id,
-        "products": {p.id: product_code(p) for p in msg.products},
-    }
+        suspect=ctx.attempt > 0 or ctx.redelivered or job.event == "replay",
+        account_id=msg.document.account.id,
+        products={p.id: product_code(p) for p in msg.products},
+    ).wire()
 
 
 def _same_invoice(body: XeroInvoiceIn) -> str | None:
@@ -303,166 +281,9 @@ def _same_invoice(body: XeroInvoiceIn) -> str | None:
     return None
 
 
-@batch_handler(INVOICES)
-def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
-    """Adopt what suspect elements already have in Xero; create the rest in one call.
-
-    An earlier request that got no answer is sent again with its own Idempotency-Key while
-    Xero keeps it (workers/batching.py `plan_suspects`), else its elements are looked up, not
-    sooner than the lookup margin. A suspect whose lookup failed is neither created nor given
-    Xero's "not found": it is retried alone (with its own record in the message) and keeps its
-    mark until a lookup succeeds."""
-    assert ctx.flush is not None, "a batch handler runs in a flush"
-    conn, settings = ctx.connection.name, ctx.settings
-    results: Results = {}
-    known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
-    for element_id, link in known.items():
-        results[element_id] = {
-            "action": "adopted",
-            "Total": str(link.get("Total", "")),
-            "version": link.get("version"),
-        }
-    todo, digests, plan = plan_unlinked(
-        elements,
-        known,
-        _digest,
-        settings.zxs_idempotency_window_seconds,
-        settings.zxs_lookup_margin_seconds,
-    )
-    results.update({eid: Later(until) for eid, until in plan.later.items()})
-    earlier, failed = _earlier(ctx, plan.lookup)
-    results.update(failed)
-    links: dict[str, dict[str, Any]] = {}
-    for element in todo:
-        invoice = earlier.get(element.id)
-        if invoice is not None:
-            links[element.id] = _link(invoice, element.payload["version"])
-            results[element.id] = _outcome("adopted", invoice, element)
-    ctx.flush.store(LINK, links, [*known, *links])  # adopted first: a failed create keeps them
-    again = {e.id for group in plan.resend.values() for e in group}
-    new = [e for e in todo if e.id not in results and e.id not in again]
-    requests = list(plan.resend.items())
-    if new:
-        versions = ",".join(f"{e.id}@{e.payload['version']}" for e in new)
-        requests.append((flush_key(INVOICES, conn, new, versions), new))
-    looked_up = frozenset(e.id for e in plan.lookup)
-    for key, claimed in requests:
-        refused = ctx.flush.sending(
-            claimed,
-            key,
-            {e.id: digests[e.id] for e in claimed},
-            claim=LINK,
-            looked_up=looked_up,
-            margin=settings.zxs_lookup_margin_seconds,
-        )
-        # another create holds the claim: back as suspects, adopted or looked up after it
-        results.update(
-            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
-        )
-        group = [e for e in claimed if e.id not in refused]
-        if not group:
-            continue
-        answers = ctx.xero.create_invoices([e.payload["body"] for e in group], key)
-        links, settled = {}, []
-        for element, (invoice, errors) in zip(group, answers, strict=True):
-            settled.append(element.id)  # Xero answered for it: created, or refused and not saved
-            if invoice is None:
-                results[element.id] = _refused(ctx, element, errors)
-            else:
-                links[element.id] = _link(invoice, element.payload["version"])
-                results[element.id] = _outcome("created", invoice, element)
-        ctx.flush.store(LINK, links, settled)
-    return results
-
-
-def _digest(element: Element) -> str:
-    """The element's body as sent: a request is sent again under its key only unchanged."""
-    return hashlib.sha256(dumps(element.payload["body"]).encode()).hexdigest()[:32]
-
-
-def _earlier(
-    ctx: StageContext, suspects: list[Element]
-) -> tuple[dict[str, XeroInvoice], dict[str, SyncError]]:
-    """Invoices earlier attempts created for these elements (one lookup per URL-sized chunk),
-    and the elements whose lookup failed, each with an error naming its own record."""
-    clauses = {e.id: e.payload["lookup"] for e in suspects if e.payload["lookup"]}
-    found, failed = _lookup(ctx, clauses)
-    earlier: dict[str, XeroInvoice] = {}
-    for element in suspects:
-        if element.id in failed:
-            continue
-        body = XeroInvoiceIn.model_validate(element.payload["body"])
-        for invoice in found:
-            same_number = body.InvoiceNumber and invoice.InvoiceNumber == body.InvoiceNumber
-            same_reference = (
-                not body.InvoiceNumber
-                and invoice.Reference == body.Reference
-                and invoice.Contact is not None
-                and invoice.Contact.ContactID == body.Contact.ContactID
-            )
-            if same_number or same_reference:
-                earlier[element.id] = invoice
-                break
-    records = {e.id: str(e.payload["record"]) for e in suspects}
-    return earlier, {eid: _lookup_failed(records[eid], exc) for eid, exc in failed.items()}
-
-
-def _lookup(
-    ctx: StageContext, clauses: dict[str, str]
-) -> tuple[list[XeroInvoice], dict[str, SyncError]]:
-    """One lookup for all clauses; a refused lookup is split in halves until the clause Xero
-    refuses is alone, so one element's bad filter fails that element only. A transient failure
-    (5xx, timeout) fails the elements of that call, to be retried."""
-    if not clauses:
-        return [], {}
-    scope = 'Type=="ACCREC" AND Status!="DELETED" AND Status!="VOIDED"'
-    try:
-        return ctx.xero.find_invoices_any(list(clauses.values()), scope), {}
-    except SyncError as exc:
-        if exc.retryable or len(clauses) == 1:
-            return [], dict.fromkeys(clauses, exc)
-    ids = list(clauses)
-    half = len(ids) // 2
-    first = _lookup(ctx, {eid: clauses[eid] for eid in ids[:half]})
-    second = _lookup(ctx, {eid: clauses[eid] for eid in ids[half:]})
-    return first[0] + second[0], {**first[1], **second[1]}
-
-
-def _lookup_failed(record: str, exc: SyncError) -> SyncError:
-    """Never final: the element keeps its mark and is looked up again, never created blind."""
-    return RetryableApiError(
-        "Xero",
-        f"{record}: could not look up whether an earlier attempt created it in Xero, so it is "
-        f"not created again until a lookup succeeds ({exc.message})",
-        hint="Retried automatically; a replay or the record's next event looks it up first.",
-    )
-
-
-def _outcome(action: str, invoice: XeroInvoice, element: Element) -> dict[str, Any]:
-    """What a waiting stage learns: the action, Xero's total, and which content was written
-    (a waiter that read a later edit of the record applies it after the create)."""
-    return {"action": action, "Total": str(invoice.Total), "version": element.payload["version"]}
-
-
-def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncError:
-    """The element's own error; a cached link Xero says is stale is forgotten, so the replay
-    looks the contact or item up again instead of sending the same stale id."""
-    conn, text = ctx.connection.name, " ".join(errors)
-    if "archived" in text:
-        ctx.idempotency.forget_links("contact", conn, [element.payload["account_id"]])
-    stale = [pid for pid, code in element.payload["products"].items() if f"'{code}'" in text]
-    if stale and "Item code" in text:
-        ctx.idempotency.forget_links("item", conn, stale)
-    return ValidationFailed(
-        "Xero",
-        [f"{element.payload['record']}: {m}" for m in errors],
-        hint="Fix the record (or the Xero setting named) and replay the dead letter.",
-    )
-
-
 def tax_rates(ctx: StageContext) -> dict[str, Decimal]:
     """The organisation's tax rates, cached in Redis for an hour (one call, not one per job)."""
-    cache_key = f"zxs:cache:{ctx.connection.xero_tenant_id}:taxrates"
+    cache_key = keys.TAX_RATES(ctx.connection.xero_tenant_id)
     cached = ctx.redis.get(cache_key)
     if cached:
         return {k: Decimal(v) for k, v in loads(str(cached)).items()}

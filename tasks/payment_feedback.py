@@ -54,6 +54,7 @@ from schemas.payments import (
     invoice_fields,
 )
 from schemas.xero import XeroBalances, XeroCreditNote, XeroInvoice, XeroPrepaid
+from workers import keys
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
@@ -180,7 +181,7 @@ def reconcile_and_schedule(ctx: StageContext, now: float) -> int:
 def reconcile(ctx: StageContext) -> int:
     """Feed back every ACCREC invoice Xero changed since the mark; the Zoho records written."""
     conn = ctx.connection.name
-    mark_key = f"zxs:payments:reconcile:{conn}"
+    mark_key = keys.RECONCILE(conn)
     mark = ctx.redis.get(mark_key)
     since = datetime.fromisoformat(str(mark)) if mark else None
     invoices = ctx.xero.invoices({"where": 'Type=="ACCREC"'}, since)

@@ -20,6 +20,7 @@ import redis
 from schemas.xero import XeroPurchaseOrder
 from schemas.zoho import ZohoPurchaseOrderWriteBack
 from tasks.purchase_order_create import LINK, REVERSE_LINK
+from workers import keys
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import record_key
@@ -61,7 +62,7 @@ def poll_and_schedule(ctx: StageContext, now: float) -> int:
 def poll_statuses(ctx: StageContext) -> int:
     """One poll of one connection; the number of Zoho purchase orders updated."""
     conn = ctx.connection.name
-    mark_key = f"zxs:po_poll:{conn}"
+    mark_key = keys.PO_POLL(conn)
     mark = ctx.redis.get(mark_key)
     orders = ctx.xero.purchase_orders({}, datetime.fromisoformat(str(mark)) if mark else None)
     changed = _changed(ctx, orders)

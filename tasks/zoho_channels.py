@@ -22,6 +22,7 @@ import redis
 from schemas.connection import Connection
 from schemas.errors import ConfigurationError, ValidationFailed
 from schemas.wire import dumps, loads
+from workers import keys
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.logs import log
@@ -44,7 +45,7 @@ class ZohoChannel:
 
 
 def channel_key(connection: str) -> str:
-    return f"zxs:zoho:channel:{connection}"
+    return keys.ZOHO_CHANNEL(connection)
 
 
 def stored_channel(redis_client: redis.Redis, connection: str) -> ZohoChannel | None:

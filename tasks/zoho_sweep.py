@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from schemas.jobs import SyncJob
+from workers import keys
 from workers.app import app
 from workers.context import StageContext, build_context
 from workers.history import RecordHistory, record_key
@@ -48,7 +49,7 @@ def sweep(ctx: StageContext, now: float | None = None) -> int:
     started = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     enqueued = 0
     for module in ctx.connection.triggers:
-        mark_key = f"zxs:zoho:sweep:{conn}:{module}"
+        mark_key = keys.ZOHO_SWEEP(conn, module)
         mark = ctx.redis.get(mark_key)
         if mark is None:
             ctx.redis.set(mark_key, (started - timedelta(seconds=1)).isoformat())

@@ -1,21 +1,21 @@
 """Stage 5: write the Xero invoice's id, number and status back to the Zoho record.
 
-Write-backs of a connection share Zoho updates of up to 100 records (workers/batching.py); a
-record Zoho refuses is dead-lettered alone. The record's run ends when its write-back is done.
+Write-backs of a connection share Zoho updates of up to 100 records
+(tasks/batch_handlers/writebacks.py); a record Zoho refuses is dead-lettered alone. The record's
+run ends when its write-back is done.
 """
 
 from __future__ import annotations
 
-from schemas.errors import ValidationFailed
 from schemas.jobs import StageMessage
 from schemas.payments import INVOICE_REVERSE_LINK, PAYMENT_CONTACT
 from schemas.zoho import ZohoInvoiceWriteBack
-from workers.batching import AwaitingBatch, Element, Results, batch_handler
+from tasks.batch_handlers.elements import WriteBackElement
+from tasks.batch_handlers.writebacks import WRITEBACKS
+from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.history import outcome_of, record_key
 from workers.stage import stage
-
-WRITEBACKS = "zoho_writebacks"
 
 
 @stage("zxsync.zoho_writeback")
@@ -48,8 +48,9 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
             )
     element_id = f"{job.module}:{job.record_id}"
     if ctx.batch_outcome(element_id) is None:
-        record = update.model_dump(by_alias=True, exclude_none=True)
-        raise AwaitingBatch(WRITEBACKS, {element_id: {"module": job.module, "record": record}})
+        fields = update.model_dump(by_alias=True, exclude_none=True)
+        element = WriteBackElement(module=job.module, update=fields)
+        raise AwaitingBatch(WRITEBACKS, {element_id: element.wire()})
     key = record_key(job.connection, job.module, job.record_id)
     ctx.history.finish(
         job.connection,
@@ -58,20 +59,3 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         f"{msg.xero_invoice_number} ({msg.xero_action})",
     )
     return msg
-
-
-@batch_handler(WRITEBACKS, xero=False, latest_wins=True)
-def write_back(ctx: StageContext, elements: list[Element]) -> Results:
-    """One Zoho update per module for up to 100 records; per record, done or Zoho's error."""
-    results: Results = {}
-    modules = {str(e.payload["module"]) for e in elements}
-    for module in sorted(modules):
-        group = [e for e in elements if e.payload["module"] == module]
-        answers = ctx.zoho.update_each(module, [e.payload["record"] for e in group])
-        for element, errors in zip(group, answers, strict=True):
-            results[element.id] = (
-                ValidationFailed("Zoho", [f"{module} {element.id}: {m}" for m in errors])
-                if errors
-                else {"written": True}
-            )
-    return results

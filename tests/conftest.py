@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,9 @@ import pytest
 import redis
 
 CLAIM_KEY = "zxs:test:owner"
+# the tests never touch an operator's data (~/.zxsync: its SQLite system of record, perhaps
+# migrated by another checkout): the session's default data directory is a fresh one
+os.environ["ZXS_DATA_DIR"] = tempfile.mkdtemp(prefix="zxs-tests-")
 
 
 def shared_file(*parts: str) -> Path:

@@ -1,4 +1,4 @@
-"""Per-tenant batching (workers/batching.py): the buffer's rules on the test Redis (its Lua
+"""Per-tenant batching (workers/batching/): the buffer's rules on the test Redis (its Lua
 scripts need a real server), then bursts on real parts where a refused element fails alone and
 lost links are found again, not duplicated."""
 
@@ -17,6 +17,8 @@ from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
 from workers import batching
 from workers.batching import Buffer, Element, Results
+from workers.batching.policy import wait_before_flush
+from workers.batching.resume import continue_chain, resume
 from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
 
@@ -90,16 +92,16 @@ def test_a_flush_is_due_when_full_old_or_all_in_flight_wait_and_not_before(
     kinds: None, new_buffer: Callable[[str], Buffer]
 ) -> None:
     buffer = new_buffer("things")
-    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=5) == -1  # nothing waits
+    assert wait_before_flush(buffer, 3, max_wait=1.0, inflight=5) == -1  # nothing waits
     buffer.add({"a": {}}, waiter("w1"))
-    assert 0 < buffer.wait_before_flush(3, max_wait=1.0, inflight=5) <= 1.0  # more may come
-    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=1) == 0  # a lone event goes
+    assert 0 < wait_before_flush(buffer, 3, max_wait=1.0, inflight=5) <= 1.0  # more may come
+    assert wait_before_flush(buffer, 3, max_wait=1.0, inflight=1) == 0  # a lone event goes
     buffer.add({"b": {}, "c": {}}, waiter("w2"))
-    assert buffer.wait_before_flush(3, max_wait=1.0, inflight=5) == 0  # full
+    assert wait_before_flush(buffer, 3, max_wait=1.0, inflight=5) == 0  # full
     time.sleep(0.12)
-    assert buffer.wait_before_flush(10, max_wait=0.1, inflight=5) == 0  # the oldest waited
+    assert wait_before_flush(buffer, 10, max_wait=0.1, inflight=5) == 0  # the oldest waited
     buffer.hold(time.time() + 30)
-    assert buffer.wait_before_flush(1, max_wait=0, inflight=0) > 25  # a held tenant waits
+    assert wait_before_flush(buffer, 1, max_wait=0, inflight=0) > 25  # a held tenant waits
 
 
 def test_claims_of_a_dead_flusher_come_back_as_suspects(
@@ -122,7 +124,7 @@ def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
     buffer.add({"b": {}}, waiter("doc2"))
     buffer.claim(10)
     refused = ValidationFailed("Xero", ["Item code 'X' is not valid"])
-    batching._resume(buffer, {"a": {"ItemID": "1"}, "b": refused})
+    resume(buffer, {"a": {"ItemID": "1"}, "b": refused})
     assert [args[0]["doc"] for _, args, _ in sent] == ["doc1", "doc2"]
     first = sent[0][2]["batch"]
     assert first["outcomes"] == {"a": {"ItemID": "1"}}
@@ -132,7 +134,7 @@ def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
     # the same element outcome delivered again (a crash before the waiters were dropped)
     buffer.add({"a": {}}, waiter("doc1"))
     buffer.claim(10)
-    batching._resume(buffer, {"a": {"ItemID": "1"}})
+    resume(buffer, {"a": {"ItemID": "1"}})
     assert len(sent) == 2
 
 
@@ -156,12 +158,73 @@ def test_a_stage_that_can_go_on_is_finished_by_the_flusher_and_its_chain_goes_on
     buffer.add({"a": {}}, waiter(doc1, "t.stage", chain=[*later, nxt]))
     buffer.add({"a": {}}, waiter(doc2, "t.stage", chain=[nxt]))
     buffer.claim(10)
-    batching._resume(buffer, {"a": {"ItemID": "1"}})
+    resume(buffer, {"a": {"ItemID": "1"}})
     [(task, args, options), (fallback, fallback_args, fallback_kwargs)] = sent
     assert (task, args) == ("t.next", ({"doc": doc1, "got": {"a": {"ItemID": "1"}}},))
     assert options["chain"] == later and options["parent_id"] == doc1
     assert (fallback, fallback_args[0]["doc"]) == ("t.stage", doc2)
     assert fallback_kwargs["batch"]["outcomes"] == {"a": {"ItemID": "1"}}
+
+
+def test_the_flusher_sends_a_chains_next_step_as_celerys_tracer_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`continue_chain` (workers/batching/resume.py) does what Celery's tracer does once a chain
+    step returns (celery/app/trace.py): the next step is the last signature of the request's
+    `chain`, sent with the result as its one argument, the rest of the chain, the finished
+    step's id as parent and its root. Celery keeps that contract private, so this test runs
+    the real tracer on a chain built by Celery's public `chain` and compares the two sends: if
+    it fails, Celery changed its chain contract; adapt `continue_chain` before widening the
+    Celery pin in pyproject.toml."""
+    from celery import Celery, chain
+    from celery.app.trace import build_tracer
+
+    sends: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def apply_async(sig: Signature, args: tuple[Any, ...] = (), **options: Any) -> None:
+        sends.append((sig.task, tuple(args) or tuple(sig.args), {**sig.options, **options}))
+
+    monkeypatch.setattr(Signature, "apply_async", apply_async)
+    guard = Celery("guard", set_as_current=False, broker="memory://")
+
+    def finish(message: dict[str, Any]) -> dict[str, Any]:
+        return {**message, "done": True}
+
+    step = guard.task(name="t.stage", ignore_result=True)(finish)
+    chain(
+        guard.signature("t.stage", args=({"doc": "d1"},)),
+        guard.signature("t.next"),
+        guard.signature("t.last"),
+    ).apply_async()
+    [(first, args, options)] = sends  # the first step, as a worker would receive it
+    sends.clear()
+    task_id = options["task_id"]
+    request = {
+        "id": task_id,
+        "root_id": "root-1",
+        "chain": options["chain"],
+        "delivery_info": {"priority": 6},
+    }
+    build_tracer(first, step, app=guard, eager=False, propagate=True)(
+        task_id, args, {}, request
+    )
+    [tracer_send] = sends
+    sends.clear()
+    monkeypatch.setitem(batching.CONTINUATIONS, "t.stage", lambda msg, _b, _a: finish(msg))
+    waiter = Signature(
+        "t.stage",
+        args=args,
+        kwargs={"batch": {"kind": "things"}},
+        options={"task_id": task_id, "root_id": "root-1", "chain": options["chain"]},
+    )
+    assert continue_chain(waiter)
+    [flusher_send] = sends
+    assert flusher_send[0] == tracer_send[0] == "t.next"
+    assert flusher_send[1] == tracer_send[1] == ({"doc": "d1", "done": True},)
+    for option in ("chain", "parent_id", "root_id"):
+        assert flusher_send[2][option] == tracer_send[2][option], option
+    assert tracer_send[2]["parent_id"] == task_id and tracer_send[2]["root_id"] == "root-1"
+    assert [s["task"] for s in tracer_send[2]["chain"]] == ["t.last"]
 
 
 # ------------------------------------------------------------------------- on real parts

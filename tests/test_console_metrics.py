@@ -17,7 +17,7 @@ from test_console import client, dead_letter, names, settings  # noqa: F401
 from typer.testing import CliRunner
 
 from console.metrics import create_metrics_app, render
-from workers import activity, admission
+from workers import activity, admission, keys
 from workers.settings import Settings
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -132,8 +132,65 @@ def test_beats_once_a_minute_task_writes_the_heartbeat(
 ) -> None:
     from workers.redrive import redrive_stalled
 
-    client.delete(activity.HEARTBEAT_KEY)
+    client.delete(keys.BEAT_HEARTBEAT())
     assert activity.beat_heartbeat(client) is None
     assert redrive_stalled.run() == 0
     beat = activity.beat_heartbeat(client)
     assert beat is not None and abs(beat - time.time()) < 10
+
+
+def test_queue_backlog_counts_every_priority_list_and_the_waiting_rooms(
+    client: redis.Redis,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    names: list[str],  # noqa: F811
+    redis_url: str,
+) -> None:
+    """What KEDA scales the workers on (deploy/k8s): a burst sits at the lower priority steps,
+    which kombu keeps in lists of their own, so one list's length would miss it; jobs held in
+    a waiting room start at zxs.fetch. Messages are published the way the workers' app does."""
+    from kombu import Connection, Exchange, Queue
+
+    from workers.app import PRIORITY_STEPS, QUEUE_ORDER
+
+    def backlog() -> dict[str, float]:
+        got = samples(render(client, settings).decode())
+        return {
+            dict(labels)["queue"]: value
+            for (name, labels), value in got.items()
+            if name == "zxsync_queue_backlog"
+        }
+
+    before = backlog()
+    assert set(before) == set(QUEUE_ORDER)
+    marker = f"backlog-{names[0]}"
+    options = {"priority_steps": PRIORITY_STEPS, "queue_order_strategy": "priority"}
+    sent = {"zxs.fetch": PRIORITY_STEPS, "zxs.invoices": [0, 9, 9], "zxs.payments": [6]}
+    with Connection(redis_url, transport_options=options) as broker:
+        producer = broker.Producer()
+        for name, priorities in sent.items():
+            queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for priority in priorities:
+                producer.publish(
+                    {}, exchange=queue.exchange, routing_key=name, priority=priority,
+                    declare=[queue], headers={"marker": marker},
+                )
+    a, b = names
+    entry = json.dumps({"key": "k", "message": {}, "queued_at": time.time()})
+    client.rpush(admission.waiting_key(a), entry, entry)
+    client.rpush(admission.waiting_key(b), entry)
+    try:
+        after = backlog()
+    finally:  # the session's Redis is shared with later tests' workers: take ours back out
+        for key in client.keys("zxs.*"):
+            if client.type(key) == "list":
+                for raw in client.lrange(key, 0, -1):
+                    text = raw if isinstance(raw, str) else raw.decode()
+                    if marker in text:
+                        client.lrem(key, 0, text)
+    grown = {queue: after[queue] - before[queue] for queue in QUEUE_ORDER}
+    assert grown == {
+        **dict.fromkeys(QUEUE_ORDER, 0),
+        "zxs.fetch": len(PRIORITY_STEPS) + 3,
+        "zxs.invoices": 3,
+        "zxs.payments": 1,
+    }

@@ -107,3 +107,22 @@ def test_a_backfill_job_counts_at_its_tenants_door(
     job on its way must count, or its batches go out a few elements at a time."""
     pipeline.send_job(pipeline.INGEST_TASK, [{**job("bf"), "event_id": "backfill-1"}])
     assert store.get(pipeline.door_key("bf")) == "1"
+
+
+def test_every_stage_is_shown_by_its_record_key_not_by_the_whole_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #19: Celery writes a repr of each task's arguments into the message and its events
+    (Flower shows it); of a StageMessage that is the whole document, customer details included,
+    built again at every hop. Each stage names its record instead."""
+    from schemas.jobs import StageMessage, SyncJob
+
+    monkeypatch.setattr(pipeline, "get_redis", lambda: fakeredis.FakeRedis())
+    chains: list[list[dict[str, Any]]] = []
+    monkeypatch.setattr(pipeline, "chain", lambda *sigs: type(
+        "C", (), {"apply_async": lambda self: chains.append([dict(s.options) for s in sigs])})())
+    pipeline.start_pipeline(StageMessage(job=SyncJob(
+        connection="acme", module="Invoices", record_id="7", event="insert", event_id="e-7")))
+    [options] = chains
+    assert len(options) == len(pipeline.SALES_STAGES)
+    assert {o["argsrepr"] for o in options} == {"('acme:Invoices:7',)"}

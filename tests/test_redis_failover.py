@@ -179,3 +179,32 @@ def test_a_sentinel_failover_mid_burst_loses_and_duplicates_nothing(
     assert report.created == 60
     promoted = redis.Redis(port=replica_port).info("replication")["role"]
     assert promoted == "master"
+
+
+def test_the_health_check_reaches_redis_through_a_sentinel_url(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """`zxsync health --redis` (beat's and Flower's probes, compose and deploy/k8s) asks the
+    Sentinels for the master of a `sentinel://` REDIS_URL like every other process does."""
+    import os
+    import sys
+
+    master_port, sentinel_port = free_port(), free_port()
+    master = Server(tmp_path / "master", master_port).start()
+    sentinel = Server(tmp_path / "sentinel", sentinel_port, sentinel_of=master_port).start()
+    servers += [master, sentinel]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZXS_", "REDIS_"))}
+
+    def health(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "zxsync.cli", "health", "--redis"],
+            env={**env, "REDIS_URL": url, "ZXS_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True, text=True, timeout=60,
+        )
+
+    fine = health(f"sentinel://127.0.0.1:{sentinel_port}/0")
+    assert fine.returncode == 0 and fine.stdout.strip() == "healthy", fine.stdout + fine.stderr
+    master.kill()
+    down = health(f"sentinel://127.0.0.1:{sentinel_port}/0")
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert down.stdout.strip().startswith("unhealthy: Redis (REDIS_URL) does not answer")

@@ -67,7 +67,7 @@ def test_planted_secrets_appear_in_no_output(make_stack: Callable[..., Any]) -> 
 
         listener = threading.Thread(target=capture, daemon=True)
         listener.start()
-        stack.start_worker(concurrency=1)
+        stack.start_worker(concurrency=1, task_events=True)  # as while Flower watches
         for record_id in (bad, good):
             app.send_task(
                 "zxsync.ingest",

@@ -7,6 +7,7 @@ answer). What must never be lost survives Redis losing everything."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -120,9 +121,21 @@ def test_eight_workers_whose_redis_lost_each_others_claims_let_one_create_out(
     start = threading.Barrier(8)
     let_out: list[int] = []
 
+    class Lost(Buffer):
+        """A buffer in a Redis of its own (its keys apart from the other workers')."""
+
+        def __init__(self, n: int) -> None:
+            super().__init__(client, "invoices", connection)
+            self.n = n
+
+        def key(self, name: str) -> str:
+            return f"{super().key(name)}:lost-{self.n}"
+
+        def waiters_key(self, element_id: str) -> str:
+            return f"{super().waiters_key(element_id)}:lost-{self.n}"
+
     def worker(n: int) -> None:
-        buffer = Buffer(client, "invoices", connection)
-        buffer.prefix += f":lost-{n}"  # a Redis of its own
+        buffer = Lost(n)
         buffer.add({"Invoices:1": {"v": 1}}, {"options": {"task_id": f"t{n}"}})
         hold = Flush(buffer, buffer.fence())
         elements = buffer.claim(10)
@@ -205,3 +218,41 @@ def test_the_migrations_build_exactly_the_tables_the_code_uses(database: Databas
 
     with database.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_not_sent(
+    database: Database, redis_url: str
+) -> None:
+    """The invoices handler meets a claim the database refuses (another flusher's create of the
+    same record may still be committing in Xero): that element goes back to wait (`Later`) and
+    no request is sent for it."""
+    from types import SimpleNamespace
+
+    from tasks.batch_handlers.elements import InvoiceElement
+    from tasks.batch_handlers.invoices import write_invoices
+    from workers.batching import Later
+    from workers.settings import get_settings
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection = f"claimed-{uuid.uuid4().hex[:8]}"
+    database.claim_creates(
+        "invoice", connection, ["Invoices:1"], "other", take_over=set(), older_than=0
+    )
+    buffer = Buffer(client, "invoices", connection)
+    payload = InvoiceElement(
+        record="Invoices 1", body={}, version="v1", lookup=None, suspect=False,
+        account_id="a1", products={},
+    )
+    buffer.add({"Invoices:1": payload.wire()}, {"options": {"task_id": "t1"}})
+    settings = get_settings()
+    ctx = SimpleNamespace(
+        connection=SimpleNamespace(name=connection),
+        settings=settings,
+        idempotency=IdempotencyStore(client, 60),
+        flush=Flush(buffer, buffer.fence()),
+        xero=None,  # nothing may be sent
+    )
+    results = write_invoices(ctx, buffer.claim(10))  # type: ignore[arg-type]
+    later = results["Invoices:1"]
+    assert isinstance(later, Later)
+    assert later.until > time.time() + settings.zxs_lookup_margin_seconds - 5

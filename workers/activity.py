@@ -19,24 +19,24 @@ import structlog
 
 from clients.http import Limiter
 from schemas.wire import loads
+from workers import keys
 from workers.history import ACTION_OUTCOMES
 
 HOURLY_TTL_SECONDS = 2 * 86_400
 SYNCED = frozenset(ACTION_OUTCOMES.values())  # created, updated, voided, deleted
-HEARTBEAT_KEY = "zxs:beat:heartbeat"
 log = structlog.get_logger("zxsync.activity")
 
 
 def hour_key(connection: str, at: datetime) -> str:
-    return f"zxs:activity:{connection}:{at.astimezone(UTC):%Y%m%d%H}"
+    return keys.ACTIVITY_HOUR(connection, f"{at.astimezone(UTC):%Y%m%d%H}")
 
 
 def last_sync_key(connection: str) -> str:
-    return f"zxs:activity:{connection}:last_sync"
+    return keys.LAST_SYNC(connection)
 
 
 def rate_limited_key(connection: str) -> str:
-    return f"zxs:activity:{connection}:xero_429"
+    return keys.XERO_429(connection)
 
 
 def hourly(
@@ -65,20 +65,20 @@ def xero_rate_limited(redis_client: redis.Redis, connection: str) -> int:
 
 
 def beat_heartbeat(redis_client: redis.Redis) -> float | None:
-    raw = redis_client.get(HEARTBEAT_KEY)
+    raw = redis_client.get(keys.BEAT_HEARTBEAT())
     return float(cast(str, raw)) if raw else None
 
 
 def record_heartbeat(redis_client: redis.Redis) -> None:
     """Called by a beat-scheduled task: beat and a worker are both alive now."""
-    redis_client.set(HEARTBEAT_KEY, time.time())
+    redis_client.set(keys.BEAT_HEARTBEAT(), time.time())
 
 
 def count_outcome(redis_client: redis.Redis, connection: str, key: str) -> None:
     """Count the finished record in its hour (synced or failed; skips are not counted). Never
     raises: the outcome is already recorded."""
     try:
-        raw = cast(str | None, redis_client.hget(f"zxs:outcomes:{connection}", key))
+        raw = cast(str | None, redis_client.hget(keys.OUTCOMES(connection), key))
         outcome = loads(raw)[0] if raw else ""
         now = datetime.now(UTC)
         field = "synced" if outcome in SYNCED else "failed" if outcome == "failed" else ""

@@ -52,6 +52,7 @@ import structlog
 
 from schemas.jobs import StageMessage
 from schemas.wire import dumps, loads
+from workers import keys
 from workers.history import RecordHistory, inflight_key, progress_key, record_key
 from workers.pipeline import start_pipeline
 from workers.redis import get_redis
@@ -112,15 +113,15 @@ return result
 
 
 def waiting_key(connection: str) -> str:
-    return f"zxs:admit:{connection}"
+    return keys.ADMIT(connection)
 
 
 def admitted_key(connection: str) -> str:
-    return f"zxs:admitted:{connection}"
+    return keys.ADMITTED(connection)
 
 
 def paused_key(connection: str) -> str:
-    return f"zxs:paused:{connection}"
+    return keys.PAUSED(connection)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from workers import catalog
+from workers import catalog, keys
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
@@ -57,6 +57,13 @@ def create_app() -> Celery:
             "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
             "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
             "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
+            # the deployment's namespace on kombu's keys too (workers/keys.py)
+            **({"global_keyprefix": keys.broker_prefix()} if keys.broker_prefix() else {}),
+            # a dead worker's messages come back once the visibility timeout passed: kombu looks
+            # every 10 s but by default scans (one ZRANGE) only every 10th time, which added up
+            # to 100 s when a host died (tests/test_hosts.py)
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
         },
         task_default_priority=0,
         broker_connection_retry_on_startup=True,
@@ -69,9 +76,13 @@ def create_app() -> Celery:
             "interval_max": 2,
         },
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # task events only while a monitor asks for them: Flower sends `enable_events` every few
+        # seconds while it runs; unwatched they cost three Redis publishes per task (issue #19)
+        worker_send_task_events=False,
         worker_consumer="workers.poison:DeadLetteringConsumer",
-        task_send_sent_event=True,
+        # no task-sent event: a second Redis publish at every stage hop, for a "sent" state in
+        # Flower that the queue lengths show better (issue #19)
+        task_send_sent_event=False,
         beat_schedule={
             "redrive-stalled": {  # jobs a broker hiccup dropped are sent again
                 "task": "zxsync.redrive_stalled",

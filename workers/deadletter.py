@@ -20,7 +20,6 @@ from workers.redact import redact
 from workers.store import Database, get_database
 from workers.store.schema import alert_deliveries, dead_letters
 
-STREAM = "zxs:dlq"  # where dead letters lived in Redis before (zxsync migrate-state reads it)
 Status = Literal["open", "replayed", "discarded"]
 FIELDS = (
     "stage", "connection", "module", "record_id", "error_kind", "error", "hint", "field",

@@ -30,6 +30,7 @@ from kombu.utils.uuid import uuid
 
 from schemas.errors import RateLimited
 from schemas.wire import dumps, loads
+from workers import keys
 from workers.app import app
 from workers.history import RecordHistory, record_key
 from workers.policies import HOUSEKEEPING
@@ -37,7 +38,6 @@ from workers.policies.retry import rate_limit_wait
 from workers.redis import get_redis
 from workers.settings import get_settings
 
-PARKED = "zxs:deferred"
 RELEASE_BATCH = 500
 log = structlog.get_logger("zxsync.deferral")
 
@@ -77,12 +77,13 @@ def park(stage: str, message: Any, signature: dict[str, Any], due: float, reason
         "reason": reason,
         "parked_at": datetime.now(UTC).isoformat(),
     }
-    get_redis().zadd(PARKED, {dumps(item): due})
+    get_redis().zadd(keys.DEFERRED(), {dumps(item): due})
 
 
 def parked() -> list[tuple[dict[str, Any], float]]:
     """Every parked item with its due time (epoch seconds), soonest first."""
-    rows = cast(list[tuple[str, float]], get_redis().zrange(PARKED, 0, -1, withscores=True))
+    raw_rows = get_redis().zrange(keys.DEFERRED(), 0, -1, withscores=True)
+    rows = cast(list[tuple[str, float]], raw_rows)
     return [(loads(raw), score) for raw, score in rows]
 
 
@@ -91,18 +92,20 @@ def release_deferred() -> int:
     """Send every parked task that is due; sent before removed, so a crash cannot lose one
     (a duplicate is harmless: every stage is idempotent)."""
     redis_client = get_redis()
-    lock = redis_client.lock("zxs:lock:release_deferred", timeout=300, blocking_timeout=0)
+    lock = redis_client.lock(keys.DEFERRED_LOCK(), timeout=300, blocking_timeout=0)
     if not lock.acquire():
         return 0
     released = 0
     try:
         due = cast(
             list[str],
-            redis_client.zrangebyscore(PARKED, "-inf", time.time(), start=0, num=RELEASE_BATCH),
+            redis_client.zrangebyscore(
+                keys.DEFERRED(), "-inf", time.time(), start=0, num=RELEASE_BATCH
+            ),
         )
         for raw in due:
             app.signature(loads(raw)["signature"]).apply_async()
-            released += int(redis_client.zrem(PARKED, raw))
+            released += int(redis_client.zrem(keys.DEFERRED(), raw))
     finally:
         lock.release()
     if released:

@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 import redis
 
 from schemas.wire import dumps, loads
+from workers import keys
 from workers.store import Database, get_database
 
 Outcome = Literal["created", "updated", "voided", "deleted", "skipped", "failed", "duplicate"]
@@ -46,12 +47,12 @@ def record_key(connection: str, module: str, record_id: str) -> str:
 
 def inflight_key(connection: str) -> str:
     """Hash: record key -> the job of every record in flight (accepted, not finished)."""
-    return f"zxs:inflight:{connection}"
+    return keys.INFLIGHT(connection)
 
 
 def progress_key(connection: str) -> str:
     """Sorted set: record key -> when it last moved (or until when it is meant to wait)."""
-    return f"zxs:progress:{connection}"
+    return keys.PROGRESS(connection)
 
 
 # called as listener(redis_client, connection, key) after a record's outcome is stored; it must
@@ -106,7 +107,7 @@ class RecordHistory:
         at = datetime.now(UTC).isoformat()
         self.database.set_outcome(connection, key, outcome, detail, at)
         pipe = self._redis.pipeline()
-        pipe.hset(f"zxs:outcomes:{connection}", key, dumps([outcome, detail]))
+        pipe.hset(keys.OUTCOMES(connection), key, dumps([outcome, detail]))
         pipe.hdel(inflight_key(connection), key)
         pipe.zrem(progress_key(connection), key)
         pipe.execute()
@@ -125,7 +126,7 @@ class RecordHistory:
         return [(key, loads(job)) for key, job in zip(keys, jobs, strict=True) if job]
 
     def outcomes(self, connection: str) -> dict[str, tuple[str, str]]:
-        raw = cast(dict[str, str], self._redis.hgetall(f"zxs:outcomes:{connection}"))
+        raw = cast(dict[str, str], self._redis.hgetall(keys.OUTCOMES(connection)))
         return {k: (loads(v)[0], loads(v)[1]) for k, v in raw.items()}
 
 

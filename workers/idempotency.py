@@ -25,6 +25,7 @@ from redis.lock import Lock
 
 from schemas.errors import Busy
 from schemas.jobs import SyncJob
+from workers import keys
 from workers.store import Database, get_database
 
 LOCK_WAIT_SECONDS = 5
@@ -36,7 +37,7 @@ def pending_key(connection: str, module: str, record_id: str, event: str) -> str
     arriving meanwhile needs no job of its own (that job reads the latest record). Deletes are
     coalesced apart from other changes (a delete job confirms the deletion, it syncs nothing)."""
     kind = "delete" if event == "delete" else "change"
-    return f"zxs:pending:{connection}:{module}:{record_id}:{kind}"
+    return keys.PENDING(connection, module, record_id, kind)
 
 
 def idempotency_key(*parts: str) -> str:
@@ -64,7 +65,7 @@ class IdempotencyStore:
 
     def claim_event(self, job: SyncJob, task_id: str) -> bool:
         """True if this task owns the event (first claim, or its own redelivery)."""
-        key = f"zxs:events:{job.connection}:{job.event_id}"
+        key = keys.EVENT(job.connection, job.event_id)
         if self._redis.set(key, task_id, nx=True, ex=self._event_ttl):
             return True
         return self._redis.get(key) == task_id
@@ -80,7 +81,7 @@ class IdempotencyStore:
         with a countdown) rather than keep a worker waiting. A killed holder's lease expires."""
         lock = Lock(
             self._redis,
-            f"zxs:lock:{name}",
+            keys.LOCK(name),
             timeout=self._lock_seconds,
             blocking_timeout=LOCK_WAIT_SECONDS,
         )

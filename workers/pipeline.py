@@ -13,9 +13,9 @@ from typing import Any
 from celery import chain
 
 from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
-from workers import catalog
+from workers import catalog, keys
 from workers.app import PRIORITY_STEPS, app
-from workers.history import inflight_key
+from workers.history import inflight_key, record_key
 from workers.redis import get_redis
 
 INGEST_TASK = "zxsync.ingest"
@@ -41,8 +41,14 @@ def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None
     stages = stages_for(message.job.module)
     if from_stage:
         stages = stages[stages.index(from_stage) :]
-    backfill = is_backfill(message.job)  # history goes last: live events overtake it
-    options = {"priority": LOWEST if backfill else tenant_priority(message.job.connection)}
+    job = message.job
+    backfill = is_backfill(job)  # history goes last: live events overtake it
+    options = {
+        "priority": LOWEST if backfill else tenant_priority(job.connection),
+        # what Celery shows of the arguments (message headers, task events, Flower, logs): the
+        # record, not a repr of the whole document rebuilt at every hop (issue #19)
+        "argsrepr": repr((record_key(job.connection, job.module, job.record_id),)),
+    }
     first = app.signature(stages[0], args=(message.model_dump(mode="json"),), options=options)
     chain(first, *(app.signature(name, options=options) for name in stages[1:])).apply_async()
 
@@ -81,7 +87,7 @@ def taken_in(payload: Any) -> None:
 
 
 def door_key(connection: str) -> str:
-    return f"zxs:door:{connection}"
+    return keys.DOOR(connection)
 
 
 def _step(load: int) -> int:

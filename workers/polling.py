@@ -18,6 +18,8 @@ from typing import cast
 
 import redis
 
+from workers import keys
+
 
 def next_interval(current: float | None, found: bool, base: float, cap: float) -> float:
     """Pure: base after a find (or the first poll), else twice the last interval, up to cap."""
@@ -36,7 +38,7 @@ class PollSchedule:
     cap: float
 
     def _key(self, connection: str) -> str:
-        return f"zxs:poll:{self.kind}:{connection}"
+        return keys.POLL(self.kind, connection)
 
     def state(self, connection: str) -> tuple[float | None, float | None]:
         """(current interval, next due time) of a connection; None before its first poll."""

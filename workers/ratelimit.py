@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from schemas.errors import RateLimited
+from workers import keys
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -178,7 +179,7 @@ class RateLimiter:
             raise ValueError("the guard must be shorter than a quarter of every window")
         self._redis = redis_client
         self.provider = provider
-        self._slots_key = f"zxs:rl:{scope}:slots"
+        self._slots_key = keys.RATE_SLOTS(scope)
         self.windows = windows
         self._concurrent = concurrent
         self._lease_ms = int(lease_seconds * 1000)
@@ -222,7 +223,7 @@ class RateLimiter:
             if used < 1:
                 continue
             self._observe(
-                keys=[window.key, window.key + ":anchor"],
+                keys=[window.key, window.key + keys.ANCHOR],
                 args=[
                     permit.lease,
                     permit.admitted_ms,
@@ -236,7 +237,7 @@ class RateLimiter:
             )
 
     def _try(self, lease: str) -> tuple[bool, int, str, int]:
-        keys = [self._slots_key]
+        script_keys = [self._slots_key]
         args: list[Any] = [
             lease,
             self._lease_ms,
@@ -246,9 +247,9 @@ class RateLimiter:
             ANCHOR_TTL_MS,
         ]
         for window in self.windows:
-            keys += [window.key, window.key + ":anchor"]
+            script_keys += [window.key, window.key + keys.ANCHOR]
             args += [window.name, window.limit, int(window.seconds * 1000), int(window.fixed)]
-        result = cast(list[Any], self._acquire(keys=keys, args=args))
+        result = cast(list[Any], self._acquire(keys=script_keys, args=args))
         return bool(int(result[0])), int(result[1]), str(result[2]), int(result[3])
 
 
@@ -278,7 +279,7 @@ def xero_limiter(
         xero_day_window(tenant_id, per_day, minute_seconds, fixed),
         Window(
             "minute",
-            f"zxs:rl:{tenant}:minute",
+            keys.XERO_MINUTE(tenant_id),
             per_minute,
             minute_seconds,
             fixed,
@@ -286,7 +287,7 @@ def xero_limiter(
         ),
         Window(
             "appminute",
-            f"zxs:rl:xero-app:{client_id}:minute",
+            keys.XERO_APP_MINUTE(client_id),
             app_per_minute,
             minute_seconds,
             fixed,
@@ -302,7 +303,7 @@ def xero_day_window(tenant_id: str, per_day: int, minute_seconds: float, fixed: 
     """A tenant's day window (its key is shared by every worker and `xero_calls_today`)."""
     return Window(
         "day",
-        f"zxs:rl:xero:{tenant_id}:day",
+        keys.XERO_DAY(tenant_id),
         per_day,
         minute_seconds * 1440,
         fixed,
@@ -323,9 +324,9 @@ def zoho_limiter(
 ) -> RateLimiter:
     """Zoho: credits over a rolling day and calls in flight per org; a minute cap if set."""
     org = f"zoho:{org_id}"
-    windows = [Window("day", f"zxs:rl:{org}:day", per_day, minute_seconds * 1440, fixed=False)]
+    windows = [Window("day", keys.ZOHO_DAY(org_id), per_day, minute_seconds * 1440, fixed=False)]
     if per_minute > 0:
-        windows.append(Window("minute", f"zxs:rl:{org}:minute", per_minute, minute_seconds))
+        windows.append(Window("minute", keys.ZOHO_MINUTE(org_id), per_minute, minute_seconds))
     return RateLimiter(redis_client, "Zoho", org, windows, concurrent, lease_seconds, guard_seconds)
 
 
@@ -352,7 +353,7 @@ def window_usage(redis_client: redis.Redis, window: Window) -> tuple[int, float 
     length = int(window.seconds * 1000)
     if not window.fixed:
         return int(redis_client.zcount(window.key, f"({now - length}", "+inf")), None
-    raw = redis_client.get(window.key + ":anchor")
+    raw = redis_client.get(window.key + keys.ANCHOR)
     if raw is None:
         return 0, None
     anchor = int(float(cast(str, raw)))

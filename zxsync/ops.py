@@ -370,8 +370,11 @@ def health(
         redis_url = get_settings().redis_url
         if not redis_url:
             _fail("REDIS_URL is not set")
+        from workers.redis import fail_fast, get_redis
+
+        fail_fast(3.0)  # the client every process uses: `sentinel://` asks the Sentinels
         try:
-            redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
+            get_redis().ping()
         except redis.RedisError as exc:
             _fail(f"Redis (REDIS_URL) does not answer: {type(exc).__name__}")
     for endpoint in url or []:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -65,8 +66,12 @@ class LocalStack:
         redis_url: str | None = None,
         concurrency: int = 2,
         extra_env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        """`host`: the address Redis and the sandboxes listen on (loopback; another for
+        workers on other hosts, zxsync/hosts.py)."""
         self.connections = connections
+        self.host = host
         self.sandbox_config = sandbox or SandboxConfig()
         self.redis_url = redis_url
         self.concurrency = concurrency
@@ -99,11 +104,11 @@ class LocalStack:
         if not self.redis_url:
             from workers.redis import start_embedded
 
-            self._redis_port = free_port()
-            self.redis_url = start_embedded(self.workdir / "redis", self._redis_port)
+            self._redis_port = free_port(self.host)
+            self.redis_url = start_embedded(self.workdir / "redis", self._redis_port, self.host)
             self._embedded_redis = True
-        xero = ThreadedServer(create_xero_app(self.xero)).start()
-        zoho = ThreadedServer(create_zoho_app(self.zoho)).start()
+        xero = ThreadedServer(create_xero_app(self.xero), self.host).start()
+        zoho = ThreadedServer(create_zoho_app(self.zoho), self.host).start()
         self._servers = [xero, zoho]
         self.env = {
             "REDIS_URL": self.redis_url,
@@ -144,13 +149,22 @@ class LocalStack:
         _point_process_at(os.environ.get("REDIS_URL"))
 
     def start_worker(
-        self, concurrency: int | None = None, name: str = "w", queues: list[str] | None = None
+        self,
+        concurrency: int | None = None,
+        name: str = "w",
+        queues: list[str] | None = None,
+        prefix: Sequence[str] = (),
+        task_events: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """A real `celery worker` process consuming every stage queue (or only `queues`)."""
+        """A real `celery worker` process consuming every stage queue (or only `queues`),
+        started through `prefix` (e.g. `ip netns exec HOST`: on another host); `task_events` as
+        if a monitor had asked for them (these workers run without heartbeat, so Flower's
+        `enable_events` cannot reach them)."""
         from workers.app import QUEUE_ORDER
 
         log = (self.workdir / f"worker-{name}-{len(self._workers)}.log").open("ab")
         command = [
+            *prefix,
             sys.executable,
             "-m",
             "celery",
@@ -168,6 +182,7 @@ class LocalStack:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *(["--task-events"] if task_events else []),
         ]
         process = subprocess.Popen(
             command,
@@ -204,7 +219,7 @@ class LocalStack:
 
         assert self._embedded_redis, "only the stack's own Redis can be restarted"
         stop_embedded()
-        start_embedded(self.workdir / "redis", self._redis_port)
+        start_embedded(self.workdir / "redis", self._redis_port, self.host)
 
     def stop(self) -> None:
         for process in self._workers:

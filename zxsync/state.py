@@ -15,7 +15,8 @@ import redis
 from sqlalchemy import select
 
 from schemas.wire import dumps, loads
-from workers.deadletter import FIELDS, STREAM, DeadLetter, DeadLetterStore
+from workers import keys
+from workers.deadletter import FIELDS, DeadLetter, DeadLetterStore
 from workers.store import Database
 from workers.store.schema import dead_letters
 from workers.store.schema import history as history_table
@@ -25,26 +26,26 @@ from workers.store.schema import outcomes as outcomes_table
 def migrate_state(redis_client: redis.Redis, database: Database) -> Counter[str]:
     """Counts of what was read from Redis and what was new to the database."""
     counts: Counter[str] = Counter()
-    for key in cast(list[str], redis_client.scan_iter("zxs:links:*", count=500)):
-        connection, _, kind = key.removeprefix("zxs:links:").rpartition(":")
+    for key in cast(list[str], redis_client.scan_iter(keys.LEGACY_LINKS.match(), count=500)):
+        connection, _, kind = key.removeprefix(keys.LEGACY_LINKS.stem()).rpartition(":")
         raw = cast(dict[str, str], redis_client.hgetall(key))
         values = {zid: loads(value) for zid, value in raw.items()}
         counts["links read"] += len(values)
         counts["links new"] += database.import_links(kind, connection, values)
-    for key in cast(list[str], redis_client.scan_iter("zxs:history:*", count=500)):
-        record = key.removeprefix("zxs:history:")
+    for key in cast(list[str], redis_client.scan_iter(keys.LEGACY_HISTORY.match(), count=500)):
+        record = key.removeprefix(keys.LEGACY_HISTORY.stem())
         entries = [loads(e) for e in cast(list[str], redis_client.lrange(key, 0, -1))]
         counts["history read"] += len(entries)
         counts["history new"] += _import_history(database, record, entries)
-    for key in cast(list[str], redis_client.scan_iter("zxs:outcomes:*", count=500)):
-        connection = key.removeprefix("zxs:outcomes:")
+    for key in cast(list[str], redis_client.scan_iter(keys.OUTCOMES.match(), count=500)):
+        connection = key.removeprefix(keys.OUTCOMES.stem())
         raw = cast(dict[str, str], redis_client.hgetall(key))
         counts["outcomes read"] += len(raw)
         counts["outcomes new"] += _import_outcomes(database, connection, raw)
     letters = DeadLetterStore(redis_client, database)
     known = {legacy for (legacy,) in _rows(database, select(dead_letters.c.legacy_id))}
     for entry_id, fields in cast(
-        list[tuple[str, dict[str, str]]], redis_client.xrange(STREAM)
+        list[tuple[str, dict[str, str]]], redis_client.xrange(keys.LEGACY_DLQ())
     ):
         counts["dead letters read"] += 1
         if entry_id in known:

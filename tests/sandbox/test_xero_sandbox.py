@@ -779,3 +779,46 @@ def test_payments_can_be_put_and_listed(sb: Sandbox) -> None:
     assert sb.call("PUT", "/Payments", too_much).status_code == 400
     not_bank = {"Payments": [{**body["Payments"][0], "Account": {"Code": "200"}}]}
     assert sb.call("PUT", "/Payments", not_bank).status_code == 400
+
+
+def test_simulated_latency_is_per_call_plus_per_element_and_blocks_no_other_call(
+    make: Callable[..., Sandbox],
+) -> None:
+    """Issue #19: real Xero takes time per call and per element of a batch; the sandbox sleeps
+    asynchronously, so one slow batch does not hold up another tenant's (or its own) calls."""
+    sb = make(xero_call_seconds=0.2, xero_element_seconds=0.05)
+    _ = sb.token
+    started = time.monotonic()
+    assert sb.call("GET", "/Organisation").status_code == 200
+    assert 0.2 <= time.monotonic() - started < 0.4
+    started = time.monotonic()
+    batch = {"Invoices": [invoice(Reference=f"L{n}") for n in range(10)]}
+    assert sb.call("PUT", "/Invoices", batch).status_code == 200
+    assert 0.2 + 10 * 0.05 <= time.monotonic() - started < 0.9
+    took: list[float] = []
+
+    def one() -> None:
+        begun = time.monotonic()
+        sb.call("GET", "/Organisation")
+        took.append(time.monotonic() - begun)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(took) == 4 and time.monotonic() - started < 0.5  # side by side, not one by one
+
+
+def test_simulated_latency_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZXS_SANDBOX_XERO_CALL_SECONDS", "0.3")
+    monkeypatch.setenv("ZXS_SANDBOX_XERO_ELEMENT_SECONDS", "0.01")
+    config = SandboxConfig.from_env(minute_seconds=6.0)
+    assert (config.xero_call_seconds, config.xero_element_seconds) == (0.3, 0.01)
+    assert config.minute_seconds == 6.0
+    monkeypatch.delenv("ZXS_SANDBOX_XERO_CALL_SECONDS")
+    monkeypatch.delenv("ZXS_SANDBOX_XERO_ELEMENT_SECONDS")
+    assert SandboxConfig.from_env().xero_call_seconds == 0.0  # default: answers at once

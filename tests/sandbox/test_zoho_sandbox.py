@@ -737,3 +737,17 @@ def test_actions_watch_notifies_until_the_channel_expires_and_put_renews(
     finally:
         zs.notifications.close()
         receiver.stop()
+
+
+def test_a_list_by_ids_takes_at_most_100_ids(api: TestClient, seeded: dict[str, str]) -> None:
+    """Zoho reads up to 100 records by `ids` in one call (FACTS §3): more is refused, so a
+    client that batches reads must split them."""
+    ids = [seeded["invoice"], *(str(10**15 + n) for n in range(100))]
+    params = {"fields": "Grand_Total", "ids": ",".join(ids)}
+    refused = api.get("/crm/v7/Invoices", params=params)
+    assert refused.status_code == 400 and refused.json()["code"] == "LIMIT_EXCEEDED"
+    assert refused.json()["details"] == {"param": "ids", "limit": 100}
+    params["ids"] = ",".join(ids[:100])
+    assert [r["id"] for r in body(api.get("/crm/v7/Invoices", params=params))["data"]] == [
+        seeded["invoice"]
+    ]

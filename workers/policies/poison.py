@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from schemas.errors import PoisonMessage
+from workers import keys
 from workers.policies.base import Policy
 from workers.redis import get_redis
 from workers.settings import get_settings
@@ -24,7 +25,7 @@ COUNT_TTL_SECONDS = 24 * 3600
 
 
 def deliveries_key(task_id: str, retries: int) -> str:
-    return f"zxs:deliveries:{task_id}:{retries}"
+    return keys.DELIVERIES(task_id, retries)
 
 
 class Poison(Policy):

@@ -22,10 +22,10 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # Zoho id -> Xero id per connection and kind. A row with a value is a link; a row with only a
-# pending key is a create that has been let out (workers/batching.py `Flush.sending`) and has no
-# answer yet. The unique constraints are what make a second create impossible: a second claim
-# of (connection, kind, zoho_id) is refused by the database, and so is a second Zoho record
-# owning the same Xero document (a converted quote shares its invoice: `shares_with`).
+# pending key is a create that has been let out (workers/batching/fence.py `Flush.sending`) and
+# has no answer yet. The unique constraints are what make a second create impossible: a second
+# claim of (connection, kind, zoho_id) is refused by the database, and so is a second Zoho
+# record owning the same Xero document (a converted quote shares its invoice: `shares_with`).
 links = Table(
     "links",
     metadata,

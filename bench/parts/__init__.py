@@ -1,0 +1,1 @@
+"""The parts of bench/throughput.py, one module each (bench/throughput.py lists them)."""

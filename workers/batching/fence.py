@@ -1,0 +1,151 @@
+"""A flusher's fenced hold on a buffer (issue #22): every write a handler makes goes through
+`Flush`, checked against the buffer's fencing token in one Lua script, so a flusher whose lease
+expired writes nothing and sends no create; and the marks a create leaves on its elements until
+Xero's answer is stored."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from schemas.errors import MarkNotReplicated
+from schemas.wire import dumps
+from workers.batching.buffer import Buffer, Element
+from workers.idempotency import idempotency_key
+from workers.store import get_database
+
+
+class LeaseLost(Exception):
+    """This flusher's lease on the buffer expired and another flusher took it: it must neither
+    write links nor send a create again (the new flusher takes its elements back as suspects)."""
+
+
+# Check the flusher's fencing token, then write marks and clear marks in one step (links go to
+# the database): KEYS fence, sent marks; ARGV token, n marks, (id, mark)..., ids whose marks go.
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+for j = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[1 + 2 * j], ARGV[2 + 2 * j])
+end
+for j = 3 + 2 * n, #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[j])
+end
+return 1
+"""
+
+
+MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
+
+
+def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
+    """How many replicas must acknowledge a mark before its create goes out: `wanted`
+    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
+    if wanted <= 0:
+        return 0
+    replication = redis_client.info("replication")
+    return min(wanted, int(replication.get("connected_slaves", 0)))
+
+
+@dataclass(frozen=True)
+class Flush:
+    """One flusher's hold on a buffer: every write a handler makes goes through here, checked
+    against the buffer's fencing token (a flusher whose lease expired while it waited on Xero
+    finds a newer token and stops), and the "a create may have reached Xero" marks live here:
+    set before a create is sent, cleared only once Xero's answer for the element is stored or a
+    lookup has told what Xero holds. A mark survives every path (retry, redelivery, a later event,
+    a replay, a dead letter), so the element stays a suspect until then."""
+
+    buffer: Buffer
+    token: int
+    replicas: int = 0  # replicas that must hold a mark before its create is sent
+
+    def sending(
+        self,
+        elements: list[Element],
+        key: str,
+        digests: dict[str, str] | None = None,
+        *,
+        claim: str = "",
+        looked_up: frozenset[str] = frozenset(),
+        margin: float = 0.0,
+    ) -> set[str]:
+        """Mark these elements before their create is sent (raises LeaseLost if fenced out):
+        the key, when, the request's element ids and each body's digest (`plan_suspects`).
+
+        With `claim` (a link kind) the database first claims each element's link row under
+        the key (workers/store `claim_creates`): the ids it refuses (linked, or claimed by a
+        create that may still be committing; a claim older than `margin` is taken over by an
+        element `looked_up` and not found) are returned, unmarked, and must not be sent."""
+        self.check()
+        refused: set[str] = set()
+        if claim:
+            refused = get_database().claim_creates(
+                claim,
+                self.buffer.connection,
+                sorted(e.id for e in elements),
+                key,
+                take_over=set(looked_up),
+                older_than=time.time() - margin,
+            )
+        going = [e for e in elements if e.id not in refused]
+        ids = sorted(e.id for e in going)
+        mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
+        self._write({e.id: mark for e in going}, [], replicas=self.replicas)
+        return refused
+
+    def store(
+        self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]
+    ) -> None:
+        """Store the links Xero's answers gave and clear the marks of the elements now settled
+        (created, adopted, found absent, or refused: Xero's answer is known). The links go to
+        the database once the fence holds: a true answer of Xero is never wrong to keep; a
+        settled element without a link (Xero refused it) gives its pending claim back."""
+        self.check()
+        if link_kind:
+            database = get_database()
+            database.set_links(link_kind, self.buffer.connection, links)
+            database.release_claims(
+                link_kind, self.buffer.connection, [s for s in settled if s not in links]
+            )
+        self._write({}, settled)
+
+    def check(self) -> None:
+        """Raise LeaseLost unless this flusher still holds the buffer."""
+        self._write({}, [])
+
+    def _write(
+        self, marks: dict[str, str], settled: list[str], *, replicas: int = 0
+    ) -> None:
+        buffer = self.buffer
+        args: list[Any] = [self.token, len(marks)]
+        for element_id, mark in marks.items():
+            args += [element_id, mark]
+        args += settled
+        keys = [buffer.key("fence"), buffer.key("sent")]
+        # one connection for both: WAIT counts the writes of the connection that sends it
+        pipe = buffer.redis.pipeline(transaction=False)
+        pipe.eval(_FENCED, len(keys), *keys, *args)
+        if replicas:
+            pipe.wait(replicas, MARK_REPLICATION_MS)
+        written, *acknowledged = pipe.execute()
+        if not written:
+            raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
+        if acknowledged and int(acknowledged[0]) < replicas:
+            raise MarkNotReplicated(
+                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
+                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
+                hint="Check the Redis replicas' replication link (INFO replication); it is"
+                " retried on its own once a replica keeps up.",
+            )
+
+
+def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
+    """The Idempotency-Key of a new batched write. Xero caches errors under a key for 6 minutes,
+    so a content-only key would answer a replay made after a fix with the old refusal: a new
+    request gets a new key, and an unanswered one is sent again under the key its elements'
+    marks keep (`plan_suspects`)."""
+    return idempotency_key(kind, connection, elements[0].flush if elements else "", content)

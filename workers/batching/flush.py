@@ -1,0 +1,177 @@
+"""`zxsync.flush_batch`: one flusher per kind and connection at a time claims up to a batch of
+due elements, runs the kind's handler, and resumes the waiting stages with the outcomes.
+
+The flusher's lock has a short lease that a thread renews while it works, so a killed flusher
+frees the buffer within seconds. A rate-limited batch goes back to the buffer untouched and the
+buffer holds until Retry-After; a transient failure puts the elements back as suspects (the
+request may have been applied), and an element that failed too often is given up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import suppress
+
+import structlog
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from schemas.errors import RateLimited, SyncError
+from workers import keys
+from workers.app import app
+from workers.batching.buffer import Buffer, Element
+from workers.batching.fence import Flush, LeaseLost, mark_replicas
+from workers.batching.kinds import KINDS, Results
+from workers.batching.policy import batch_size, due_in, schedule_flush
+from workers.batching.resume import resume
+from workers.batching.suspects import Later
+from workers.context import build_context
+from workers.policies import HOUSEKEEPING
+from workers.policies.retry import rate_limit_wait, retry_countdown
+from workers.redis import get_redis
+from workers.settings import Settings, get_settings
+
+FLUSH_LOCK_SECONDS = 10  # renewed every third of it while the flusher lives
+log = structlog.get_logger("zxsync.batching")
+
+
+@app.task(name="zxsync.flush_batch", **HOUSEKEEPING)
+def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
+    """Write one batch of `kind` for `connection` when it is due; returns elements written."""
+    settings = get_settings()
+    redis_client = get_redis()
+    buffer = Buffer(redis_client, kind, connection)
+    if trigger in ("due", "scheduled"):
+        redis_client.delete(buffer.key(trigger))  # this trigger has arrived
+    lock = redis_client.lock(
+        keys.BATCH_LOCK(kind, connection), timeout=FLUSH_LOCK_SECONDS, blocking_timeout=0
+    )
+    if not lock.acquire():
+        return 0  # the flusher in flight sends the next flush itself
+    renewer = _Renewer(lock)
+    try:
+        hold = Flush(
+            buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
+        )
+        buffer.suspect_after_restart()
+        buffer.reclaim_orphans()
+        wait = due_in(buffer, settings)
+        if wait < 0:
+            redis_client.srem(keys.BATCH_ACTIVE(), buffer.member)
+            return 0
+        if wait > 0:
+            schedule_flush(buffer, wait, settings)
+            return 0
+        written = _flush(hold, batch_size(kind, settings), settings)
+    finally:
+        renewer.stop()
+        with suppress(LockError):
+            lock.release()
+    if buffer.pending():
+        schedule_flush(buffer, due_in(buffer, settings), settings)
+    return written
+
+
+class _Renewer:
+    """Keeps the flush lock's short lease alive from a thread while this process works; a killed
+    flusher stops renewing, so its buffer is free again within FLUSH_LOCK_SECONDS."""
+
+    def __init__(self, lock: Lock):
+        self._lock = lock
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(FLUSH_LOCK_SECONDS / 3):
+            with suppress(LockError, RedisError):
+                self._lock.reacquire()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+def _flush(hold: Flush, size: int, settings: Settings) -> int:
+    buffer = hold.buffer
+    elements = buffer.claim(size)
+    if not elements:
+        return 0
+    ctx = build_context(buffer.connection)
+    ctx.flush = hold
+    started = time.monotonic()
+    try:
+        results = KINDS[buffer.kind].handler(ctx, elements)
+    except LeaseLost:
+        log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
+        return 0  # the flusher that took the buffer over takes these elements back
+    except RateLimited as exc:
+        wait = rate_limit_wait(exc)
+        buffer.release([e.id for e in elements], suspect=False)
+        buffer.hold(time.time() + wait)
+        log.warning("batch.held", kind=buffer.kind, connection=buffer.connection, wait=wait)
+        return 0
+    except SyncError as exc:
+        if not exc.retryable:
+            results = dict.fromkeys((e.id for e in elements), exc)
+        else:
+            _retry_later(buffer, elements, exc, settings)
+            return 0
+    log.info(
+        "batch.flushed",
+        kind=buffer.kind,
+        connection=buffer.connection,
+        elements=len(elements),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    # an element that may not be looked up yet waits, without spending an attempt
+    later = {eid: r.until for eid, r in results.items() if isinstance(r, Later)}
+    if later:
+        buffer.release_until(later)
+    # an element's transient error (its lookup failed) retries that element alone
+    transient = {
+        eid: r
+        for eid, r in results.items()
+        if isinstance(r, SyncError) and r.retryable and eid not in later
+    }
+    if transient:
+        by_id = {e.id: e for e in elements}
+        for error in {id(r): r for r in transient.values()}.values():
+            ids = [eid for eid, r in transient.items() if r is error]
+            _retry_later(buffer, [by_id[eid] for eid in ids], error, settings, alone=True)
+    resume(
+        buffer, {eid: r for eid, r in results.items() if eid not in transient and eid not in later}
+    )
+    return len(elements)
+
+
+def _retry_later(
+    buffer: Buffer,
+    elements: list[Element],
+    exc: SyncError,
+    settings: Settings,
+    *,
+    alone: bool = False,
+) -> None:
+    """A transient failure: back to the queue as suspects (the request may have been applied);
+    an element that failed too often is given up with this error. Its "create may have reached
+    Xero" mark stays: the dead letter's replay, or the record's next event, looks it up first."""
+    given_up: Results = {}
+    retry: list[str] = []
+    tries = 0
+    for element in elements:
+        tries = buffer.count_failure(element.id)
+        if tries > settings.zxs_max_retries:
+            given_up[element.id] = exc
+        else:
+            retry.append(element.id)
+    countdown = retry_countdown(exc, tries, settings.zxs_retry_backoff_max)
+    if alone:  # these elements wait; the rest of the buffer is not held up for them
+        buffer.release_until(dict.fromkeys(retry, time.time() + countdown))
+    else:
+        buffer.release(retry, suspect=True)
+        buffer.hold(time.time() + countdown)
+    if given_up:
+        resume(buffer, given_up)
+    log.warning("batch.retry", kind=buffer.kind, error=str(exc), countdown=round(countdown, 1))

@@ -1,0 +1,69 @@
+"""What can be batched: each kind's handler, and the stages the flusher may finish itself.
+
+A batch handler (the code that writes one flushed batch of a kind: tasks/batch_handlers/)
+registers with `batch_handler`; a stage that needs a write raises `AwaitingBatch`, which the
+stage middleware hands to `enqueue` (workers/batching/policy.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from schemas.errors import SyncError
+from workers.context import StageContext
+
+if TYPE_CHECKING:
+    from workers.batching.buffer import Element
+
+
+class AwaitingBatch(Exception):
+    """Raised by a stage: these elements must be written in a batch before the stage can go on."""
+
+    def __init__(
+        self,
+        kind: str,
+        elements: dict[str, dict[str, Any]],
+        carry: dict[str, Any] | None = None,
+    ):
+        super().__init__(f"waiting for {len(elements)} {kind}")
+        self.kind = kind
+        self.elements = elements
+        self.carry = carry  # the message to resume with, if the stage learned something
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AwaitingBatch, (self.kind, self.elements, self.carry))
+
+
+
+# per element: an outcome (JSON) for the waiting stages, or the error that refused it
+Results = dict[str, "dict[str, Any] | SyncError"]
+Handler = Callable[[StageContext, "list[Element]"], Results]
+
+
+@dataclass(frozen=True)
+class Kind:
+    handler: Handler
+    xero: bool  # sized by ZXS_BATCH_SIZE; otherwise a Zoho kind of up to 100 records
+    latest_wins: bool  # a newer payload replaces a waiting one (write-backs), else first wins
+
+
+KINDS: dict[str, Kind] = {}
+
+# task name -> finishes that stage in the flusher with a resume's batch and attempt, returning its
+# result, or None when the task must run instead (registered by workers/stage.py)
+Continuation = Callable[[dict[str, Any], dict[str, Any], int], "dict[str, Any] | None"]
+CONTINUATIONS: dict[str, Continuation] = {}
+
+
+def batch_handler(
+    kind: str, *, xero: bool = True, latest_wins: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the function that writes one batch of `kind` (tasks/batch_handlers/)."""
+
+    def register(fn: Handler) -> Handler:
+        KINDS[kind] = Kind(fn, xero, latest_wins)
+        return fn
+
+    return register

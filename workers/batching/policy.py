@@ -1,0 +1,113 @@
+"""When a buffer flushes (its timing policy) and the trigger that sends the flush.
+
+A flush is due once the buffer is full, every job the connection has in flight or at the door
+waits in it or in its other buffers (nothing more can come, so a lone event goes at once), or
+its oldest element waited `max_wait` (ZXS_BATCH_BURST_WAIT while the connection has a backlog
+of more than a batch: then requests are what is scarce); never while the buffer is held (a rate
+limit's Retry-After, a retry's backoff). Stages reach the buffer only through `enqueue` and
+`buffered`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from clients.zoho import MAX_RECORDS_PER_CALL
+from workers.app import app
+from workers.batching.buffer import Buffer
+from workers.batching.kinds import KINDS
+from workers.history import inflight_key
+from workers.pipeline import door_key, tenant_priority
+from workers.redis import get_redis
+from workers.settings import Settings, get_settings
+
+
+def batch_size(kind: str, settings: Settings) -> int:
+    if not settings.zxs_batching:
+        return 1
+    return settings.zxs_batch_size if KINDS[kind].xero else MAX_RECORDS_PER_CALL
+
+
+def wait_before_flush(
+    buffer: Buffer, size: int, max_wait: float, inflight: int, parked_elsewhere: int = 0
+) -> float:
+    """0 when a flush is due; else the seconds until it will be; -1 when nothing waits.
+
+    Due when full, when the oldest element waited `max_wait`, or when every job the
+    connection has in flight (`inflight`) waits here or in its other buffers: nothing is
+    moving that could join the batch, so a lone event (a trickle) goes at once, and so does
+    the tail of a burst, while the burst itself fills its batches.
+    """
+    now = time.time()
+    count, oldest, waiting, hold = buffer.state(now)
+    if not count:
+        return oldest - now if oldest is not None else -1
+    if hold and hold > now:
+        return hold - now
+    if count >= size or waiting + parked_elsewhere >= inflight:
+        return 0
+    since_oldest = now - oldest if oldest is not None else max_wait
+    return max(0.0, max_wait - since_oldest)
+
+
+def enqueue(kind: str, connection: str, elements: dict[str, dict[str, Any]], waiter: Any) -> None:
+    """Buffer a stage's elements with its resume signature and make sure a flush will come."""
+    settings = get_settings()
+    buffer = Buffer(get_redis(), kind, connection)
+    buffer.add(elements, dict(waiter))
+    schedule_flush(buffer, due_in(buffer, settings), settings)
+
+
+def buffered(kind: str, connection: str, element_id: str) -> bool:
+    """Whether the element already waits in its buffer (a stage then need not read its payload
+    again)."""
+    return Buffer(get_redis(), kind, connection).has(element_id)
+
+
+def schedule_flush(buffer: Buffer, wait: float, settings: Settings) -> None:
+    """Send a flush for when it is due, unless one for that moment is already on its way.
+
+    At most one immediate and one delayed trigger per buffer wait in the queue: kombu serves
+    queues round robin, so a flood of no-op flushes would delay the one that matters. A wait
+    longer than the longest retry backoff (a tenant out of its daily budget) is left to beat's
+    sweeper, so no trigger waits in worker memory for hours."""
+    if wait < 0 or wait > max(settings.zxs_batch_max_wait, settings.zxs_retry_backoff_max):
+        return
+    flag = "due" if wait == 0 else "scheduled"
+    ttl_ms = int(wait * 1000) + _trigger_ms(settings)
+    if buffer.redis.set(buffer.key(flag), 1, nx=True, px=ttl_ms):
+        send_flush(buffer.kind, buffer.connection, wait, flag)
+
+
+def due_in(buffer: Buffer, settings: Settings) -> float:
+    """Seconds before this buffer's next flush is due (this module's doc), -1 if none."""
+    if not settings.zxs_batching:
+        return 0.0 if buffer.pending() else -1.0
+    size = batch_size(buffer.kind, settings)
+    pipe = buffer.redis.pipeline()
+    pipe.hlen(inflight_key(buffer.connection))
+    pipe.get(door_key(buffer.connection))
+    others = [k for k in KINDS if k != buffer.kind]
+    for kind in others:
+        pipe.scard(Buffer(buffer.redis, kind, buffer.connection).key("waiting"))
+    inflight, at_door, *parked = (int(n or 0) for n in pipe.execute())
+    # jobs still at the door are on their way: "every job in flight waits here" needs them too
+    inflight += at_door
+    # with a backlog a Xero request saved is worth more than the seconds a straggler waits
+    backlog = KINDS[buffer.kind].xero and inflight > size
+    max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait
+    return wait_before_flush(buffer, size, max_wait, inflight, sum(parked))
+
+
+def _trigger_ms(settings: Settings) -> int:
+    return int((settings.zxs_batch_max_wait + 1.0) * 1000)
+
+
+def send_flush(kind: str, connection: str, countdown: float, trigger: str) -> None:
+    app.send_task(
+        "zxsync.flush_batch",
+        args=[kind, connection, trigger],
+        countdown=countdown if countdown else None,
+        priority=tenant_priority(connection),
+    )
