@@ -17,6 +17,7 @@ from schemas.jobs import StageMessage, SyncJob
 from workers import stage as stage_module
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
+from workers.policies.poison import Poison
 from workers.stage import StageTask, stage
 
 
@@ -33,7 +34,7 @@ def test_a_parked_stage_succeeds_without_its_chain_and_waits_in_the_buffer(
     ctx = SimpleNamespace(
         connection=SimpleNamespace(name="acme"), attempt=0, batch=None, history=history
     )
-    monkeypatch.setattr(StageTask, "count_delivery", lambda self: None)
+    monkeypatch.setattr(Poison, "before", lambda self, task: None)  # no Redis to count in
     monkeypatch.setattr(StageTask, "context_for", lambda self, connection: ctx)
     monkeypatch.setattr(
         stage_module, "enqueue", lambda kind, conn, els, resume: parked.append((kind, els))
