@@ -27,6 +27,7 @@ MYPY_PATHS := workers tasks schemas clients sandbox zxsync relay console tests b
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/pytest -q
 
@@ -45,6 +46,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

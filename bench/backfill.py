@@ -48,10 +48,17 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--burst-wait", type=float, default=None,
-                        help="ZXS_BATCH_BURST_WAIT for the workers (default: the setting's 5 s).")
-    parser.add_argument("--plan-only", action="store_true",
-                        help="Only the dry run's plan (reading costs at full size), no worker.")
+    parser.add_argument(
+        "--burst-wait",
+        type=float,
+        default=None,
+        help="ZXS_BATCH_BURST_WAIT for the workers (default: the setting's 5 s).",
+    )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="Only the dry run's plan (reading costs at full size), no worker.",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -67,11 +74,17 @@ def main() -> int:
         env["ZXS_BATCH_BURST_WAIT"] = str(args.burst_wait)
     with LocalStack([conn], UNLIMITED, concurrency=args.concurrency, extra_env=env) as stack:
         t0 = time.monotonic()
-        ds = load_dataset(stack.zoho, conn.zoho_org_id, build_dataset(
-            invoices=args.invoices, accounts=args.accounts, products=args.products))
+        ds = load_dataset(
+            stack.zoho,
+            conn.zoho_org_id,
+            build_dataset(invoices=args.invoices, accounts=args.accounts, products=args.products),
+        )
         existing = set(seed_xero_history(stack.xero, conn.xero_tenant_id, ds, args.fraction))
-        print(f"seeded {args.invoices} Zoho invoices, {len(existing)} of them in Xero "
-              f"({time.monotonic() - t0:.0f} s)", flush=True)
+        print(
+            f"seeded {args.invoices} Zoho invoices, {len(existing)} of them in Xero "
+            f"({time.monotonic() - t0:.0f} s)",
+            flush=True,
+        )
         before = len(stack.xero.invoices(conn.xero_tenant_id))
         calls0 = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0)
         ctx = build_context(name)
@@ -79,33 +92,52 @@ def main() -> int:
         plan = build_plan(ctx, "Invoices")
         plan_calls = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0) - calls0
         if args.plan_only:
-            print(f"plan of {args.invoices}: {plan.count('adopt')} adopt, {plan.count('create')} "
-                  f"create, {plan.count('ambiguous')} ambiguous, {plan.count('skip')} skip; "
-                  f"{plan_calls} Xero calls and {plan.zoho_credits_read} Zoho credits to read, "
-                  f"about {plan.create_calls(ctx.settings.zxs_batch_size)} Xero calls to create; "
-                  f"{time.monotonic() - start:.1f} s")
+            print(
+                f"plan of {args.invoices}: {plan.count('adopt')} adopt, {plan.count('create')} "
+                f"create, {plan.count('ambiguous')} ambiguous, {plan.count('skip')} skip; "
+                f"{plan_calls} Xero calls and {plan.zoho_credits_read} Zoho credits to read, "
+                f"about {plan.create_calls(ctx.settings.zxs_batch_size)} Xero calls to create; "
+                f"{time.monotonic() - start:.1f} s"
+            )
             return 0
         stack.start_worker(concurrency=args.concurrency)
-        code = run(ctx, "Invoices", plan, wait=False, slice_size=ctx.settings.zxs_backfill_slice,
-                   poll_seconds=0.5,
-                   on_progress=lambda *a: None)
+        code = run(
+            ctx,
+            "Invoices",
+            plan,
+            wait=False,
+            slice_size=ctx.settings.zxs_backfill_slice,
+            poll_seconds=0.5,
+            on_progress=lambda *a: None,
+        )
         wall = time.monotonic() - start
         calls = stack.xero.stats()["calls"].get(conn.xero_tenant_id, 0) - calls0
         after = stack.xero.invoices(conn.xero_tenant_id)
         refs = Counter(i.get("Reference") for i in after)
         dead = len(DeadLetterStore(get_redis()).list())
-        routes = {r: n for r, n in stack.xero.stats()["by_route"].items()
-                  if not r.startswith(("POST /connect", "GET /conn"))}
+        routes = {
+            r: n
+            for r, n in stack.xero.stats()["by_route"].items()
+            if not r.startswith(("POST /connect", "GET /conn"))
+        }
     creates, adopts = plan.count("create"), plan.count("adopt")
     scale = TARGET / args.invoices
     full_calls = calls * scale
     figures = {
-        "batch_burst_wait": args.burst_wait or 5.0, "invoices": args.invoices,
-        "accounts": args.accounts, "products": args.products,
-        "already_in_xero": len(existing), "adopted": adopts, "created_planned": creates,
-        "created": len(after) - before, "ambiguous": plan.count("ambiguous"),
-        "duplicates": sum(n - 1 for n in refs.values() if n > 1), "dead_letters": dead,
-        "exit": code, "xero_calls_plan": plan_calls, "xero_calls_total": calls,
+        "batch_burst_wait": args.burst_wait or 5.0,
+        "invoices": args.invoices,
+        "accounts": args.accounts,
+        "products": args.products,
+        "already_in_xero": len(existing),
+        "adopted": adopts,
+        "created_planned": creates,
+        "created": len(after) - before,
+        "ambiguous": plan.count("ambiguous"),
+        "duplicates": sum(n - 1 for n in refs.values() if n > 1),
+        "dead_letters": dead,
+        "exit": code,
+        "xero_calls_plan": plan_calls,
+        "xero_calls_total": calls,
         "calls_per_invoice": round(calls / args.invoices, 4),
         "wall_seconds_unlimited": round(wall, 1),
         "extrapolated_20000_calls": round(full_calls),

@@ -29,7 +29,8 @@ def main() -> None:
     with LocalStack(conns, SIM_SANDBOX, extra_env=SIM_ENV) as stack:
         day = simulate(stack, args.hours, args.tick, args.lose_at)
     result = {
-        "xero_calls": day.calls, "idle_polls": day.polls,
+        "xero_calls": day.calls,
+        "idle_polls": day.polls,
         "lost_payment_caught_after_seconds": day.caught_after,
     }
     print(json.dumps(result, indent=2))

@@ -71,9 +71,18 @@ class Recorder:
         targets.append(("sandboxes", os.getpid(), False))
         for name, pid, subprocesses in targets:
             command = [
-                str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-                "--rate", str(RATE), "--format", "raw", "--nonblocking", "--gil",
-                "--output", str(self.out / f"{name}.txt"),
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(RATE),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--gil",
+                "--output",
+                str(self.out / f"{name}.txt"),
             ]
             if subprocesses:
                 command.append("--subprocesses")

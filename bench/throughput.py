@@ -245,8 +245,15 @@ class Baseline:
         """Run one part against the baseline; its figures (empty when it broke)."""
         out = self.overlay / f"{part}.json"
         rest = _without(argv, {"--baseline", "--json"})[1:]  # the part name comes first
-        command = [sys.executable, str(BENCH / "throughput.py"), part, *rest, "--as-baseline",
-                   "--json", str(out)]
+        command = [
+            sys.executable,
+            str(BENCH / "throughput.py"),
+            part,
+            *rest,
+            "--as-baseline",
+            "--json",
+            str(out),
+        ]
         env = {**os.environ, "PYTHONPATH": str(self.overlay)}
         subprocess.run(command, cwd=self.overlay, env=env, check=False)
         if not out.exists():

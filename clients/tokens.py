@@ -88,13 +88,15 @@ class TokenCipher:
     def __init__(self, keys: str) -> None:
         parts = [k.strip() for k in keys.split(",") if k.strip()]
         if not parts:
-            raise ConfigurationError("ZXS_TOKEN_KEY is not set: tokens are never stored in clear",
-                                     hint=KEY_HINT)
+            raise ConfigurationError(
+                "ZXS_TOKEN_KEY is not set: tokens are never stored in clear", hint=KEY_HINT
+            )
         try:
             self._fernet = MultiFernet([Fernet(k) for k in parts])
         except ValueError as exc:
-            raise ConfigurationError(f"ZXS_TOKEN_KEY is not a Fernet key: {exc}",
-                                     hint=KEY_HINT) from None
+            raise ConfigurationError(
+                f"ZXS_TOKEN_KEY is not a Fernet key: {exc}", hint=KEY_HINT
+            ) from None
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()

@@ -214,7 +214,9 @@ class XeroClient(ApiClient):
     def email_invoice(self, invoice_id: str, idempotency_key: str) -> None:
         """Xero e-mails the invoice to the contact and marks it sent (204, no body)."""
         self.request(
-            "POST", f"Invoices/{invoice_id}/Email", body={},
+            "POST",
+            f"Invoices/{invoice_id}/Email",
+            body={},
             headers={"Idempotency-Key": idempotency_key},
         )
 
@@ -308,9 +310,7 @@ class XeroClient(ApiClient):
         prepaid = [
             row
             for collection, kind in (("Overpayments", "OVERPAYMENT"), ("Prepayments", "PREPAYMENT"))
-            for row in self._pages(
-                collection, {"where": f'Type=="RECEIVE-{kind}"'}, modified_since
-            )
+            for row in self._pages(collection, {"where": f'Type=="RECEIVE-{kind}"'}, modified_since)
         ]
         return (
             [XeroCreditNote.model_validate(n) for n in notes],
@@ -332,11 +332,15 @@ class XeroClient(ApiClient):
     ) -> None:
         """Allocate part of a credit note to an invoice (the spec requires Amount, Invoice and
         Date); Xero refuses more than the credit left or the invoice's amount due."""
-        body = {"Allocations": [
-            {"Amount": amount, "Invoice": {"InvoiceID": invoice_id}, "Date": on.isoformat()}
-        ]}
+        body = {
+            "Allocations": [
+                {"Amount": amount, "Invoice": {"InvoiceID": invoice_id}, "Date": on.isoformat()}
+            ]
+        }
         self.json(
-            "PUT", f"CreditNotes/{credit_note_id}/Allocations", body=body,
+            "PUT",
+            f"CreditNotes/{credit_note_id}/Allocations",
+            body=body,
             headers={"Idempotency-Key": idempotency_key},
         )
 
@@ -392,15 +396,17 @@ class XeroClient(ApiClient):
         request (a list of nothing is an empty list), never "no such record": retried."""
         length = self.url_length(collection, params)
         if length >= MAX_URL_CHARS:
-            raise ApiError(PROVIDER, f"GET {collection}: a {length}-character URL (Xero's limit "
-                           f"is {MAX_URL_CHARS}) cannot be split further")
+            raise ApiError(
+                PROVIDER,
+                f"GET {collection}: a {length}-character URL (Xero's limit "
+                f"is {MAX_URL_CHARS}) cannot be split further",
+            )
         try:
             return self.json("GET", collection, params=params, headers=headers or {})
         except NotFound as exc:
             raise ServerError(
                 PROVIDER,
-                f"GET {collection} answered 404 for a list ({length}-character URL): "
-                f"{exc.message}",
+                f"GET {collection} answered 404 for a list ({length}-character URL): {exc.message}",
                 status=404,
             ) from None
 

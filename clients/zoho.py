@@ -185,12 +185,19 @@ class ZohoClient(ApiClient):
     def pages(self, module: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
         """Every record of `module`, a page of 200 at a time, oldest first (one credit per
         page (u: Zoho's credit table); `page_token` past 2,000 records, FACTS §3)."""
-        params = {"fields": ",".join(fields), "per_page": "200", "sort_by": "id",
-                  "sort_order": "asc"}
+        params = {
+            "fields": ",".join(fields),
+            "per_page": "200",
+            "sort_by": "id",
+            "sort_order": "asc",
+        }
         page = 1
         while True:
-            payload = self.json("GET", module, params={**params, "page": str(page)}
-                                if "page_token" not in params else params)
+            payload = self.json(
+                "GET",
+                module,
+                params={**params, "page": str(page)} if "page_token" not in params else params,
+            )
             yield list(payload.get("data", [])) if payload else []
             info = (payload or {}).get("info") or {}
             if not info.get("more_records"):

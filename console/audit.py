@@ -37,9 +37,7 @@ def record(
         conn.execute(insert(audit), [row])
 
 
-def recent(
-    redis_client: redis.Redis | None, count: int = 200, target: str = ""
-) -> list[AuditLine]:
+def recent(redis_client: redis.Redis | None, count: int = 200, target: str = "") -> list[AuditLine]:
     """Newest first; only lines about `target` when given."""
     query = select(audit.c.at, audit.c.user, audit.c.action, audit.c.target, audit.c.detail)
     if target:

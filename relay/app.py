@@ -147,8 +147,10 @@ class Relay:
             field = XERO_HANDLED.get((event.eventCategory, event.eventType))
             if conn is None or conn.name not in signers:
                 log.warning("relay.xero.unknown_tenant", tenant=event.tenantId)
-            elif event.eventCategory == "CONTACT" and conn.contact_sync == "both" and (
-                event.eventType in ("CREATE", "UPDATE")
+            elif (
+                event.eventCategory == "CONTACT"
+                and conn.contact_sync == "both"
+                and (event.eventType in ("CREATE", "UPDATE"))
             ):
                 contacts[conn.name].append(event)
             elif field is None:
@@ -166,11 +168,13 @@ class Relay:
             for start in range(0, len(chosen), MAX_INVOICES_PER_JOB):
                 chunk = chosen[start : start + MAX_INVOICES_PER_JOB]
                 ids = list(dict.fromkeys(e.resourceId for e in chunk))
-                job = PaymentFeedbackJob.model_validate({
-                    "connection": name,
-                    field: ids,
-                    "event_id": "xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
-                })
+                job = PaymentFeedbackJob.model_validate(
+                    {
+                        "connection": name,
+                        field: ids,
+                        "event_id": "xero-" + event_hash(*(_xero_event_key(e) for e in chunk)),
+                    }
+                )
                 jobs.append(([_xero_event_key(e) for e in chunk], job.model_dump()))
         await self.enqueue(FEEDBACK_TASK, jobs)
         contact_jobs = _contact_jobs(contacts)
@@ -260,12 +264,17 @@ class Relay:
         """A Zoho account edit: one contact sync job (`contact_sync: "both"`), else ignored
         (200: Zoho is not asked to retry what this connection does not sync)."""
         if conn.contact_sync != "both" or change.operation not in ("insert", "update"):
-            log.info("relay.zoho.ignored", connection=conn.name, module=change.module,
-                     operation=change.operation)
+            log.info(
+                "relay.zoho.ignored",
+                connection=conn.name,
+                module=change.module,
+                operation=change.operation,
+            )
             return Response(status_code=200)
         key = event_hash(conn.name, change.module, *change.ids, change.operation, identity)
         job = ContactSyncJob(
-            connection=conn.name, account_ids=list(dict.fromkeys(change.ids)),
+            connection=conn.name,
+            account_ids=list(dict.fromkeys(change.ids)),
             event_id=f"zoho-{key if identity else uuid.uuid4().hex}"[:128],
         )
         await self.enqueue(CONTACT_TASK, [([key] if identity else [], job.model_dump())])
@@ -370,8 +379,9 @@ def _xero_events(body: bytes) -> list[XeroEvent]:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "event"
-            log.error("relay.xero.unreadable_event", position=position,
-                      reason=f"{where}: {first['msg']}")
+            log.error(
+                "relay.xero.unreadable_event", position=position, reason=f"{where}: {first['msg']}"
+            )
     return events
 
 
@@ -493,5 +503,5 @@ def create_relay_app(
             ),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-        ]
+        ],
     )

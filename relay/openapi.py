@@ -190,8 +190,6 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/health": {
-            "get": {"summary": "Liveness", "responses": {"200": {"description": "Up."}}}
-        },
+        "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Up."}}}},
     },
 }

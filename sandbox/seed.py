@@ -395,16 +395,26 @@ def seed_xero_history(
     codes = {line["Product_Name"]["id"] for i in chosen for line in i["Invoiced_Items"]}
     for product in loaded.products:
         if product["id"] in codes and product.get("Product_Code"):
-            xs.add_item(tenant_id, {"Code": product["Product_Code"],
-                                    "Name": product["Product_Name"][:50]})
+            xs.add_item(
+                tenant_id, {"Code": product["Product_Code"], "Name": product["Product_Name"][:50]}
+            )
     for invoice in chosen:
         body = {
-            "Type": "ACCREC", "Status": "AUTHORISED", "LineAmountTypes": "NoTax",
+            "Type": "ACCREC",
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
             "Contact": {"ContactID": contact_of[invoice["Account_Name"]["id"]]},
-            "Reference": invoice["Invoice_Number"], "Date": invoice["Invoice_Date"],
+            "Reference": invoice["Invoice_Number"],
+            "Date": invoice["Invoice_Date"],
             "DueDate": invoice["Due_Date"],
-            "LineItems": [{"Description": invoice["Subject"], "Quantity": Decimal(1),
-                           "UnitAmount": invoice["Grand_Total"], "AccountCode": "200"}],
+            "LineItems": [
+                {
+                    "Description": invoice["Subject"],
+                    "Quantity": Decimal(1),
+                    "UnitAmount": invoice["Grand_Total"],
+                    "AccountCode": "200",
+                }
+            ],
         }
         with xs.lock:
             saved, errors = xs.save_invoice(tenant_id, body, create_only=True, unitdp=2)

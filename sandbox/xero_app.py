@@ -123,9 +123,17 @@ QUERY_PARAMETERS: dict[tuple[str, str], set[str]] = {
     ("POST", "/Items"): {"unitdp", "summarizeerrors"},
     ("GET", "/Items/{ItemID}"): {"unitdp"},
     ("POST", "/Items/{ItemID}"): {"unitdp"},
-    ("GET", "/Invoices"): _PAGED | {
-        "statuses", "invoicenumbers", "unitdp", "ids", "contactids", "summaryonly",
-        "includearchived", "searchterm", "createdbymyapp",
+    ("GET", "/Invoices"): _PAGED
+    | {
+        "statuses",
+        "invoicenumbers",
+        "unitdp",
+        "ids",
+        "contactids",
+        "summaryonly",
+        "includearchived",
+        "searchterm",
+        "createdbymyapp",
     },
     ("PUT", "/Invoices"): {"unitdp", "summarizeerrors"},
     ("POST", "/Invoices"): {"unitdp", "summarizeerrors"},
@@ -606,8 +614,13 @@ def list_prepayments(ctx: Ctx) -> Reply:
     """GET /Prepayments; `InvoiceNumbers` keeps those allocated to one of these invoices."""
     docs = ctx.xs.ordered(ctx.tenant, ctx.tenant.prepayments, "PrepaymentID")
     if wanted := _csv(ctx.query.get("invoicenumbers")):
-        docs = [d for d in docs if any(
-            (a.get("Invoice") or {}).get("InvoiceNumber") in wanted for a in d["Allocations"])]
+        docs = [
+            d
+            for d in docs
+            if any(
+                (a.get("Invoice") or {}).get("InvoiceNumber") in wanted for a in d["Allocations"]
+            )
+        ]
     return _list(ctx, "Prepayments", copy.deepcopy(docs), paged=True)
 
 
@@ -617,7 +630,10 @@ def list_payments(ctx: Ctx) -> Reply:
 
 def write_payments(ctx: Ctx) -> Reply:
     return _write(
-        ctx, "Payments", lambda e: ctx.xs.save_payment(ctx.tenant, e), copy.deepcopy,
+        ctx,
+        "Payments",
+        lambda e: ctx.xs.save_payment(ctx.tenant, e),
+        copy.deepcopy,
         "HasValidationErrors",
     )
 
@@ -674,8 +690,10 @@ class _Api:
         defined = QUERY_PARAMETERS.get((request.method, template), set())
         undefined = sorted({k for k in request.query_params if k.lower() not in defined})
         if undefined:
-            message = (f"Query parameter(s) {', '.join(undefined)} are not defined for "
-                       f"{request.method} {template}")
+            message = (
+                f"Query parameter(s) {', '.join(undefined)} are not defined for "
+                f"{request.method} {template}"
+            )
             return Reply(400, _error(10, "ValidationException", message)), tenant_id
         admission = xs.admit(grant.client_id, tenant_id)
         if admission.problem is not None:

@@ -49,8 +49,19 @@ from sandbox.xero.purchase_orders import PurchaseOrdersState
 
 # the names the HTTP layer, the seeding and the tests use, from their rooms
 __all__ = [
-    "CURRENCY_NAMES", "JSON", "Outcome", "Reply", "Tenant", "ValidationFailed", "XeroSandbox",
-    "envelope_date", "money", "parse_day", "scope_allows", "updated_since", "validation_error",
+    "CURRENCY_NAMES",
+    "JSON",
+    "Outcome",
+    "Reply",
+    "Tenant",
+    "ValidationFailed",
+    "XeroSandbox",
+    "envelope_date",
+    "money",
+    "parse_day",
+    "scope_allows",
+    "updated_since",
+    "validation_error",
 ]
 
 

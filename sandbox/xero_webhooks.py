@@ -78,9 +78,7 @@ class XeroWebhooks:
         with self._lock:
             self._subs[tenant_id] = Subscription(url, key)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, daemon=True, name="xero-webhooks"
-                )
+                self._thread = threading.Thread(target=self._run, daemon=True, name="xero-webhooks")
                 self._thread.start()
 
     def pause(self, tenant_id: str, paused: bool = True) -> None:

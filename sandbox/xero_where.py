@@ -34,7 +34,10 @@ _STRING_METHODS = {"contains", "startswith", "endswith"}
 _CASE_METHODS = {"tolower", "toupper"}
 _COMPARISONS = {"==", "=", "!=", ">", "<", ">=", "<="}
 _ORDERING: dict[str, Callable[[Any, Any], Any]] = {
-    ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
 }
 
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -90,7 +93,7 @@ def _tokenize(text: str) -> list[_Tok]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            raise WhereError(f"Unexpected character at position {pos}: {text[pos:pos + 10]!r}")
+            raise WhereError(f"Unexpected character at position {pos}: {text[pos : pos + 10]!r}")
         kind = match.lastgroup or ""
         tokens.append(_Tok(kind, match.group(kind)))
         pos = match.end()

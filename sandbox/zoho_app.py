@@ -618,7 +618,9 @@ async def _fields_meta(zs: ZohoSandbox, request: Request, org_id: str) -> Respon
             raise _missing("fields")
         if len(items) > MAX_FIELDS_PER_CREATE:
             raise ApiError(
-                400, "LIMIT_EXCEEDED", "fields limit exceeded",
+                400,
+                "LIMIT_EXCEEDED",
+                "fields limit exceeded",
                 {"param": "fields", "limit": MAX_FIELDS_PER_CREATE},
             )
         return _batch_response(zs.create_fields(org_id, module, items), 201, key="fields")

@@ -71,19 +71,22 @@ class ZohoNotifications:
     def watch(self, org_id: str, items: Any, modules: set[str], replace: bool) -> list[JSON]:
         """POST (create) or PUT (replace) channels; Zoho's per-channel success details."""
         if not isinstance(items, list) or not items:
-            raise WatchError("MANDATORY_NOT_FOUND", "required field not found",
-                             {"api_name": "watch"})
+            raise WatchError(
+                "MANDATORY_NOT_FOUND", "required field not found", {"api_name": "watch"}
+            )
         channels = [self._channel(item, modules, n) for n, item in enumerate(items)]
         with self._lock:
             mine = self._channels.setdefault(org_id, {})
             for channel in channels:
                 if replace and channel.channel_id not in mine:
-                    raise WatchError("INVALID_DATA", "the channel does not exist",
-                                     {"api_name": "channel_id"})
+                    raise WatchError(
+                        "INVALID_DATA", "the channel does not exist", {"api_name": "channel_id"}
+                    )
                 mine[channel.channel_id] = channel
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="zoho-notifications")
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="zoho-notifications"
+                )
                 self._thread.start()
         return [self._details(c) for c in channels]
 
@@ -94,22 +97,29 @@ class ZohoNotifications:
             live = [c for c in self._channels.get(org_id, {}).values() if c.expiry > now]
         return [self._details(c) for c in live]
 
-    def notify(self, org_id: str, module: str, record_id: str, operation: str,
-               fields: list[str]) -> None:
+    def notify(
+        self, org_id: str, module: str, record_id: str, operation: str, fields: list[str]
+    ) -> None:
         """Queue a callback on every live channel of the org that watches this change."""
         now = self.clock()
         with self._lock:
             targets = [
-                c for c in self._channels.get(org_id, {}).values()
-                if c.expiry > now and (f"{module}.all" in c.events
-                                       or f"{module}.{EVENT_OF[operation]}" in c.events)
+                c
+                for c in self._channels.get(org_id, {}).values()
+                if c.expiry > now
+                and (f"{module}.all" in c.events or f"{module}.{EVENT_OF[operation]}" in c.events)
             ]
         for channel in targets:
             body: JSON = {
-                "server_time": int(now * 1000), "module": module,
-                "resource_uri": f"{self.api_base}/{module}", "ids": [record_id],
-                "operation": operation, "channel_id": int(channel.channel_id),
-                "token": channel.token, "query_params": {}, "affected_fields": fields,
+                "server_time": int(now * 1000),
+                "module": module,
+                "resource_uri": f"{self.api_base}/{module}",
+                "ids": [record_id],
+                "operation": operation,
+                "channel_id": int(channel.channel_id),
+                "token": channel.token,
+                "query_params": {},
+                "affected_fields": fields,
             }
             self._queue.put((channel.notify_url, body))
 
@@ -128,8 +138,9 @@ class ZohoNotifications:
             raise WatchError("INVALID_DATA", "invalid data", {"api_name": "channel_id"})
         events = item.get("events")
         if not isinstance(events, list) or not events:
-            raise WatchError("MANDATORY_NOT_FOUND", "required field not found",
-                             {"api_name": "events"})
+            raise WatchError(
+                "MANDATORY_NOT_FOUND", "required field not found", {"api_name": "events"}
+            )
         for event in events:
             module, _, operation = str(event).partition(".")
             if module not in modules or operation not in OPERATIONS:
@@ -139,8 +150,11 @@ class ZohoNotifications:
             raise WatchError("INVALID_DATA", "invalid data", {"api_name": "notify_url"})
         token = str(item.get("token") or "")
         if len(token) > 50:
-            raise WatchError("INVALID_DATA", "token exceeds 50 characters",
-                             {"api_name": "token", "maximum_length": 50})
+            raise WatchError(
+                "INVALID_DATA",
+                "token exceeds 50 characters",
+                {"api_name": "token", "maximum_length": 50},
+            )
         now = self.clock()
         expiry = now + DEFAULT_SECONDS
         if item.get("channel_expiry"):
@@ -152,8 +166,11 @@ class ZohoNotifications:
                 raise WatchError("INVALID_DATA", "invalid data", {"api_name": "channel_expiry"})
             expiry = when.timestamp()
             if not now < expiry <= now + MAX_SECONDS:
-                raise WatchError("INVALID_DATA", "channel_expiry must be within a week",
-                                 {"api_name": "channel_expiry"})
+                raise WatchError(
+                    "INVALID_DATA",
+                    "channel_expiry must be within a week",
+                    {"api_name": "channel_expiry"},
+                )
         return Channel(channel_id, [str(e) for e in events], url, token, expiry)
 
     def _details(self, channel: Channel) -> JSON:
@@ -161,12 +178,17 @@ class ZohoNotifications:
 
         return {
             "code": "SUCCESS",
-            "details": {"events": [
-                {"channel_expiry": iso(channel.expiry), "resource_uri":
-                 f"{self.api_base}/{e.partition('.')[0]}", "resource_name": e.partition(".")[0],
-                 "channel_id": int(channel.channel_id)}
-                for e in channel.events
-            ]},
+            "details": {
+                "events": [
+                    {
+                        "channel_expiry": iso(channel.expiry),
+                        "resource_uri": f"{self.api_base}/{e.partition('.')[0]}",
+                        "resource_name": e.partition(".")[0],
+                        "channel_id": int(channel.channel_id),
+                    }
+                    for e in channel.events
+                ]
+            },
             "message": "Successfully subscribed for actions-watch of the given module",
             "status": "success",
         }

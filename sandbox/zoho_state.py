@@ -289,10 +289,26 @@ UNIQUE_FIELDS = {
 }
 _ID_KINDS = (*MODULE_FIELDS, "Line_Items", "Notes", "Attachments", "Users", "Fields")
 #: data types `POST /settings/fields` accepts (Field Types: Data Types and Length Limits).
-CREATABLE_TYPES = frozenset({
-    "text", "textarea", "email", "phone", "picklist", "multiselectpicklist", "date", "datetime",
-    "integer", "currency", "percent", "bigint", "double", "website", "boolean", "lookup",
-})
+CREATABLE_TYPES = frozenset(
+    {
+        "text",
+        "textarea",
+        "email",
+        "phone",
+        "picklist",
+        "multiselectpicklist",
+        "date",
+        "datetime",
+        "integer",
+        "currency",
+        "percent",
+        "bigint",
+        "double",
+        "website",
+        "boolean",
+        "lookup",
+    }
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -531,28 +547,49 @@ class ZohoSandbox:
                 label = item.get("field_label") if isinstance(item, dict) else None
                 kind = item.get("data_type") if isinstance(item, dict) else None
                 if not isinstance(label, str) or not label.strip():
-                    results.append(_error("MANDATORY_NOT_FOUND", "required field not found",
-                                          {"api_name": "field_label", "json_path": path}))
+                    results.append(
+                        _error(
+                            "MANDATORY_NOT_FOUND",
+                            "required field not found",
+                            {"api_name": "field_label", "json_path": path},
+                        )
+                    )
                     continue
                 if kind not in CREATABLE_TYPES:
-                    results.append(_error("INVALID_DATA", "invalid data",
-                                          {"api_name": "data_type", "json_path": path}))
+                    results.append(
+                        _error(
+                            "INVALID_DATA",
+                            "invalid data",
+                            {"api_name": "data_type", "json_path": path},
+                        )
+                    )
                     continue
                 api_name = re.sub(r"\W", "_", label.strip())
                 if api_name in specs or any(
                     n.replace("_", " ").lower() == label.strip().lower() for n in specs
                 ):
-                    results.append(_error("DUPLICATE_DATA", "duplicate data",
-                                          {"api_name": "field_label", "json_path": path}))
+                    results.append(
+                        _error(
+                            "DUPLICATE_DATA",
+                            "duplicate data",
+                            {"api_name": "field_label", "json_path": path},
+                        )
+                    )
                     continue
                 values = tuple(
-                    str(v.get("actual_value")) for v in item.get("pick_list_values") or []
+                    str(v.get("actual_value"))
+                    for v in item.get("pick_list_values") or []
                     if isinstance(v, dict)
                 )
                 specs[api_name] = FieldSpec(kind, values=values, custom=True)
-                results.append({"code": "SUCCESS", "status": "success",
-                                "message": "field created",
-                                "details": {"id": self._new_id("Fields"), "api_name": api_name}})
+                results.append(
+                    {
+                        "code": "SUCCESS",
+                        "status": "success",
+                        "message": "field created",
+                        "details": {"id": self._new_id("Fields"), "api_name": api_name},
+                    }
+                )
             return results
 
     def get(self, org_id: str, module: str, record_id: str) -> Record | None:

@@ -109,11 +109,23 @@ def decide_adoption(
         agree = [x for x in candidates if x.contact_id == contact and x.total == doc.total]
         if len(agree) == 1 and agree[0].doc_id not in taken:
             claims[agree[0].doc_id].append(len(verdicts))
-            verdicts.append(Verdict(doc, "adopt", f"Xero {agree[0].number or agree[0].doc_id} "
-                                    "has its number, contact and total", agree[0]))
+            verdicts.append(
+                Verdict(
+                    doc,
+                    "adopt",
+                    f"Xero {agree[0].number or agree[0].doc_id} has its number, contact and total",
+                    agree[0],
+                )
+            )
         elif len(agree) == 1:
-            verdicts.append(Verdict(doc, "ambiguous", f"Xero {agree[0].doc_id} matches but is "
-                                    "linked to another Zoho record", agree[0]))
+            verdicts.append(
+                Verdict(
+                    doc,
+                    "ambiguous",
+                    f"Xero {agree[0].doc_id} matches but is linked to another Zoho record",
+                    agree[0],
+                )
+            )
         elif len(agree) > 1:
             ids = ", ".join(x.doc_id for x in agree)
             verdicts.append(Verdict(doc, "ambiguous", f"{len(agree)} Xero documents match: {ids}"))
@@ -123,8 +135,12 @@ def decide_adoption(
         if len(positions) > 1:  # two Zoho records would adopt one Xero document
             for i in positions:
                 v = verdicts[i]
-                verdicts[i] = Verdict(v.doc, "ambiguous", f"{len(positions)} Zoho records match "
-                                      f"Xero {v.xero.doc_id if v.xero else ''}", v.xero)
+                verdicts[i] = Verdict(
+                    v.doc,
+                    "ambiguous",
+                    f"{len(positions)} Zoho records match Xero {v.xero.doc_id if v.xero else ''}",
+                    v.xero,
+                )
     return verdicts
 
 

@@ -48,11 +48,15 @@ def xero_values(contact: XeroContact) -> dict[str, str]:
         iter(contact.Addresses), None
     )
     phone = next((p for p in contact.Phones if p.PhoneType == "DEFAULT"), None)
-    number = " ".join(
-        part for part in (
-            phone.PhoneCountryCode, phone.PhoneAreaCode, phone.PhoneNumber
-        ) if part
-    ) if phone else ""
+    number = (
+        " ".join(
+            part
+            for part in (phone.PhoneCountryCode, phone.PhoneAreaCode, phone.PhoneNumber)
+            if part
+        )
+        if phone
+        else ""
+    )
     values = {
         "AddressLine1": address.AddressLine1 if address else None,
         "City": address.City if address else None,
@@ -113,14 +117,22 @@ def xero_update(
         merged = {**held, **wanted}
         body["Addresses"] = [{"AddressType": "POBOX", **{k: merged[k] for k in ADDRESS_FIELDS}}]
     if "Phone" in changed:  # one string in Zoho: Xero's country and area codes are cleared
-        body["Phones"] = [{"PhoneType": "DEFAULT", "PhoneNumber": wanted["Phone"],
-                           "PhoneAreaCode": "", "PhoneCountryCode": ""}]
+        body["Phones"] = [
+            {
+                "PhoneType": "DEFAULT",
+                "PhoneNumber": wanted["Phone"],
+                "PhoneAreaCode": "",
+                "PhoneCountryCode": "",
+            }
+        ]
     return body, f"updated {', '.join(changed)}"
 
 
 def _when(value: Any) -> datetime | None:
     """Zoho's Modified_Time (ISO 8601 with its offset); a naive time is taken as UTC."""
-    when = value if isinstance(value, datetime) else (
-        datetime.fromisoformat(value) if isinstance(value, str) and value else None
+    when = (
+        value
+        if isinstance(value, datetime)
+        else (datetime.fromisoformat(value) if isinstance(value, str) and value else None)
     )
     return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when

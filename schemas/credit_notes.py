@@ -150,7 +150,8 @@ def plan_cancel(
     expected = invoice.Total - groups_total(credited, invoice.LineAmountTypes)
     if total != expected:
         raise InvalidRecord(
-            record, "Grand_Total",
+            record,
+            "Grand_Total",
             f"the credit note's lines total {total}, but Xero invoice {invoice.InvoiceNumber} "
             f"still invoices {expected}",
         )
@@ -177,7 +178,8 @@ def plan_reduction(
         return None
     if zoho_total > held:
         raise InvalidRecord(
-            record, "Grand_Total",
+            record,
+            "Grand_Total",
             f"rose to {zoho_total} after Xero invoice {invoice.InvoiceNumber} was paid or "
             f"credited (it holds {held}); a credit note cannot raise an invoice",
             hint="Invoice the difference separately in Xero.",
@@ -187,7 +189,8 @@ def plan_reduction(
     risen = sorted(f"{a or '-'}/{t or '-'}" for (a, t), v in diff.items() if v[0] < 0 or v[1] < 0)
     if risen:
         raise InvalidRecord(
-            record, "Grand_Total",
+            record,
+            "Grand_Total",
             f"lines of account/tax {', '.join(risen)} rose while the total fell; a credit note "
             f"can only take amounts off",
             hint="Credit or invoice the change in Xero by hand.",
@@ -195,7 +198,8 @@ def plan_reduction(
     total = groups_total(diff, invoice.LineAmountTypes)
     if total != held - zoho_total:
         raise InvalidRecord(
-            record, "Grand_Total",
+            record,
+            "Grand_Total",
             f"a credit note of {total} would not bring Xero's {held} to Zoho's {zoho_total}",
         )
     due = invoice.AmountDue if invoice.AmountDue is not None else ZERO

@@ -368,9 +368,7 @@ def record_level_lines(
         )
     extra = [("Discount", -doc.discount), ("Adjustment", doc.adjustment)]
     return [
-        _untaxed_line(label, amount, rules.account_code, conn)
-        for label, amount in extra
-        if amount
+        _untaxed_line(label, amount, rules.account_code, conn) for label, amount in extra if amount
     ]
 
 

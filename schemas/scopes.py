@@ -36,9 +36,7 @@ FEATURES = (
     Feature("staying connected (refresh tokens)", ("offline_access",)),
     # create, update, e-mail and PDF of invoices; purchase orders and their status poll; the
     # credit notes read by payment feedback; items created by the item pre-check
-    Feature(
-        "invoices and purchase orders", ("accounting.invoices", "accounting.transactions")
-    ),
+    Feature("invoices and purchase orders", ("accounting.invoices", "accounting.transactions")),
     # a payment is read from its invoice; Xero files Payments under accounting.payments
     Feature(
         "payment feedback",

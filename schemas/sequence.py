@@ -42,8 +42,8 @@ def decide(
         if module not in conn.triggers:
             triggers = ", ".join(sorted(conn.triggers)) or "none"
             return Decision(
-                "skip", f"{module} do not go to Xero for connection {conn.name} "
-                f"(triggers: {triggers})"
+                "skip",
+                f"{module} do not go to Xero for connection {conn.name} (triggers: {triggers})",
             )
         wanted = conn.triggers[module]
         if wanted and status not in wanted:

@@ -63,7 +63,9 @@ def sync_contacts(ctx: StageContext, contact_ids: list[str]) -> int:
             continue
         update, why = zoho_update(contact, account, conn.contact_fields)
         ctx.history.log(
-            record_key(conn.name, "Accounts", str(account["id"])), CONTACT_TASK, "contact_sync",
+            record_key(conn.name, "Accounts", str(account["id"])),
+            CONTACT_TASK,
+            "contact_sync",
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if update is not None:
@@ -73,8 +75,12 @@ def sync_contacts(ctx: StageContext, contact_ids: list[str]) -> int:
         chunk = updates[start : start + 100]
         for record, errors in zip(chunk, ctx.zoho.update_each("Accounts", chunk), strict=True):
             if errors:
-                log.error("contact_sync.zoho_refused", connection=conn.name,
-                          account=record["id"], errors=errors)
+                log.error(
+                    "contact_sync.zoho_refused",
+                    connection=conn.name,
+                    account=record["id"],
+                    errors=errors,
+                )
             else:
                 written += 1
     return written
@@ -94,8 +100,10 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
         return 0
     fields = ["id", "Modified_Time", *dict.fromkeys(conn.contact_fields.values())]
     accounts = ctx.zoho.get_records("Accounts", list(links), fields)
-    contacts = {c.ContactID: c for c in ctx.xero.contacts(
-        list(dict.fromkeys(str(v["ContactID"]) for v in links.values())))}
+    contacts = {
+        c.ContactID: c
+        for c in ctx.xero.contacts(list(dict.fromkeys(str(v["ContactID"]) for v in links.values())))
+    }
     written = 0
     for account in accounts:
         contact = contacts.get(str(links[str(account["id"])]["ContactID"]))
@@ -104,7 +112,9 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
             continue
         body, why = xero_update(contact, account, conn.contact_fields)
         ctx.history.log(
-            record_key(conn.name, "Accounts", str(account["id"])), CONTACT_TASK, "contact_push",
+            record_key(conn.name, "Accounts", str(account["id"])),
+            CONTACT_TASK,
+            "contact_push",
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if body is not None:

@@ -80,8 +80,10 @@ def apply_credit(
     if Decimal(str(outcome["Total"])) != plan.total:
         raise ValidationFailed(
             "Xero",
-            [f"{record}: credit note {outcome['CreditNoteNumber']} totals {outcome['Total']} "
-             f"in Xero, {plan.total} was planned from Zoho's figures"],
+            [
+                f"{record}: credit note {outcome['CreditNoteNumber']} totals {outcome['Total']} "
+                f"in Xero, {plan.total} was planned from Zoho's figures"
+            ],
             hint="Check the credit note in Xero (void it if wrong) and replay the dead letter.",
         )
     note = {
@@ -121,8 +123,11 @@ def allocate_pending(
             if not done:
                 key = idempotency_key("credit-allocation", ctx.connection.name, note["element"])
                 ctx.xero.allocate_credit_note(
-                    note_id, invoice_id, Decimal(str(note["allocate"])),
-                    datetime.now(UTC).date(), key,
+                    note_id,
+                    invoice_id,
+                    Decimal(str(note["allocate"])),
+                    datetime.now(UTC).date(),
+                    key,
                 )
             note = {**note, "allocated": True}
         notes.append(note)

@@ -150,7 +150,8 @@ def _credit_reduction(
     )
     if plan is None:
         raise InvalidRecord(
-            record, "Invoiced_Items",
+            record,
+            "Invoiced_Items",
             f"changed after Xero invoice {current.InvoiceNumber} was paid or credited, but not "
             f"its total; Xero does not edit it",
             hint="Make the change in Xero by hand if it matters there.",

@@ -72,7 +72,8 @@ INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, 
 ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
 CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
 PREPAID: tuple[tuple[Literal["Overpayments", "Prepayments"], str], ...] = (
-    ("Overpayments", "OVERPAYMENT"), ("Prepayments", "PREPAYMENT"),
+    ("Overpayments", "OVERPAYMENT"),
+    ("Prepayments", "PREPAYMENT"),
 )
 T = TypeVar("T")
 
@@ -135,14 +136,22 @@ def read_invoices(ctx: StageContext, invoice_ids: list[str]) -> tuple[list[XeroI
             invoices.append(ctx.xero.get_invoice(invoice_id))
         except ValidationError as exc:
             failed.append(invoice_id)
-            log.error("payment_feedback.unreadable_invoice", connection=ctx.connection.name,
-                      invoice=invoice_id, reason=_first_error(exc))
+            log.error(
+                "payment_feedback.unreadable_invoice",
+                connection=ctx.connection.name,
+                invoice=invoice_id,
+                reason=_first_error(exc),
+            )
         except ApiError as exc:
             if exc.retryable or isinstance(exc, AuthRevoked | MissingScope):
                 raise
             failed.append(invoice_id)
-            log.error("payment_feedback.invoice_refused", connection=ctx.connection.name,
-                      invoice=invoice_id, error=exc.message)
+            log.error(
+                "payment_feedback.invoice_refused",
+                connection=ctx.connection.name,
+                invoice=invoice_id,
+                error=exc.message,
+            )
     return invoices, failed
 
 
@@ -161,7 +170,9 @@ def payment_reconcile(connection: str | None = None) -> int:
 def reconcile_schedule(redis_client: redis.Redis) -> PollSchedule:
     s = get_settings()
     return PollSchedule(
-        redis_client, "payments", s.zxs_payment_reconcile_seconds,
+        redis_client,
+        "payments",
+        s.zxs_payment_reconcile_seconds,
         s.zxs_payment_reconcile_max_seconds,
     )
 
@@ -189,9 +200,13 @@ def reconcile(ctx: StageContext) -> int:
     # UpdatedDateUTC cost no balance and credit lookups
     states = ctx.idempotency.links(INVOICE_STATE, conn, [i.InvoiceID for i in invoices])
     changed = [
-        i for i in invoices
-        if not (i.UpdatedDateUTC and i.InvoiceID in states
-                and states[i.InvoiceID]["mark"] == i.UpdatedDateUTC.isoformat())
+        i
+        for i in invoices
+        if not (
+            i.UpdatedDateUTC
+            and i.InvoiceID in states
+            and states[i.InvoiceID]["mark"] == i.UpdatedDateUTC.isoformat()
+        )
     ]
     written = 0
     for start in range(0, len(changed), MAX_INVOICES_PER_JOB):
@@ -293,8 +308,13 @@ def _write(ctx: StageContext, updates: dict[str, list[dict[str, Any]]]) -> dict[
             for record, errors in zip(chunk, ctx.zoho.update_each(module, chunk), strict=True):
                 if errors:
                     refused[str(record["id"])] = errors
-                    log.error("payment_feedback.zoho_refused", connection=ctx.connection.name,
-                              module=module, record=record["id"], errors=errors)
+                    log.error(
+                        "payment_feedback.zoho_refused",
+                        connection=ctx.connection.name,
+                        module=module,
+                        record=record["id"],
+                        errors=errors,
+                    )
     return refused
 
 
@@ -313,14 +333,17 @@ def _optional(
         if exc.retryable:
             deferred.append(exc)
         reason = exc.message
-    log.warning("payment_feedback.lookup_failed", connection=ctx.connection.name, lookup=what,
-                reason=reason)
+    log.warning(
+        "payment_feedback.lookup_failed", connection=ctx.connection.name, lookup=what, reason=reason
+    )
     return None
 
 
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
 def _fresh_invoices(
     ctx: StageContext,
     invoices: list[XeroInvoice],

@@ -53,13 +53,12 @@ def stored_channel(redis_client: redis.Redis, connection: str) -> ZohoChannel | 
     if not raw:
         return None
     fields = loads(cast(str, raw))  # numbers come back as Decimal: times are floats here
-    return ZohoChannel(**{**fields, "expiry": float(fields["expiry"]),
-                          "lifetime": float(fields["lifetime"])})
+    return ZohoChannel(
+        **{**fields, "expiry": float(fields["expiry"]), "lifetime": float(fields["lifetime"])}
+    )
 
 
-def channel_expiry(
-    connection: str, *, redis_client: redis.Redis | None = None
-) -> datetime | None:
+def channel_expiry(connection: str, *, redis_client: redis.Redis | None = None) -> datetime | None:
     """When the connection's Zoho notification channel lapses (None: no channel was made).
     Read-only, for `zxsync` and the console."""
     from workers.redis import get_redis
@@ -90,8 +89,8 @@ def watch(
     conn, settings = ctx.connection, ctx.settings
     now = time.time() if now is None else now
     stored = stored_channel(ctx.redis, conn.name)
-    url = notify_url or (stored.notify_url if stored else None) or default_notify_url(
-        settings, conn
+    url = (
+        notify_url or (stored.notify_url if stored else None) or default_notify_url(settings, conn)
     )
     if not url:
         raise ConfigurationError(
@@ -111,13 +110,12 @@ def watch(
         "events": channel_events(conn),
         "notify_url": url,
         "token": conn.zoho_webhook_token.get_secret_value(),
-        "channel_expiry": datetime.fromtimestamp(now + lifetime, UTC).isoformat(
-            timespec="seconds"
-        ),
+        "channel_expiry": datetime.fromtimestamp(now + lifetime, UTC).isoformat(timespec="seconds"),
     }
     try:
-        payload = ctx.zoho.json("PUT" if stored else "POST", "actions/watch",
-                                body={"watch": [item]})
+        payload = ctx.zoho.json(
+            "PUT" if stored else "POST", "actions/watch", body={"watch": [item]}
+        )
     except ValidationFailed:
         if not stored:
             raise
@@ -126,8 +124,13 @@ def watch(
     expiry = _answered_expiry(payload) or now + lifetime
     channel = ZohoChannel(channel_id, item["events"], url, expiry, lifetime)
     ctx.redis.set(channel_key(conn.name), dumps(asdict(channel)))
-    log.info("zoho_channel.watching", connection=conn.name, channel=channel_id,
-             expires=channel.expires().isoformat(), renewed=stored is not None)
+    log.info(
+        "zoho_channel.watching",
+        connection=conn.name,
+        channel=channel_id,
+        expires=channel.expires().isoformat(),
+        renewed=stored is not None,
+    )
     return channel
 
 
@@ -154,6 +157,10 @@ def zoho_channel_renew() -> int:
             watch(ctx, now=now)
             renewed += 1
         except Exception as exc:  # one connection's trouble is not the others'
-            log.error("zoho_channel.renew_failed", connection=name, error=str(exc),
-                      expires=channel.expires().isoformat())
+            log.error(
+                "zoho_channel.renew_failed",
+                connection=name,
+                error=str(exc),
+                expires=channel.expires().isoformat(),
+            )
     return renewed

@@ -61,11 +61,16 @@ def sweep(ctx: StageContext, now: float | None = None) -> int:
             newest = max(newest, modified) if newest else modified
             if seen_since(history, record_key(conn, module, str(row["id"])), modified):
                 continue
-            submit(SyncJob(
-                connection=conn, module=module, record_id=str(row["id"]), event="update",
-                event_id=f"sweep-{row['id']}-{int(modified.timestamp())}",
-                occurred_at=modified,
-            ))
+            submit(
+                SyncJob(
+                    connection=conn,
+                    module=module,
+                    record_id=str(row["id"]),
+                    event="update",
+                    event_id=f"sweep-{row['id']}-{int(modified.timestamp())}",
+                    occurred_at=modified,
+                )
+            )
             enqueued += 1
         if newest is not None:
             ctx.redis.set(mark_key, (newest - timedelta(seconds=1)).isoformat())

@@ -43,7 +43,8 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         )
         if msg.xero_contact_id:  # contact sync's way back (Xero contact -> Zoho account)
             ctx.idempotency.set_links(
-                PAYMENT_CONTACT, job.connection,
+                PAYMENT_CONTACT,
+                job.connection,
                 {msg.xero_contact_id: {"account_id": msg.document.account.id}},
             )
     element_id = f"{job.module}:{job.record_id}"

@@ -75,9 +75,7 @@ def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
         for _ in range(tenants):
             suffix = uuid.uuid4().hex[:8]
             conns.append(
-                LocalConnection(
-                    f"it-{suffix}", str(uuid.uuid4()), f"org-{suffix}", options or {}
-                )
+                LocalConnection(f"it-{suffix}", str(uuid.uuid4()), f"org-{suffix}", options or {})
             )
         stack = LocalStack(conns, redis_url=redis_url, **kwargs)  # type: ignore[arg-type]
         stacks.append(stack)

@@ -15,13 +15,20 @@ from schemas.adoption import (
 )
 
 
-def doc(rid: str, number: str | None, account: str = "A1", total: str = "110.00",
-        linked: bool = False) -> HistoryDoc:
+def doc(
+    rid: str, number: str | None, account: str = "A1", total: str = "110.00", linked: bool = False
+) -> HistoryDoc:
     return HistoryDoc("Invoices", rid, number, account, Decimal(total), linked)
 
 
-def xero(xid: str, number: str | None = None, reference: str | None = None,
-         contact: str = "C1", total: str = "110.00", status: str = "AUTHORISED") -> XeroDoc:
+def xero(
+    xid: str,
+    number: str | None = None,
+    reference: str | None = None,
+    contact: str = "C1",
+    total: str = "110.00",
+    status: str = "AUTHORISED",
+) -> XeroDoc:
     return XeroDoc(xid, number, reference, contact, Decimal(total), status)
 
 

@@ -120,9 +120,9 @@ def test_a_letter_id_that_a_new_database_gives_again_is_still_reported(
     monkeypatch.setattr(alerts, "get_redis", lambda: redis_client)
     sent: list[tuple[str, str]] = []
     monkeypatch.setattr(
-        alerts, "deliver", lambda report, channel, settings: sent.append(
-            (channel, report.letter.record_id)
-        )
+        alerts,
+        "deliver",
+        lambda report, channel, settings: sent.append((channel, report.letter.record_id)),
     )
     monkeypatch.setattr(alerts, "channels", lambda settings, letter: ["webhook"])
     fields = {k: v for k, v in letter("Xero: boom").__dict__.items() if k != "id"}

@@ -49,12 +49,25 @@ def test_backfill_dry_run_then_run_adopts_creates_once_and_resumes(
     odd = next(i for i in ds.invoices if i["id"] not in existing)
     contact = stack.xero.add_contact(tenant, {"Name": "Someone Else", "ContactNumber": "x-1"})
     with stack.xero.lock:
-        stack.xero.save_invoice(tenant, {
-            "Type": "ACCREC", "Contact": {"ContactID": contact["ContactID"]},
-            "Reference": odd["Invoice_Number"], "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "x", "Quantity": Decimal(1),
-                           "UnitAmount": Decimal("1.00"), "AccountCode": "200"}],
-        }, create_only=True, unitdp=2)
+        stack.xero.save_invoice(
+            tenant,
+            {
+                "Type": "ACCREC",
+                "Contact": {"ContactID": contact["ContactID"]},
+                "Reference": odd["Invoice_Number"],
+                "LineAmountTypes": "NoTax",
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": Decimal(1),
+                        "UnitAmount": Decimal("1.00"),
+                        "AccountCode": "200",
+                    }
+                ],
+            },
+            create_only=True,
+            unitdp=2,
+        )
     before = {i["InvoiceID"] for i in stack.xero.invoices(tenant)}
     runner = CliRunner()
     args = ["backfill", "--connection", conn.name, "--module", "Invoices"]
@@ -111,8 +124,9 @@ def test_backfill_stops_for_the_day_at_the_reserve(make_stack: Callable[..., Any
 
     stack = make_stack()
     conn = stack.connections[0]
-    load_dataset(stack.zoho, conn.zoho_org_id,
-                 build_dataset(invoices=5, accounts=2, purchase_orders=3))
+    load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=5, accounts=2, purchase_orders=3)
+    )
     settings = get_settings().model_copy(update={"zxs_backfill_reserve": 5000})
     ctx = StageContext(settings.connection(conn.name), settings, get_redis(), 0, False)
     orders = build_plan(ctx, "Purchase_Orders")  # the other modules plan the same way
@@ -120,8 +134,15 @@ def test_backfill_stops_for_the_day_at_the_reserve(make_stack: Callable[..., Any
     assert build_plan(ctx, "Quotes").verdicts == []
     plan = build_plan(ctx, "Invoices")
     notes: list[str] = []
-    code = run(ctx, "Invoices", plan, wait=False, slice_size=10, poll_seconds=0.01,
-               on_progress=lambda done, total, eta, note: notes.append(note))
+    code = run(
+        ctx,
+        "Invoices",
+        plan,
+        wait=False,
+        slice_size=10,
+        poll_seconds=0.01,
+        on_progress=lambda done, total, eta, note: notes.append(note),
+    )
     assert code == STOPPED_FOR_THE_DAY
     assert "stopped for the day" in notes[-1] and "5000 kept for live traffic" in notes[-1]
     assert get_redis().hget(cursor_key(conn.name, "Invoices"), "cursor") is None, "sent nothing"
@@ -150,12 +171,26 @@ def test_a_backfill_cut_off_midway_carries_on_and_creates_nothing_twice(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(ctx, "Invoices", build_plan(ctx, "Invoices"), wait=False, slice_size=5,
-            poll_seconds=0.01, on_progress=crash)
+        run(
+            ctx,
+            "Invoices",
+            build_plan(ctx, "Invoices"),
+            wait=False,
+            slice_size=5,
+            poll_seconds=0.01,
+            on_progress=crash,
+        )
     first = sorted((i["id"] for i in ds.invoices), key=int)[:5]
     assert get_redis().hget(cursor_key(conn.name, "Invoices"), "cursor") == first[-1]
-    code = run(ctx, "Invoices", build_plan(ctx, "Invoices"), wait=False, slice_size=5,
-               poll_seconds=0.05, on_progress=lambda *a: None)
+    code = run(
+        ctx,
+        "Invoices",
+        build_plan(ctx, "Invoices"),
+        wait=False,
+        slice_size=5,
+        poll_seconds=0.05,
+        on_progress=lambda *a: None,
+    )
     assert code == 0
     refs = Counter(i.get("Reference") for i in stack.xero.invoices(conn.xero_tenant_id))
     assert len(refs) == 12 and set(refs.values()) == {1}

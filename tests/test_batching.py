@@ -205,9 +205,7 @@ def test_the_flusher_sends_a_chains_next_step_as_celerys_tracer_does(
         "chain": options["chain"],
         "delivery_info": {"priority": 6},
     }
-    build_tracer(first, step, app=guard, eager=False, propagate=True)(
-        task_id, args, {}, request
-    )
+    build_tracer(first, step, app=guard, eager=False, propagate=True)(task_id, args, {}, request)
     [tracer_send] = sends
     sends.clear()
     monkeypatch.setitem(batching.CONTINUATIONS, "t.stage", lambda msg, _b, _a: finish(msg))

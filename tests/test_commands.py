@@ -22,14 +22,24 @@ CONNECTIONS = json.dumps([{"name": "acme", "xero_tenant_id": "t", "zoho_org_id":
 
 def env(tmp_path: Path, **values: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ZXS_", "REDIS_"))}
-    return {**clean, "ZXS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT),
-            "COLUMNS": "200", **values}
+    return {
+        **clean,
+        "ZXS_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "200",
+        **values,
+    }
 
 
 def zxsync(tmp_path: Path, *args: str, **values: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zxsync.cli", *args], cwd=tmp_path,
-                          env=env(tmp_path, **values), capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "zxsync.cli", *args],
+        cwd=tmp_path,
+        env=env(tmp_path, **values),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def one_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -56,14 +66,29 @@ def redis_servers_under(path: Path) -> list[int]:
 
 
 def test_enqueue_for_an_unknown_connection_is_rejected(tmp_path: Path, redis_url: str) -> None:
-    done = zxsync(tmp_path, "enqueue", "--connection", "nope", "--record-id", "1",
-                  REDIS_URL=redis_url, ZXS_CONNECTIONS=CONNECTIONS)
+    done = zxsync(
+        tmp_path,
+        "enqueue",
+        "--connection",
+        "nope",
+        "--record-id",
+        "1",
+        REDIS_URL=redis_url,
+        ZXS_CONNECTIONS=CONNECTIONS,
+    )
     assert one_line(done) == "rejected connection: unknown connection 'nope'"
     assert done.returncode == 2
 
 
-@pytest.mark.parametrize("command", [["dlq", "list"], ["status", "1"], ["enqueue",
-                         "--connection", "acme", "--record-id", "1"], ["relay"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dlq", "list"],
+        ["status", "1"],
+        ["enqueue", "--connection", "acme", "--record-id", "1"],
+        ["relay"],
+    ],
+)
 def test_without_redis_url_no_empty_redis_is_started_to_answer(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -78,12 +103,25 @@ def test_without_redis_url_no_empty_redis_is_started_to_answer(
     ("variables", "expected"),
     [
         ({"ZXS_CONNECTIONS": "[{"}, "error: ZXS_CONNECTIONS is not valid JSON"),
-        ({"ZXS_CONNECTIONS": json.dumps([{"name": "acme", "zoho_org_id": "o",
-                                          "zoho_refresh_token": "1000.secret-token"}])},
-         "error: ZXS_CONNECTIONS: connection 'acme' (item 0), field xero_tenant_id"),
+        (
+            {
+                "ZXS_CONNECTIONS": json.dumps(
+                    [
+                        {
+                            "name": "acme",
+                            "zoho_org_id": "o",
+                            "zoho_refresh_token": "1000.secret-token",
+                        }
+                    ]
+                )
+            },
+            "error: ZXS_CONNECTIONS: connection 'acme' (item 0), field xero_tenant_id",
+        ),
         ({"ZXS_SMTP_PORT": "1000.secret-token"}, "error: ZXS_SMTP_PORT: Input should be"),
-        ({"ZXS_CONNECTIONS_FILE": "/nonexistent/connections.json"},
-         "error: ZXS_CONNECTIONS_FILE: cannot read /nonexistent/connections.json"),
+        (
+            {"ZXS_CONNECTIONS_FILE": "/nonexistent/connections.json"},
+            "error: ZXS_CONNECTIONS_FILE: cannot read /nonexistent/connections.json",
+        ),
     ],
 )
 def test_configuration_mistakes_are_one_line_naming_the_setting(
@@ -96,9 +134,14 @@ def test_configuration_mistakes_are_one_line_naming_the_setting(
 
 
 def _start(tmp_path: Path, args: list[str], **values: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "zxsync.cli", *args], cwd=tmp_path,
-                            env=env(tmp_path, **values), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "zxsync.cli", *args],
+        cwd=tmp_path,
+        env=env(tmp_path, **values),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_line(process: subprocess.Popen[str], prefix: str) -> str:
@@ -115,8 +158,9 @@ def test_sandbox_uses_redis_url_and_stops_on_sigterm(tmp_path: Path, redis_url: 
     process = _start(tmp_path, ["sandbox", "--invoices", "1"], REDIS_URL=redis_url)
     try:
         assert _wait_for_line(process, "REDIS_URL=") == f"REDIS_URL={redis_url}"
-        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert children == [], "no embedded Redis when REDIS_URL is set"
     finally:
         process.send_signal(signal.SIGTERM)

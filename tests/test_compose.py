@@ -17,11 +17,21 @@ from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = (
-    "worker-door", "worker-sync", "worker-feedback", "beat", "flower", "relay", "console"
+    "worker-door",
+    "worker-sync",
+    "worker-feedback",
+    "beat",
+    "flower",
+    "relay",
+    "console",
 )
 API_SECRETS = {
-    "XERO_CLIENT_SECRET", "ZOHO_CLIENT_SECRET", "ZXS_TOKEN_KEY", "ZXS_SMTP_PASSWORD",
-    "SENTRY_DSN", "ZXS_ALERT_WEBHOOK_URL",
+    "XERO_CLIENT_SECRET",
+    "ZOHO_CLIENT_SECRET",
+    "ZXS_TOKEN_KEY",
+    "ZXS_SMTP_PASSWORD",
+    "SENTRY_DSN",
+    "ZXS_ALERT_WEBHOOK_URL",
 }
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
 

@@ -56,8 +56,9 @@ def test_a_consent_for_another_organisation_is_refused(
     get_settings.cache_clear()
     try:
         with pytest.raises(Exception, match="not the connection's tenant"):
-            connect("Xero", stack.connections[0].name, f"http://127.0.0.1:{free_port()}/cb",
-                    browser)
+            connect(
+                "Xero", stack.connections[0].name, f"http://127.0.0.1:{free_port()}/cb", browser
+            )
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()

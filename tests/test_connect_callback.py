@@ -13,8 +13,13 @@ import typer
 from workers.settings import Settings
 from zxsync.connect import checked_callback, consent, provider
 
-SETTINGS = Settings(_env_file=None, zoho_client_id="id", zoho_client_secret="zoho-secret",
-                    xero_client_id="xid", xero_client_secret="xero-secret")
+SETTINGS = Settings(
+    _env_file=None,
+    zoho_client_id="id",
+    zoho_client_secret="zoho-secret",
+    xero_client_id="xid",
+    xero_client_secret="xero-secret",
+)
 ZOHO = provider("Zoho", SETTINGS)
 XERO = provider("Xero", SETTINGS)
 CALLBACK = "http://127.0.0.1:8765/callback?code=1000.abc&location=eu"
@@ -22,8 +27,12 @@ CALLBACK = "http://127.0.0.1:8765/callback?code=1000.abc&location=eu"
 
 @pytest.mark.parametrize(
     "server",
-    ["https://accounts.zoho.eu", "https://accounts.zoho.com.au/", "https://accounts.zohocloud.ca",
-     "https://accounts.zoho.com"],
+    [
+        "https://accounts.zoho.eu",
+        "https://accounts.zoho.com.au/",
+        "https://accounts.zohocloud.ca",
+        "https://accounts.zoho.com",
+    ],
 )
 def test_zohos_accounts_servers_are_accepted(server: str) -> None:
     url = checked_callback(ZOHO, f"{CALLBACK}&state=s1&accounts-server={server}", "s1")
@@ -32,9 +41,15 @@ def test_zohos_accounts_servers_are_accepted(server: str) -> None:
 
 @pytest.mark.parametrize(
     "server",
-    ["https://evil.example", "http://accounts.zoho.eu", "https://accounts.zoho.eu.evil.example",
-     "https://accounts.zoho.eu:8443", "https://user@accounts.zoho.eu",
-     "https://accounts.zoho.eu/../x", "https://zoho.eu"],
+    [
+        "https://evil.example",
+        "http://accounts.zoho.eu",
+        "https://accounts.zoho.eu.evil.example",
+        "https://accounts.zoho.eu:8443",
+        "https://user@accounts.zoho.eu",
+        "https://accounts.zoho.eu/../x",
+        "https://zoho.eu",
+    ],
 )
 def test_any_other_accounts_server_is_refused(server: str) -> None:
     with pytest.raises(typer.BadParameter, match="not a Zoho accounts server"):

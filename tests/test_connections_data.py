@@ -43,8 +43,12 @@ def test_added_edited_and_removed_connections_reach_a_running_process() -> None:
     assert set(settings.connections()) == {"boot"}  # the bootstrap, imported
     with get_database().begin() as conn:
         assert [n for (n,) in conn.execute(select(table.c.name))] == ["boot"]
-    new = {"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "o-1",
-           "xero_refresh_token": TOKEN}
+    new = {
+        "name": "acme",
+        "xero_tenant_id": "t-1",
+        "zoho_org_id": "o-1",
+        "xero_refresh_token": TOKEN,
+    }
     code, text = run("add", json.dumps(new))
     assert code == 0, text
     assert settings.connection("acme").xero_tenant_id == "t-1"
@@ -64,8 +68,13 @@ def test_added_edited_and_removed_connections_reach_a_running_process() -> None:
 
 
 def test_a_mistake_names_the_field_and_never_prints_the_secret() -> None:
-    bad = {"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "o-1",
-           "xero_refresh_token": TOKEN, "xero_base_currency": "DOLLARS"}
+    bad = {
+        "name": "acme",
+        "xero_tenant_id": "t-1",
+        "zoho_org_id": "o-1",
+        "xero_refresh_token": TOKEN,
+        "xero_base_currency": "DOLLARS",
+    }
     code, text = run("add", json.dumps(bad))
     assert code != 0 and "xero_base_currency" in text and TOKEN not in text, text
     code, text = run("add", json.dumps({**bad, "xero_base_currency": "AUD", "colour": TOKEN}))

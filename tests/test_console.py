@@ -181,10 +181,18 @@ def test_health_shows_missing_xero_scopes_and_a_channel_about_to_lapse(
         TokenSet.issued("access", "refresh", 1800, scope=granted)
     )
     expiry = time.time() + 3600
-    client.set(channel_key(a), json.dumps({
-        "channel_id": "1", "events": ["Invoices.all"], "notify_url": "https://relay/x",
-        "expiry": expiry, "lifetime": 86400,
-    }))
+    client.set(
+        channel_key(a),
+        json.dumps(
+            {
+                "channel_id": "1",
+                "events": ["Invoices.all"],
+                "notify_url": "https://relay/x",
+                "expiry": expiry,
+                "lifetime": 86400,
+            }
+        ),
+    )
     health = {h.name: h for h in read_health(client, settings)}[a]
     assert health.scopes is not None
     [xero] = health.scopes
@@ -399,8 +407,11 @@ def test_nothing_secret_is_rendered(
         PASSWORD,
         "xero-client-secret-value",
         settings.zxs_token_key.get_secret_value(),
-        *(c.xero_refresh_token.get_secret_value() for c in settings.connections().values()
-          if c.xero_refresh_token),
+        *(
+            c.xero_refresh_token.get_secret_value()
+            for c in settings.connections().values()
+            if c.xero_refresh_token
+        ),
         "abcdefghijklmnop",
         "scrypt$",
     ]

@@ -138,8 +138,13 @@ def test_an_operator_fixes_and_replays_a_dead_letter_and_pauses_a_connection_in_
         # healthy again, with its last successful sync ("… ago") once the replay's record is
         # through the pipeline (the invoice is in Xero before the Zoho write-back finishes it)
         wait_until(
-            lambda: page.reload()
-            or (row_a.locator(".badge").inner_text() == "healthy" and "ago" in row_a.inner_text()),
+            lambda: (
+                page.reload()
+                or (
+                    row_a.locator(".badge").inner_text() == "healthy"
+                    and "ago" in row_a.inner_text()
+                )
+            ),
             30,
             "a to be healthy again with a last successful sync",
         )

@@ -171,8 +171,12 @@ def test_queue_backlog_counts_every_priority_list_and_the_waiting_rooms(
             queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
             for priority in priorities:
                 producer.publish(
-                    {}, exchange=queue.exchange, routing_key=name, priority=priority,
-                    declare=[queue], headers={"marker": marker},
+                    {},
+                    exchange=queue.exchange,
+                    routing_key=name,
+                    priority=priority,
+                    declare=[queue],
+                    headers={"marker": marker},
                 )
     a, b = names
     entry = json.dumps({"key": "k", "message": {}, "queued_at": time.time()})

@@ -18,17 +18,35 @@ LATER = "/Date(1796000000000+0000)/"  # 2026-12-01T...Z, after the accounts' Mod
 
 
 def contact(**extra: Any) -> XeroContact:
-    return XeroContact.model_validate({
-        "ContactID": "c-1", "Name": "Payer Pty", "UpdatedDateUTC": LATER,
-        "EmailAddress": "ap@payer.example", "TaxNumber": "12 345 678 901",
-        "Addresses": [{"AddressType": "STREET", "City": "Elsewhere"},
-                      {"AddressType": "POBOX", "AddressLine1": "1 Main St", "City": "Sydney",
-                       "PostalCode": "2000", "Country": "Australia"}],
-        "Phones": [{"PhoneType": "MOBILE", "PhoneNumber": "0400"},
-                   {"PhoneType": "DEFAULT", "PhoneCountryCode": "61", "PhoneAreaCode": "2",
-                    "PhoneNumber": "9999 0000"}],
-        **extra,
-    })
+    return XeroContact.model_validate(
+        {
+            "ContactID": "c-1",
+            "Name": "Payer Pty",
+            "UpdatedDateUTC": LATER,
+            "EmailAddress": "ap@payer.example",
+            "TaxNumber": "12 345 678 901",
+            "Addresses": [
+                {"AddressType": "STREET", "City": "Elsewhere"},
+                {
+                    "AddressType": "POBOX",
+                    "AddressLine1": "1 Main St",
+                    "City": "Sydney",
+                    "PostalCode": "2000",
+                    "Country": "Australia",
+                },
+            ],
+            "Phones": [
+                {"PhoneType": "MOBILE", "PhoneNumber": "0400"},
+                {
+                    "PhoneType": "DEFAULT",
+                    "PhoneCountryCode": "61",
+                    "PhoneAreaCode": "2",
+                    "PhoneNumber": "9999 0000",
+                },
+            ],
+            **extra,
+        }
+    )
 
 
 def test_xero_values_take_the_billing_address_and_default_phone() -> None:
@@ -39,8 +57,12 @@ def test_xero_values_take_the_billing_address_and_default_phone() -> None:
 
 
 def test_only_what_differs_is_written_and_an_echo_writes_nothing() -> None:
-    account = {"id": "a-1", "Modified_Time": "2026-11-20T10:00:00+00:00",
-               "Billing_City": "Melbourne", "Phone": "61 2 9999 0000"}
+    account = {
+        "id": "a-1",
+        "Modified_Time": "2026-11-20T10:00:00+00:00",
+        "Billing_City": "Melbourne",
+        "Phone": "61 2 9999 0000",
+    }
     update, _ = zoho_update(contact(), account, DEFAULT_CONTACT_FIELDS)
     assert update is not None and update["id"] == "a-1"
     assert update["Billing_City"] == "Sydney" and "Phone" not in update
@@ -57,8 +79,12 @@ def test_latest_change_wins() -> None:
 
 def test_a_field_map_naming_no_xero_field_is_refused_naming_it() -> None:
     with pytest.raises(ValidationError, match="Emial"):
-        Connection(name="c", xero_tenant_id="t", zoho_org_id="o",
-                   contact_fields={"City": "Billing_City", "Emial": "Email"})
+        Connection(
+            name="c",
+            xero_tenant_id="t",
+            zoho_org_id="o",
+            contact_fields={"City": "Billing_City", "Emial": "Email"},
+        )
 
 
 @pytest.mark.integration
@@ -76,15 +102,30 @@ def test_a_xero_contact_change_reaches_the_linked_zoho_account(
     invoice = next(i for i in stack.xero.invoices(tenant) if i["InvoiceID"] == xero_id)
     contact_id = invoice["Contact"]["ContactID"]
     with stack.xero.lock:
-        saved, errors = stack.xero.save_contact(tenant, {
-            "ContactID": contact_id, "EmailAddress": "ap@payer.example",
-            "Addresses": [{"AddressType": "POBOX", "AddressLine1": "9 New Rd",
-                           "City": "Hobart", "PostalCode": "7000"}],
-        }, create_only=False)
+        saved, errors = stack.xero.save_contact(
+            tenant,
+            {
+                "ContactID": contact_id,
+                "EmailAddress": "ap@payer.example",
+                "Addresses": [
+                    {
+                        "AddressType": "POBOX",
+                        "AddressLine1": "9 New Rd",
+                        "City": "Hobart",
+                        "PostalCode": "7000",
+                    }
+                ],
+            },
+            create_only=False,
+        )
     assert saved is not None, errors
     started = datetime.now(UTC)
-    wait_zoho(stack, "Accounts", account, {"Billing_City": "Hobart", "Billing_Street": "9 New Rd",
-                                           "Xero_Email": "ap@payer.example"})
+    wait_zoho(
+        stack,
+        "Accounts",
+        account,
+        {"Billing_City": "Hobart", "Billing_Street": "9 New Rd", "Xero_Email": "ap@payer.example"},
+    )
     print(f"Xero contact to Zoho account: {(datetime.now(UTC) - started).total_seconds():.2f}s")
     # the same values again (our own write's echo, or a save that changed nothing we map), and
     # a contact no account is linked to: nothing is written, nothing created in Zoho
@@ -92,8 +133,9 @@ def test_a_xero_contact_change_reaches_the_linked_zoho_account(
     before = stack.zoho.get(org, "Accounts", account)
     count = len(stack.zoho.records(org, "Accounts"))
     with stack.xero.lock:
-        stack.xero.save_contact(tenant, {"ContactID": contact_id, "EmailAddress":
-                                         "ap@payer.example"}, create_only=False)
+        stack.xero.save_contact(
+            tenant, {"ContactID": contact_id, "EmailAddress": "ap@payer.example"}, create_only=False
+        )
         stack.xero.save_contact(tenant, {"Name": "Stranger Ltd"}, create_only=True)
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and len(stack.xero.webhooks.deliveries) < 4:
@@ -104,10 +146,17 @@ def test_a_xero_contact_change_reaches_the_linked_zoho_account(
 
 
 def test_xero_update_mirrors_zoho_and_latest_change_wins() -> None:
-    account = {"id": "a-1", "Modified_Time": "2027-01-01T00:00:00+00:00",
-               "Billing_Street": "1 Main St", "Billing_City": "Sydney", "Billing_Code": "2000",
-               "Billing_Country": "Australia", "Phone": "02 9999 0000",
-               "Xero_Email": "ap@payer.example", "Xero_Tax_Number": "12 345 678 901"}
+    account = {
+        "id": "a-1",
+        "Modified_Time": "2027-01-01T00:00:00+00:00",
+        "Billing_Street": "1 Main St",
+        "Billing_City": "Sydney",
+        "Billing_Code": "2000",
+        "Billing_Country": "Australia",
+        "Phone": "02 9999 0000",
+        "Xero_Email": "ap@payer.example",
+        "Xero_Tax_Number": "12 345 678 901",
+    }
     body, _ = xero_update(contact(), account, DEFAULT_CONTACT_FIELDS)
     assert body is not None and set(body) == {"ContactID", "Phones"}  # only the phone differs
     assert body["Phones"][0]["PhoneNumber"] == "02 9999 0000"
@@ -116,8 +165,14 @@ def test_xero_update_mirrors_zoho_and_latest_change_wins() -> None:
     # what we write comes back as Xero's values: no write the other way (no loop)
     echoed = contact(Phones=[{"PhoneType": "DEFAULT", "PhoneNumber": "02 9999 0000"}])
     assert xero_update(echoed, account, DEFAULT_CONTACT_FIELDS)[0] is None
-    assert zoho_update(echoed, {**account, "Modified_Time": "2026-01-01T00:00:00+00:00"},
-                       DEFAULT_CONTACT_FIELDS)[0] is None
+    assert (
+        zoho_update(
+            echoed,
+            {**account, "Modified_Time": "2026-01-01T00:00:00+00:00"},
+            DEFAULT_CONTACT_FIELDS,
+        )[0]
+        is None
+    )
 
 
 @pytest.mark.integration
@@ -134,14 +189,16 @@ def test_a_zoho_account_edit_reaches_the_linked_xero_contact_and_does_not_loop(
     stack.start_worker(concurrency=2)
     account, [record] = seed(stack, [date.today() + timedelta(days=30)])
     xero_id = sync(stack, [record], wait_for_outcomes)[record]
-    contact_id = next(
-        i for i in stack.xero.invoices(tenant) if i["InvoiceID"] == xero_id
-    )["Contact"]["ContactID"]
+    contact_id = next(i for i in stack.xero.invoices(tenant) if i["InvoiceID"] == xero_id)[
+        "Contact"
+    ]["ContactID"]
     time.sleep(1.1)  # Zoho's Modified_Time and Xero's UpdatedDateUTC: the edit is later
     stack.zoho.update(org, "Accounts", account, {"Billing_City": "Darwin", "Phone": "08 1234"})
-    answer = httpx.post(f"{relay}/webhooks/zoho/{conn.name}", headers={
-        "X-Zxs-Token": OPTIONS["zoho_webhook_token"]},
-        json={"module": "Accounts", "id": account, "operation": "update"})
+    answer = httpx.post(
+        f"{relay}/webhooks/zoho/{conn.name}",
+        headers={"X-Zxs-Token": OPTIONS["zoho_webhook_token"]},
+        json={"module": "Accounts", "id": account, "operation": "update"},
+    )
     assert answer.status_code == 200, answer.text
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

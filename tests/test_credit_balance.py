@@ -42,12 +42,25 @@ def test_overpayments_prepayments_and_refunds_reach_the_credit_balance_by_reconc
 
     stack.xero.webhooks.pause(tenant)  # only the reconcile net can see what follows
     with stack.xero.lock:
-        note, errors = stack.xero.save_credit_note(tenant, {
-            "Type": "ACCRECCREDIT", "Status": "AUTHORISED", "Contact": {"ContactID": contact},
-            "CurrencyCode": "AUD", "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "Goodwill", "Quantity": 1, "UnitAmount": 30,
-                           "AccountCode": "200"}],
-        }, unitdp=2)
+        note, errors = stack.xero.save_credit_note(
+            tenant,
+            {
+                "Type": "ACCRECCREDIT",
+                "Status": "AUTHORISED",
+                "Contact": {"ContactID": contact},
+                "CurrencyCode": "AUD",
+                "LineAmountTypes": "NoTax",
+                "LineItems": [
+                    {
+                        "Description": "Goodwill",
+                        "Quantity": 1,
+                        "UnitAmount": 30,
+                        "AccountCode": "200",
+                    }
+                ],
+            },
+            unitdp=2,
+        )
     assert note is not None, errors
     over = stack.xero.add_prepaid(tenant, "Overpayments", contact, Decimal("20"))
     stack.xero.add_prepaid(tenant, "Prepayments", contact, Decimal("15"))
@@ -75,7 +88,11 @@ def test_a_credit_note_allocated_in_xero_moves_the_invoice_and_the_credit_balanc
     wait_zoho(stack, "Invoices", record, {"Xero_Payment_Status": "Unpaid"})
     stack.xero.apply_credit_note(tenant, xero_id, Decimal("40"), credit=Decimal("55"))
     started = time.monotonic()
-    wait_zoho(stack, "Invoices", record, {"Xero_Payment_Status": "Partially paid",
-                                          "Xero_Amount_Due": Decimal("60")})
+    wait_zoho(
+        stack,
+        "Invoices",
+        record,
+        {"Xero_Payment_Status": "Partially paid", "Xero_Amount_Due": Decimal("60")},
+    )
     wait_zoho(stack, "Accounts", account, {"Xero_Credit_Balance": Decimal("15")})
     print(f"credit note to Zoho field: {time.monotonic() - started:.2f}s")

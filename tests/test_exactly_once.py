@@ -382,9 +382,7 @@ def test_two_accounts_with_one_name_become_two_xero_contacts(
     assert sorted(contacts) == sorted(accounts)  # not merged
     assert contacts[accounts[0]]["Name"] == "Kiwi Traders Ltd"
     assert contacts[accounts[1]]["Name"] == "Kiwi Traders Ltd (Christchurch)"
-    by_invoice = {
-        inv["Contact"]["ContactID"] for inv in stack.xero.invoices(conn.xero_tenant_id)
-    }
+    by_invoice = {inv["Contact"]["ContactID"] for inv in stack.xero.invoices(conn.xero_tenant_id)}
     assert len(by_invoice) == 2
     notes = [e.get("detail", "") for e in RecordHistory(get_redis()).entries(keys[1])]
     assert any("belongs to the Xero contact of another Zoho account" in n for n in notes), notes

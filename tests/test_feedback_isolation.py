@@ -24,10 +24,14 @@ TENANT = "9f1c3a52-8a0e-4c1b-9d55-2f0a7e1b9c11"
 
 def raw_invoice(invoice_id: str, contact: str = "c-1", **fields: Any) -> dict[str, Any]:
     return {
-        "InvoiceID": invoice_id, "Type": "ACCREC", "Status": "AUTHORISED",
-        "Total": Decimal("100"), "AmountDue": Decimal("100"),
+        "InvoiceID": invoice_id,
+        "Type": "ACCREC",
+        "Status": "AUTHORISED",
+        "Total": Decimal("100"),
+        "AmountDue": Decimal("100"),
         "Contact": {"ContactID": contact, "Name": contact},
-        "UpdatedDateUTC": "/Date(1764115200000+0000)/", **fields,
+        "UpdatedDateUTC": "/Date(1764115200000+0000)/",
+        **fields,
     }
 
 
@@ -67,10 +71,16 @@ class FakeXero:
             return [XeroCreditNote.model_validate(n) for n in wanted]
         return [
             XeroCreditNote.model_validate(
-                {"CreditNoteID": f"n-{c}", "Type": "ACCRECCREDIT", "Status": "AUTHORISED",
-                 "RemainingCredit": amount, "Contact": {"ContactID": c}}
+                {
+                    "CreditNoteID": f"n-{c}",
+                    "Type": "ACCRECCREDIT",
+                    "Status": "AUTHORISED",
+                    "RemainingCredit": amount,
+                    "Contact": {"ContactID": c},
+                }
             )
-            for c, amount in self.credit.items() if c in where
+            for c, amount in self.credit.items()
+            if c in where
         ]
 
     def prepaid_any(self, collection: str, clauses: list[str], scope: str) -> list[Any]:
@@ -114,11 +124,14 @@ def ctx(redis_url: str) -> Iterator[Any]:
     yield context
 
 
-def job(ctx: Any, invoices: tuple[str, ...] | list[str] = (),
-        notes: tuple[str, ...] | list[str] = ()) -> PaymentFeedbackJob:
+def job(
+    ctx: Any, invoices: tuple[str, ...] | list[str] = (), notes: tuple[str, ...] | list[str] = ()
+) -> PaymentFeedbackJob:
     return PaymentFeedbackJob(
-        connection=ctx.connection.name, invoice_ids=list(invoices),
-        credit_note_ids=list(notes), event_id=uuid.uuid4().hex,
+        connection=ctx.connection.name,
+        invoice_ids=list(invoices),
+        credit_note_ids=list(notes),
+        event_id=uuid.uuid4().hex,
     )
 
 
@@ -197,9 +210,14 @@ def test_creditnote_events_update_amounts_due_and_the_credit_balance(ctx: Any) -
     xero.rows["i-1"] = raw_invoice("i-1", AmountDue=Decimal("40"), AmountCredited=Decimal("60"))
     xero.credit = {"c-1": Decimal("90"), "c-2": Decimal("25")}
     xero.notes = [
-        {"CreditNoteID": "cn-1", "Type": "ACCRECCREDIT", "Status": "AUTHORISED",
-         "RemainingCredit": Decimal("90"), "Contact": {"ContactID": "c-1"},
-         "Allocations": [{"Amount": Decimal("60"), "Invoice": {"InvoiceID": "i-1"}}]},
+        {
+            "CreditNoteID": "cn-1",
+            "Type": "ACCRECCREDIT",
+            "Status": "AUTHORISED",
+            "RemainingCredit": Decimal("90"),
+            "Contact": {"ContactID": "c-1"},
+            "Allocations": [{"Amount": Decimal("60"), "Invoice": {"InvoiceID": "i-1"}}],
+        },
         {"CreditNoteID": "cn-2", "Contact": {"ContactID": "c-2"}},  # unallocated, sparse
         {"CreditNoteID": "cn-3", "Contact": {"ContactID": "c-never-seen"}},
     ]

@@ -22,8 +22,16 @@ GOOD = "ops:a-long-operator-password"
 
 @pytest.mark.parametrize(
     "auth",
-    ["", "ops:change-me", "ops:CHANGE-ME", "ops", "ops:", ":password-long-enough", "ops:short",
-     f"{GOOD},admin:change-me"],
+    [
+        "",
+        "ops:change-me",
+        "ops:CHANGE-ME",
+        "ops",
+        "ops:",
+        ":password-long-enough",
+        "ops:short",
+        f"{GOOD},admin:change-me",
+    ],
 )
 def test_flower_refuses_missing_example_or_weak_credentials(auth: str) -> None:
     assert flower_auth_problem(auth)
@@ -36,8 +44,13 @@ def test_flower_accepts_real_credentials() -> None:
 @pytest.mark.integration
 def test_the_example_password_stops_zxsync_flower_with_one_line(tmp_path: object) -> None:
     env = {**os.environ, "FLOWER_BASIC_AUTH": "ops:change-me", "REDIS_URL": "redis://127.0.0.1:1/0"}
-    done = subprocess.run([sys.executable, "-m", "zxsync.cli", "flower"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "zxsync.cli", "flower"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stdout.strip().splitlines() == [
         "FLOWER_BASIC_AUTH: the password of 'ops' is the example's; choose your own"
@@ -63,12 +76,17 @@ def test_metrics_need_the_login_and_flower_listens_on_localhost(
 ) -> None:
     port = free_port()
     (tmp_path / "flower_auth").write_text(GOOD + "\n")  # as a Docker secret would hold it
-    env = {**os.environ, "FLOWER_BASIC_AUTH_FILE": str(tmp_path / "flower_auth"),
-           "REDIS_URL": redis_url}
+    env = {
+        **os.environ,
+        "FLOWER_BASIC_AUTH_FILE": str(tmp_path / "flower_auth"),
+        "REDIS_URL": redis_url,
+    }
     env.pop("FLOWER_BASIC_AUTH", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "zxsync.cli", "flower", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -80,8 +98,9 @@ def test_metrics_need_the_login_and_flower_listens_on_localhost(
         assert _get(f"{base}/metrics", "ops:wrong-password-here") == 401
         assert _get(f"{base}/metrics", GOOD) == 200
         assert _get(f"{base}/api/workers") == 401
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                                   text=True).stdout
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True
+        ).stdout
         local_addresses = [line.split()[3] for line in listening.splitlines()]
         assert local_addresses == [f"127.0.0.1:{port}"]
     finally:

@@ -80,8 +80,11 @@ def test_hosts_reach_the_hub_and_nothing_else(hosts: Hosts) -> None:
     assert connect(hosts.workers[0], hosts_module.HUB_ADDRESS) == 111
     assert connect(hosts.workers[1], Hosts.address(0)) == 111
     assert connect(hosts.workers[0], "1.1.1.1") == 101
-    assert subprocess.run(["ip", "-n", hosts.hub, "route"], capture_output=True,
-                          text=True).stdout.split("\n")[0].startswith(hosts_module.SUBNET)
+    assert (
+        subprocess.run(["ip", "-n", hosts.hub, "route"], capture_output=True, text=True)
+        .stdout.split("\n")[0]
+        .startswith(hosts_module.SUBNET)
+    )
 
 
 def test_the_reason_to_skip_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,12 +87,23 @@ def test_dockerfile_copies_the_tree_through_dockerignore_and_runs_as_non_root() 
 
 def test_context_leaves_out_secrets_tests_and_local_state(tmp_path: Path) -> None:
     rules = dockerignore_patterns()
-    for path in (".env", ".git/config", ".venv/bin/python", "tests/conftest.py",
-                 "bench/throughput.py", "workers/__pycache__/app.cpython-311.pyc",
-                 "secrets/xero_client_secret"):
+    for path in (
+        ".env",
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "bench/throughput.py",
+        "workers/__pycache__/app.cpython-311.pyc",
+        "secrets/xero_client_secret",
+    ):
         assert ignored(path, rules), f"{path} must not reach the image"
-    for path in ("pyproject.toml", "README.md", "relay/app.py", "workers/app.py",
-                 "schemas/job.schema.json"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "relay/app.py",
+        "workers/app.py",
+        "schemas/job.schema.json",
+    ):
         assert not ignored(path, rules), f"{path} is needed in the image"
 
 
@@ -102,18 +113,36 @@ def test_image_build_installs_and_every_service_command_starts(tmp_path: Path) -
     assert "relay/app.py" in copied
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(context)], check=True,
-                   cwd=tmp_path, timeout=240)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(wheels), str(context)],
+        check=True,
+        cwd=tmp_path,
+        timeout=240,
+    )
     (wheel,) = wheels.glob("*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "-q",
-                    "--disable-pip-version-check", "install", str(wheel)],
-                   check=True, timeout=400)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "-q",
+            "--disable-pip-version-check",
+            "install",
+            str(wheel),
+        ],
+        check=True,
+        timeout=400,
+    )
     workdir = tmp_path / "run"  # no .env, no source tree on the path: only the installed wheel
     workdir.mkdir()
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "ZXS_DATA_DIR": str(tmp_path / "data"), "LANG": "C.UTF-8"}
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ZXS_DATA_DIR": str(tmp_path / "data"),
+        "LANG": "C.UTF-8",
+    }
     commands = [
         [str(venv / "bin" / "zxsync"), "--help"],
         [str(venv / "bin" / "zxsync"), "relay", "--help"],
@@ -122,11 +151,16 @@ def test_image_build_installs_and_every_service_command_starts(tmp_path: Path) -
         [str(venv / "bin" / "celery"), "-A", "workers.app", "beat", "--help"],
     ]
     for command in commands:
-        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, f"{command[1:]} failed:\n{done.stderr[-2000:]}"
-    listing = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "-f",
-                              "zoho-xero-sync"], capture_output=True, text=True, env=env,
-                             check=True).stdout
+    listing = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "show", "-f", "zoho-xero-sync"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     assert "tests/" not in listing and "bench/" not in listing
     assert os.path.exists(venv / "bin" / "zxsync")

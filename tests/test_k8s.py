@@ -173,9 +173,10 @@ def test_postgres_keeps_its_data_on_a_volume_and_the_url_names_its_service(
     assert [t["metadata"]["name"] for t in postgres["spec"]["volumeClaimTemplates"]] == ["data"]
     assert "pg_isready" in container["readinessProbe"]["exec"]["command"]
     url = urlparse(secret_example()["zxsync"]["DATABASE_URL"])
-    assert url.scheme == "postgresql" and url.password == secret_example()["zxsync-postgres"][
-        "password"
-    ]
+    assert (
+        url.scheme == "postgresql"
+        and url.password == secret_example()["zxsync-postgres"]["password"]
+    )
     assert url.hostname is not None
     assert url.port in [p["port"] for p in named(docs, "Service")[url.hostname]["spec"]["ports"]]
 
@@ -230,9 +231,9 @@ def test_keda_scales_each_worker_group_on_the_backlog_of_exactly_its_queues(
         # a console or Prometheus down must not read as an empty queue mid-burst
         assert trigger["metadata"]["ignoreNullValues"] == "false", name
         assert scaled_object["spec"]["fallback"]["replicas"] >= 1, name
-        assert 1 <= scaled_object["spec"]["minReplicaCount"] < scaled_object["spec"][
-            "maxReplicaCount"
-        ]
+        assert (
+            1 <= scaled_object["spec"]["minReplicaCount"] < scaled_object["spec"]["maxReplicaCount"]
+        )
 
 
 def test_redis_is_a_sentinel_set_under_the_master_name_the_processes_use(
@@ -251,7 +252,8 @@ def test_redis_is_a_sentinel_set_under_the_master_name_the_processes_use(
     redis_set = named(docs, "StatefulSet")["zxsync-redis"]
     assert redis_set["spec"]["replicas"] == 3
     assert {c["name"] for c in redis_set["spec"]["template"]["spec"]["containers"]} == {
-        "redis", "sentinel",
+        "redis",
+        "sentinel",
     }
 
 
@@ -266,7 +268,10 @@ def test_redis_is_a_sentinel_set_under_the_master_name_the_processes_use(
     ],
 )
 def test_a_redis_pod_takes_the_role_the_sentinels_know(
-    docs: list[dict[str, Any]], tmp_path: Path, pod: str, sentinels_say: str,
+    docs: list[dict[str, Any]],
+    tmp_path: Path,
+    pod: str,
+    sentinels_say: str,
     replica_of: str | None,
 ) -> None:
     domain = "zxsync-redis.zxsync.svc.cluster.local"
@@ -278,8 +283,11 @@ def test_a_redis_pod_takes_the_role_the_sentinels_know(
     fake.write_text(f"#!/bin/sh\n{answer}\n")
     fake.chmod(0o755)
     env = {
-        "PATH": f"{fake.parent}:{os.environ['PATH']}", "HOSTNAME": pod,
-        "POD_NAMESPACE": "zxsync", "REDIS_PASSWORD": "pw", "REDIS_DATA": str(tmp_path),
+        "PATH": f"{fake.parent}:{os.environ['PATH']}",
+        "HOSTNAME": pod,
+        "POD_NAMESPACE": "zxsync",
+        "REDIS_PASSWORD": "pw",
+        "REDIS_DATA": str(tmp_path),
     }
     subprocess.run(["sh", str(tmp_path / "configure.sh")], env=env, check=True, timeout=30)
     redis_conf = (tmp_path / "conf" / "redis.conf").read_text()

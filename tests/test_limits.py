@@ -154,8 +154,9 @@ def test_the_window_follows_the_phase_xero_reports(client: redis.Redis) -> None:
 
 def test_rolling_windows_free_a_call_when_the_oldest_ages_out(client: redis.Redis) -> None:
     key = f"zxs:rl:test:{uuid.uuid4().hex[:8]}"
-    lim = RateLimiter(client, "Zoho", key, [Window("day", key + ":day", 2, 0.5, fixed=False)],
-                      5, 5.0, 0.0)
+    lim = RateLimiter(
+        client, "Zoho", key, [Window("day", key + ":day", 2, 0.5, fixed=False)], 5, 5.0, 0.0
+    )
     lim.release(lim.acquire())
     time.sleep(0.2)
     lim.release(lim.acquire())

@@ -31,7 +31,11 @@ def _restore_environment() -> Iterator[None]:
 
 
 def run(
-    stack: Any, wait: Callable[..., Any], invoices: int, workers: int, per_worker: int,
+    stack: Any,
+    wait: Callable[..., Any],
+    invoices: int,
+    workers: int,
+    per_worker: int,
     timeout: float,
 ) -> tuple[list[str], float]:
     """Seed, start workers, warm up with one invoice, then time the rest."""
@@ -82,8 +86,10 @@ def test_eight_worker_processes_stay_under_the_minute_limit(
     calls = stats["calls"][tenant] - xero_before["calls"].get(tenant, 0)
     floor = (calls - 60) / 60 * minute  # the first window's 60 calls need no wait
     rate = calls / elapsed * minute
-    print(f"\n{len(ids)} invoices, {calls} Xero calls in {elapsed:.1f}s: {rate:.1f}/minute "
-          f"(limit 60), floor {floor:.1f}s, 429s {stats['rate_limited']}")
+    print(
+        f"\n{len(ids)} invoices, {calls} Xero calls in {elapsed:.1f}s: {rate:.1f}/minute "
+        f"(limit 60), floor {floor:.1f}s, 429s {stats['rate_limited']}"
+    )
     assert stats["rate_limited"]["minute"] == 0
     assert stats["rate_limited"]["concurrent"] == 0
     assert_exactly_once(stack, ids)
@@ -102,8 +108,10 @@ def test_tokens_expiring_every_few_seconds_cause_no_failure(
     )
     ids, elapsed = run(stack, wait_for_outcomes, 100, workers=2, per_worker=2, timeout=120)
     xero, zoho = stack.xero.stats(), stack.zoho.stats()
-    print(f"\n{elapsed:.1f}s: {xero['token_refreshes']} Xero and {zoho['token_refreshes']} Zoho "
-          "refreshes")
+    print(
+        f"\n{elapsed:.1f}s: {xero['token_refreshes']} Xero and {zoho['token_refreshes']} Zoho "
+        "refreshes"
+    )
     assert elapsed > 6 and xero["token_refreshes"] >= 3 and zoho["token_refreshes"] >= 1
     assert "400" not in xero["status"], xero["status"]  # no invalid_grant, no refusal at all
     assert zoho["status"].get(400, 0) == 0, zoho["status"]
@@ -115,7 +123,10 @@ def test_injected_5xx_timeouts_and_drops_create_every_invoice_once(
 ) -> None:
     stack = make_stack(
         sandbox=SandboxConfig(
-            minute_seconds=6.0, fault_rate=0.1, timeout_rate=0.05, drop_rate=0.05,
+            minute_seconds=6.0,
+            fault_rate=0.1,
+            timeout_rate=0.05,
+            drop_rate=0.05,
             timeout_seconds=2.0,
         ),
         extra_env={

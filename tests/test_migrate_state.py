@@ -52,9 +52,17 @@ def test_links_history_and_dead_letters_move_from_redis_and_an_edit_creates_no_d
             dumps({"at": entry.at, "stage": entry.stage, "event": entry.event}),
         )
     old_letter = {
-        "stage": "zxsync.fetch_record", "connection": conn.name, "module": "Invoices",
-        "record_id": "old-1", "error_kind": "invalid_record", "error": "was bad", "hint": "",
-        "field": "Invoice_Date", "attempts": "1", "payload": "{}", "traceback": "",
+        "stage": "zxsync.fetch_record",
+        "connection": conn.name,
+        "module": "Invoices",
+        "record_id": "old-1",
+        "error_kind": "invalid_record",
+        "error": "was bad",
+        "hint": "",
+        "field": "Invoice_Date",
+        "attempts": "1",
+        "payload": "{}",
+        "traceback": "",
         "failed_at": "2026-01-01T00:00:00+00:00",
     }
     redis_client.xadd("zxs:dlq", old_letter)  # type: ignore[arg-type]  # redis-py: invariant dict

@@ -263,12 +263,25 @@ def test_an_unallocated_credit_note_reaches_the_zoho_account_through_its_webhook
     contact = stack.xero.invoices(tenant)
     contact_id = next(i for i in contact if i["InvoiceID"] == xero_id)["Contact"]["ContactID"]
     with stack.xero.lock:
-        note, errors = stack.xero.save_credit_note(tenant, {
-            "Type": "ACCRECCREDIT", "Status": "AUTHORISED", "Contact": {"ContactID": contact_id},
-            "CurrencyCode": "AUD", "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "Goodwill", "Quantity": 1, "UnitAmount": 30,
-                           "AccountCode": "200"}],
-        }, unitdp=2)
+        note, errors = stack.xero.save_credit_note(
+            tenant,
+            {
+                "Type": "ACCRECCREDIT",
+                "Status": "AUTHORISED",
+                "Contact": {"ContactID": contact_id},
+                "CurrencyCode": "AUD",
+                "LineAmountTypes": "NoTax",
+                "LineItems": [
+                    {
+                        "Description": "Goodwill",
+                        "Quantity": 1,
+                        "UnitAmount": 30,
+                        "AccountCode": "200",
+                    }
+                ],
+            },
+            unitdp=2,
+        )
     assert note is not None, errors
     wait_zoho(stack, "Accounts", account, {"Xero_Credit_Balance": 30})
     assert all(d.status == 200 for d in stack.xero.webhooks.deliveries)

@@ -214,8 +214,10 @@ def test_a_signed_delivery_with_categories_we_do_not_handle_still_feeds_its_invo
         {"events": events, "firstEventSequence": 1, "lastEventSequence": 6, "entropy": "E"}
     ).encode()
     assert post_xero(client, body).status_code == 200
-    jobs = {(job["connection"], tuple(job["invoice_ids"]), tuple(job.get("credit_note_ids", [])))
-            for _, job in sent}
+    jobs = {
+        (job["connection"], tuple(job["invoice_ids"]), tuple(job.get("credit_note_ids", [])))
+        for _, job in sent
+    }
     assert jobs == {("acme", ("inv-1", "inv-3"), ()), ("acme", (), ("cn-1",))}
     assert {name for name, _ in sent} == {"zxsync.payment_feedback"}
     assert post_xero(client, body, key="wrong-key").status_code == 401
@@ -255,8 +257,9 @@ def test_zoho_notifications_and_workflow_webhooks_enqueue_one_ingest_job_per_id(
 
 
 def test_the_relay_answers_503_and_releases_its_claims_when_the_broker_fails() -> None:
-    connections = [{"name": "acme", "xero_tenant_id": TENANT, "zoho_org_id": "o",
-                    "xero_webhook_key": KEY}]
+    connections = [
+        {"name": "acme", "xero_tenant_id": TENANT, "zoho_org_id": "o", "xero_webhook_key": KEY}
+    ]
     calls: list[str] = []
 
     def broken(name: str, args: list[Any]) -> None:

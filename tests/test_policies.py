@@ -262,9 +262,7 @@ def app_tasks() -> dict[str, Any]:
     # the product's tasks: not Celery's built-ins, nor a stage a test module registers for
     # itself (its prefix: zxsync.test_)
     return {
-        name: t
-        for name, t in app.tasks.items()
-        if not name.startswith(("celery.", "zxsync.test_"))
+        name: t for name, t in app.tasks.items() if not name.startswith(("celery.", "zxsync.test_"))
     }
 
 

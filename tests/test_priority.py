@@ -91,12 +91,25 @@ def test_backfill_jobs_go_last_at_the_door_and_at_every_stage(
     pipeline.send_job(pipeline.INGEST_TASK, [{**job("idle"), "event_id": "live-1"}])
     assert [options["priority"] for _, options in sent] == [PRIORITY_STEPS[-1], 0]
     chains: list[dict[str, Any]] = []
-    monkeypatch.setattr(pipeline, "chain", lambda *sigs: type(
-        "C", (), {"apply_async": lambda self: chains.append(dict(sigs[0].options))})())
+    monkeypatch.setattr(
+        pipeline,
+        "chain",
+        lambda *sigs: type(
+            "C", (), {"apply_async": lambda self: chains.append(dict(sigs[0].options))}
+        )(),
+    )
     for event_id in ("backfill-2", "live-2"):
-        pipeline.start_pipeline(StageMessage(job=SyncJob(
-            connection="idle", module="Invoices", record_id="2", event="insert",
-            event_id=event_id)))
+        pipeline.start_pipeline(
+            StageMessage(
+                job=SyncJob(
+                    connection="idle",
+                    module="Invoices",
+                    record_id="2",
+                    event="insert",
+                    event_id=event_id,
+                )
+            )
+        )
     assert [c["priority"] for c in chains] == [PRIORITY_STEPS[-1], 0]
 
 
@@ -119,10 +132,20 @@ def test_every_stage_is_shown_by_its_record_key_not_by_the_whole_message(
 
     monkeypatch.setattr(pipeline, "get_redis", lambda: fakeredis.FakeRedis())
     chains: list[list[dict[str, Any]]] = []
-    monkeypatch.setattr(pipeline, "chain", lambda *sigs: type(
-        "C", (), {"apply_async": lambda self: chains.append([dict(s.options) for s in sigs])})())
-    pipeline.start_pipeline(StageMessage(job=SyncJob(
-        connection="acme", module="Invoices", record_id="7", event="insert", event_id="e-7")))
+    monkeypatch.setattr(
+        pipeline,
+        "chain",
+        lambda *sigs: type(
+            "C", (), {"apply_async": lambda self: chains.append([dict(s.options) for s in sigs])}
+        )(),
+    )
+    pipeline.start_pipeline(
+        StageMessage(
+            job=SyncJob(
+                connection="acme", module="Invoices", record_id="7", event="insert", event_id="e-7"
+            )
+        )
+    )
     [options] = chains
     assert len(options) == len(pipeline.SALES_STAGES)
     assert {o["argsrepr"] for o in options} == {"('acme:Invoices:7',)"}

@@ -108,15 +108,17 @@ def test_total_tax_rounding_is_carried_and_a_real_mismatch_is_an_error() -> None
     result = map_purchase_order(po(lines, "0.11"), "c", PRODUCTS, CONN, RATES)
     assert result.xero_total == D("0.11")
     with pytest.raises(TotalMismatch, match=r"Grand_Total 5\.00"):
-        map_purchase_order(po([line("1", "1", "1.00", tax="0.10")], "5.00"), "c", PRODUCTS,
-                           CONN, RATES)
+        map_purchase_order(
+            po([line("1", "1", "1.00", tax="0.10")], "5.00"), "c", PRODUCTS, CONN, RATES
+        )
 
 
 def test_an_unmapped_purchase_tax_names_the_setting() -> None:
     conn = CONN.model_copy(update={"purchase_tax_types": {}})
     with pytest.raises(InvalidRecord, match="no Xero TaxType"):
-        map_purchase_order(po([line("1", "1", "1.00", tax="0.10")], "1.10"), "c", PRODUCTS,
-                           conn, RATES)
+        map_purchase_order(
+            po([line("1", "1", "1.00", tax="0.10")], "1.10"), "c", PRODUCTS, conn, RATES
+        )
 
 
 def test_vendor_contact_and_purchased_item() -> None:

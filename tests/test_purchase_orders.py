@@ -165,7 +165,8 @@ def test_edits_update_cancellations_delete_and_a_billed_order_refuses_edits(
     stack.zoho.update(org, MODULE, edited, {"Purchase_Items": new_lines})
     stack.zoho.update(org, MODULE, cancelled, {"Status": "Cancelled"})
     order = next(
-        po for po in stack.xero.purchase_orders(tenant)
+        po
+        for po in stack.xero.purchase_orders(tenant)
         if po["Reference"] == dataset.purchase_orders[2]["PO_Number"]
     )
     stack.xero.bill_purchase_order(tenant, order["PurchaseOrderID"])
@@ -183,7 +184,8 @@ def test_edits_update_cancellations_delete_and_a_billed_order_refuses_edits(
     assert orders[dataset.purchase_orders[1]["PO_Number"]]["Status"] == "DELETED"
     assert stack.zoho.get(org, MODULE, cancelled)["Xero_PO_Status"] == "DELETED"
     letters = [
-        dl for dl in DeadLetterStore(get_redis()).list(10_000)
+        dl
+        for dl in DeadLetterStore(get_redis()).list(10_000)
         if dl.connection == conn.name and dl.record_id == billed
     ]
     assert len(letters) == 1 and letters[0].error_kind == "invalid_record"

@@ -32,8 +32,11 @@ SMTP_PASSWORD = "planted-smtp-pw-99"
 @pytest.fixture(autouse=True)
 def configured(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Settings with a planted SMTP password and Redis password (read by the redaction)."""
-    settings = Settings(_env_file=None, zxs_smtp_password=SMTP_PASSWORD,
-                        redis_url=f"redis://:{REDIS_PASSWORD}@redis:6379/0")
+    settings = Settings(
+        _env_file=None,
+        zxs_smtp_password=SMTP_PASSWORD,
+        redis_url=f"redis://:{REDIS_PASSWORD}@redis:6379/0",
+    )
     monkeypatch.setattr("workers.settings.get_settings", lambda: settings)
     redact_module._configured_secrets.cache_clear()
     yield
@@ -68,8 +71,12 @@ def test_structlog_lines_are_redacted(json_output: bool) -> None:
     configure_logging("INFO", json_output)
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(out))
     try:
-        structlog.get_logger("t").error("alert.failed", url=SLACK, error=f"Bearer {JWT}",
-                                        nested={"password": SMTP_PASSWORD, "tok": ZOHO})
+        structlog.get_logger("t").error(
+            "alert.failed",
+            url=SLACK,
+            error=f"Bearer {JWT}",
+            nested={"password": SMTP_PASSWORD, "tok": ZOHO},
+        )
     finally:
         structlog.reset_defaults()
     line = out.getvalue()
@@ -80,8 +87,13 @@ def test_structlog_lines_are_redacted(json_output: bool) -> None:
 
 def test_access_log_lines_lose_their_query_strings() -> None:
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "POST", "/webhooks/zoho/acme?token=zoho-token-1", "1.1", 200), None,
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/webhooks/zoho/acme?token=zoho-token-1", "1.1", 200),
+        None,
     )
     assert RedactingFilter().filter(record)
     assert record.getMessage() == (
@@ -106,8 +118,17 @@ def test_the_zoho_refresh_sends_the_client_secret_in_the_body_not_the_url() -> N
 
 def test_a_bad_connection_names_the_field_and_never_prints_a_token() -> None:
     token = secrets.token_urlsafe(24)
-    raw = json.dumps([{"name": "acme", "xero_tenant_id": "t", "zoho_org_id": "o",
-                       "zoho_refresh_token": token, "xero_webhook_key": ["not", token]}])
+    raw = json.dumps(
+        [
+            {
+                "name": "acme",
+                "xero_tenant_id": "t",
+                "zoho_org_id": "o",
+                "zoho_refresh_token": token,
+                "xero_webhook_key": ["not", token],
+            }
+        ]
+    )
     with pytest.raises(ConfigurationError) as error:
         Settings(_env_file=None, zxs_connections=raw).connections()
     message = str(error.value)

@@ -38,8 +38,19 @@ class Server:
         assert REDIS_SERVER is not None
         if self.sentinel_of is None:
             return [
-                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
                 *self.extra,
             ]
         conf = self.directory / "sentinel.conf"
@@ -169,7 +180,12 @@ def test_a_sentinel_failover_mid_burst_loses_and_duplicates_nothing(
     servers.append(Server(tmp_path / "sentinel", sentinel_port, sentinel_of=master.port).start())
     url = f"sentinel://127.0.0.1:{sentinel_port}/0"
     report = run_chaos(
-        invoices=60, workers=1, concurrency=2, kill_every=0, timeout=240, redis_url=url,
+        invoices=60,
+        workers=1,
+        concurrency=2,
+        kill_every=0,
+        timeout=240,
+        redis_url=url,
         fail_redis=master.kill,
     )
     print("\n".join(report.lines()))
@@ -199,7 +215,9 @@ def test_the_health_check_reaches_redis_through_a_sentinel_url(
         return subprocess.run(
             [sys.executable, "-m", "zxsync.cli", "health", "--redis"],
             env={**env, "REDIS_URL": url, "ZXS_DATA_DIR": str(tmp_path / "data")},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     fine = health(f"sentinel://127.0.0.1:{sentinel_port}/0")

@@ -141,8 +141,19 @@ raw_bodies = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=200).map(str.encode),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.sampled_from([b"", b"{", b"[" * 50_000, b"{}" * 10, b"\xff\xfe{}", b'{"a":1e999999}',
-                     b"1" * 5000, b'"\\ud800"', b"null"]),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"[" * 50_000,
+            b"{}" * 10,
+            b"\xff\xfe{}",
+            b'{"a":1e999999}',
+            b"1" * 5000,
+            b'"\\ud800"',
+            b"null",
+        ]
+    ),
 )
 connection_names = st.one_of(
     st.sampled_from(["acme", "tokenless", "nobody", "ACME", "acme.", "..", "%2e"]),
@@ -158,8 +169,13 @@ def signed(body: bytes) -> dict[str, str]:
 
 
 @FUZZ
-@given(body=raw_bodies, signature=st.one_of(st.none(), st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)))
+@given(
+    body=raw_bodies,
+    signature=st.one_of(
+        st.none(),
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60),
+    ),
+)
 def test_unsigned_or_forged_xero_deliveries_are_401_with_a_reason(
     body: bytes, signature: str | None
 ) -> None:

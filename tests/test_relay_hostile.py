@@ -21,8 +21,15 @@ from relay.app import MAX_BODY_BYTES, Rejected, _body, create_relay_app
 from workers.settings import Settings
 
 TOKEN = "zoho-token-0123456789"
-CONNECTIONS = [{"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "org",
-                "zoho_webhook_token": TOKEN, "xero_webhook_key": "k" * 20}]
+CONNECTIONS = [
+    {
+        "name": "acme",
+        "xero_tenant_id": "t-1",
+        "zoho_org_id": "org",
+        "zoho_webhook_token": TOKEN,
+        "xero_webhook_key": "k" * 20,
+    }
+]
 SETTINGS = Settings(zxs_connections=json.dumps(CONNECTIONS))
 GOOD = {"module": "Invoices", "id": "123", "operation": "edit"}
 
@@ -30,7 +37,8 @@ GOOD = {"module": "Invoices", "id": "123", "operation": "edit"}
 def client(send: Any = None, store: Any = None) -> tuple[TestClient, list[Any]]:
     sent: list[Any] = []
     app = create_relay_app(
-        SETTINGS, send or (lambda name, args: sent.append((name, args[0]))),
+        SETTINGS,
+        send or (lambda name, args: sent.append((name, args[0]))),
         store or fakeredis.FakeRedis(),
     )
     return TestClient(app), sent
@@ -48,8 +56,13 @@ def request(headers: dict[str, str], chunks: Any) -> tuple[Request, list[int]]:
         read.append(len(chunk))
         return {"type": "http.request", "body": chunk, "more_body": True}
 
-    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
-             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
     return Request(scope, receive), read
 
 
@@ -83,8 +96,7 @@ def test_a_slow_body_times_out_with_408(monkeypatch: pytest.MonkeyPatch) -> None
             await asyncio.sleep(0.1)
             return {"type": "http.request", "body": b"x", "more_body": True}
 
-        scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
-                 "headers": []}
+        scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"", "headers": []}
         await _body(Request(scope, receive))
 
     started = time.monotonic()
@@ -106,8 +118,14 @@ def test_the_workflow_token_in_a_header_is_checked_before_the_body_is_read() -> 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent_messages.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/webhooks/zoho/acme",
-             "query_string": b"", "headers": [(b"x-zxs-token", b"wrong")], "app": app}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/webhooks/zoho/acme",
+        "query_string": b"",
+        "headers": [(b"x-zxs-token", b"wrong")],
+        "app": app,
+    }
     asyncio.run(app(scope, receive, send))
     assert sent_messages[0]["status"] == 401 and read == []
 
@@ -119,8 +137,11 @@ def test_the_workflow_token_may_travel_in_the_body(kind: str) -> None:
         fields = {**GOOD, "id": str(len(sent) + 100)}
         if token is not None:
             fields["token"] = token
-        answer = (http.post("/webhooks/zoho/acme", data=fields) if kind == "form"
-                  else http.post("/webhooks/zoho/acme", json=fields))
+        answer = (
+            http.post("/webhooks/zoho/acme", data=fields)
+            if kind == "form"
+            else http.post("/webhooks/zoho/acme", json=fields)
+        )
         assert answer.status_code == status, answer.text
     assert len(sent) == 1 and "token" not in json.dumps(sent)
 

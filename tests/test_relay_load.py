@@ -53,16 +53,30 @@ class Relay:
     def __init__(self, redis_url: str, tmp: Path, connection: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        conns = [{"name": connection, "xero_tenant_id": f"t-{connection}", "zoho_org_id": "o",
-                  "zoho_webhook_token": TOKEN}]
+        conns = [
+            {
+                "name": connection,
+                "xero_tenant_id": f"t-{connection}",
+                "zoho_org_id": "o",
+                "zoho_webhook_token": TOKEN,
+            }
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ZXS_", "REDIS"))}
-        env.update(REDIS_URL=redis_url, ZXS_CONNECTIONS=json.dumps(conns),
-                   ZXS_DATA_DIR=str(tmp / "data"), ZXS_LOG_LEVEL="INFO",
-                   PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        env.update(
+            REDIS_URL=redis_url,
+            ZXS_CONNECTIONS=json.dumps(conns),
+            ZXS_DATA_DIR=str(tmp / "data"),
+            ZXS_LOG_LEVEL="INFO",
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
         self.log = (tmp / "relay.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "zxsync.cli", "relay", "--port", str(self.port)],
-            cwd=tmp, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -81,9 +95,12 @@ class Relay:
 
 
 def webhook(relay: Relay, connection: str, record: int, timeout: float = 10) -> httpx.Response:
-    return httpx.post(f"{relay.url}/webhooks/zoho/{connection}",
-                      json={"module": "Invoices", "id": str(record), "operation": "edit"},
-                      headers={"x-zxs-token": TOKEN}, timeout=timeout)
+    return httpx.post(
+        f"{relay.url}/webhooks/zoho/{connection}",
+        json={"module": "Invoices", "id": str(record), "operation": "edit"},
+        headers={"x-zxs-token": TOKEN},
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -163,12 +180,15 @@ async def _slow_head(port: int, results: list[float], started: float) -> None:
     writer.close()
 
 
-async def _slow_body(port: int, connection: str, results: list[tuple[float, bytes]],
-                     started: float) -> None:
+async def _slow_body(
+    port: int, connection: str, results: list[tuple[float, bytes]], started: float
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST /webhooks/zoho/{connection} HTTP/1.1\r\nHost: relay\r\n"
-                 f"X-Zxs-Token: {TOKEN}\r\nContent-Type: application/json\r\n"
-                 "Content-Length: 1000\r\n\r\n{".encode())
+    writer.write(
+        f"POST /webhooks/zoho/{connection} HTTP/1.1\r\nHost: relay\r\n"
+        f"X-Zxs-Token: {TOKEN}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n{".encode()
+    )
     answer = b""
     try:
         while not answer:
@@ -190,8 +210,10 @@ async def _slow_body(port: int, connection: str, results: list[tuple[float, byte
 async def _huge(port: int, connection: str, chunked: bool, sent: list[int]) -> None:
     _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {HUGE}"
-    writer.write(f"POST /webhooks/zoho/{connection} HTTP/1.1\r\nHost: relay\r\n"
-                 f"X-Zxs-Token: {TOKEN}\r\n{length}\r\n\r\n".encode())
+    writer.write(
+        f"POST /webhooks/zoho/{connection} HTTP/1.1\r\nHost: relay\r\n"
+        f"X-Zxs-Token: {TOKEN}\r\n{length}\r\n\r\n".encode()
+    )
     chunk = b"x" * 65536
     frame = b"10000\r\n" + chunk + b"\r\n" if chunked else chunk
     total = 0
@@ -229,22 +251,31 @@ async def _attack(relay: Relay, connection: str, seconds: float) -> dict[str, An
                 answer = await client.post(
                     f"{relay.url}/webhooks/zoho/{connection}",
                     json={"module": "Invoices", "id": str(record), "operation": "edit"},
-                    headers={"x-zxs-token": TOKEN})
+                    headers={"x-zxs-token": TOKEN},
+                )
                 latencies.append(time.monotonic() - t0)
                 statuses.append(answer.status_code)
                 await asyncio.sleep(0.05)
 
     tasks = [asyncio.create_task(_slow_head(relay.port, heads, started)) for _ in range(200)]
-    tasks += [asyncio.create_task(_slow_body(relay.port, connection, bodies, started))
-              for _ in range(50)]
-    tasks += [asyncio.create_task(_huge(relay.port, connection, i % 2 == 1, huge))
-              for i in range(8)]
+    tasks += [
+        asyncio.create_task(_slow_body(relay.port, connection, bodies, started)) for _ in range(50)
+    ]
+    tasks += [
+        asyncio.create_task(_huge(relay.port, connection, i % 2 == 1, huge)) for i in range(8)
+    ]
     await asyncio.gather(sample(), good())
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"heads": heads, "bodies": bodies, "huge": huge, "peak": max(peak),
-            "latencies": latencies, "statuses": statuses}
+    return {
+        "heads": heads,
+        "bodies": bodies,
+        "huge": huge,
+        "peak": max(peak),
+        "latencies": latencies,
+        "statuses": statuses,
+    }
 
 
 def test_hostile_traffic_leaves_memory_bounded_and_good_requests_served(
@@ -264,12 +295,14 @@ def test_hostile_traffic_leaves_memory_bounded_and_good_requests_served(
         growth = float(figures["peak"]) - idle
         heads = figures["heads"]
         bodies = figures["bodies"]
-        print(f"\nrelay under attack: idle {idle:.0f} MB, peak {figures['peak']:.0f} MB "
-              f"(+{growth:.0f} MB); good requests {len(latencies)}, p50 {p50 * 1000:.0f} ms, "
-              f"p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; slow heads cut: "
-              f"{len(heads)}/200 by {max(heads, default=0):.1f} s; slow bodies answered: "
-              f"{len(bodies)}/50; huge bodies: sent at most "
-              f"{max(figures['huge'], default=0) / 1e6:.1f} MB before the relay closed")
+        print(
+            f"\nrelay under attack: idle {idle:.0f} MB, peak {figures['peak']:.0f} MB "
+            f"(+{growth:.0f} MB); good requests {len(latencies)}, p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; slow heads cut: "
+            f"{len(heads)}/200 by {max(heads, default=0):.1f} s; slow bodies answered: "
+            f"{len(bodies)}/50; huge bodies: sent at most "
+            f"{max(figures['huge'], default=0) / 1e6:.1f} MB before the relay closed"
+        )
         assert set(figures["statuses"]) == {200}, "every good request was served"
         assert len(latencies) >= 50 and p99 < 1.0
         assert growth < MEMORY_CEILING_MB

@@ -86,7 +86,10 @@ def test_no_operation_ever_answers_a_server_error(case: Any) -> None:
         assert response.status_code < 500, (response.status_code, response.content[:300])
         if response.status_code >= 400 and case.operation.path != "/health":
             assert response.headers.get("content-type") == "application/json", (
-                response.status_code, response.content[:200], kwargs.get("url"))
+                response.status_code,
+                response.content[:200],
+                kwargs.get("url"),
+            )
             error = response.json()["error"]
             assert isinstance(error, str) and error.strip()
             assert SENT == []

@@ -16,8 +16,11 @@ def test_the_granular_set_is_minimal_and_covers_every_feature() -> None:
     granular = set(XERO_SCOPES["granular"].split())
     assert "accounting.transactions" not in granular
     assert granular == {
-        "offline_access", "accounting.invoices", "accounting.payments.read",
-        "accounting.contacts", "accounting.settings.read",
+        "offline_access",
+        "accounting.invoices",
+        "accounting.payments.read",
+        "accounting.contacts",
+        "accounting.settings.read",
     }
     assert missing_scopes(frozenset(granular)) == []
     assert missing_scopes(frozenset(XERO_SCOPES["broad"].split())) == []
@@ -38,8 +41,6 @@ def test_missing_scopes_are_named_per_feature() -> None:
 
 def browser(url: str) -> None:
     httpx.get(url, follow_redirects=True, timeout=10).raise_for_status()
-
-
 
 
 @pytest.mark.integration
@@ -98,9 +99,13 @@ def test_tokens_stored_before_scopes_were_recorded_are_read_from_their_jwt() -> 
 
     from clients.tokens import TokenSet
 
-    claims = base64.urlsafe_b64encode(
-        json.dumps({"scope": ["offline_access", "accounting.transactions"]}).encode()
-    ).decode().rstrip("=")
+    claims = (
+        base64.urlsafe_b64encode(
+            json.dumps({"scope": ["offline_access", "accounting.transactions"]}).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
     old = TokenSet(f"e30.{claims}.sig", "refresh", 0.0)
     assert old.scopes() == frozenset({"offline_access", "accounting.transactions"})
     assert dict(missing_scopes(old.scopes() or frozenset()))["contacts"] == "accounting.contacts"

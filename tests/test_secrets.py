@@ -144,8 +144,10 @@ def test_planted_secrets_stay_out_of_the_relays_access_and_structured_logs(
         assert httpx.post(url, headers={"x-zxs-token": TOKEN}, json=change).status_code == 200
         assert httpx.post(url, data={**change, "token": TOKEN}).status_code == 200
         assert httpx.post(url, params={"token": TOKEN + "x"}, json=change).status_code == 401
-        assert httpx.post(f"{url}/notifications", json={**change, "token": TOKEN + "y"}
-                          ).status_code == 401
+        assert (
+            httpx.post(f"{url}/notifications", json={**change, "token": TOKEN + "y"}).status_code
+            == 401
+        )
     finally:
         relay.stop()
     output = (tmp_path / "relay.log").read_text()

@@ -59,8 +59,12 @@ def api(fresh: ZohoSandbox) -> Iterator[TestClient]:
     with TestClient(create_zoho_app(fresh)) as http:
         token = http.post(
             "/oauth/v2/token",
-            params={"grant_type": "refresh_token", "client_id": CLIENT[0],
-                    "client_secret": CLIENT[1], "refresh_token": CLIENT[2]},
+            params={
+                "grant_type": "refresh_token",
+                "client_id": CLIENT[0],
+                "client_secret": CLIENT[1],
+                "refresh_token": CLIENT[2],
+            },
         ).json()["access_token"]
         http.headers["Authorization"] = f"Zoho-oauthtoken {token}"
         yield http
@@ -91,19 +95,30 @@ def test_a_fresh_org_refuses_a_write_back_until_the_field_exists(
     account = fresh.insert(ORG, "Accounts", {"Account_Name": "Wattle"})
     with pytest.raises(ZohoValidationError):
         fresh.update(ORG, "Accounts", account["id"], {"Xero_Contact_ID": "c-1"})
-    made = api.post("/crm/v7/settings/fields", params={"module": "Accounts"},
-                    json={"fields": [{"field_label": "Xero Contact ID", "data_type": "text"}]})
+    made = api.post(
+        "/crm/v7/settings/fields",
+        params={"module": "Accounts"},
+        json={"fields": [{"field_label": "Xero Contact ID", "data_type": "text"}]},
+    )
     assert made.status_code == 201, made.text
     assert made.json()["fields"][0]["details"]["api_name"] == "Xero_Contact_ID"
     fresh.update(ORG, "Accounts", account["id"], {"Xero_Contact_ID": "c-1"})
-    again = api.post("/crm/v7/settings/fields", params={"module": "Accounts"},
-                     json={"fields": [{"field_label": "Xero Contact ID", "data_type": "text"},
-                                      {"field_label": "Odd", "data_type": "hologram"}]})
+    again = api.post(
+        "/crm/v7/settings/fields",
+        params={"module": "Accounts"},
+        json={
+            "fields": [
+                {"field_label": "Xero Contact ID", "data_type": "text"},
+                {"field_label": "Odd", "data_type": "hologram"},
+            ]
+        },
+    )
     assert again.status_code == 400
     assert [r["code"] for r in again.json()["fields"]] == ["DUPLICATE_DATA", "INVALID_DATA"]
     six = [{"field_label": f"F {i}", "data_type": "text"} for i in range(6)]
-    too_many = api.post("/crm/v7/settings/fields", params={"module": "Accounts"},
-                        json={"fields": six})
+    too_many = api.post(
+        "/crm/v7/settings/fields", params={"module": "Accounts"}, json={"fields": six}
+    )
     assert too_many.json()["code"] == "LIMIT_EXCEEDED"
 
 
@@ -111,8 +126,11 @@ def test_setup_creates_what_is_missing_once_and_reports_wrong_types(
     fresh: ZohoSandbox, api: TestClient
 ) -> None:
     client = HttpFields(api)
-    api.post("/crm/v7/settings/fields", params={"module": "Vendors"},
-             json={"fields": [{"field_label": "Xero Contact ID", "data_type": "integer"}]})
+    api.post(
+        "/crm/v7/settings/fields",
+        params={"module": "Vendors"},
+        json={"fields": [{"field_label": "Xero Contact ID", "data_type": "integer"}]},
+    )
     lines: list[str] = []
     steps, errors = setup_fields(client, dry_run=True, say=lines.append)
     assert client.posts == 0 and "Xero_Invoice_ID" not in (fresh.fields(ORG, "Invoices") or {})
@@ -123,11 +141,13 @@ def test_setup_creates_what_is_missing_once_and_reports_wrong_types(
     assert errors == []
     for wanted in WRITEBACK_FIELDS:
         spec = (fresh.fields(ORG, wanted.module) or {})[wanted.api_name]
-        assert spec.data_type == (
-            "integer" if wanted.module == "Vendors" else wanted.data_type
-        ), wanted
+        assert spec.data_type == ("integer" if wanted.module == "Vendors" else wanted.data_type), (
+            wanted
+        )
     assert (fresh.fields(ORG, "Invoices") or {})["Xero_Sync_Status"].values == (
-        "Pending", "Synced", "Failed"
+        "Pending",
+        "Synced",
+        "Failed",
     )
     posts = client.posts
     steps, errors = setup_fields(client, dry_run=False, say=lines.append)

@@ -27,20 +27,29 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-            ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -56,16 +65,26 @@ def server(tmp_path: Path) -> Iterator[tuple[Controller, list[str], Path]]:
             received.append(envelope.content.decode())
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(),
-                            tls_context=context, require_starttls=True)
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+    )
     controller.start()
     yield controller, received, cert
     controller.stop()
 
 
 def settings(port: int, **values: Any) -> Settings:
-    return Settings(_env_file=None, zxs_smtp_host="127.0.0.1", zxs_smtp_port=port,
-                    zxs_alert_email_to="ops@example.test", **values)
+    return Settings(
+        _env_file=None,
+        zxs_smtp_host="127.0.0.1",
+        zxs_smtp_port=port,
+        zxs_alert_email_to="ops@example.test",
+        **values,
+    )
 
 
 def test_an_unverifiable_certificate_is_refused_by_default(server: Any) -> None:

@@ -100,8 +100,13 @@ def test_a_converted_document_shares_the_invoice_it_adopts(database: Database) -
 
 def test_dead_letters_keep_who_replayed_or_discarded_them(database: Database) -> None:
     store = DeadLetterStore(fresh_redis())
-    kept: dict[str, Any] = {"stage": "s", "job": {}, "attempts": 1, "payload": "{}",
-                            "traceback": ""}
+    kept: dict[str, Any] = {
+        "stage": "s",
+        "job": {},
+        "attempts": 1,
+        "payload": "{}",
+        "traceback": "",
+    }
     first = store.add(exc=KeyError("a"), **kept)
     second = store.add(exc=KeyError("b"), **kept)
     store.mark_replayed(first, by="olga")
@@ -152,9 +157,12 @@ def test_eight_workers_whose_redis_lost_each_others_claims_let_one_create_out(
     store = IdempotencyStore(client, 60)
     assert store.link("invoice", connection, "Invoices:1") is None  # pending, not a link yet
     winner = let_out[0]
-    assert database.claim_creates(
-        "invoice", connection, ["Invoices:1"], f"key-{winner}", take_over=set(), older_than=0
-    ) == set()  # the winner's retry under its own key goes out again
+    assert (
+        database.claim_creates(
+            "invoice", connection, ["Invoices:1"], f"key-{winner}", take_over=set(), older_than=0
+        )
+        == set()
+    )  # the winner's retry under its own key goes out again
     assert database.claim_creates(
         "invoice", connection, ["Invoices:1"], "late", take_over={"Invoices:1"}, older_than=0
     ) == {"Invoices:1"}  # a lookup that found nothing may not take a fresh claim over
@@ -171,9 +179,12 @@ def test_the_accountants_export_lists_synced_and_failed_documents_since_a_date(
 
     client = fresh_redis()
     link = {
-        "InvoiceID": "x1", "InvoiceNumber": "INV-0001", "Status": "AUTHORISED",
-        "Total": "11.50", "Reference": "ZINV-7", "total_differs": {"zoho": "11.00",
-                                                                    "xero": "11.50"},
+        "InvoiceID": "x1",
+        "InvoiceNumber": "INV-0001",
+        "Status": "AUTHORISED",
+        "Total": "11.50",
+        "Reference": "ZINV-7",
+        "total_differs": {"zoho": "11.00", "xero": "11.50"},
     }
     IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:7": link})
     history = RecordHistory(client)
@@ -181,9 +192,12 @@ def test_the_accountants_export_lists_synced_and_failed_documents_since_a_date(
     history.finish("c", "c:Invoices:8", "failed", "Invoices 8: Product_Code is empty")
     history.finish("other", "other:Invoices:9", "created", "INV-0009")
     DeadLetterStore(client).add(
-        stage="s", job={"connection": "c", "module": "Invoices", "record_id": "8"},
-        exc=InvalidRecord("Invoices 8", "Product_Code", "is empty"), attempts=1,
-        payload="{}", traceback="",
+        stage="s",
+        job={"connection": "c", "module": "Invoices", "record_id": "8"},
+        exc=InvalidRecord("Invoices 8", "Product_Code", "is empty"),
+        attempts=1,
+        payload="{}",
+        traceback="",
     )
     rows = list(csv.DictReader(io.StringIO(export_csv(database, "c", datetime(2020, 1, 1)))))
     assert [(r["zoho_id"], r["outcome"]) for r in rows] == [("7", "created"), ("8", "failed")]
@@ -240,8 +254,13 @@ def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_
     )
     buffer = Buffer(client, "invoices", connection)
     payload = InvoiceElement(
-        record="Invoices 1", body={}, version="v1", lookup=None, suspect=False,
-        account_id="a1", products={},
+        record="Invoices 1",
+        body={},
+        version="v1",
+        lookup=None,
+        suspect=False,
+        account_id="a1",
+        products={},
     )
     buffer.add({"Invoices:1": payload.wire()}, {"options": {"task_id": "t1"}})
     settings = get_settings()

@@ -37,8 +37,11 @@ def sdk() -> Iterator[tuple[Any, Any, XeroSandbox]]:
     xs.add_tenant(TENANT, "SDK Pty", "AU", "AUD")
     xs.add_client("sdk-app", "sdk-secret", "sdk-refresh", [TENANT])
     server = ThreadedServer(create_xero_app(xs)).start()
-    answer = httpx.post(f"{server.url}/connect/token", auth=("sdk-app", "sdk-secret"),
-                        data={"grant_type": "refresh_token", "refresh_token": "sdk-refresh"})
+    answer = httpx.post(
+        f"{server.url}/connect/token",
+        auth=("sdk-app", "sdk-secret"),
+        data={"grant_type": "refresh_token", "refresh_token": "sdk-refresh"},
+    )
     token = {**answer.json(), "expires_at": time.time() + 1800}
     token["scope"] = token["scope"].split()
     client = ApiClient(
@@ -47,8 +50,11 @@ def sdk() -> Iterator[tuple[Any, Any, XeroSandbox]]:
         oauth2_token_getter=lambda: token,
         oauth2_token_saver=token.update,
     )
-    yield (AccountingApi(client, base_url=f"{server.url}/api.xro/2.0"),
-           IdentityApi(client, base_url=server.url), xs)
+    yield (
+        AccountingApi(client, base_url=f"{server.url}/api.xro/2.0"),
+        IdentityApi(client, base_url=server.url),
+        xs,
+    )
     server.stop()
 
 
@@ -83,8 +89,10 @@ def test_contacts_items_invoices_credit_notes_and_purchase_orders(
     key = uuid.uuid4().hex
     # contacts: create (batch, summarizeErrors=false), find by where and by IDs with paging
     made = accounting.create_contacts(
-        TENANT, Contacts(contacts=[Contact(name="SDK Buyer", contact_number="Z-1")]),
-        summarize_errors=False, idempotency_key=key,
+        TENANT,
+        Contacts(contacts=[Contact(name="SDK Buyer", contact_number="Z-1")]),
+        summarize_errors=False,
+        idempotency_key=key,
     ).contacts[0]
     assert made.contact_id is not None, made
     contact_id = str(made.contact_id)
@@ -95,19 +103,34 @@ def test_contacts_items_invoices_credit_notes_and_purchase_orders(
 
     # items: create, then find by code
     item = Item(code="SDK-1", name="SDK widget", sales_details=Purchase(unit_price=10.5))
-    accounting.create_items(TENANT, Items(items=[item]), summarize_errors=False, unitdp=4,
-                            idempotency_key=uuid.uuid4().hex)
+    accounting.create_items(
+        TENANT,
+        Items(items=[item]),
+        summarize_errors=False,
+        unitdp=4,
+        idempotency_key=uuid.uuid4().hex,
+    )
     assert accounting.get_items(TENANT, where='Code=="SDK-1"').items[0].code == "SDK-1"
 
     # invoices: create, read (one, many by IDs, modified since, by where), update, email,
     # online link, PDF
-    line = LineItem(description="Widget", quantity=1, unit_amount=100, account_code="200",
-                    tax_type="OUTPUT")
-    invoice = Invoice(type="ACCREC", contact=Contact(contact_id=contact_id), line_items=[line],
-                      date=date(2026, 12, 1), due_date=date(2026, 12, 31), status="AUTHORISED",
-                      reference="Z-INV-1")
+    line = LineItem(
+        description="Widget", quantity=1, unit_amount=100, account_code="200", tax_type="OUTPUT"
+    )
+    invoice = Invoice(
+        type="ACCREC",
+        contact=Contact(contact_id=contact_id),
+        line_items=[line],
+        date=date(2026, 12, 1),
+        due_date=date(2026, 12, 31),
+        status="AUTHORISED",
+        reference="Z-INV-1",
+    )
     created = accounting.create_invoices(
-        TENANT, Invoices(invoices=[invoice]), summarize_errors=False, unitdp=4,
+        TENANT,
+        Invoices(invoices=[invoice]),
+        summarize_errors=False,
+        unitdp=4,
         idempotency_key=uuid.uuid4().hex,
     ).invoices[0]
     invoice_id = str(created.invoice_id)
@@ -115,15 +138,19 @@ def test_contacts_items_invoices_credit_notes_and_purchase_orders(
     one = accounting.get_invoice(TENANT, invoice_id).invoices[0]
     assert one.updated_date_utc is not None and one.contact.contact_id is not None
     since = datetime.now(UTC) - timedelta(minutes=5)
-    changed = accounting.get_invoices(TENANT, if_modified_since=since,
-                                      where='Type=="ACCREC"', page=1, page_size=100).invoices
+    changed = accounting.get_invoices(
+        TENANT, if_modified_since=since, where='Type=="ACCREC"', page=1, page_size=100
+    ).invoices
     assert invoice_id in {str(i.invoice_id) for i in changed}
     many = accounting.get_invoices(TENANT, i_ds=[invoice_id], page=1, page_size=100).invoices
     assert many[0].amount_due is not None
     found_inv = accounting.get_invoices(TENANT, where='Reference=="Z-INV-1"').invoices
     assert [str(i.invoice_id) for i in found_inv] == [invoice_id]
     edited = accounting.update_invoice(
-        TENANT, invoice_id, Invoices(invoices=[Invoice(reference="Z-INV-1b")]), unitdp=4,
+        TENANT,
+        invoice_id,
+        Invoices(invoices=[Invoice(reference="Z-INV-1b")]),
+        unitdp=4,
         idempotency_key=uuid.uuid4().hex,
     ).invoices[0]
     assert edited.reference == "Z-INV-1b"
@@ -135,25 +162,39 @@ def test_contacts_items_invoices_credit_notes_and_purchase_orders(
 
     # credit notes: the where payment feedback sends
     xs.apply_credit_note(TENANT, invoice_id, Decimal("10"), Decimal("25"))  # 15 left
-    where = (f'Type=="ACCRECCREDIT" AND Status=="AUTHORISED" AND '
-             f'(Contact.ContactID==guid("{contact_id}"))')
+    where = (
+        f'Type=="ACCRECCREDIT" AND Status=="AUTHORISED" AND '
+        f'(Contact.ContactID==guid("{contact_id}"))'
+    )
     notes = accounting.get_credit_notes(TENANT, where=where, page=1, page_size=100).credit_notes
     assert notes and notes[0].remaining_credit is not None
 
     # purchase orders: create, read modified since (paged), update
-    order = PurchaseOrder(contact=Contact(contact_id=contact_id), line_items=[
-        LineItem(description="Part", quantity=2, unit_amount=5, account_code="300",
-                 tax_type="INPUT")], date=date(2026, 12, 1), status="AUTHORISED")
+    order = PurchaseOrder(
+        contact=Contact(contact_id=contact_id),
+        line_items=[
+            LineItem(
+                description="Part", quantity=2, unit_amount=5, account_code="300", tax_type="INPUT"
+            )
+        ],
+        date=date(2026, 12, 1),
+        status="AUTHORISED",
+    )
     po = accounting.create_purchase_orders(
-        TENANT, PurchaseOrders(purchase_orders=[order]), summarize_errors=False,
+        TENANT,
+        PurchaseOrders(purchase_orders=[order]),
+        summarize_errors=False,
         idempotency_key=uuid.uuid4().hex,
     ).purchase_orders[0]
     po_id = str(po.purchase_order_id)
-    listed = accounting.get_purchase_orders(TENANT, if_modified_since=since, page=1,
-                                            page_size=100).purchase_orders
+    listed = accounting.get_purchase_orders(
+        TENANT, if_modified_since=since, page=1, page_size=100
+    ).purchase_orders
     assert po_id in {str(p.purchase_order_id) for p in listed}
     updated = accounting.update_purchase_order(
-        TENANT, po_id, PurchaseOrders(purchase_orders=[PurchaseOrder(reference="PO-R")]),
+        TENANT,
+        po_id,
+        PurchaseOrders(purchase_orders=[PurchaseOrder(reference="PO-R")]),
         idempotency_key=uuid.uuid4().hex,
     ).purchase_orders[0]
     assert updated.reference == "PO-R"
@@ -172,14 +213,32 @@ def test_payments(sdk: tuple[Any, Any, XeroSandbox]) -> None:
     )
 
     accounting, _, _ = sdk
-    invoice = Invoice(type="ACCREC", contact=Contact(name="Payer"), status="AUTHORISED",
-                      date=date(2026, 12, 1), due_date=date(2026, 12, 31), line_items=[
-                          LineItem(description="x", quantity=1, unit_amount=50,
-                                   account_code="200", tax_type="OUTPUT")])
+    invoice = Invoice(
+        type="ACCREC",
+        contact=Contact(name="Payer"),
+        status="AUTHORISED",
+        date=date(2026, 12, 1),
+        due_date=date(2026, 12, 31),
+        line_items=[
+            LineItem(
+                description="x", quantity=1, unit_amount=50, account_code="200", tax_type="OUTPUT"
+            )
+        ],
+    )
     made = accounting.create_invoices(TENANT, Invoices(invoices=[invoice])).invoices[0]
-    paid = accounting.create_payments(TENANT, Payments(payments=[Payment(
-        invoice=Invoice(invoice_id=made.invoice_id), account=Account(code="090"),
-        amount=20, date=date(2026, 12, 2))]))
+    paid = accounting.create_payments(
+        TENANT,
+        Payments(
+            payments=[
+                Payment(
+                    invoice=Invoice(invoice_id=made.invoice_id),
+                    account=Account(code="090"),
+                    amount=20,
+                    date=date(2026, 12, 2),
+                )
+            ]
+        ),
+    )
     payment = paid.payments[0]
     assert payment.payment_id is not None and float(payment.amount) == 20.0
     listed = accounting.get_payments(TENANT, where='PaymentType=="ACCRECPAYMENT"').payments

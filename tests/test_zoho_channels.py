@@ -26,16 +26,32 @@ def zoho_invoice(stack: Any, subject: str) -> str:
     """A Zoho invoice as a UI user saves it (Zoho notifies the channel of it)."""
     org = stack.connections[0].zoho_org_id
     account = stack.zoho.insert(org, "Accounts", {"Account_Name": f"{subject} Pty"})
-    product = stack.zoho.insert(org, "Products", {
-        "Product_Name": f"{subject} widget", "Product_Code": f"W-{subject}",
-        "Unit_Price": Decimal("10"),
-    })
-    record = stack.zoho.insert(org, "Invoices", {
-        "Subject": subject, "Invoice_Number": f"ZINV-{subject}", "Currency": "AUD",
-        "Account_Name": {"id": account["id"], "name": f"{subject} Pty"},
-        "Invoiced_Items": [{"Product_Name": {"id": product["id"], "name": f"{subject} widget"},
-                            "Quantity": Decimal("1"), "List_Price": Decimal("10.00")}],
-    })
+    product = stack.zoho.insert(
+        org,
+        "Products",
+        {
+            "Product_Name": f"{subject} widget",
+            "Product_Code": f"W-{subject}",
+            "Unit_Price": Decimal("10"),
+        },
+    )
+    record = stack.zoho.insert(
+        org,
+        "Invoices",
+        {
+            "Subject": subject,
+            "Invoice_Number": f"ZINV-{subject}",
+            "Currency": "AUD",
+            "Account_Name": {"id": account["id"], "name": f"{subject} Pty"},
+            "Invoiced_Items": [
+                {
+                    "Product_Name": {"id": product["id"], "name": f"{subject} widget"},
+                    "Quantity": Decimal("1"),
+                    "List_Price": Decimal("10.00"),
+                }
+            ],
+        },
+    )
     return str(record["id"])
 
 
@@ -53,8 +69,9 @@ def test_a_change_after_the_original_expiry_still_syncs(
     relay = stack.start_relay()
     stack.start_worker(concurrency=2)
     url = f"{relay}/webhooks/zoho/{conn.name}/notifications"
-    made = CliRunner().invoke(app, ["zoho", "watch", "--connection", conn.name,
-                                    "--notify-url", url])
+    made = CliRunner().invoke(
+        app, ["zoho", "watch", "--connection", conn.name, "--notify-url", url]
+    )
     assert made.exit_code == 0, made.output
     original = channel_expiry(conn.name)
     assert original is not None
@@ -70,8 +87,7 @@ def test_a_change_after_the_original_expiry_still_syncs(
     outcomes = wait_for_outcomes(conn.name, [key], timeout=60)
     assert outcomes[key][0] in ("created", "synced"), outcomes
     assert stack.zoho.get(conn.zoho_org_id, "Invoices", record)["Xero_Invoice_ID"]
-    assert any(n.body["ids"] == [record] and n.status == 200
-               for n in stack.zoho.notifications.sent)
+    assert any(n.body["ids"] == [record] and n.status == 200 for n in stack.zoho.notifications.sent)
 
 
 @pytest.mark.integration

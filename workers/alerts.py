@@ -245,8 +245,17 @@ def report_connection_problem(
     nothing to replay): Sentry, webhook and e-mail, each on its own; the channels reached."""
     kind, message, hint, field = describe(exc)
     letter = DeadLetter(
-        stage=STARTUP_CHECK, connection=connection, module="", record_id="", error_kind=kind,
-        error=redact(message), hint=hint, field=field, attempts=1, payload="{}", traceback="",
+        stage=STARTUP_CHECK,
+        connection=connection,
+        module="",
+        record_id="",
+        error_kind=kind,
+        error=redact(message),
+        hint=hint,
+        field=field,
+        attempts=1,
+        payload="{}",
+        traceback="",
         failed_at=_now(),
     )
     report = ExceptionReport(
@@ -263,8 +272,12 @@ def report_connection_problem(
             deliver(report, channel, settings)
             reached.append(channel)
         except Exception as failure:  # a report channel down must not stop the start-up
-            log.warning("alert.delivery_failed", connection=connection, channel=channel,
-                        error=redact(f"{type(failure).__name__}: {failure}"))
+            log.warning(
+                "alert.delivery_failed",
+                connection=connection,
+                channel=channel,
+                error=redact(f"{type(failure).__name__}: {failure}"),
+            )
     return reached
 
 
@@ -303,7 +316,11 @@ def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
         except Exception as exc:  # each channel is independent: record it and go on
             failed[channel] = redact(f"{type(exc).__name__}: {exc}")
         letters.record_delivery(
-            letter_id, channel, ok=channel not in failed, at=_now(), attempt=attempt,
+            letter_id,
+            channel,
+            ok=channel not in failed,
+            at=_now(),
+            attempt=attempt,
             error=failed.get(channel, ""),
         )
     if failed:

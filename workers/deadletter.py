@@ -22,8 +22,18 @@ from workers.store.schema import alert_deliveries, dead_letters
 
 Status = Literal["open", "replayed", "discarded"]
 FIELDS = (
-    "stage", "connection", "module", "record_id", "error_kind", "error", "hint", "field",
-    "attempts", "payload", "traceback", "failed_at",
+    "stage",
+    "connection",
+    "module",
+    "record_id",
+    "error_kind",
+    "error",
+    "hint",
+    "field",
+    "attempts",
+    "payload",
+    "traceback",
+    "failed_at",
 )
 
 
@@ -168,7 +178,11 @@ class DeadLetterStore:
             conn.execute(delete(d).where(key))
             conn.execute(
                 insert(d).values(
-                    letter_id=int(letter_id), channel=channel, ok=ok, at=at, attempt=attempt,
+                    letter_id=int(letter_id),
+                    channel=channel,
+                    ok=ok,
+                    at=at,
+                    attempt=attempt,
                     error=error,
                 )
             )

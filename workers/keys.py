@@ -77,14 +77,20 @@ ADMITTED = Key("admitted:{connection}", "zset", "none", "workers/admission.py")
 PAUSED = Key("paused:{connection}", "string", "none", "workers/admission.py")
 DOOR = Key("door:{connection}", "string", "1 hour", "workers/pipeline.py")
 # workers/idempotency.py: event claims, coalescing marks, locks
-EVENT = Key("events:{connection}:{event_id}", "string", "ZXS_EVENT_TTL_SECONDS",
-            "workers/idempotency.py")
-PENDING = Key("pending:{connection}:{module}:{record_id}:{kind}", "string", "1 hour",
-              "workers/idempotency.py (set by relay/app.py)")
+EVENT = Key(
+    "events:{connection}:{event_id}", "string", "ZXS_EVENT_TTL_SECONDS", "workers/idempotency.py"
+)
+PENDING = Key(
+    "pending:{connection}:{module}:{record_id}:{kind}",
+    "string",
+    "1 hour",
+    "workers/idempotency.py (set by relay/app.py)",
+)
 LOCK = Key("lock:{name}", "lock", "the lock's lease", "workers/idempotency.py")
 # workers/stage.py: deliveries per attempt (poison messages)
-DELIVERIES = Key("deliveries:{task_id}:{retries}", "string", "24 hours",
-                 "workers/policies/poison.py")
+DELIVERIES = Key(
+    "deliveries:{task_id}:{retries}", "string", "24 hours", "workers/policies/poison.py"
+)
 # workers/deferral.py: jobs parked until the next daily window
 DEFERRED = Key("deferred", "zset", "none", "workers/deferral.py")
 DEFERRED_LOCK = Key("lock:release_deferred", "lock", "300 s", "workers/deferral.py")
@@ -92,8 +98,7 @@ DEFERRED_LOCK = Key("lock:release_deferred", "lock", "300 s", "workers/deferral.
 RATE_SLOTS = Key("rl:{scope}:slots", "zset", "2 leases", "workers/ratelimit.py")
 XERO_MINUTE = Key("rl:xero:{tenant_id}:minute", "zset", "2 windows", "workers/ratelimit.py")
 XERO_DAY = Key("rl:xero:{tenant_id}:day", "zset", "2 windows", "workers/ratelimit.py")
-XERO_APP_MINUTE = Key("rl:xero-app:{client_id}:minute", "zset", "2 windows",
-                      "workers/ratelimit.py")
+XERO_APP_MINUTE = Key("rl:xero-app:{client_id}:minute", "zset", "2 windows", "workers/ratelimit.py")
 ZOHO_MINUTE = Key("rl:zoho:{org_id}:minute", "zset", "2 windows", "workers/ratelimit.py")
 ZOHO_DAY = Key("rl:zoho:{org_id}:day", "zset", "2 windows", "workers/ratelimit.py")
 ANCHOR = ":anchor"  # suffix of a window's anchor (string, 2 days at least)
@@ -101,11 +106,11 @@ ANCHOR = ":anchor"  # suffix of a window's anchor (string, 2 days at least)
 POLL = Key("poll:{kind}:{connection}", "hash", "none", "workers/polling.py")
 # workers/batching/: one buffer per kind and connection (workers/batching/buffer.py)
 BATCH_ACTIVE = Key("batch:active", "set", "none", "workers/batching/buffer.py")
-BATCH_RESUMED = Key("batch:resumed:{task_id}", "string", "24 hours",
-                    "workers/batching/resume.py")
+BATCH_RESUMED = Key("batch:resumed:{task_id}", "string", "24 hours", "workers/batching/resume.py")
 # the flush lock's name has always held the buffer's whole prefix (`zxs:` twice)
-BATCH_LOCK = Key("lock:zxs:batch:{kind}:{connection}", "lock", "10 s, renewed",
-                 "workers/batching/flush.py")
+BATCH_LOCK = Key(
+    "lock:zxs:batch:{kind}:{connection}", "lock", "10 s, renewed", "workers/batching/flush.py"
+)
 _BUFFER = "batch:{kind}:{connection}:"
 BUFFER = {
     "items": Key(_BUFFER + "items", "hash", "none", "workers/batching/buffer.py"),
@@ -118,19 +123,20 @@ BUFFER = {
     "server": Key(_BUFFER + "server", "string", "none", "workers/batching/buffer.py"),
     "fence": Key(_BUFFER + "fence", "string", "none", "workers/batching/fence.py"),
     "sent": Key(_BUFFER + "sent", "hash", "none", "workers/batching/fence.py"),
-    "due": Key(_BUFFER + "due", "string", "ZXS_BATCH_MAX_WAIT + 1 s",
-               "workers/batching/policy.py"),
-    "scheduled": Key(_BUFFER + "scheduled", "string", "the wait + ZXS_BATCH_MAX_WAIT + 1 s",
-                     "workers/batching/policy.py"),
+    "due": Key(_BUFFER + "due", "string", "ZXS_BATCH_MAX_WAIT + 1 s", "workers/batching/policy.py"),
+    "scheduled": Key(
+        _BUFFER + "scheduled",
+        "string",
+        "the wait + ZXS_BATCH_MAX_WAIT + 1 s",
+        "workers/batching/policy.py",
+    ),
 }
-BUFFER_WAITERS = Key(_BUFFER + "waiters:{element_id}", "list", "none",
-                     "workers/batching/buffer.py")
+BUFFER_WAITERS = Key(_BUFFER + "waiters:{element_id}", "list", "none", "workers/batching/buffer.py")
 # tasks/: per-connection marks of the polls and sweeps, caches
 ZOHO_CHANNEL = Key("zoho:channel:{connection}", "string", "none", "tasks/zoho_channels.py")
 ZOHO_SWEEP = Key("zoho:sweep:{connection}:{module}", "string", "none", "tasks/zoho_sweep.py")
 PO_POLL = Key("po_poll:{connection}", "string", "none", "tasks/po_status_poll.py")
-RECONCILE = Key("payments:reconcile:{connection}", "string", "none",
-                "tasks/payment_feedback.py")
+RECONCILE = Key("payments:reconcile:{connection}", "string", "none", "tasks/payment_feedback.py")
 TAX_RATES = Key("cache:{tenant_id}:taxrates", "string", "1 hour", "tasks/invoice_create.py")
 # clients/tokens.py: each connection's OAuth tokens (encrypted)
 TOKENS = Key("tokens:{provider}:{connection}", "string", "none", "clients/tokens.py")

@@ -19,23 +19,31 @@ MASK = "[redacted]"
 _TOKEN_CHARS = r"A-Za-z0-9_-"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Slack-compatible incoming webhooks: the path is the credential
-    (re.compile(r"(?i)(https://hooks\.slack\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+"),
-     rf"\1{MASK}"),
+    (
+        re.compile(r"(?i)(https://hooks\.slack\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+"),
+        rf"\1{MASK}",
+    ),
     # user:password@ and a bare key@ (Sentry DSN) in any URL
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@\"']*:)[^\s@/\"']+@"), rf"\1{MASK}@"),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[0-9a-z]{16,}@"), rf"\1{MASK}@"),
     (re.compile(r"(?i)\b(Bearer|Zoho-oauthtoken|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
-    (re.compile(
-        r"(?i)\b(client_secret|refresh_token|access_token|id_token|password|token)"
-        r"([\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]{6,}"
-    ), rf"\1\2{MASK}"),
+    (
+        re.compile(
+            r"(?i)\b(client_secret|refresh_token|access_token|id_token|password|token)"
+            r"([\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]{6,}"
+        ),
+        rf"\1\2{MASK}",
+    ),
     # bare tokens: JWTs (Xero access tokens), Zoho's 1000.<hex>.<hex>, long opaque ones
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), MASK),
     (re.compile(r"\b1000\.[0-9a-f]{32}\.[0-9a-f]{32}\b"), MASK),
-    (re.compile(
-        rf"(?<![{_TOKEN_CHARS}])(?=[{_TOKEN_CHARS}]*[A-Z])(?=[{_TOKEN_CHARS}]*[a-z])"
-        rf"(?=[{_TOKEN_CHARS}]*[0-9])[{_TOKEN_CHARS}]{{40,}}(?![{_TOKEN_CHARS}])"
-    ), MASK),
+    (
+        re.compile(
+            rf"(?<![{_TOKEN_CHARS}])(?=[{_TOKEN_CHARS}]*[A-Z])(?=[{_TOKEN_CHARS}]*[a-z])"
+            rf"(?=[{_TOKEN_CHARS}]*[0-9])[{_TOKEN_CHARS}]{{40,}}(?![{_TOKEN_CHARS}])"
+        ),
+        MASK,
+    ),
 ]
 
 

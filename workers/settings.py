@@ -31,7 +31,10 @@ XeroTier = Literal["starter", "core", "plus", "advanced"]
 # Calls a day per organisation from 2 March 2026 (developer.xero.com/faq/pricing-and-policy-
 # updates; FACTS "The 2026 platform"): Starter 1,000, the paid tiers keep 5,000.
 TIER_DAY_LIMITS: dict[str, int] = {
-    "starter": 1000, "core": 5000, "plus": 5000, "advanced": 5000,
+    "starter": 1000,
+    "core": 5000,
+    "plus": 5000,
+    "advanced": 5000,
 }
 
 
@@ -228,8 +231,7 @@ class Settings(BaseSettings):
                 raw = self.zxs_connections_file.read_text()
             except OSError as exc:
                 raise ConfigurationError(
-                    f"ZXS_CONNECTIONS_FILE: cannot read {self.zxs_connections_file}: "
-                    f"{exc.strerror}"
+                    f"ZXS_CONNECTIONS_FILE: cannot read {self.zxs_connections_file}: {exc.strerror}"
                 ) from None
         try:
             return dict(_parse_connections(raw or ""))

@@ -110,8 +110,10 @@ def in_range(value: Any, since: date | None, until: date | None) -> bool:
         return True
     if not value:
         return False
-    day = datetime.fromisoformat(str(value)).date() if "T" in str(value) else date.fromisoformat(
-        str(value)
+    day = (
+        datetime.fromisoformat(str(value)).date()
+        if "T" in str(value)
+        else date.fromisoformat(str(value))
     )
     return (since is None or day >= since) and (until is None or day <= until)
 
@@ -122,8 +124,15 @@ def read_history(
     """The module's records in range, and the Zoho credits the pages cost."""
     spec = SPECS[module]
     known = {str(f["api_name"]) for f in ctx.zoho.fields(module)}
-    wanted = [spec.number, "Subject", spec.party, "Grand_Total", "Status", spec.date_field,
-              "Created_Time"]
+    wanted = [
+        spec.number,
+        "Subject",
+        spec.party,
+        "Grand_Total",
+        "Status",
+        spec.date_field,
+        "Created_Time",
+    ]
     if ctx.connection.approval_field:
         wanted.append(ctx.connection.approval_field)
     fields = list(dict.fromkeys(f for f in wanted if f in known))
@@ -156,19 +165,30 @@ def build_plan(
             skip = decision.reason if decision.action != "sync" else None
         number = row.get(spec.number) or row.get("Subject")
         total = Decimal(str(row.get("Grand_Total") or 0))
-        docs.append(HistoryDoc(module, rid, number, str(party.get("id", "")), total, linked,
-                               skip))
+        docs.append(HistoryDoc(module, rid, number, str(party.get("id", "")), total, linked, skip))
     if spec.sales:
         xero_docs = [
-            XeroDoc(i.InvoiceID, i.InvoiceNumber, i.Reference,
-                    i.Contact.ContactID if i.Contact else None, i.Total, i.Status)
+            XeroDoc(
+                i.InvoiceID,
+                i.InvoiceNumber,
+                i.Reference,
+                i.Contact.ContactID if i.Contact else None,
+                i.Total,
+                i.Status,
+            )
             for i in ctx.xero.all_invoices('Type=="ACCREC"')
         ]
         taken_kind = "invoice"
     else:
         xero_docs = [
-            XeroDoc(o.PurchaseOrderID, o.PurchaseOrderNumber, o.Reference,
-                    o.Contact.ContactID if o.Contact else None, o.Total, o.Status)
+            XeroDoc(
+                o.PurchaseOrderID,
+                o.PurchaseOrderNumber,
+                o.Reference,
+                o.Contact.ContactID if o.Contact else None,
+                o.Total,
+                o.Status,
+            )
             for o in ctx.xero.purchase_orders({})
         ]
         taken_kind = "purchase_order"
@@ -190,8 +210,11 @@ def build_plan(
         verdicts,
         0,
         credits,
-        contact_links={a: {"ContactID": c, "Name": names.get(c, "")}
-                       for a, c in matched.items() if a not in contact_links},
+        contact_links={
+            a: {"ContactID": c, "Name": names.get(c, "")}
+            for a, c in matched.items()
+            if a not in contact_links
+        },
         new_accounts=len(creates - set(matched)),
     )
     if spec.sales:
@@ -240,12 +263,22 @@ def write_csv(path: Path, plan: Plan, batch: int) -> None:
     """One line per document: action, why, the Xero document adopted, Xero calls it costs."""
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["module", "record_id", "number", "action", "reason", "xero_id",
-                         "xero_calls"])
+        writer.writerow(
+            ["module", "record_id", "number", "action", "reason", "xero_id", "xero_calls"]
+        )
         for v in plan.verdicts:
             calls = f"{1 / batch:.3f}" if v.action == "create" else "0"
-            writer.writerow([v.doc.module, v.doc.record_id, v.doc.number or "", v.action,
-                             v.reason, v.xero.doc_id if v.xero else "", calls])
+            writer.writerow(
+                [
+                    v.doc.module,
+                    v.doc.record_id,
+                    v.doc.number or "",
+                    v.action,
+                    v.reason,
+                    v.xero.doc_id if v.xero else "",
+                    calls,
+                ]
+            )
 
 
 def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
@@ -265,33 +298,62 @@ def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
             assert x is not None
             if spec.sales:
                 links[spec.link_id(module, v.doc.record_id)] = {
-                    "InvoiceID": x.doc_id, "InvoiceNumber": x.number, "Status": x.status,
-                    "Total": str(x.total), "version": None, "sent_by": "adopted",
+                    "InvoiceID": x.doc_id,
+                    "InvoiceNumber": x.number,
+                    "Status": x.status,
+                    "Total": str(x.total),
+                    "version": None,
+                    "sent_by": "adopted",
                 }
-                updates.append({"id": v.doc.record_id, "Xero_Invoice_ID": x.doc_id,
-                                "Xero_Invoice_Number": x.number, "Xero_Invoice_Status": x.status,
-                                "Xero_Sync_Status": "Synced"})
+                updates.append(
+                    {
+                        "id": v.doc.record_id,
+                        "Xero_Invoice_ID": x.doc_id,
+                        "Xero_Invoice_Number": x.number,
+                        "Xero_Invoice_Status": x.status,
+                        "Xero_Sync_Status": "Synced",
+                    }
+                )
             else:
-                links[v.doc.record_id] = {"PurchaseOrderID": x.doc_id,
-                                          "PurchaseOrderNumber": x.number, "Status": x.status,
-                                          "version": None}
-                updates.append({"id": v.doc.record_id, "Xero_Purchase_Order_ID": x.doc_id,
-                                "Xero_Purchase_Order_Number": x.number,
-                                "Xero_PO_Status": x.status, "Xero_Sync_Status": "Synced"})
+                links[v.doc.record_id] = {
+                    "PurchaseOrderID": x.doc_id,
+                    "PurchaseOrderNumber": x.number,
+                    "Status": x.status,
+                    "version": None,
+                }
+                updates.append(
+                    {
+                        "id": v.doc.record_id,
+                        "Xero_Purchase_Order_ID": x.doc_id,
+                        "Xero_Purchase_Order_Number": x.number,
+                        "Xero_PO_Status": x.status,
+                        "Xero_Sync_Status": "Synced",
+                    }
+                )
         ctx.idempotency.set_links(spec.link_kind, conn, links)
         if not spec.sales:
-            ctx.idempotency.set_links("purchase_order_xero", conn, {
-                v.xero.doc_id: {"record_id": v.doc.record_id} for v in chunk if v.xero
-            })
+            ctx.idempotency.set_links(
+                "purchase_order_xero",
+                conn,
+                {v.xero.doc_id: {"record_id": v.doc.record_id} for v in chunk if v.xero},
+            )
         ctx.zoho.update_each(module, updates)
         for v in chunk:
-            ctx.history.log(record_key(conn, module, v.doc.record_id), "zxsync.backfill",
-                            "adopted", detail=v.reason)
+            ctx.history.log(
+                record_key(conn, module, v.doc.record_id),
+                "zxsync.backfill",
+                "adopted",
+                detail=v.reason,
+            )
     return len(adopted)
 
 
 def eta_seconds(
-    calls_left: float, day_remaining: int, reserve: int, day_limit: int, per_minute: int,
+    calls_left: float,
+    day_remaining: int,
+    reserve: int,
+    day_limit: int,
+    per_minute: int,
     resets_in: float | None,
 ) -> float:
     """Seconds the remaining Xero calls take within the daily budget (less the reserve) and
@@ -304,8 +366,10 @@ def eta_seconds(
     per_day = max(1, day_limit - reserve)
     days = math.ceil(rest / per_day)
     last = rest - (days - 1) * per_day
-    return (resets_in if resets_in is not None else 86400.0) + (days - 1) * 86400 + (
-        last / per_minute * 60
+    return (
+        (resets_in if resets_in is not None else 86400.0)
+        + (days - 1) * 86400
+        + (last / per_minute * 60)
     )
 
 
@@ -360,8 +424,15 @@ class Feeder:
 
         conn = self.ctx.connection.name
         for rid in ids:
-            submit(SyncJob(connection=conn, module=self.module, record_id=rid, event="insert",
-                           event_id=f"{BACKFILL_EVENT_PREFIX}{rid}"))
+            submit(
+                SyncJob(
+                    connection=conn,
+                    module=self.module,
+                    record_id=rid,
+                    event="insert",
+                    event_id=f"{BACKFILL_EVENT_PREFIX}{rid}",
+                )
+            )
             self.redis.hset(cursor_key(conn, self.module), "cursor", rid)
 
 
@@ -389,14 +460,22 @@ def run(
         pending = feeder.pending()
         outstanding = len(creates) - len(pending) - done
         usage = xero_calls_today(conn, settings=settings, redis_client=ctx.redis)
-        eta = eta_seconds((len(creates) - done) * per_invoice, usage.remaining, reserve,
-                          usage.limit, settings.zxs_xero_per_minute, usage.resets_in_seconds)
+        eta = eta_seconds(
+            (len(creates) - done) * per_invoice,
+            usage.remaining,
+            reserve,
+            usage.limit,
+            settings.zxs_xero_per_minute,
+            usage.resets_in_seconds,
+        )
         if done >= len(creates):
             on_progress(done, len(creates), 0.0, "finished")
             return 0
         if pending and usage.remaining <= reserve:
-            note = (f"stopped for the day: {usage.remaining} Xero calls left, "
-                    f"{reserve} kept for live traffic")
+            note = (
+                f"stopped for the day: {usage.remaining} Xero calls left, "
+                f"{reserve} kept for live traffic"
+            )
             on_progress(done, len(creates), eta, note)
             if not wait:
                 return STOPPED_FOR_THE_DAY
@@ -445,8 +524,11 @@ def backfill(
     write_csv(path, plan, batch)
     for v in plan.verdicts:
         if v.action == "ambiguous":
-            console.print(f"ambiguous {module} {v.doc.record_id} ({v.doc.number}): {v.reason}",
-                          highlight=False, markup=False)
+            console.print(
+                f"ambiguous {module} {v.doc.record_id} ({v.doc.number}): {v.reason}",
+                highlight=False,
+                markup=False,
+            )
     console.print(
         f"{len(plan.verdicts)} {module}: {plan.count('create')} to create, "
         f"{plan.count('adopt')} to adopt, {plan.count('skip')} skipped, "
@@ -459,18 +541,30 @@ def backfill(
     )
     if dry_run:
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("ETA {task.fields[eta]} · {task.fields[note]}"),
-                  console=console) as bar:
-        task = bar.add_task(f"backfill {module}", total=max(1, plan.count("create")),
-                            eta="?", note="")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA {task.fields[eta]} · {task.fields[note]}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task(
+            f"backfill {module}", total=max(1, plan.count("create")), eta="?", note=""
+        )
 
         def show(done: int, total: int, eta: float | None, note: str) -> None:
             when = "?" if eta is None else f"{int(eta // 3600)}h{int(eta % 3600 // 60):02d}m"
             bar.update(task, completed=done, total=max(1, total), eta=when, note=note)
 
-        code = run(ctx, module, plan, wait=wait, slice_size=ctx.settings.zxs_backfill_slice,
-                   poll_seconds=1.0, on_progress=show)
+        code = run(
+            ctx,
+            module,
+            plan,
+            wait=wait,
+            slice_size=ctx.settings.zxs_backfill_slice,
+            poll_seconds=1.0,
+            on_progress=show,
+        )
     if code == STOPPED_FOR_THE_DAY:
         console.print("stopped for the day; run the same command again tomorrow to carry on")
     raise typer.Exit(code)

@@ -59,16 +59,20 @@ class Provider:
 def provider(name: str, settings: Settings) -> Provider:
     if name == "Xero":
         return Provider(
-            xero_oauth(settings.xero_identity_url, settings.xero_client_id,
-                       settings.xero_client_secret.get_secret_value()),
+            xero_oauth(
+                settings.xero_identity_url,
+                settings.xero_client_id,
+                settings.xero_client_secret.get_secret_value(),
+            ),
             settings.xero_authorize_url,
             settings.xero_consent_scopes(),  # granular unless XERO_APP_SCOPES=broad
             {},
         )
     accounts = settings.zoho_accounts_url.rstrip("/")
     return Provider(
-        zoho_oauth(accounts, settings.zoho_client_id,
-                   settings.zoho_client_secret.get_secret_value()),
+        zoho_oauth(
+            accounts, settings.zoho_client_id, settings.zoho_client_secret.get_secret_value()
+        ),
         f"{accounts}/oauth/v2/auth",
         ZOHO_SCOPES,
         {"access_type": "offline", "prompt": "consent"},
@@ -95,8 +99,16 @@ def consent(
 # client secret may be sent to, whatever a callback names
 ZOHO_ACCOUNTS_SERVERS = frozenset(
     f"accounts.{domain}"
-    for domain in ("zoho.com", "zoho.eu", "zoho.in", "zoho.com.au", "zoho.jp", "zohocloud.ca",
-                   "zoho.com.cn", "zoho.sa")
+    for domain in (
+        "zoho.com",
+        "zoho.eu",
+        "zoho.in",
+        "zoho.com.au",
+        "zoho.jp",
+        "zohocloud.ca",
+        "zoho.com.cn",
+        "zoho.sa",
+    )
 )
 
 

@@ -86,7 +86,7 @@ def run_demo(
         else:
             console.print(
                 "See it in the ops console: [bold]zxsync demo --console[/bold] keeps this demo "
-                f"up and serves http://127.0.0.1:{console_port}/ (README \"Operations\")."
+                f'up and serves http://127.0.0.1:{console_port}/ (README "Operations").'
             )
     console.print("[green]Demo finished.[/green]" if ok else "[red]Demo found problems.[/red]")
     return 0 if ok else 1

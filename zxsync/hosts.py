@@ -111,8 +111,20 @@ class Hosts:
             _ip("netns", "add", host)
             _ip("-n", host, "link", "set", "lo", "up")
             port = f"h{index + 1}"  # the hub's end of the pair, a port of the bridge
-            _ip("-n", self.hub, "link", "add", port, "type", "veth", "peer", "name", LINK,
-                "netns", host)
+            _ip(
+                "-n",
+                self.hub,
+                "link",
+                "add",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                LINK,
+                "netns",
+                host,
+            )
             _ip("-n", self.hub, "link", "set", port, "master", "br0", "up")
             _ip("-n", host, "addr", "add", f"{self.address(index)}/24", "dev", LINK)
             _ip("-n", host, "link", "set", LINK, "up")
@@ -128,9 +140,22 @@ class Hosts:
         with tempfile.TemporaryDirectory(prefix="zxs-hosts-") as folder:
             out = Path(folder) / "report.json"
             command = [
-                "ip", "netns", "exec", self.hub, sys.executable, "-m", "zxsync.hosts",
-                "--json", str(out), "--invoices", str(invoices), "--timeout", str(timeout),
-                "--seed", str(seed), *self.workers,
+                "ip",
+                "netns",
+                "exec",
+                self.hub,
+                sys.executable,
+                "-m",
+                "zxsync.hosts",
+                "--json",
+                str(out),
+                "--invoices",
+                str(invoices),
+                "--timeout",
+                str(timeout),
+                "--seed",
+                str(seed),
+                *self.workers,
             ]
             subprocess.run(command, check=True, timeout=timeout + 120)
             return HostsReport(**json.loads(out.read_text()))
@@ -177,7 +202,6 @@ class HostsReport:
         ]
 
 
-
 class HubDatabase:
     """The system of record on the hub, as real hosts need it: a PostgreSQL of its own
     (`initdb`, run as the `postgres` user, trusting the private /24 only) when the machine has
@@ -206,15 +230,27 @@ class HubDatabase:
         as_postgres = ["runuser", "-u", "postgres", "--"]
         subprocess.run(
             [*as_postgres, initdb, "-D", str(self.folder), "-A", "trust", "-U", "zxsync"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         with (self.folder / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all zxsync {SUBNET}.0/24 trust\n")
         server = Path(pg_ctl).resolve().parent / "postgres"
         self._server = subprocess.Popen(
-            [*as_postgres, str(server), "-D", str(self.folder), "-h", HUB_ADDRESS, "-k",
-             str(self.folder), "-c", "fsync=off"],  # a test database: no crash under test
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                *as_postgres,
+                str(server),
+                "-D",
+                str(self.folder),
+                "-h",
+                HUB_ADDRESS,
+                "-k",
+                str(self.folder),
+                "-c",
+                "fsync=off",
+            ],  # a test database: no crash under test
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         ready = shutil.which("pg_isready") or str(server.parent / "pg_isready")
         deadline = time.monotonic() + 30
@@ -271,9 +307,7 @@ def _burst(
 ) -> HostsReport:
     from workers.redis import get_redis  # after the stack's settings, as in zxsync/chaos.py
 
-    with LocalStack(
-        [CONNECTION], config, concurrency=2, extra_env=env, host=HUB_ADDRESS
-    ) as stack:
+    with LocalStack([CONNECTION], config, concurrency=2, extra_env=env, host=HUB_ADDRESS) as stack:
         dataset = load_dataset(
             stack.zoho,
             CONNECTION.zoho_org_id,

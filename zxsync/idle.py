@@ -37,33 +37,70 @@ def seed_linked_invoice(stack: LocalStack, conn: LocalConnection) -> tuple[str, 
     from workers.context import build_context
 
     account = stack.zoho.insert(conn.zoho_org_id, "Accounts", {"Account_Name": "Idle Pty"})
-    product = stack.zoho.insert(conn.zoho_org_id, "Products", {
-        "Product_Name": "Work", "Product_Code": "WORK-1", "Unit_Price": Decimal("100"),
-    })
-    record = stack.zoho.insert(conn.zoho_org_id, "Invoices", {
-        "Subject": "idle", "Account_Name": {"id": account["id"], "name": "Idle Pty"},
-        "Invoiced_Items": [{"Product_Name": {"id": product["id"], "name": "Work"},
-                            "Quantity": Decimal("1"), "List_Price": Decimal("100.00")}],
-    })
+    product = stack.zoho.insert(
+        conn.zoho_org_id,
+        "Products",
+        {
+            "Product_Name": "Work",
+            "Product_Code": "WORK-1",
+            "Unit_Price": Decimal("100"),
+        },
+    )
+    record = stack.zoho.insert(
+        conn.zoho_org_id,
+        "Invoices",
+        {
+            "Subject": "idle",
+            "Account_Name": {"id": account["id"], "name": "Idle Pty"},
+            "Invoiced_Items": [
+                {
+                    "Product_Name": {"id": product["id"], "name": "Work"},
+                    "Quantity": Decimal("1"),
+                    "List_Price": Decimal("100.00"),
+                }
+            ],
+        },
+    )
     contact = stack.xero.add_contact(conn.xero_tenant_id, {"Name": "Idle Pty"})
     with stack.xero.lock:
-        invoice, errors = stack.xero.save_invoice(conn.xero_tenant_id, {
-            "Type": "ACCREC", "Status": "AUTHORISED",
-            "Contact": {"ContactID": contact["ContactID"]},
-            "Date": "2026-12-01", "DueDate": "2026-12-31", "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "Work", "Quantity": 1, "UnitAmount": 100,
-                           "AccountCode": "200"}],
-        }, create_only=True, unitdp=2)
+        invoice, errors = stack.xero.save_invoice(
+            conn.xero_tenant_id,
+            {
+                "Type": "ACCREC",
+                "Status": "AUTHORISED",
+                "Contact": {"ContactID": contact["ContactID"]},
+                "Date": "2026-12-01",
+                "DueDate": "2026-12-31",
+                "LineAmountTypes": "NoTax",
+                "LineItems": [
+                    {"Description": "Work", "Quantity": 1, "UnitAmount": 100, "AccountCode": "200"}
+                ],
+            },
+            create_only=True,
+            unitdp=2,
+        )
     assert invoice is not None, errors
     ctx = build_context(conn.name)
-    ctx.idempotency.set_links(INVOICE_REVERSE_LINK, conn.name, {invoice["InvoiceID"]: {
-        "module": "Invoices", "record_id": str(record["id"]), "account_id": str(account["id"]),
-    }})
+    ctx.idempotency.set_links(
+        INVOICE_REVERSE_LINK,
+        conn.name,
+        {
+            invoice["InvoiceID"]: {
+                "module": "Invoices",
+                "record_id": str(record["id"]),
+                "account_id": str(account["id"]),
+            }
+        },
+    )
     return str(invoice["InvoiceID"]), str(record["id"])
 
 
-def simulate(stack: LocalStack, hours: float = 24, tick: float = 60, lose_at: float = 36000,
-             ) -> IdleDay:
+def simulate(
+    stack: LocalStack,
+    hours: float = 24,
+    tick: float = 60,
+    lose_at: float = 36000,
+) -> IdleDay:
     """One simulated day of beat ticks; see the module docstring."""
     from tasks.payment_feedback import reconcile_and_schedule, reconcile_schedule
     from tasks.po_status_poll import po_schedule, poll_and_schedule

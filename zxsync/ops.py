@@ -208,8 +208,11 @@ MIN_PASSWORD_LENGTH = 12
 def flower(
     port: Annotated[int, typer.Option(help="TCP port.")] = 5555,
     address: Annotated[
-        str, typer.Option(help="Interface (compose: 0.0.0.0 in the container, published on the "
-                          "host's 127.0.0.1 only).")
+        str,
+        typer.Option(
+            help="Interface (compose: 0.0.0.0 in the container, published on the "
+            "host's 127.0.0.1 only)."
+        ),
     ] = "127.0.0.1",
 ) -> None:
     """Flower behind basic auth (FLOWER_BASIC_AUTH), /metrics included; localhost by default."""
@@ -387,8 +390,9 @@ def health(
             _fail(f"{endpoint} answered {status}")
     if file is not None:
         # dbm may add a suffix (beat's shelve: .db, or .dat/.dir with dbm.dumb)
-        written = [p.stat().st_mtime for p in (file, *file.parent.glob(f"{file.name}.*"))
-                   if p.exists()]
+        written = [
+            p.stat().st_mtime for p in (file, *file.parent.glob(f"{file.name}.*")) if p.exists()
+        ]
         if not written:
             _fail(f"{file} does not exist")
         age = time.time() - max(written)

@@ -126,7 +126,8 @@ class LocalStack:
             "ZXS_TOKEN_KEY": Fernet.generate_key().decode(),  # a fresh key per local stack
             "ZXS_LIMIT_MINUTE_SECONDS": str(self.sandbox_config.minute_seconds),
             # the sandbox app's day limit is a tier's: Starter's 1,000 or the paid tiers' 5,000
-            "XERO_API_TIER": "starter" if self.sandbox_config.xero_limits.per_day <= 1000
+            "XERO_API_TIER": "starter"
+            if self.sandbox_config.xero_limits.per_day <= 1000
             else "core",
             **self.extra_env,
         }

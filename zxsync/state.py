@@ -74,8 +74,10 @@ def _import_history(database: Database, record: str, entries: list[dict[str, Any
     }
     rows = []
     for entry in entries:
-        at, stage, event = str(entry.get("at", "")), str(entry.get("stage", "")), str(
-            entry.get("event", "")
+        at, stage, event = (
+            str(entry.get("at", "")),
+            str(entry.get("stage", "")),
+            str(entry.get("event", "")),
         )
         if (at, stage, event) in have:
             continue

@@ -28,5 +28,6 @@ def watch(
         f"[green]watching[/green] {', '.join(channel.events)} for '{connection}' -> "
         f"{channel.notify_url}; channel {channel.channel_id} expires "
         f"{channel.expires().isoformat()} (beat renews it at half its life)",
-        soft_wrap=True, highlight=False,
+        soft_wrap=True,
+        highlight=False,
     )

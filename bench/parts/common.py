@@ -87,7 +87,6 @@ class Report:
             rows.append(f"| {f.part} | {f.name} | {_fmt(f.value)} {f.unit} | {f.how} | {goal} |")
         return "\n".join(rows)
 
-
     def side_by_side(self, before: list[dict[str, Any]], label: str) -> str:
         """The figures of this run beside the baseline's of the same name."""
         theirs = {(f["part"], f["name"]): f for f in before}
@@ -454,9 +453,7 @@ class CpuMeter:
         return sum(self.spent.values()) * 1000 / invoices if invoices else None
 
     def note(self, invoices: int) -> str:
-        parts = ", ".join(
-            f"{g} {t * 1000 / max(invoices, 1):.1f}" for g, t in self.spent.items()
-        )
+        parts = ", ".join(f"{g} {t * 1000 / max(invoices, 1):.1f}" for g, t in self.spent.items())
         per = self.commands / max(invoices, 1)
         return (
             f"{parts} ms; {sum(self.spent.values()):.1f} CPU s for {invoices} invoices; "

@@ -36,8 +36,17 @@ MSG_NUMBER_TAKEN = (
 
 
 _CONTACT_READ_ONLY = {
-    "ContactID", "IsSupplier", "IsCustomer", "UpdatedDateUTC", "Balances", "HasValidationErrors",
-    "ValidationErrors", "StatusAttributeString", "HasAttachments", "Website", "Discount",
+    "ContactID",
+    "IsSupplier",
+    "IsCustomer",
+    "UpdatedDateUTC",
+    "Balances",
+    "HasValidationErrors",
+    "ValidationErrors",
+    "StatusAttributeString",
+    "HasAttachments",
+    "Website",
+    "Discount",
 }
 
 
@@ -142,15 +151,16 @@ class ContactsState(SandboxBase):
         balances: JSON = {}
         for doc_type, name in (("ACCREC", "AccountsReceivable"), ("ACCPAY", "AccountsPayable")):
             due = [
-                i for i in t.invoices.values()
-                if i["Type"] == doc_type and i["Status"] == "AUTHORISED"
+                i
+                for i in t.invoices.values()
+                if i["Type"] == doc_type
+                and i["Status"] == "AUTHORISED"
                 and i["Contact"]["ContactID"] == contact["ContactID"]
             ]
             balances[name] = {
                 "Outstanding": sum((i["AmountDue"] for i in due), Decimal("0.00")),
                 "Overdue": sum(
-                    (i["AmountDue"] for i in due
-                     if (parse_day(i.get("DueDate")) or today) < today),
+                    (i["AmountDue"] for i in due if (parse_day(i.get("DueDate")) or today) < today),
                     Decimal("0.00"),
                 ),
             }

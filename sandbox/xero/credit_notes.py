@@ -34,19 +34,36 @@ class CreditNotesState(InvoicesState):
         with self.lock:
             t = self.tenant(tenant_id)
             invoice = t.invoices[invoice_id]
-            note, errors = self.save_credit_note(tenant_id, {
-                "Type": "ACCRECCREDIT", "Status": "AUTHORISED",
-                "Contact": {"ContactID": invoice["Contact"]["ContactID"]},
-                "CurrencyCode": invoice["CurrencyCode"], "LineAmountTypes": "NoTax",
-                "LineItems": [{"Description": "Credit", "Quantity": 1,
-                               "UnitAmount": credit or amount, "AccountCode": "200"}],
-            }, unitdp=2)
+            note, errors = self.save_credit_note(
+                tenant_id,
+                {
+                    "Type": "ACCRECCREDIT",
+                    "Status": "AUTHORISED",
+                    "Contact": {"ContactID": invoice["Contact"]["ContactID"]},
+                    "CurrencyCode": invoice["CurrencyCode"],
+                    "LineAmountTypes": "NoTax",
+                    "LineItems": [
+                        {
+                            "Description": "Credit",
+                            "Quantity": 1,
+                            "UnitAmount": credit or amount,
+                            "AccountCode": "200",
+                        }
+                    ],
+                },
+                unitdp=2,
+            )
             if note is None:
                 raise ValidationFailed(errors)
-            allocation, errors = self.allocate_credit_note(t, note, {
-                "Amount": amount, "Invoice": {"InvoiceID": invoice_id},
-                "Date": _utc(self.clock()).date().isoformat(),
-            })
+            allocation, errors = self.allocate_credit_note(
+                t,
+                note,
+                {
+                    "Amount": amount,
+                    "Invoice": {"InvoiceID": invoice_id},
+                    "Date": _utc(self.clock()).date().isoformat(),
+                },
+            )
             if allocation is None:
                 raise ValidationFailed(errors)
             return copy.deepcopy(note)
@@ -135,18 +152,27 @@ class CreditNotesState(InvoicesState):
                 f"({note['RemainingCredit']}) and the amount due ({invoice['AmountDue']})."
             ]
         allocation: JSON = {
-            "AllocationID": str(uuid.uuid4()), "Amount": amount, **_day_fields("Date", on),
-            "Invoice": {"InvoiceID": invoice["InvoiceID"],
-                        "InvoiceNumber": invoice["InvoiceNumber"]},
+            "AllocationID": str(uuid.uuid4()),
+            "Amount": amount,
+            **_day_fields("Date", on),
+            "Invoice": {
+                "InvoiceID": invoice["InvoiceID"],
+                "InvoiceNumber": invoice["InvoiceNumber"],
+            },
         }
         note["Allocations"].append(allocation)
         note["RemainingCredit"] = money(note["RemainingCredit"] - amount)
         if note["RemainingCredit"] == 0:
             note["Status"] = "PAID"
-        invoice["CreditNotes"].append({
-            "CreditNoteID": note["CreditNoteID"], "CreditNoteNumber": note["CreditNoteNumber"],
-            "Total": note["Total"], "AppliedAmount": amount, **_day_fields("Date", on),
-        })
+        invoice["CreditNotes"].append(
+            {
+                "CreditNoteID": note["CreditNoteID"],
+                "CreditNoteNumber": note["CreditNoteNumber"],
+                "Total": note["Total"],
+                "AppliedAmount": amount,
+                **_day_fields("Date", on),
+            }
+        )
         self._settle(t, invoice, "AmountCredited", amount, on)
         self._touch(t, note, "CreditNoteID", self.clock())
         return allocation, []

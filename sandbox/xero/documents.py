@@ -153,8 +153,10 @@ class DocumentsState(ContactsState, ItemsState):
         line_amount = money(gross - discount)
 
         account = self._line_account(t, raw, defaults, status, line_amount, line, errors)
-        tax_type = raw.get("TaxType") or defaults.get("TaxType") or (
-            account["TaxType"] if account else None
+        tax_type = (
+            raw.get("TaxType")
+            or defaults.get("TaxType")
+            or (account["TaxType"] if account else None)
         )
         rate = Decimal(0)
         if tax_type:
@@ -165,10 +167,15 @@ class DocumentsState(ContactsState, ItemsState):
                 rate = tax_rate["EffectiveRate"]
                 line["TaxType"] = tax_type
         tax = _line_tax(amount_type, number("TaxAmount"), line_amount, rate)
-        line.update({
-            "Quantity": quantity, "UnitAmount": unit, "TaxAmount": tax,
-            "LineAmount": line_amount, "Tracking": list(raw.get("Tracking") or []),
-        })
+        line.update(
+            {
+                "Quantity": quantity,
+                "UnitAmount": unit,
+                "TaxAmount": tax,
+                "LineAmount": line_amount,
+                "Tracking": list(raw.get("Tracking") or []),
+            }
+        )
         return line, errors
 
     def _item_defaults(
@@ -183,8 +190,11 @@ class DocumentsState(ContactsState, ItemsState):
             errors.append(MSG_ITEM.format(code=raw["ItemCode"]))
             return {}
         line["ItemCode"] = item["Code"]
-        line["Item"] = {"ItemID": item["ItemID"], "Name": item.get("Name", ""),
-                        "Code": item["Code"]}
+        line["Item"] = {
+            "ItemID": item["ItemID"],
+            "Name": item.get("Name", ""),
+            "Code": item["Code"],
+        }
         sales = doc_type == "ACCREC"
         desc_key = "Description" if sales else "PurchaseDescription"
         line["Description"] = raw.get("Description") or item.get(desc_key) or ""

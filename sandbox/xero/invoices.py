@@ -61,8 +61,11 @@ class InvoicesState(DocumentsState):
         elif submitted.get("InvoiceNumber") and submitted.get("Type", "ACCREC") == "ACCREC":
             number = str(submitted["InvoiceNumber"])
             existing = next(
-                (i for i in t.invoices.values()
-                 if i["Type"] == "ACCREC" and i.get("InvoiceNumber") == number),
+                (
+                    i
+                    for i in t.invoices.values()
+                    if i["Type"] == "ACCREC" and i.get("InvoiceNumber") == number
+                ),
                 None,
             )
             if existing is not None and create_only:
@@ -123,9 +126,15 @@ class InvoicesState(DocumentsState):
         number = pick("InvoiceNumber")
         if number is not None and len(str(number)) > 255:
             errors.append("Invoice # must not exceed 255 characters.")
-        elif number and doc_type == "ACCREC" and any(
-            i["Type"] == "ACCREC" and i.get("InvoiceNumber") == str(number)
-            and i is not existing for i in t.invoices.values()
+        elif (
+            number
+            and doc_type == "ACCREC"
+            and any(
+                i["Type"] == "ACCREC"
+                and i.get("InvoiceNumber") == str(number)
+                and i is not existing
+                for i in t.invoices.values()
+            )
         ):
             errors.append(MSG_INVOICE_NUMBER)
 
@@ -209,9 +218,7 @@ class InvoicesState(DocumentsState):
             if candidate not in taken:
                 return candidate
 
-    def _settle(
-        self, t: Tenant, invoice: JSON, applied: str, amount: Decimal, on: date
-    ) -> None:
+    def _settle(self, t: Tenant, invoice: JSON, applied: str, amount: Decimal, on: date) -> None:
         """Apply a payment (AmountPaid) or credit (AmountCredited); PAID when nothing is due."""
         invoice[applied] = money(invoice[applied] + amount)
         invoice["AmountDue"] = money(invoice["AmountDue"] - amount)

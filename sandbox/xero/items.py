@@ -19,8 +19,13 @@ from sandbox.xero.common import (
 from sandbox.xero.organisations import OrganisationsState
 
 _ITEM_READ_ONLY = {
-    "ItemID", "UpdatedDateUTC", "ValidationErrors", "StatusAttributeString", "TotalCostPool",
-    "QuantityOnHand", "IsTrackedAsInventory",
+    "ItemID",
+    "UpdatedDateUTC",
+    "ValidationErrors",
+    "StatusAttributeString",
+    "TotalCostPool",
+    "QuantityOnHand",
+    "IsTrackedAsInventory",
 }
 
 
@@ -61,9 +66,15 @@ class ItemsState(OrganisationsState):
             existing = self.find_item(t, str(submitted["Code"]))
         if existing is not None and create_only:
             return None, [f"Item code '{existing['Code']}' already exists."]
-        merged: JSON = copy.deepcopy(existing) if existing else {
-            "IsSold": True, "IsPurchased": True, "IsTrackedAsInventory": False,
-        }
+        merged: JSON = (
+            copy.deepcopy(existing)
+            if existing
+            else {
+                "IsSold": True,
+                "IsPurchased": True,
+                "IsTrackedAsInventory": False,
+            }
+        )
         for key, value in submitted.items():
             if key not in _ITEM_READ_ONLY:
                 merged[key] = value

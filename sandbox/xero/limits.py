@@ -91,8 +91,10 @@ class LimitsState(SandboxBase):
                     self._limits[tenant_id] = state
                 state.day.roll(now)
                 state.minute.roll(now)
-                checks += [("day", state.day, limits.per_day),
-                           ("minute", state.minute, limits.per_minute)]
+                checks += [
+                    ("day", state.day, limits.per_day),
+                    ("minute", state.minute, limits.per_minute),
+                ]
             checks.append(("appminute", app, limits.app_per_minute))
             problem: str | None = None
             retry: int | None = None
@@ -113,9 +115,7 @@ class LimitsState(SandboxBase):
             headers = {"X-AppMinLimit-Remaining": str(max(0, limits.app_per_minute - app.used))}
             if state is not None:
                 headers["X-DayLimit-Remaining"] = str(max(0, limits.per_day - state.day.used))
-                headers["X-MinLimit-Remaining"] = str(
-                    max(0, limits.per_minute - state.minute.used)
-                )
+                headers["X-MinLimit-Remaining"] = str(max(0, limits.per_minute - state.minute.used))
             return Admission(problem, retry, headers)
 
     def release(self, tenant_id: str) -> None:
@@ -132,9 +132,12 @@ class LimitsState(SandboxBase):
             entry = self._idempotency.get((client_id, key))
             if entry is not None and now - entry.first_at < self.config.idempotency_window_seconds:
                 if entry.fingerprint != fingerprint:
-                    return Reply(400, validation_error(
-                        f"Idempotency Key: {key} is used with a different request.", []
-                    ))
+                    return Reply(
+                        400,
+                        validation_error(
+                            f"Idempotency Key: {key} is used with a different request.", []
+                        ),
+                    )
                 return copy.deepcopy(entry.reply)
             reply = run()
             kept = _Idempotent(now, fingerprint, copy.deepcopy(reply))

@@ -85,18 +85,35 @@ _GRANULAR_SCOPE = (
 
 # The broad scopes granular apps cannot request, and the scopes of the Accounting API an app may
 # ask for (developer.xero.com/documentation/oauth2/scopes; apideck.com/blog/xero-scopes).
-BROAD = frozenset({"accounting.transactions", "accounting.transactions.read",
-                   "accounting.reports.read"})
+BROAD = frozenset(
+    {"accounting.transactions", "accounting.transactions.read", "accounting.reports.read"}
+)
 
 
-_GRANULAR_FAMILIES = ("invoices", "payments", "banktransactions", "manualjournals",
-                      "classicexpenses", "settings", "contacts", "attachments")
+_GRANULAR_FAMILIES = (
+    "invoices",
+    "payments",
+    "banktransactions",
+    "manualjournals",
+    "classicexpenses",
+    "settings",
+    "contacts",
+    "attachments",
+)
 
 
-KNOWN_SCOPES = BROAD | {"openid", "profile", "email", "offline_access",
-                        "accounting.journals.read", "accounting.budgets.read"} | {
-    f"accounting.{family}{suffix}" for family in _GRANULAR_FAMILIES for suffix in ("", ".read")
-}
+KNOWN_SCOPES = (
+    BROAD
+    | {
+        "openid",
+        "profile",
+        "email",
+        "offline_access",
+        "accounting.journals.read",
+        "accounting.budgets.read",
+    }
+    | {f"accounting.{family}{suffix}" for family in _GRANULAR_FAMILIES for suffix in ("", ".read")}
+)
 
 
 # Which scope families open which Accounting endpoint (first path segment): a write needs the
@@ -111,11 +128,19 @@ SCOPE_FAMILIES: dict[str, tuple[str, ...]] = {
 
 
 ENDPOINT_FAMILIES: dict[str, tuple[str, ...]] = {
-    "Organisation": ("settings",), "TaxRates": ("settings",), "Accounts": ("settings",),
-    "Currencies": ("settings",), "TrackingCategories": ("settings",),
-    "Contacts": ("contacts",), "Items": ("invoices", "settings"),
-    "Invoices": ("invoices",), "CreditNotes": ("invoices",), "PurchaseOrders": ("invoices",),
-    "Payments": ("payments",), "Overpayments": ("payments",), "Prepayments": ("payments",),
+    "Organisation": ("settings",),
+    "TaxRates": ("settings",),
+    "Accounts": ("settings",),
+    "Currencies": ("settings",),
+    "TrackingCategories": ("settings",),
+    "Contacts": ("contacts",),
+    "Items": ("invoices", "settings"),
+    "Invoices": ("invoices",),
+    "CreditNotes": ("invoices",),
+    "PurchaseOrders": ("invoices",),
+    "Payments": ("payments",),
+    "Overpayments": ("payments",),
+    "Prepayments": ("payments",),
 }
 
 
@@ -189,7 +214,8 @@ class OAuthState(SandboxBase):
         with self.lock:
             client = self._clients.get(client_id)
             refused = [
-                s for s in scope.split()
+                s
+                for s in scope.split()
                 if s not in KNOWN_SCOPES or (client is not None and client.granular and s in BROAD)
             ]
             return f"Invalid scope for client: {' '.join(refused)}" if refused else None
@@ -215,8 +241,10 @@ class OAuthState(SandboxBase):
             grant_type = form.get("grant_type", "")
             if grant_type == "refresh_token":
                 token = self._refresh.get(form.get("refresh_token", ""))
-                if token is None or token.grant.client_id != client_id or not (
-                    self._refresh_usable(token, now)
+                if (
+                    token is None
+                    or token.grant.client_id != client_id
+                    or not (self._refresh_usable(token, now))
                 ):
                     return 400, {"error": "invalid_grant"}
                 if token.superseded_at is None:
@@ -245,9 +273,13 @@ class OAuthState(SandboxBase):
     def _issue(self, grant: Grant, scope: str, now: float) -> JSON:
         lifetime = self.config.xero_access_token_seconds
         claims = {
-            "nbf": int(now), "exp": int(now + lifetime), "iss": "https://identity.xero.com",
-            "client_id": grant.client_id, "authentication_event_id": grant.auth_event_id,
-            "scope": scope.split(), "jti": secrets.token_hex(16),
+            "nbf": int(now),
+            "exp": int(now + lifetime),
+            "iss": "https://identity.xero.com",
+            "client_id": grant.client_id,
+            "authentication_event_id": grant.auth_event_id,
+            "scope": scope.split(),
+            "jti": secrets.token_hex(16),
         }
         access = _jwt(claims)
         self._access[access] = _AccessToken(grant, now + lifetime, frozenset(scope.split()))

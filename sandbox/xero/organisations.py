@@ -21,27 +21,45 @@ from sandbox.xero.common import (
 
 _COUNTRIES: dict[str, _Country] = {
     "AU": _Country(
-        "AU", "AU", "AUSEASTERNSTANDARDTIME", (30, 6), "ACCRUALS",
+        "AU",
+        "AU",
+        "AUSEASTERNSTANDARDTIME",
+        (30, 6),
+        "ACCRUALS",
         (
             _TaxSeed("GST on Income", "OUTPUT", "10", "OUTPUT", True, False),
             _TaxSeed("GST on Expenses", "INPUT", "10", "INPUT", False, True),
             _TaxSeed("GST Free Income", "EXEMPTOUTPUT", "0", "EXEMPTOUTPUT", True, False),
             _TaxSeed("BAS Excluded", "BASEXCLUDED", "0", "BASEXCLUDED", True, True),
         ),
-        "OUTPUT", "INPUT", "BASEXCLUDED", "EXEMPTOUTPUT",
+        "OUTPUT",
+        "INPUT",
+        "BASEXCLUDED",
+        "EXEMPTOUTPUT",
     ),
     "NZ": _Country(
-        "NZ", "NZ", "NEWZEALANDSTANDARDTIME", (31, 3), "INVOICE",
+        "NZ",
+        "NZ",
+        "NEWZEALANDSTANDARDTIME",
+        (31, 3),
+        "INVOICE",
         (
             _TaxSeed("GST on Income", "OUTPUT2", "15", "OUTPUT", True, False),
             _TaxSeed("GST on Expenses", "INPUT2", "15", "INPUT", False, True),
             _TaxSeed("No GST", "NONE", "0", "NONE", True, True),
             _TaxSeed("Zero Rated", "ZERORATED", "0", "EXEMPTOUTPUT", True, True),
         ),
-        "OUTPUT2", "INPUT2", "NONE", "NONE",
+        "OUTPUT2",
+        "INPUT2",
+        "NONE",
+        "NONE",
     ),
     "GB": _Country(
-        "GB", "UK", "GMTSTANDARDTIME", (31, 3), "ACCRUAL",
+        "GB",
+        "UK",
+        "GMTSTANDARDTIME",
+        (31, 3),
+        "ACCRUAL",
         (
             _TaxSeed("20% (VAT on Income)", "OUTPUT2", "20", "OUTPUT", True, False),
             _TaxSeed("20% (VAT on Expenses)", "INPUT2", "20", "INPUT", False, True),
@@ -49,15 +67,25 @@ _COUNTRIES: dict[str, _Country] = {
             _TaxSeed("Zero Rated Income", "ZERORATEDOUTPUT", "0", "ZERORATEDOUTPUT", True, False),
             _TaxSeed("No VAT", "NONE", "0", "NONE", True, True),
         ),
-        "OUTPUT2", "INPUT2", "NONE", "NONE",
+        "OUTPUT2",
+        "INPUT2",
+        "NONE",
+        "NONE",
     ),
     "US": _Country(
-        "US", "US", "EASTERNSTANDARDTIME", (31, 12), "ACCRUAL",
+        "US",
+        "US",
+        "EASTERNSTANDARDTIME",
+        (31, 12),
+        "ACCRUAL",
         (
             _TaxSeed("Sales Tax", "OUTPUT", "8.25", "OUTPUT", True, False),
             _TaxSeed("Tax Exempt", "NONE", "0", "NONE", True, True),
         ),
-        "OUTPUT", "NONE", "NONE", "NONE",
+        "OUTPUT",
+        "NONE",
+        "NONE",
+        "NONE",
     ),
 }
 
@@ -85,10 +113,18 @@ _BLOCKED_SYSTEM_ACCOUNTS = {"DEBTORS", "CREDITORS", "GST", "RETAINEDEARNINGS", "
 
 
 CURRENCY_NAMES = {
-    "AUD": "Australian Dollar", "NZD": "New Zealand Dollar", "GBP": "British Pound",
-    "USD": "United States Dollar", "EUR": "Euro", "CAD": "Canadian Dollar",
-    "JPY": "Japanese Yen", "SGD": "Singapore Dollar", "ZAR": "South African Rand",
-    "INR": "Indian Rupee", "CHF": "Swiss Franc", "HKD": "Hong Kong Dollar",
+    "AUD": "Australian Dollar",
+    "NZD": "New Zealand Dollar",
+    "GBP": "British Pound",
+    "USD": "United States Dollar",
+    "EUR": "Euro",
+    "CAD": "Canadian Dollar",
+    "JPY": "Japanese Yen",
+    "SGD": "Singapore Dollar",
+    "ZAR": "South African Rand",
+    "INR": "Indian Rupee",
+    "CHF": "Swiss Franc",
+    "HKD": "Hong Kong Dollar",
 }
 
 
@@ -111,8 +147,10 @@ class OrganisationsState(SandboxBase):
         now = self.clock()
         taxes = {seed.tax_type: _tax_rate(seed) for seed in spec.taxes}
         defaults = {
-            "sales": spec.sales, "purchases": spec.purchases,
-            "no_tax": spec.no_tax, "exempt": spec.exempt,
+            "sales": spec.sales,
+            "purchases": spec.purchases,
+            "no_tax": spec.no_tax,
+            "exempt": spec.exempt,
         }
         accounts: dict[str, JSON] = {}
         for acc_code, acc_name, acc_type, acc_class, system, tax_kind in _ACCOUNTS:
@@ -175,9 +213,15 @@ class OrganisationsState(SandboxBase):
             raise ValueError(f"tenant id {tenant_id!r} is not a UUID, as Xero's are") from None
         with self.lock:
             self._tenants[tenant_id] = Tenant(
-                tenant_id=tenant_id, name=name, country=spec, base_currency=base_currency,
-                currencies=[base_currency, *extra], organisation=organisation,
-                tax_rates=taxes, accounts=accounts, created_at=now,
+                tenant_id=tenant_id,
+                name=name,
+                country=spec,
+                base_currency=base_currency,
+                currencies=[base_currency, *extra],
+                organisation=organisation,
+                tax_rates=taxes,
+                accounts=accounts,
+                created_at=now,
             )
 
     def _account_for_line(self, t: Tenant, code: str) -> JSON | None:
@@ -202,8 +246,12 @@ def _tax_rate(seed: _TaxSeed) -> JSON:
         "Name": seed.name,
         "TaxType": seed.tax_type,
         "TaxComponents": [
-            {"Name": seed.name.split(" ")[0], "Rate": rate, "IsCompound": False,
-             "IsNonRecoverable": False},
+            {
+                "Name": seed.name.split(" ")[0],
+                "Rate": rate,
+                "IsCompound": False,
+                "IsNonRecoverable": False,
+            },
         ],
         "Status": "ACTIVE",
         "ReportTaxType": seed.report,

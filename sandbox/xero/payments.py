@@ -54,19 +54,29 @@ class PaymentsState(InvoicesState):
         """PUT /Payments, one element: a payment on an AUTHORISED invoice to a bank account
         (or one with EnablePaymentsToAccount), at most the amount due."""
         ref = submitted.get("Invoice")
-        invoice = self.find_invoice(t, str(ref.get("InvoiceID", ""))) if isinstance(
-            ref, dict) else None
+        invoice = (
+            self.find_invoice(t, str(ref.get("InvoiceID", ""))) if isinstance(ref, dict) else None
+        )
         if invoice is None:
             return None, ["Invoice could not be found."]
         given = submitted.get("Account")
         account = None
         if isinstance(given, dict):
-            account = next((a for a in t.accounts.values() if a["AccountID"] == given.get(
-                "AccountID") or (given.get("Code") and a.get("Code") == given.get("Code"))), None)
-        if account is None or not (account["Type"] == "BANK" or account.get(
-                "EnablePaymentsToAccount")):
-            return None, ["Payments must be made to a bank account, or an account with "
-                          "payments enabled."]
+            account = next(
+                (
+                    a
+                    for a in t.accounts.values()
+                    if a["AccountID"] == given.get("AccountID")
+                    or (given.get("Code") and a.get("Code") == given.get("Code"))
+                ),
+                None,
+            )
+        if account is None or not (
+            account["Type"] == "BANK" or account.get("EnablePaymentsToAccount")
+        ):
+            return None, [
+                "Payments must be made to a bank account, or an account with payments enabled."
+            ]
         try:
             amount = money(_number(submitted.get("Amount")))
         except ValueError:
@@ -74,18 +84,25 @@ class PaymentsState(InvoicesState):
         if invoice["Status"] != "AUTHORISED":
             return None, ["Payments can only be made against AUTHORISED invoices."]
         if not 0 < amount <= invoice["AmountDue"]:
-            return None, [f"The payment amount must be more than 0 and at most the amount due "
-                          f"({invoice['AmountDue']})."]
+            return None, [
+                f"The payment amount must be more than 0 and at most the amount due "
+                f"({invoice['AmountDue']})."
+            ]
         on = parse_day(submitted.get("Date")) or _utc(self.clock()).date()
         payment: JSON = {
-            "PaymentID": str(uuid.uuid4()), "Date": _day_fields("Date", on)["Date"],
-            "Amount": amount, "Reference": str(submitted.get("Reference") or ""),
+            "PaymentID": str(uuid.uuid4()),
+            "Date": _day_fields("Date", on)["Date"],
+            "Amount": amount,
+            "Reference": str(submitted.get("Reference") or ""),
             "CurrencyRate": invoice.get("CurrencyRate", Decimal("1.000000")),
-            "HasAccount": True, "HasValidationErrors": False,
+            "HasAccount": True,
+            "HasValidationErrors": False,
         }
         invoice["Payments"].append(payment)
         t.payment_accounts[payment["PaymentID"]] = {
-            "AccountID": account["AccountID"], "Code": account.get("Code")}
+            "AccountID": account["AccountID"],
+            "Code": account.get("Code"),
+        }
         self._settle(t, invoice, "AmountPaid", amount, on)
         return self.render_payment(t, invoice, payment), []
 
@@ -100,18 +117,27 @@ class PaymentsState(InvoicesState):
     def render_payment(self, t: Tenant, invoice: JSON, payment: JSON) -> JSON:
         bank = next((a for a in t.accounts.values() if a["Type"] == "BANK"), None)
         account = t.payment_accounts.get(payment["PaymentID"]) or (
-            {"AccountID": bank["AccountID"], "Code": bank.get("Code")} if bank else None)
+            {"AccountID": bank["AccountID"], "Code": bank.get("Code")} if bank else None
+        )
         kind = "ACCRECPAYMENT" if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT"
         return {
-            **copy.deepcopy(payment), "Status": "AUTHORISED", "PaymentType": kind,
+            **copy.deepcopy(payment),
+            "Status": "AUTHORISED",
+            "PaymentType": kind,
             "UpdatedDateUTC": invoice["UpdatedDateUTC"],
-            "Invoice": {"InvoiceID": invoice["InvoiceID"],
-                        "InvoiceNumber": invoice.get("InvoiceNumber"), "Type": invoice["Type"]},
+            "Invoice": {
+                "InvoiceID": invoice["InvoiceID"],
+                "InvoiceNumber": invoice.get("InvoiceNumber"),
+                "Type": invoice["Type"],
+            },
             **({"Account": account} if account else {}),
         }
 
     def add_prepaid(
-        self, tenant_id: str, kind: Literal["Overpayments", "Prepayments"], contact_id: str,
+        self,
+        tenant_id: str,
+        kind: Literal["Overpayments", "Prepayments"],
+        contact_id: str,
         amount: Decimal,
     ) -> JSON:
         """Receive an overpayment or a prepayment from a customer (a bank transaction in Xero's
@@ -127,33 +153,49 @@ class PaymentsState(InvoicesState):
                 "Type": f"RECEIVE-{singular.upper()}",
                 "Contact": {"ContactID": contact_id, "Name": contact["Name"]},
                 **_day_fields("Date", _utc(self.clock()).date()),
-                "Status": "AUTHORISED", "LineAmountTypes": "NoTax",
-                "SubTotal": money(amount), "TotalTax": Decimal("0.00"), "Total": money(amount),
-                "RemainingCredit": money(amount), "CurrencyCode": t.base_currency,
-                "Allocations": [], "Payments": [],
+                "Status": "AUTHORISED",
+                "LineAmountTypes": "NoTax",
+                "SubTotal": money(amount),
+                "TotalTax": Decimal("0.00"),
+                "Total": money(amount),
+                "RemainingCredit": money(amount),
+                "CurrencyCode": t.base_currency,
+                "Allocations": [],
+                "Payments": [],
             }
             self._touch(t, doc, f"{singular}ID", self.clock())
             getattr(t, kind.lower())[doc[f"{singular}ID"]] = doc
             return copy.deepcopy(doc)
 
     def refund(
-        self, tenant_id: str, kind: Literal["CreditNotes", "Overpayments", "Prepayments"],
-        doc_id: str, amount: Decimal,
+        self,
+        tenant_id: str,
+        kind: Literal["CreditNotes", "Overpayments", "Prepayments"],
+        doc_id: str,
+        amount: Decimal,
     ) -> JSON:
         """Pay money back on a credit note, overpayment or prepayment (a payment on it, as
         Xero records a refund): only AUTHORISED ones, at most the credit left; PAID at 0."""
         with self.lock:
             t = self.tenant(tenant_id)
-            store = {"CreditNotes": t.credit_notes, "Overpayments": t.overpayments,
-                     "Prepayments": t.prepayments}[kind]
+            store = {
+                "CreditNotes": t.credit_notes,
+                "Overpayments": t.overpayments,
+                "Prepayments": t.prepayments,
+            }[kind]
             doc = store[doc_id]
             if doc["Status"] != "AUTHORISED":
                 raise ValueError("Refunds can only be made on AUTHORISED documents")
             if not 0 < amount <= doc["RemainingCredit"]:
                 raise ValueError(f"refund {amount} must be > 0 and <= {doc['RemainingCredit']}")
-            doc["Payments"] = [*doc.get("Payments", []), {
-                "PaymentID": str(uuid.uuid4()), "Amount": money(amount),
-                **_day_fields("Date", _utc(self.clock()).date())}]
+            doc["Payments"] = [
+                *doc.get("Payments", []),
+                {
+                    "PaymentID": str(uuid.uuid4()),
+                    "Amount": money(amount),
+                    **_day_fields("Date", _utc(self.clock()).date()),
+                },
+            ]
             doc["RemainingCredit"] = money(doc["RemainingCredit"] - amount)
             if doc["RemainingCredit"] == 0:
                 doc["Status"] = "PAID"

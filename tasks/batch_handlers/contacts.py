@@ -132,8 +132,7 @@ def _distinct(
             )
         return {}, failed
     renamed = {
-        e.id: bodies[e.id].model_copy(update={"Name": distinct_name(bodies[e.id])})
-        for e in clashes
+        e.id: bodies[e.id].model_copy(update={"Name": distinct_name(bodies[e.id])}) for e in clashes
     }
     created, refused = _create(ctx, clashes, renamed)
     for element in clashes:

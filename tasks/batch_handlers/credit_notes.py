@@ -74,7 +74,8 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
             settled.append(element.id)
             if note is None:
                 results[element.id] = ValidationFailed(
-                    "Xero", [f"{_payload(element).record}: {m}" for m in errors],
+                    "Xero",
+                    [f"{_payload(element).record}: {m}" for m in errors],
                     hint="Fix the record (or the Xero setting named) and replay the dead letter.",
                 )
             else:

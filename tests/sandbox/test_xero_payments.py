@@ -30,11 +30,15 @@ KEY = "sandbox-webhook-key"
 
 def invoice(sb: Sandbox, due: date, amount: str = "100") -> Any:
     body = {
-        "Type": "ACCREC", "Contact": {"Name": "Payer Pty"}, "Status": "AUTHORISED",
-        "Date": (due - timedelta(days=30)).isoformat(), "DueDate": due.isoformat(),
+        "Type": "ACCREC",
+        "Contact": {"Name": "Payer Pty"},
+        "Status": "AUTHORISED",
+        "Date": (due - timedelta(days=30)).isoformat(),
+        "DueDate": due.isoformat(),
         "LineAmountTypes": "NoTax",
-        "LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": amount,
-                       "AccountCode": "200"}],
+        "LineItems": [
+            {"Description": "x", "Quantity": 1, "UnitAmount": amount, "AccountCode": "200"}
+        ],
     }
     return data(sb.call("PUT", "/Invoices", {"Invoices": [body]}))["Invoices"][0]
 
@@ -50,26 +54,51 @@ def test_credit_note_allocation_pays_the_invoice_and_balances_follow(
     balances = data(sb.call("GET", f"/Contacts/{contact_id}"))["Contacts"][0]["Balances"]
     assert balances["AccountsReceivable"] == {"Outstanding": D("150.00"), "Overdue": D("100.00")}
 
-    note = {"Type": "ACCRECCREDIT", "Contact": {"ContactID": contact_id}, "Status": "AUTHORISED",
-            "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "refund", "Quantity": 1, "UnitAmount": "120",
-                           "AccountCode": "200"}]}
+    note = {
+        "Type": "ACCRECCREDIT",
+        "Contact": {"ContactID": contact_id},
+        "Status": "AUTHORISED",
+        "LineAmountTypes": "NoTax",
+        "LineItems": [
+            {"Description": "refund", "Quantity": 1, "UnitAmount": "120", "AccountCode": "200"}
+        ],
+    }
     created = data(sb.call("PUT", "/CreditNotes", {"CreditNotes": [note]}))["CreditNotes"][0]
     assert (created["CreditNoteNumber"], created["RemainingCredit"]) == ("CN-0001", D("120.00"))
     path = f"/CreditNotes/{created['CreditNoteID']}/Allocations"
     on = today.isoformat()
-    too_much = sb.call("PUT", path, {"Allocations": [
-        {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
+    too_much = sb.call(
+        "PUT",
+        path,
+        {
+            "Allocations": [
+                {"Amount": "101", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}
+            ]
+        },
+    )
     assert too_much.status_code == 400
-    undated = sb.call("PUT", path, {"Allocations": [
-        {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}}]})
+    undated = sb.call(
+        "PUT",
+        path,
+        {"Allocations": [{"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}}]},
+    )
     assert undated.status_code == 400 and "Date" in undated.text  # the spec requires it
-    ok = sb.call("PUT", path, {"Allocations": [
-        {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}]})
+    ok = sb.call(
+        "PUT",
+        path,
+        {
+            "Allocations": [
+                {"Amount": "100", "Invoice": {"InvoiceID": late["InvoiceID"]}, "Date": on}
+            ]
+        },
+    )
     assert ok.status_code == 200, ok.text
     paid = data(sb.call("GET", f"/Invoices/{late['InvoiceID']}"))["Invoices"][0]
-    assert (paid["Status"], paid["AmountCredited"], paid["AmountDue"]) == ("PAID", D("100.00"),
-                                                                          D("0.00"))
+    assert (paid["Status"], paid["AmountCredited"], paid["AmountDue"]) == (
+        "PAID",
+        D("100.00"),
+        D("0.00"),
+    )
     assert "FullyPaidOnDate" in paid
     left = data(sb.call("GET", f"/CreditNotes/{created['CreditNoteID']}"))["CreditNotes"][0]
     assert left["RemainingCredit"] == D("20.00")
@@ -87,8 +116,10 @@ def test_if_modified_since_returns_only_invoices_changed_since(
     second = invoice(sb, date.today())
     sb.xs.add_payment(AU, first["InvoiceID"], D("10"))
     changed = data(sb.call("GET", "/Invoices", headers={"If-Modified-Since": since}, page="1"))
-    assert {i["InvoiceID"] for i in changed["Invoices"]} == {first["InvoiceID"],
-                                                             second["InvoiceID"]}
+    assert {i["InvoiceID"] for i in changed["Invoices"]} == {
+        first["InvoiceID"],
+        second["InvoiceID"],
+    }
     # the paid one by id: both changed within the same second, where Xero orders by ID
     paid = next(i for i in changed["Invoices"] if i["InvoiceID"] == first["InvoiceID"])
     assert [p["Amount"] for p in paid["Payments"]] == [D("10.00")]
@@ -123,8 +154,9 @@ def test_every_invoice_change_is_a_signed_webhook_and_intent_to_receive_is_check
         assert [e["eventType"] for e in invoices] == ["CREATE", "UPDATE"]
         assert {e["resourceId"] for e in invoices} == {created["InvoiceID"]}
         assert all(e["tenantId"] == AU and e["tenantType"] == "ORGANISATION" for e in events)
-        assert all({"firstEventSequence", "lastEventSequence", "entropy"} <= r.keys()
-                   for r in received)
+        assert all(
+            {"firstEventSequence", "lastEventSequence", "entropy"} <= r.keys() for r in received
+        )
         sequences = [(r["firstEventSequence"], r["lastEventSequence"]) for r in received]
         assert sequences == sorted(sequences)
     finally:
@@ -145,7 +177,8 @@ def test_overpayments_prepayments_and_refunds_follow_xeros_rules(
     where = f'Contact.ContactID==guid("{contact_id}") AND Status=="AUTHORISED"'
     listed = data(sb.call("GET", "/Overpayments", where=where))["Overpayments"]
     assert [(o["Type"], o["RemainingCredit"]) for o in listed] == [
-        ("RECEIVE-OVERPAYMENT", D("20.00"))]
+        ("RECEIVE-OVERPAYMENT", D("20.00"))
+    ]
     with pytest.raises(ValueError, match="<= 20"):
         sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20.01"))
     sb.xs.refund(AU, "Overpayments", over["OverpaymentID"], D("20"))

@@ -18,8 +18,14 @@ D = Decimal
 def sb(make: Callable[..., Sandbox]) -> Sandbox:  # noqa: F811
     sandbox = make()
     sandbox.xs.add_contact(AU, {"Name": "Parts Pty", "ContactNumber": "V-1"})
-    sandbox.xs.add_item(AU, {"Code": "P-1", "Name": "Pump",
-                             "PurchaseDetails": {"UnitPrice": "40", "AccountCode": "300"}})
+    sandbox.xs.add_item(
+        AU,
+        {
+            "Code": "P-1",
+            "Name": "Pump",
+            "PurchaseDetails": {"UnitPrice": "40", "AccountCode": "300"},
+        },
+    )
     return sandbox
 
 
@@ -32,8 +38,13 @@ def order(**fields: Any) -> dict[str, Any]:
         "Reference": "ZPO-1",
         "Status": "AUTHORISED",
         "LineItems": [
-            {"Description": "Valve", "Quantity": "3", "UnitAmount": "3.33",
-             "AccountCode": "300", "TaxType": "INPUT"},
+            {
+                "Description": "Valve",
+                "Quantity": "3",
+                "UnitAmount": "3.33",
+                "AccountCode": "300",
+                "TaxType": "INPUT",
+            },
             {"ItemCode": "P-1", "Quantity": "2", "TaxType": "INPUT", "DiscountRate": "10"},
         ],
     }
@@ -53,10 +64,15 @@ def test_create_numbers_totals_and_item_purchase_defaults(sb: Sandbox) -> None:
     assert first["DeliveryAddress"].startswith("12 Dock Road")
     assert first["DeliveryDateString"] == "2026-12-02T00:00:00"
     pump = first["LineItems"][1]
-    assert (pump["UnitAmount"], pump["AccountCode"], pump["LineAmount"]) == (D("40.00"), "300",
-                                                                           D("72.00"))
+    assert (pump["UnitAmount"], pump["AccountCode"], pump["LineAmount"]) == (
+        D("40.00"),
+        "300",
+        D("72.00"),
+    )
     assert (first["SubTotal"], first["TotalTax"], first["Total"]) == (
-        D("81.99"), D("8.20"), D("90.19")
+        D("81.99"),
+        D("8.20"),
+        D("90.19"),
     )
     assert first["TotalDiscount"] == D("8.00")
     taken = put(sb, order(PurchaseOrderNumber="PO-0001"))
@@ -70,10 +86,34 @@ def test_create_numbers_totals_and_item_purchase_defaults(sb: Sandbox) -> None:
         ({"Contact": {"Name": "Nobody Ltd"}}, "do not create contacts"),
         ({"Contact": {"ContactID": "00000000-0000-4000-8000-000000000000"}}, "was not found"),
         ({"Status": "BILLED"}, "not of valid status"),
-        ({"LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": 5,
-                         "AccountCode": "300", "TaxType": "OUTPUT"}]}, "TaxType code OUTPUT"),
-        ({"LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": 5,
-                         "AccountCode": "300", "DiscountAmount": 1}]}, "use DiscountRate"),
+        (
+            {
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": 1,
+                        "UnitAmount": 5,
+                        "AccountCode": "300",
+                        "TaxType": "OUTPUT",
+                    }
+                ]
+            },
+            "TaxType code OUTPUT",
+        ),
+        (
+            {
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": 1,
+                        "UnitAmount": 5,
+                        "AccountCode": "300",
+                        "DiscountAmount": 1,
+                    }
+                ]
+            },
+            "use DiscountRate",
+        ),
     ],
 )
 def test_validation(sb: Sandbox, fields: dict[str, Any], message: str) -> None:
@@ -86,8 +126,17 @@ def test_validation(sb: Sandbox, fields: dict[str, Any], message: str) -> None:
 def test_status_rules_edits_billing_and_delete(sb: Sandbox) -> None:
     po = put(sb, order())["PurchaseOrders"][0]
     ref = po["PurchaseOrderID"]
-    edit = {"LineItems": [{"Description": "Hose", "Quantity": 1, "UnitAmount": "10",
-                           "AccountCode": "300", "TaxType": "INPUT"}]}
+    edit = {
+        "LineItems": [
+            {
+                "Description": "Hose",
+                "Quantity": 1,
+                "UnitAmount": "10",
+                "AccountCode": "300",
+                "TaxType": "INPUT",
+            }
+        ]
+    }
     edited = data(sb.call("POST", f"/PurchaseOrders/{ref}", edit))["PurchaseOrders"][0]
     assert edited["Total"] == D("11.00") and edited["PurchaseOrderNumber"] == "PO-0001"
     back_to_draft = data(sb.call("POST", f"/PurchaseOrders/{ref}", {"Status": "DRAFT"}))
@@ -98,8 +147,9 @@ def test_status_rules_edits_billing_and_delete(sb: Sandbox) -> None:
     refused = data(sb.call("POST", f"/PurchaseOrders/{ref}", edit))
     assert "billed" in refused["Elements"][0]["ValidationErrors"][0]["Message"]
     draft = put(sb, order(Status="DRAFT", Reference="ZPO-2"))["PurchaseOrders"][0]
-    deleted = data(sb.call("POST", f"/PurchaseOrders/{draft['PurchaseOrderID']}",
-                           {"Status": "DELETED"}))["PurchaseOrders"][0]
+    deleted = data(
+        sb.call("POST", f"/PurchaseOrders/{draft['PurchaseOrderID']}", {"Status": "DELETED"})
+    )["PurchaseOrders"][0]
     assert deleted["Status"] == "DELETED"
     assert sb.call("GET", "/PurchaseOrders/PO-0999").status_code == 404
 
@@ -109,9 +159,10 @@ def test_idempotency_key_replays_the_first_answer(sb: Sandbox) -> None:
     body = {"PurchaseOrders": [order()]}
     first = data(sb.call("PUT", "/PurchaseOrders", body, headers=headers))
     again = data(sb.call("PUT", "/PurchaseOrders", body, headers=headers))
-    assert first["PurchaseOrders"][0]["PurchaseOrderID"] == again["PurchaseOrders"][0][
-        "PurchaseOrderID"
-    ]
+    assert (
+        first["PurchaseOrders"][0]["PurchaseOrderID"]
+        == again["PurchaseOrders"][0]["PurchaseOrderID"]
+    )
     assert len(sb.xs.purchase_orders(AU)) == 1
 
 
@@ -126,8 +177,9 @@ def test_filters_paging_and_modified_since(sb: Sandbox) -> None:
     paged = data(sb.call("GET", "/PurchaseOrders", page="2", pageSize="3"))
     assert paged["pagination"] == {"page": 2, "pageSize": 3, "pageCount": 2, "itemCount": 4}
     assert len(paged["PurchaseOrders"]) == 1 and paged["PurchaseOrders"][0]["LineItems"]
-    later = data(sb.call("GET", "/PurchaseOrders", headers={"If-Modified-Since":
-                                                               "2100-01-01T00:00:00"}))
+    later = data(
+        sb.call("GET", "/PurchaseOrders", headers={"If-Modified-Since": "2100-01-01T00:00:00"})
+    )
     assert later["PurchaseOrders"] == []
 
 
@@ -137,7 +189,6 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
     if not SPEC.exists():
         pytest.skip(f"{SPEC} not found")
     components = yaml.load(SPEC.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    schema = {"$ref": "#/components/schemas/PurchaseOrders",
-              "components": components["components"]}
+    schema = {"$ref": "#/components/schemas/PurchaseOrders", "components": components["components"]}
     put(sb, order())
     jsonschema.validate(data(sb.call("GET", "/PurchaseOrders", page="1")), schema)

@@ -111,8 +111,14 @@ def invoice(**fields: Any) -> dict[str, Any]:
 
 
 def line(quantity: str, unit: str, **fields: Any) -> dict[str, Any]:
-    return {"Description": "x", "Quantity": quantity, "UnitAmount": unit, "AccountCode": "200",
-            "TaxType": "OUTPUT", **fields}
+    return {
+        "Description": "x",
+        "Quantity": quantity,
+        "UnitAmount": unit,
+        "AccountCode": "200",
+        "TaxType": "OUTPUT",
+        **fields,
+    }
 
 
 # --------------------------------------------------------------------------- OAuth
@@ -137,24 +143,38 @@ def test_refresh_token_rotates_and_old_one_has_a_grace_period(make: Callable[...
     assert sb.refresh("never-issued").json() == {"error": "invalid_grant"}
     bad_client = sb.refresh(rotated.json()["refresh_token"], secret="wrong")
     assert (bad_client.status_code, bad_client.json()) == (400, {"error": "invalid_client"})
-    in_form = sb.http.post("/connect/token", data={
-        "grant_type": "refresh_token", "refresh_token": rotated.json()["refresh_token"],
-        "client_id": "app", "client_secret": "secret",
-    })
+    in_form = sb.http.post(
+        "/connect/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": rotated.json()["refresh_token"],
+            "client_id": "app",
+            "client_secret": "secret",
+        },
+    )
     assert in_form.status_code == 200
     assert sb.xs.stats()["token_refreshes"] == 4
 
 
 def test_authorization_code_flow_and_connections(sb: Sandbox) -> None:
-    consent = sb.http.get("/identity/connect/authorize", params={
-        "response_type": "code", "client_id": "app", "redirect_uri": "http://localhost/cb",
-        "scope": "openid accounting.settings offline_access", "state": "xyz",
-    })
+    consent = sb.http.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "app",
+            "redirect_uri": "http://localhost/cb",
+            "scope": "openid accounting.settings offline_access",
+            "state": "xyz",
+        },
+    )
     assert consent.status_code == 302
     query = parse_qs(urlparse(consent.headers["location"]).query)
     assert query["state"] == ["xyz"]
-    form = {"grant_type": "authorization_code", "code": query["code"][0],
-            "redirect_uri": "http://localhost/cb"}
+    form = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": "http://localhost/cb",
+    }
     tokens = sb.http.post("/connect/token", data=form, auth=("app", "secret"))
     assert tokens.status_code == 200 and "refresh_token" in tokens.json()
     again = sb.http.post("/connect/token", data=form, auth=("app", "secret"))
@@ -230,9 +250,11 @@ def test_settings_are_seeded_by_country(sb: Sandbox) -> None:
 
 
 def test_contact_create_lookup_and_duplicate_name(sb: Sandbox) -> None:
-    created = sb.call("PUT", "/Contacts", {"Contacts": [
-        {"Name": "Acme Ltd", "ContactNumber": "Z-1", "EmailAddress": "a@acme.test"}
-    ]})
+    created = sb.call(
+        "PUT",
+        "/Contacts",
+        {"Contacts": [{"Name": "Acme Ltd", "ContactNumber": "Z-1", "EmailAddress": "a@acme.test"}]},
+    )
     assert created.status_code == 200
     contact = created.json()["Contacts"][0]
     assert contact["ContactStatus"] == "ACTIVE" and contact["ContactID"]
@@ -247,10 +269,14 @@ def test_contact_create_lookup_and_duplicate_name(sb: Sandbox) -> None:
     duplicate = sb.call("PUT", "/Contacts", {"Name": "acme ltd"})
     assert duplicate.status_code == 400
     [element] = duplicate.json()["Elements"]
-    assert element["ValidationErrors"] == [{"Message": (
-        "The contact name acme ltd is already assigned to another contact. The contact name "
-        "must be unique across all active contacts."
-    )}]
+    assert element["ValidationErrors"] == [
+        {
+            "Message": (
+                "The contact name acme ltd is already assigned to another contact. "
+                "The contact name must be unique across all active contacts."
+            )
+        }
+    ]
 
     renamed = sb.call("POST", "/Contacts", {"ContactID": contact["ContactID"], "Name": "Acme 2"})
     assert renamed.status_code == 200 and len(sb.xs.contacts(AU)) == 1
@@ -258,8 +284,11 @@ def test_contact_create_lookup_and_duplicate_name(sb: Sandbox) -> None:
 
 
 def test_item_create_duplicate_code_and_bad_account(sb: Sandbox) -> None:
-    item = {"Code": "P-1", "Name": "Pump", "SalesDetails": {"UnitPrice": "12.50",
-                                                            "AccountCode": "200"}}
+    item = {
+        "Code": "P-1",
+        "Name": "Pump",
+        "SalesDetails": {"UnitPrice": "12.50", "AccountCode": "200"},
+    }
     assert sb.call("PUT", "/Items", {"Items": [item]}).status_code == 200
     duplicate = sb.call("PUT", "/Items", {"Items": [item]})
     assert duplicate.status_code == 400
@@ -278,16 +307,22 @@ def test_item_create_duplicate_code_and_bad_account(sb: Sandbox) -> None:
 
 
 def test_invoice_totals_exclusive_with_per_line_rounding(sb: Sandbox) -> None:
-    sent = invoice(LineItems=[line("3", "19.99"), line("1", "0.05"), line("1", "10.00",
-                                                                         TaxType="BASEXCLUDED")])
+    sent = invoice(
+        LineItems=[line("3", "19.99"), line("1", "0.05"), line("1", "10.00", TaxType="BASEXCLUDED")]
+    )
     answer = sb.call("PUT", "/Invoices", {"Invoices": [sent]})
     assert answer.status_code == 200, answer.text
     inv = data(answer)["Invoices"][0]
     assert [li["TaxAmount"] for li in inv["LineItems"]] == [
-        Decimal("6.00"), Decimal("0.01"), Decimal("0.00")
+        Decimal("6.00"),
+        Decimal("0.01"),
+        Decimal("0.00"),
     ]
     assert (inv["SubTotal"], inv["TotalTax"], inv["Total"], inv["AmountDue"]) == (
-        Decimal("70.02"), Decimal("6.01"), Decimal("76.03"), Decimal("76.03")
+        Decimal("70.02"),
+        Decimal("6.01"),
+        Decimal("76.03"),
+        Decimal("76.03"),
     )
     assert inv["LineItems"][0]["Quantity"] == Decimal("3.0000")
     assert inv["InvoiceNumber"] == "INV-0001" and inv["HasErrors"] is False
@@ -299,25 +334,33 @@ def test_invoice_totals_exclusive_with_per_line_rounding(sb: Sandbox) -> None:
 
 
 def test_invoice_totals_inclusive_override_and_discounts(sb: Sandbox) -> None:
-    inclusive = invoice(LineAmountTypes="Inclusive",
-                        LineItems=[line("1", "110.00"), line("1", "9.99")])
+    inclusive = invoice(
+        LineAmountTypes="Inclusive", LineItems=[line("1", "110.00"), line("1", "9.99")]
+    )
     override = invoice(LineItems=[line("1", "100.00", TaxAmount="9.99")])
-    discounted = invoice(LineItems=[
-        line("2", "50.00", DiscountAmount="10"), line("3", "33.33", DiscountRate="10"),
-    ])
+    discounted = invoice(
+        LineItems=[
+            line("2", "50.00", DiscountAmount="10"),
+            line("3", "33.33", DiscountRate="10"),
+        ]
+    )
     four_dp = invoice(LineItems=[line("3", "1.23456")])
     answer = sb.call("PUT", "/Invoices", {"Invoices": [inclusive, override, discounted]})
     inc, over, disc = data(answer)["Invoices"]
 
     assert [li["TaxAmount"] for li in inc["LineItems"]] == [Decimal("10.00"), Decimal("0.91")]
     assert (inc["SubTotal"], inc["TotalTax"], inc["Total"]) == (
-        Decimal("109.08"), Decimal("10.91"), Decimal("119.99")
+        Decimal("109.08"),
+        Decimal("10.91"),
+        Decimal("119.99"),
     )
     assert (over["TotalTax"], over["Total"]) == (Decimal("9.99"), Decimal("109.99"))
     assert [li["LineAmount"] for li in disc["LineItems"]] == [Decimal("90.00"), Decimal("89.99")]
     assert disc["TotalDiscount"] == Decimal("20.00")
     assert (disc["SubTotal"], disc["TotalTax"], disc["Total"]) == (
-        Decimal("179.99"), Decimal("18.00"), Decimal("197.99")
+        Decimal("179.99"),
+        Decimal("18.00"),
+        Decimal("197.99"),
     )
 
     two = data(sb.call("PUT", "/Invoices", four_dp))["Invoices"][0]["LineItems"][0]
@@ -332,7 +375,9 @@ def test_invalid_account_code_is_a_validation_exception(sb: Sandbox) -> None:
     assert answer.status_code == 400
     body = answer.json()
     assert (body["ErrorNumber"], body["Type"], body["Message"]) == (
-        10, "ValidationException", "A validation exception occurred"
+        10,
+        "ValidationException",
+        "A validation exception occurred",
     )
     [element] = body["Elements"]
     assert element["Reference"] == "R-9"
@@ -346,8 +391,11 @@ def test_invalid_account_code_is_a_validation_exception(sb: Sandbox) -> None:
     ("fields", "message"),
     [
         ({"LineItems": [line("1", "5", ItemCode="NOPE")]}, "Item code 'NOPE' is not valid"),
-        ({"LineItems": [line("1", "5", TaxType="INPUT")]},
-         "The TaxType code INPUT does not exist or cannot be used with this type of transaction."),
+        (
+            {"LineItems": [line("1", "5", TaxType="INPUT")]},
+            "The TaxType code INPUT does not exist or cannot be used with this type of "
+            "transaction.",
+        ),
         ({"CurrencyCode": "EUR"}, "Organisation is not subscribed to currency EUR"),
         ({"DueDate": None}, "Due Date is mandatory."),
     ],
@@ -397,16 +445,20 @@ def test_batch_without_summarize_errors_still_saves_the_good_ones(sb: Sandbox) -
 def test_status_rules_on_update(sb: Sandbox) -> None:
     draft = sb.call("PUT", "/Invoices", invoice(Status="DRAFT", DueDate=None)).json()
     draft_id = draft["Invoices"][0]["InvoiceID"]
-    edited = sb.call("POST", f"/Invoices/{draft_id}", {"Reference": "edited",
-                                                        "LineItems": [line("2", "10")]})
+    edited = sb.call(
+        "POST", f"/Invoices/{draft_id}", {"Reference": "edited", "LineItems": [line("2", "10")]}
+    )
     assert edited.status_code == 200
     assert data(edited)["Invoices"][0]["Total"] == Decimal("22.00")
     inclusive = data(sb.call("POST", f"/Invoices/{draft_id}", {"LineAmountTypes": "Inclusive"}))
     assert (inclusive["Invoices"][0]["Total"], inclusive["Invoices"][0]["TotalTax"]) == (
-        Decimal("20.00"), Decimal("1.82")
+        Decimal("20.00"),
+        Decimal("1.82"),
     )
-    assert sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DELETED"}).status_code \
+    assert (
+        sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DELETED"}).status_code
         == 200
+    )
     dead = sb.call("POST", "/Invoices", {"InvoiceID": draft_id, "Status": "DRAFT"})
     assert dead.json()["Elements"][0]["ValidationErrors"][0]["Message"] == (
         "Invoice not of valid status for modification"
@@ -417,7 +469,8 @@ def test_status_rules_on_update(sb: Sandbox) -> None:
     back = sb.call("POST", "/Invoices", {"InvoiceNumber": number, "Status": "DRAFT"})
     assert back.status_code == 400
     assert sb.call("PUT", "/Invoices", invoice(InvoiceNumber=number)).json()["Elements"][0][
-        "ValidationErrors"] == [{"Message": "Invoice # must be unique."}]
+        "ValidationErrors"
+    ] == [{"Message": "Invoice # must be unique."}]
 
     sb.xs.add_payment(AU, authorised["InvoiceID"], Decimal("10.00"))
     paid = sb.call("POST", "/Invoices", {"InvoiceNumber": number, "Status": "VOIDED"})
@@ -432,14 +485,20 @@ def test_status_rules_on_update(sb: Sandbox) -> None:
 def test_get_unknown_invoice_is_404_text(sb: Sandbox) -> None:
     answer = sb.call("GET", "/Invoices/00000000-0000-0000-0000-000000000000")
     assert (answer.status_code, answer.text) == (
-        404, "The resource you're looking for cannot be found"
+        404,
+        "The resource you're looking for cannot be found",
     )
 
 
 def test_malformed_and_empty_bodies(sb: Sandbox) -> None:
-    malformed = sb.http.put(API + "/Invoices", content=b"{nope", headers={
-        "Authorization": f"Bearer {sb.token}", "xero-tenant-id": AU,
-    })
+    malformed = sb.http.put(
+        API + "/Invoices",
+        content=b"{nope",
+        headers={
+            "Authorization": f"Bearer {sb.token}",
+            "xero-tenant-id": AU,
+        },
+    )
     assert (malformed.status_code, malformed.json()["ErrorNumber"]) == (400, 14)
     assert malformed.json()["Type"] == "PostDataInvalidException"
     assert sb.call("PUT", "/Invoices", {"Invoices": []}).json()["ErrorNumber"] == 17
@@ -463,8 +522,7 @@ def test_idempotency_replays_and_refuses_a_different_request(sb: Sandbox) -> Non
     )
 
     bad = invoice(LineItems=[line("1", "1", AccountCode="999")])
-    errors = [sb.call("PUT", "/Invoices", bad, headers={"Idempotency-Key": "k2"})
-              for _ in range(2)]
+    errors = [sb.call("PUT", "/Invoices", bad, headers={"Idempotency-Key": "k2"}) for _ in range(2)]
     assert [e.status_code for e in errors] == [400, 400]
     assert errors[0].json() == errors[1].json()
     too_long = sb.call("PUT", "/Invoices", invoice(), headers={"Idempotency-Key": "k" * 129})
@@ -486,8 +544,7 @@ def test_idempotency_key_expires_after_the_window(make: Callable[..., Sandbox]) 
 def test_minute_limit_answers_429_with_retry_after(make: Callable[..., Sandbox]) -> None:
     sb = make(minute_seconds=1, xero_limits=XeroLimits(per_minute=3))
     _ = sb.token
-    remaining = [sb.call("GET", "/Organisation").headers["X-MinLimit-Remaining"]
-                 for _ in range(3)]
+    remaining = [sb.call("GET", "/Organisation").headers["X-MinLimit-Remaining"] for _ in range(3)]
     assert remaining == ["2", "1", "0"]
     refused = sb.call("GET", "/Organisation")
     assert refused.status_code == 429
@@ -506,8 +563,10 @@ def test_concurrent_limit_has_no_retry_after(make: Callable[..., Sandbox]) -> No
     sb = make(latency_seconds=0.3, xero_limits=XeroLimits(concurrent=1))
     _ = sb.token
     answers: list[httpx.Response] = []
-    threads = [threading.Thread(target=lambda: answers.append(sb.call("GET", "/Organisation")))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(sb.call("GET", "/Organisation")))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -542,8 +601,12 @@ def test_invoice_paging_filters_and_line_items(sb: Sandbox) -> None:
 
     numbers = sb.call("GET", "/Invoices", InvoiceNumbers="INV-0002,INV-0004").json()["Invoices"]
     assert [i["InvoiceNumber"] for i in numbers] == ["INV-0002", "INV-0004"]
-    picked = sb.call("GET", "/Invoices", where='(Reference=="R1" OR Reference=="R3") '
-                                               'AND Type=="ACCREC"', order="Reference DESC")
+    picked = sb.call(
+        "GET",
+        "/Invoices",
+        where='(Reference=="R1" OR Reference=="R3") AND Type=="ACCREC"',
+        order="Reference DESC",
+    )
     assert [i["Reference"] for i in picked.json()["Invoices"]] == ["R3", "R1"]
     contact_id = numbers[0]["Contact"]["ContactID"]
     by_contact = sb.call("GET", "/Invoices", where=f'Contact.ContactID==guid("{contact_id}")')
@@ -556,9 +619,15 @@ def test_invoice_paging_filters_and_line_items(sb: Sandbox) -> None:
 
 
 def test_where_interpreter() -> None:
-    contact = {"Name": "Acme Ltd", "EmailAddress": None, "Total": Decimal("20.00"),
-               "Date": "/Date(1795564800000+0000)/", "Phones": [{"PhoneNumber": "555"}],
-               "Contact": {"ContactID": "AbC"}, "IsCustomer": True}
+    contact = {
+        "Name": "Acme Ltd",
+        "EmailAddress": None,
+        "Total": Decimal("20.00"),
+        "Date": "/Date(1795564800000+0000)/",
+        "Phones": [{"PhoneNumber": "555"}],
+        "Contact": {"ContactID": "AbC"},
+        "IsCustomer": True,
+    }
 
     def where(text: str) -> bool:
         return compile_where(text)(contact)
@@ -570,7 +639,7 @@ def test_where_interpreter() -> None:
     assert where('Phones[0].PhoneNumber=="555" and name.ToLower()=="acme ltd"')
     assert where('Contact.ContactID==GUID("abc") OR false') and where("IsCustomer")
     assert not where('Name=="acme ltd"')
-    for broken in ('Name==', 'Name=="x" OR', "(Name", 'Name.Contains(1)', "eval('x')"):
+    for broken in ("Name==", 'Name=="x" OR', "(Name", "Name.Contains(1)", "eval('x')"):
         with pytest.raises(WhereError):
             compile_where(broken)
     ordered = order_objects([{"N": "b"}, {"N": None}, {"N": "a"}], "N DESC")
@@ -590,9 +659,11 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
 
     def check(schema: str, instance: Any) -> None:
         """Shapes and formats (uuid, date-time: rfc3339-validator) of the answer."""
-        jsonschema.validate(instance, {"$ref": f"#/components/schemas/{schema}",
-                                       "components": components},
-                            format_checker=jsonschema.FormatChecker())
+        jsonschema.validate(
+            instance,
+            {"$ref": f"#/components/schemas/{schema}", "components": components},
+            format_checker=jsonschema.FormatChecker(),
+        )
 
     sb.call("PUT", "/Items", {"Code": "P-1", "Name": "Pump"})
     sb.call("PUT", "/Invoices", invoice(LineItems=[line("1", "5", ItemCode="P-1")]))
@@ -604,8 +675,19 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
     check("Items", data(sb.call("GET", "/Items")))
     check("Invoices", data(sb.call("GET", "/Invoices", page="1")))
     made = data(sb.call("PUT", "/Invoices", invoice()))["Invoices"][0]
-    sb.call("PUT", "/Payments", {"Payments": [{"Invoice": {"InvoiceID": made["InvoiceID"]},
-                                               "Account": {"Code": "090"}, "Amount": "10.00"}]})
+    sb.call(
+        "PUT",
+        "/Payments",
+        {
+            "Payments": [
+                {
+                    "Invoice": {"InvoiceID": made["InvoiceID"]},
+                    "Account": {"Code": "090"},
+                    "Amount": "10.00",
+                }
+            ]
+        },
+    )
     check("Payments", data(sb.call("GET", "/Payments", page="1")))
     check("PurchaseOrders", data(sb.call("GET", "/PurchaseOrders", page="1")))
     check("CreditNotes", data(sb.call("GET", "/CreditNotes", page="1")))
@@ -617,10 +699,15 @@ def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
 
 
 def _consent(sb: Sandbox, scope: str, client: str = "app") -> httpx.Response:
-    return sb.http.get("/identity/connect/authorize", params={
-        "response_type": "code", "client_id": client, "redirect_uri": "http://localhost/cb",
-        "scope": scope,
-    })
+    return sb.http.get(
+        "/identity/connect/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client,
+            "redirect_uri": "http://localhost/cb",
+            "scope": scope,
+        },
+    )
 
 
 def _exchange(sb: Sandbox, consent: httpx.Response, client: str = "app") -> dict[str, Any]:
@@ -633,8 +720,12 @@ def _exchange(sb: Sandbox, consent: httpx.Response, client: str = "app") -> dict
 
 def test_a_granular_app_cannot_ask_for_the_broad_scopes(sb: Sandbox) -> None:
     """Apps created from 2 March 2026: consent to accounting.transactions fails (FACTS)."""
-    for broad in ("accounting.transactions", "accounting.transactions.read",
-                  "accounting.reports.read", "accounting.nonsense"):
+    for broad in (
+        "accounting.transactions",
+        "accounting.transactions.read",
+        "accounting.reports.read",
+        "accounting.nonsense",
+    ):
         refused = _consent(sb, f"offline_access accounting.contacts {broad}")
         assert refused.status_code == 400, broad
         assert refused.json()["error"] == "invalid_scope"
@@ -659,14 +750,20 @@ def test_an_endpoint_outside_the_granted_scopes_answers_401_insufficient_scope(
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert sb.call("GET", "/Contacts", headers=bearer).status_code == 200
     assert sb.call("GET", "/Invoices", headers=bearer).status_code == 200  # .read reads
-    for method, path in (("GET", "/Accounts"), ("PUT", "/Invoices"), ("GET", "/TaxRates"),
-                         ("GET", "/Payments")):
+    for method, path in (
+        ("GET", "/Accounts"),
+        ("PUT", "/Invoices"),
+        ("GET", "/TaxRates"),
+        ("GET", "/Payments"),
+    ):
         refused = sb.call(method, path, {"Invoices": []}, headers=bearer)
         assert refused.status_code == 401, path
         assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
         body = refused.json()
         assert (body["Title"], body["Status"], body["Detail"]) == (
-            "Unauthorized", 401, "AuthorizationUnsuccessful"
+            "Unauthorized",
+            401,
+            "AuthorizationUnsuccessful",
         )
     # a refresh keeps what was consented, nothing more
     again = sb.refresh(tokens["refresh_token"]).json()
@@ -730,8 +827,12 @@ def test_a_query_parameter_the_operation_does_not_define_is_refused(sb: Sandbox)
 
 def test_read_only_fields_are_refused(sb: Sandbox) -> None:
     """Contact `Website` is readOnly in the spec (FACTS "The 2026 platform")."""
-    refused = sb.call("PUT", "/Contacts", {"Contacts": [{"Name": "Web", "Website": "https://w"}]},
-                      summarizeErrors="false")
+    refused = sb.call(
+        "PUT",
+        "/Contacts",
+        {"Contacts": [{"Name": "Web", "Website": "https://w"}]},
+        summarizeErrors="false",
+    )
     [element] = refused.json()["Contacts"]
     assert element["StatusAttributeString"] == "ERROR"
     assert "Website" in element["ValidationErrors"][0]["Message"]
@@ -764,8 +865,16 @@ def test_tenant_ids_are_uuids(sb: Sandbox) -> None:
 
 def test_payments_can_be_put_and_listed(sb: Sandbox) -> None:
     made = data(sb.call("PUT", "/Invoices", invoice()))["Invoices"][0]
-    body = {"Payments": [{"Invoice": {"InvoiceID": made["InvoiceID"]}, "Account": {"Code": "090"},
-                          "Date": "2026-11-26", "Amount": "40.00"}]}
+    body = {
+        "Payments": [
+            {
+                "Invoice": {"InvoiceID": made["InvoiceID"]},
+                "Account": {"Code": "090"},
+                "Date": "2026-11-26",
+                "Amount": "40.00",
+            }
+        ]
+    }
     paid = sb.call("PUT", "/Payments", body)
     assert paid.status_code == 200, paid.text
     [payment] = data(paid)["Payments"]

@@ -697,11 +697,17 @@ def test_actions_watch_notifies_until_the_channel_expires_and_put_renews(
     try:
         account = zs.insert(ORG, "Accounts", {"Account_Name": "Watch Pty"})
         expiry = datetime.fromtimestamp(clock.now + 3600, UTC).isoformat()
-        channel = {"channel_id": "1000000068001", "events": ["Accounts.all"],
-                   "notify_url": f"{receiver.url}/n", "token": "tok", "channel_expiry": expiry}
+        channel = {
+            "channel_id": "1000000068001",
+            "events": ["Accounts.all"],
+            "notify_url": f"{receiver.url}/n",
+            "token": "tok",
+            "channel_expiry": expiry,
+        }
         week = datetime.fromtimestamp(clock.now + 8 * 86400, UTC).isoformat()
-        too_long = api.post("/crm/v8/actions/watch",
-                            json={"watch": [{**channel, "channel_expiry": week}]})
+        too_long = api.post(
+            "/crm/v8/actions/watch", json={"watch": [{**channel, "channel_expiry": week}]}
+        )
         assert too_long.status_code == 400 and too_long.json()["code"] == "INVALID_DATA"
         unknown = api.put("/crm/v8/actions/watch", json={"watch": [channel]})
         assert unknown.status_code == 400, "PUT replaces an existing channel only"
@@ -726,8 +732,10 @@ def test_actions_watch_notifies_until_the_channel_expires_and_put_renews(
         gone = api.put("/crm/v8/actions/watch", json={"watch": [channel]})
         assert gone.status_code == 400, "an expired time is refused: renew before it"
 
-        renewed = {**channel, "channel_expiry":
-                   datetime.fromtimestamp(clock.now + 86400, UTC).isoformat()}
+        renewed = {
+            **channel,
+            "channel_expiry": datetime.fromtimestamp(clock.now + 86400, UTC).isoformat(),
+        }
         assert api.put("/crm/v8/actions/watch", json={"watch": [renewed]}).status_code == 200
         zs.update(ORG, "Accounts", account["id"], {"Account_Name": "Watch 3"})
         deadline = time.monotonic() + 5

@@ -97,9 +97,7 @@ class Flush:
         self._write({e.id: mark for e in going}, [], replicas=self.replicas)
         return refused
 
-    def store(
-        self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]
-    ) -> None:
+    def store(self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]) -> None:
         """Store the links Xero's answers gave and clear the marks of the elements now settled
         (created, adopted, found absent, or refused: Xero's answer is known). The links go to
         the database once the fence holds: a true answer of Xero is never wrong to keep; a
@@ -117,9 +115,7 @@ class Flush:
         """Raise LeaseLost unless this flusher still holds the buffer."""
         self._write({}, [])
 
-    def _write(
-        self, marks: dict[str, str], settled: list[str], *, replicas: int = 0
-    ) -> None:
+    def _write(self, marks: dict[str, str], settled: list[str], *, replicas: int = 0) -> None:
         buffer = self.buffer
         args: list[Any] = [self.token, len(marks)]
         for element_id, mark in marks.items():

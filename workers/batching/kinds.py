@@ -36,7 +36,6 @@ class AwaitingBatch(Exception):
         return (AwaitingBatch, (self.kind, self.elements, self.carry))
 
 
-
 # per element: an outcome (JSON) for the waiting stages, or the error that refused it
 Results = dict[str, "dict[str, Any] | SyncError"]
 Handler = Callable[[StageContext, "list[Element]"], Results]

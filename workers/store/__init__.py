@@ -187,7 +187,11 @@ class Database:
                 set_={
                     name: stmt.excluded[name]
                     for name in (
-                        "xero_id", "shares_with", "value", "pending_key", "pending_at",
+                        "xero_id",
+                        "shares_with",
+                        "value",
+                        "pending_key",
+                        "pending_at",
                         "updated_at",
                     )
                 },
@@ -214,7 +218,13 @@ class Database:
                 )
 
     def claim_creates(
-        self, kind: str, connection: str, ids: list[str], key: str, *, take_over: set[str],
+        self,
+        kind: str,
+        connection: str,
+        ids: list[str],
+        key: str,
+        *,
+        take_over: set[str],
         older_than: float,
     ) -> set[str]:
         """Let creates out: a pending row per id under `key`, in one transaction. Returns the
@@ -232,8 +242,12 @@ class Database:
                 stmt,
                 [
                     {
-                        "connection": connection, "kind": kind, "zoho_id": zid,
-                        "pending_key": key, "pending_at": now, "updated_at": now,
+                        "connection": connection,
+                        "kind": kind,
+                        "zoho_id": zid,
+                        "pending_key": key,
+                        "pending_at": now,
+                        "updated_at": now,
                     }
                     for zid in ids
                 ],
@@ -290,9 +304,11 @@ class Database:
 
     def history(self, record_key: str) -> list[dict[str, Any]]:
         h = schema.history
-        query = select(h.c.at, h.c.stage, h.c.event, h.c.detail).where(
-            h.c.record_key == record_key
-        ).order_by(h.c.id)
+        query = (
+            select(h.c.at, h.c.stage, h.c.event, h.c.detail)
+            .where(h.c.record_key == record_key)
+            .order_by(h.c.id)
+        )
         with self.begin(read=True) as conn:
             return [
                 {"at": at, "stage": stage, "event": ev, **loads(detail)}

@@ -61,7 +61,8 @@ class ConnectionStore:
         connection = validate(data, str(data.get("name", "?")))
         if self.get(connection.name) is not None:
             raise ConfigurationError(
-                f"connection '{connection.name}' exists", field="name",
+                f"connection '{connection.name}' exists",
+                field="name",
                 hint="Use `zxsync connections edit`.",
             )
         self.put(connection)

@@ -15,8 +15,18 @@ from workers.store import Database
 from workers.store.schema import audit, dead_letters, history, links, outcomes
 
 EXPORT_COLUMNS = (
-    "connection", "module", "zoho_id", "zoho_number", "xero_invoice_number", "xero_invoice_id",
-    "zoho_total", "xero_total", "xero_status", "outcome", "last_error", "at",
+    "connection",
+    "module",
+    "zoho_id",
+    "zoho_number",
+    "xero_invoice_number",
+    "xero_invoice_id",
+    "zoho_total",
+    "xero_total",
+    "xero_status",
+    "outcome",
+    "last_error",
+    "at",
 )
 
 
@@ -60,11 +70,18 @@ def export_csv(database: Database, connection: str, since: datetime) -> str:
         differs = link.get("total_differs") or {}
         writer.writerow(
             [
-                connection, module, zoho_id, link.get("Reference", ""),
-                link.get("InvoiceNumber", ""), link.get("InvoiceID", ""),
-                differs.get("zoho", link.get("Total", "")), link.get("Total", ""),
-                link.get("Status", ""), outcome,
-                errors.get(link_id, detail if outcome == "failed" else ""), at,
+                connection,
+                module,
+                zoho_id,
+                link.get("Reference", ""),
+                link.get("InvoiceNumber", ""),
+                link.get("InvoiceID", ""),
+                differs.get("zoho", link.get("Total", "")),
+                link.get("Total", ""),
+                link.get("Status", ""),
+                outcome,
+                errors.get(link_id, detail if outcome == "failed" else ""),
+                at,
             ]
         )
     return out.getvalue()
