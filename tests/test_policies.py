@@ -259,10 +259,12 @@ def app_tasks() -> dict[str, Any]:
     from workers.app import app
 
     app.loader.import_default_modules()
-    # the product's tasks: not Celery's built-ins, nor a stage a test module registers for
-    # itself (its prefix: zxsync.test_)
+    # the product's tasks (zxsync.*), not what a test registers for itself (zxsync.test_, or on
+    # a test's own app, which Celery shares with every app)
     return {
-        name: t for name, t in app.tasks.items() if not name.startswith(("celery.", "zxsync.test_"))
+        name: t
+        for name, t in app.tasks.items()
+        if name.startswith("zxsync.") and not name.startswith("zxsync.test_")
     }
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import redis
 
 from workers.activity import count_outcome
-from workers.admission import release_slot
 from workers.history import RecordHistory
 from workers.store import Database
 
 
 def finished(redis_client: redis.Redis, connection: str, key: str) -> None:
     """A record's outcome is stored: count it, then free its slot. Neither raises."""
+    # imported here: admission imports the pipeline and so the Celery app, which reads the
+    # settings; a command that only builds a context reports a settings mistake in one line
+    from workers.admission import release_slot
+
     count_outcome(redis_client, connection, key)
     release_slot(redis_client, connection, key)
 
