@@ -150,6 +150,7 @@ class ConnectionPages:
     async def listing(
         self, request: Request, user: User, status: int = 200, error: str = ""
     ) -> Response:
+        self.c.settings.connections()  # what the workers read: the bootstrap imported
         bootstrap = self.c.settings.bootstrap_connections()
         connections: dict[str, Connection] = {}
         changed: dict[str, float] = {}
@@ -183,7 +184,7 @@ class ConnectionPages:
             error=error,
             done=request.query_params.get("done", ""),
             zoho_dc=urlparse(self.c.settings.zoho_accounts_url).netloc,
-            refresh=stored.REFRESH_SECONDS,
+            refresh=f"{stored.REFRESH_SECONDS:g}",
         )
 
     async def form_page(self, request: Request, user: User) -> Response:
@@ -224,7 +225,10 @@ class ConnectionPages:
         except ConfigurationError as exc:
             return await self.listing(request, user, 400, exc.message)
         return self.c.page(
-            request, "connection_remove.html", target=current.name, refresh=stored.REFRESH_SECONDS
+            request,
+            "connection_remove.html",
+            target=current.name,
+            refresh=f"{stored.REFRESH_SECONDS:g}",
         )
 
     # ------------------------------------------------------------------ changes
