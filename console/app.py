@@ -4,7 +4,8 @@ Every page needs a logged-in user (or a proxy-authenticated one); every POST nee
 role and the session's CSRF token. What the pages show comes from console/health.py (the same
 reading as /metrics and `zxsync connections`); what the buttons do is the workers' own code:
 workers/admission.py pauses and resumes, workers/replay.py replays, the dead-letter store
-discards. Each action leaves an audit line (console/audit.py).
+discards, the connection store adds, edits and removes (console/connection_pages.py). Each
+action leaves an audit line (console/audit.py).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from console import audit, lookup
-from console.auth import User, authenticate, check_credentials, parse_users
+from console.auth import User, authenticate, check_credentials, parse_users, require_operator
 from console.charts import hourly_svg
+from console.connection_pages import ConnectionPages
 from console.health import age_words, read_health, since, worst
 from console.settings import ConsoleSettings
 from schemas.wire import loads
@@ -137,8 +139,7 @@ class Console:
             if user is None:
                 return RedirectResponse("/login", status_code=303)
             form = await self.form(request)
-            if not user.operator:
-                raise HTTPException(403, f"{user.name} is a viewer: operators only")
+            require_operator(user)
             return await handler(request, user, form)
 
         return wrapped
@@ -387,6 +388,7 @@ def create_app(
         Route("/dead-letters/{id}/{action}", c.operator(c.act), methods=["POST"]),
         Route("/records", c.viewer(c.records), methods=["GET"]),
         Route("/audit", c.viewer(c.audit_page), methods=["GET"]),
+        *ConnectionPages(c).routes(),
     ]
     middleware = [
         Middleware(

@@ -1,7 +1,8 @@
 """Who may use the console: users with scrypt password hashes (hashlib, no extra dependency),
 or the user name an authenticating reverse proxy puts in a header; two roles.
 
-A viewer sees everything; an operator may also pause, resume, replay and discard. Sessions are
+A viewer sees everything; an operator may also pause, resume, replay and discard, and add,
+edit and remove connections. Sessions are
 signed cookies (Starlette's SessionMiddleware: HttpOnly, SameSite=strict, Secure by default),
 and every POST carries the session's CSRF token (console/app.py).
 """
@@ -14,6 +15,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Literal
+
+from starlette.exceptions import HTTPException
 
 from schemas.errors import ConfigurationError
 
@@ -92,6 +95,12 @@ def check_credentials(users: dict[str, User], proxy_header: str, secret: str) ->
             field="ZXS_CONSOLE_SECRET",
             hint=USERS_HINT,
         )
+
+
+def require_operator(user: User) -> None:
+    """Only operators change anything: every POST, and the forms that lead to one."""
+    if not user.operator:
+        raise HTTPException(403, f"{user.name} is a viewer: operators only")
 
 
 def authenticate(users: dict[str, User], name: str, password: str) -> User | None:

@@ -81,3 +81,26 @@ def test_a_mistake_names_the_field_and_never_prints_the_secret() -> None:
     assert code != 0 and "colour" in text and TOKEN not in text, text
     code, text = run("edit", "boot", "--set", "sales_account_code=201")
     assert code != 0 and "ZXS_CONNECTIONS" in text, text  # the environment wins for its names
+
+
+def test_set_takes_text_fields_as_text_numbers_exactly_and_maps_as_json() -> None:
+    new = {"name": "acme", "xero_tenant_id": "t-1", "zoho_org_id": "o-1"}
+    assert run("add", json.dumps(new))[0] == 0
+    code, text = run(
+        "edit",
+        "acme",
+        "--set",
+        "sales_account_code=201",
+        "--set",
+        "rounding_tolerance=0.1",
+        "--set",
+        'tax_types={"GST": "OUTPUT"}',
+        "--set",
+        "approval_field=null",
+    )
+    assert code == 0, text
+    acme = get_settings().connection("acme")
+    assert acme.sales_account_code == "201" and str(acme.rounding_tolerance) == "0.1"
+    assert acme.tax_types == {"GST": "OUTPUT"} and acme.approval_field is None
+    code, text = run("edit", "acme", "--set", "tax_types={GST")
+    assert code != 0 and "field tax_types" in text and "not valid JSON" in text, text

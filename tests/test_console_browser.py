@@ -2,7 +2,8 @@
 `make test`) driven by Playwright on that executable, against a whole local stack (Redis, both
 sandboxes, a real worker). Log in, see the unhealthy connection, pause another and see its next
 job wait, open the dead letter, fix the product in the Zoho sandbox, replay, see the invoice in
-the Xero sandbox; resume and see the waiting job go through.
+the Xero sandbox; resume and see the waiting job go through; add a connection on the settings
+page and remove it.
 
 ZXS_UPDATE_SCREENSHOT=1 also writes the screenshot to docs/console.png (shown in the README).
 """
@@ -160,8 +161,24 @@ def test_an_operator_fixes_and_replays_a_dead_letter_and_pauses_a_connection_in_
         page.goto(f"{server.url}/")
         row_b.locator("button[name=resume]").click()
         assert wait_for_outcomes(b.name, [b_key])[b_key][0] == "created"
+
+        # connection settings: the stack's own are the environment's; add one, remove it
+        page.goto(f"{server.url}/connections")
+        assert "ZXS_CONNECTIONS" in page.locator(f'tr[data-connection="{a.name}"]').inner_text()
+        added = f"{a.name}-added"
+        page.click("#add")
+        for field, value in (("name", added), ("xero_tenant_id", "t"), ("zoho_org_id", "o")):
+            page.fill(f"#in-{field}", value)
+        page.fill("#in-xero_refresh_token", "browser-secret-refresh-token")
+        page.click("#save")
+        assert f"added {added}" in page.locator(".flash").inner_text()
+        assert "browser-secret-refresh-token" not in page.content()
+        page.locator(f'tr[data-connection="{added}"] a', has_text="Remove").click()
+        page.click("#confirm")
+        assert f"removed {added}" in page.locator(".flash").inner_text()
         page.goto(f"{server.url}/audit")
         audit = page.locator("table").inner_text()
         assert "pause" in audit and "resume" in audit and "replay" in audit
+        assert "connections.add" in audit and "connections.remove" in audit
     finally:
         server.stop()

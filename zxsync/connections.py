@@ -62,25 +62,21 @@ def _read(source: str) -> dict[str, Any]:
 
 
 def _pairs(assignments: list[str]) -> dict[str, Any]:
+    from workers.store.connections import from_text
+
     changes: dict[str, Any] = {}
     for item in assignments:
         field, sep, value = item.partition("=")
         if not sep or not field:
             raise ConfigurationError(f"--set {field or item!r}: expected FIELD=VALUE", field=field)
-        try:
-            changes[field] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[field] = value
+        changes[field] = from_text(field, value)
     return changes
 
 
 def _managed_here(name: str) -> None:
-    if name in _bootstrap():
-        raise ConfigurationError(
-            f"connection '{name}' is defined in ZXS_CONNECTIONS(_FILE), which wins",
-            field="name",
-            hint="Change it there, or remove it there to manage it with zxsync connections.",
-        )
+    from workers.store.connections import refuse_bootstrap
+
+    refuse_bootstrap(name, _bootstrap())
 
 
 @app.command()

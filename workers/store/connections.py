@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import structlog
 from cryptography.fernet import InvalidToken
 from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,10 +29,69 @@ from workers.store import Database
 from workers.store.schema import connections as table
 
 REFRESH_SECONDS = 5.0
-SECRET_FIELDS = tuple(
-    name for name, field in Connection.model_fields.items() if "SecretStr" in str(field.annotation)
-)
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FieldShape:
+    """How a Connection field is written as text (`--set FIELD=VALUE`, a console form input),
+    read off the model so the CLI and the console cannot disagree."""
+
+    name: str
+    secret: bool  # write-only: never shown, stored encrypted
+    json: bool  # a list or a map, written as JSON
+    optional: bool  # may be none: written as empty text (or `null`)
+    choices: tuple[str, ...]  # a Literal's values
+    description: str
+
+
+def _shape(name: str, field: FieldInfo) -> FieldShape:
+    annotation = field.annotation
+    union = get_origin(annotation) in (Union, UnionType)
+    args = get_args(annotation) if union else (annotation,)
+    return FieldShape(
+        name=name,
+        secret=SecretStr in args,
+        json=any(get_origin(a) in (dict, list) for a in args),
+        optional=type(None) in args,
+        choices=tuple(v for a in args if get_origin(a) is Literal for v in get_args(a)),
+        description=field.description or "",
+    )
+
+
+FIELDS = {name: _shape(name, field) for name, field in Connection.model_fields.items()}
+SECRET_FIELDS = tuple(name for name, shape in FIELDS.items() if shape.secret)
+
+
+def from_text(field: str, text: str) -> Any:
+    """A field's value from text: JSON for lists and maps (and for a name the model does not
+    know, so that validation names it), none for an optional field's empty or `null` text, else
+    the text itself: validation reads numbers from it, Decimals exactly, and keeps account
+    codes such as 201 text."""
+    shape = FIELDS.get(field)
+    if shape is None or shape.json:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            if shape is None:
+                return text
+            raise ConfigurationError(
+                f"field {field}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                field=field,
+            ) from None
+    if shape.optional and text in ("", "null"):
+        return None
+    return text
+
+
+def refuse_bootstrap(name: str, bootstrap: Iterable[str]) -> None:
+    """The environment wins for the names it defines: an edit here would be overwritten."""
+    if name in bootstrap:
+        raise ConfigurationError(
+            f"connection '{name}' is defined in ZXS_CONNECTIONS(_FILE), which wins",
+            field="name",
+            hint="Change it there, or remove it there to manage it here.",
+        )
 
 
 def validate(data: dict[str, Any], label: str) -> Connection:
@@ -56,6 +119,13 @@ class ConnectionStore:
 
     def get(self, name: str) -> Connection | None:
         return self.all().get(name)
+
+    def changed(self) -> dict[str, float]:
+        """When each connection's row was last written (epoch seconds): the console's
+        "last change"."""
+        with self.database.begin(read=True) as conn:
+            rows = conn.execute(select(table.c.name, table.c.updated_at))
+            return {name: updated_at for name, updated_at in rows}
 
     def add(self, data: dict[str, Any]) -> Connection:
         connection = validate(data, str(data.get("name", "?")))
