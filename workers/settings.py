@@ -53,10 +53,11 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key (workers/keys.py), so deployments share a Redis.",
     )
     zxs_redis_mark_replicas: int = Field(
-        1,
+        0,
         ge=0,
         description="Replicas that must hold a create's 'may have reached Xero' mark before"
-        " the create is sent, when the master has replicas (0: do not wait).",
+        " the create is sent, when the master has replicas (0: do not wait). Experimental:"
+        " README 'Exactly once'.",
     )
     xero_api_url: str = "https://api.xero.com/api.xro/2.0"
     xero_identity_url: str = "https://identity.xero.com"
