@@ -67,6 +67,25 @@ def test_added_edited_and_removed_connections_reach_a_running_process() -> None:
     assert set(settings.connections()) == {"boot"}
 
 
+def test_a_read_dumps_the_bootstrap_once_and_an_edit_of_it_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every stage reads its connection: the bootstrap's connections are dumped (for the
+    cache's key) once per content, not at every read (issue #19), and a changed bootstrap is
+    still a new key."""
+    settings = get_settings()
+    dumped: list[str] = []
+    plain = stored._plain
+    monkeypatch.setattr(stored, "_plain", lambda c: dumped.append(c.name) or plain(c))
+    monkeypatch.setattr(stored, "REFRESH_SECONDS", 60.0)
+    for _ in range(5):
+        assert settings.connection("boot").zoho_org_id == "o-boot"
+    assert len(dumped) <= 1
+    monkeypatch.setenv("ZXS_CONNECTIONS", json.dumps([{**BOOT, "zoho_org_id": "o-edited"}]))
+    get_settings.cache_clear()
+    assert get_settings().connection("boot").zoho_org_id == "o-edited"
+
+
 def test_a_mistake_names_the_field_and_never_prints_the_secret() -> None:
     bad = {
         "name": "acme",

@@ -14,11 +14,21 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import StaticPool
@@ -37,6 +47,22 @@ XERO_ID_FIELDS = {
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 20_2026  # the advisory lock id migrations hold on PostgreSQL
 _opened: list[Database] = []  # every engine of this process (disposed in a forked child)
+
+# The statements every stage runs, built once: SQLAlchemy's construction of a statement costs
+# more CPU than SQLite's running it (issue #19), and each record reads and writes a few times.
+_LINKS = select(links.c.zoho_id, links.c.value).where(
+    links.c.connection == bindparam("connection"),
+    links.c.kind == bindparam("kind"),
+    links.c.zoho_id.in_(bindparam("ids", expanding=True)),
+    links.c.value.is_not(None),
+)
+_OWNERS = select(links.c.xero_id, links.c.zoho_id).where(
+    links.c.connection == bindparam("connection"),
+    links.c.kind == bindparam("kind"),
+    links.c.xero_id.in_(bindparam("ids", expanding=True)),
+)
+_APPEND_HISTORY = insert(schema.history)
+_OVERWRITTEN = ("xero_id", "shares_with", "value", "pending_key", "pending_at", "updated_at")
 
 
 def default_url(data_dir: Path) -> str:
@@ -122,14 +148,9 @@ class Database:
         ids = list(dict.fromkeys(zoho_ids))
         if not ids:
             return {}
-        query = select(links.c.zoho_id, links.c.value).where(
-            links.c.connection == connection,
-            links.c.kind == kind,
-            links.c.zoho_id.in_(ids),
-            links.c.value.is_not(None),
-        )
+        params = {"connection": connection, "kind": kind, "ids": ids}
         with self.begin(read=True) as conn:
-            return {zid: loads(value) for zid, value in conn.execute(query)}
+            return {zid: loads(value) for zid, value in conn.execute(_LINKS, params)}
 
     def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
         """Upsert links in one statement; a pending claim on them is settled by the answer."""
@@ -151,12 +172,8 @@ class Database:
             owners: dict[str, str] = {}
             wanted = {str(v[field]) for v in values.values() if field and v.get(field)}
             if wanted:
-                query = select(links.c.xero_id, links.c.zoho_id).where(
-                    links.c.connection == connection,
-                    links.c.kind == kind,
-                    links.c.xero_id.in_(wanted),
-                )
-                owners = {x: z for x, z in conn.execute(query)}
+                params = {"connection": connection, "kind": kind, "ids": sorted(wanted)}
+                owners = {x: z for x, z in conn.execute(_OWNERS, params)}
             rows = []
             for zoho_id, value in values.items():
                 xero_id = str(value[field]) if field and value.get(field) else None
@@ -181,23 +198,18 @@ class Database:
                 before = self._count_links(conn, kind, connection)
                 conn.execute(self._insert(links).on_conflict_do_nothing(), rows)
                 return self._count_links(conn, kind, connection) - before
-            stmt = self._insert(links)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["connection", "kind", "zoho_id"],
-                set_={
-                    name: stmt.excluded[name]
-                    for name in (
-                        "xero_id",
-                        "shares_with",
-                        "value",
-                        "pending_key",
-                        "pending_at",
-                        "updated_at",
-                    )
-                },
-            )
-            conn.execute(stmt, rows)
+            conn.execute(self._upsert_links, rows)
             return len(rows)
+
+    @cached_property
+    def _upsert_links(self) -> Any:
+        """Insert or overwrite a link row: built once (building it costs more than running it,
+        and every created invoice writes its link)."""
+        stmt = self._insert(links)
+        return stmt.on_conflict_do_update(
+            index_elements=["connection", "kind", "zoho_id"],
+            set_={name: stmt.excluded[name] for name in _OVERWRITTEN},
+        )
 
     @staticmethod
     def _count_links(conn: Connection, kind: str, connection: str) -> int:
@@ -300,7 +312,7 @@ class Database:
     def append_history(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             with self.begin() as conn:
-                conn.execute(insert(schema.history), rows)
+                conn.execute(_APPEND_HISTORY, rows)
 
     def history(self, record_key: str) -> list[dict[str, Any]]:
         h = schema.history
@@ -334,16 +346,17 @@ class Database:
         return {zid: v for zid, v in found.items() if v.get(field) == value}
 
     def set_outcome(self, connection: str, key: str, outcome: str, detail: str, at: str) -> None:
-        o = schema.outcomes
-        stmt = self._insert(o).values(
-            connection=connection, record_key=key, outcome=outcome, detail=detail, at=at
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["connection", "record_key"],
-            set_={"outcome": outcome, "detail": detail, "at": at},
-        )
+        row = {"connection": connection, "record_key": key, "outcome": outcome, "detail": detail}
         with self.begin() as conn:
-            conn.execute(stmt)
+            conn.execute(self._upsert_outcome, {**row, "at": at})
+
+    @cached_property
+    def _upsert_outcome(self) -> Any:
+        stmt = self._insert(schema.outcomes)
+        return stmt.on_conflict_do_update(
+            index_elements=["connection", "record_key"],
+            set_={name: stmt.excluded[name] for name in ("outcome", "detail", "at")},
+        )
 
 
 _override: Database | None = None

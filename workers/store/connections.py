@@ -184,6 +184,25 @@ def _plain(connection: Connection) -> dict[str, Any]:
 
 _cache: dict[tuple[str, str], tuple[float, dict[str, Connection]]] = {}
 _cache_lock = threading.Lock()
+# the bootstrap's text per set of parsed connections, holding them (so no id is reused while
+# cached): every stage reads its connection, and dumping every connection at each read cost
+# more than the rest of that read with 20 connections (issue #19)
+_fingerprints: dict[tuple[tuple[str, int], ...], tuple[list[Connection], str]] = {}
+
+
+def _fingerprint(bootstrap: dict[str, Connection]) -> str:
+    """The bootstrap's content as text (the cache's key: an edit of any field is a new key)."""
+    ids = tuple((name, id(connection)) for name, connection in bootstrap.items())
+    with _cache_lock:
+        known = _fingerprints.get(ids)
+    if known is not None:
+        return known[1]
+    text = repr(sorted((n, _plain(c)) for n, c in bootstrap.items()))
+    with _cache_lock:
+        if len(_fingerprints) >= 8:
+            _fingerprints.clear()
+        _fingerprints[ids] = (list(bootstrap.values()), text)
+    return text
 
 
 def effective(
@@ -192,7 +211,7 @@ def effective(
     """The bootstrap's connections (imported when new or changed) plus the database's own,
     re-read at most every REFRESH_SECONDS. A database that cannot be read leaves the bootstrap
     (logged): the environment's connections keep working."""
-    key = (database.url, repr(sorted((n, _plain(c)) for n, c in bootstrap.items())))
+    key = (database.url, _fingerprint(bootstrap))
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(key)
