@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import workers.store.connections as stored
+from schemas.connection import Connection
 from workers.settings import get_settings
 from workers.store import get_database
 from workers.store.schema import connections as table
@@ -76,7 +78,12 @@ def test_a_read_dumps_the_bootstrap_once_and_an_edit_of_it_is_seen(
     settings = get_settings()
     dumped: list[str] = []
     plain = stored._plain
-    monkeypatch.setattr(stored, "_plain", lambda c: dumped.append(c.name) or plain(c))
+
+    def counted(connection: Connection) -> dict[str, Any]:
+        dumped.append(connection.name)
+        return plain(connection)
+
+    monkeypatch.setattr(stored, "_plain", counted)
     monkeypatch.setattr(stored, "REFRESH_SECONDS", 60.0)
     for _ in range(5):
         assert settings.connection("boot").zoho_org_id == "o-boot"
