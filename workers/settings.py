@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     zxs_batch_burst_wait: float = Field(
         5.0, ge=0, description="The same while the connection has more than a batch in flight."
     )
+    zxs_flush_threads: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="Flushes in flight on threads of each pool process (0: a flush holds its "
+        "process while it waits on Xero).",
+    )
     zxs_idempotency_window_seconds: float = Field(
         360.0, ge=0, description="How long Xero keeps an Idempotency-Key (6 minutes)."
     )

@@ -5,15 +5,23 @@ The flusher's lock has a short lease that a thread renews while it works, so a k
 frees the buffer within seconds. A rate-limited batch goes back to the buffer untouched and the
 buffer holds until Retry-After; a transient failure puts the elements back as suspects (the
 request may have been applied), and an element that failed too often is given up.
+
+A flush spends most of its time waiting on Xero (300 ms and more a call), so once it holds the
+lock it runs on a thread of the pool process (up to ZXS_FLUSH_THREADS at once, then inline):
+the process takes its next task meanwhile, and flushes of other kinds and tenants are in flight
+together. The lock, its lease, the fence and the marks are the same as inline: a process
+killed mid-flush is a killed flusher (issue #19).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 import structlog
+from celery import signals
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
@@ -33,23 +41,38 @@ from workers.redis import get_redis
 from workers.settings import Settings, get_settings
 
 FLUSH_LOCK_SECONDS = 10  # renewed every third of it while the flusher lives
+FLUSH_DRAIN_SECONDS = 30.0  # how long a stopping pool process waits for its flush threads
 log = structlog.get_logger("zxsync.batching")
 
 
 @app.task(name="zxsync.flush_batch", **HOUSEKEEPING)
 def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
-    """Write one batch of `kind` for `connection` when it is due; returns elements written."""
+    """Write one batch of `kind` for `connection` when it is due; returns elements written (0
+    when a thread of this process writes them)."""
     settings = get_settings()
     redis_client = get_redis()
     buffer = Buffer(redis_client, kind, connection)
     if trigger in ("due", "scheduled"):
         redis_client.delete(buffer.key(trigger))  # this trigger has arrived
+    # not thread-local: the renewer and a flush thread use the token this thread acquired
     lock = redis_client.lock(
-        keys.BATCH_LOCK(kind, connection), timeout=FLUSH_LOCK_SECONDS, blocking_timeout=0
+        keys.BATCH_LOCK(kind, connection),
+        timeout=FLUSH_LOCK_SECONDS,
+        blocking_timeout=0,
+        thread_local=False,
     )
     if not lock.acquire():
         return 0  # the flusher in flight sends the next flush itself
     renewer = _Renewer(lock)
+    if FLUSH_THREADS.start(settings.zxs_flush_threads, lambda: _holding(buffer, lock, renewer)):
+        return 0
+    return _holding(buffer, lock, renewer)
+
+
+def _holding(buffer: Buffer, lock: Lock, renewer: _Renewer) -> int:
+    """The flush under its lock (inline or on a flush thread); the lock is released after."""
+    settings = get_settings()
+    redis_client = buffer.redis
     try:
         hold = Flush(
             buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
@@ -63,7 +86,7 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
         if wait > 0:
             schedule_flush(buffer, wait, settings)
             return 0
-        written = _flush(hold, batch_size(kind, settings), settings)
+        written = _flush(hold, batch_size(buffer.kind, settings), settings)
     finally:
         renewer.stop()
         with suppress(LockError):
@@ -71,6 +94,57 @@ def flush_batch(kind: str, connection: str, trigger: str = "sweep") -> int:
     if buffer.pending():
         schedule_flush(buffer, due_in(buffer, settings), settings)
     return written
+
+
+class _FlushThreads:
+    """The flushes in flight on threads of this process: at most `size` at once (a flush
+    beyond that runs inline, holding its task, so the broker keeps what waits, not memory)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[threading.Thread] = set()
+
+    def start(self, size: int, work: Callable[[], int]) -> bool:
+        """Run `work` on a new thread if fewer than `size` run; False: run it yourself."""
+        with self._lock:
+            if len(self._running) >= size:
+                return False
+            thread = threading.Thread(target=self._run, args=(work,), name="zxs-flush", daemon=True)
+            self._running.add(thread)
+        thread.start()
+        return True
+
+    def _run(self, work: Callable[[], int]) -> None:
+        try:
+            work()
+        except Exception:  # no task to fail: its claims come back as a dead flusher's
+            log.exception("batch.flush_failed")
+        finally:
+            with self._lock:
+                self._running.discard(threading.current_thread())
+
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait for the flushes in flight (a pool process that stops finishes them first)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = list(self._running)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.busy()
+
+
+FLUSH_THREADS = _FlushThreads()
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+def _finish_flushes(**_: object) -> None:
+    """A pool process that stops (recycled, or a warm shutdown) lets its flushes finish, rather
+    than leave their elements to come back as suspects (each a Xero lookup)."""
+    FLUSH_THREADS.drain(FLUSH_DRAIN_SECONDS)
 
 
 class _Renewer:

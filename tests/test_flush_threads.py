@@ -1,0 +1,134 @@
+"""Flushes on threads of the pool process (workers/batching/flush.py, issue #19): the flush task
+returns while its batch waits on Xero, the buffer stays locked (and its lease renewed) until the
+batch is written, and past ZXS_FLUSH_THREADS a flush runs inline."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+from celery.canvas import Signature
+
+from workers import batching, keys
+from workers.batching import Buffer, Element, Results
+from workers.batching import flush as flush_module
+from workers.settings import get_settings
+
+KIND = "slow_things"
+
+
+class Handler:
+    """A batch handler that waits until released for the connections it is told to block."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.blocking: set[str] = set()
+        self.threads: list[str] = []
+        self.started = threading.Event()
+        self.resumed: list[Signature] = []  # the waiting stages the flush sent on
+
+    def __call__(self, ctx: Any, elements: list[Element]) -> Results:
+        self.threads.append(threading.current_thread().name)
+        self.started.set()
+        if ctx.connection.name in self.blocking:
+            assert self.release.wait(10), "the test never released the handler"
+        return {e.id: {"written": True} for e in elements}
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[Handler]:
+    """A throwaway kind whose handler the test holds; the flush's Redis is the test's, its
+    context a stub, its next flush and its resumes recorded instead of sent."""
+    fake = Handler()
+    monkeypatch.setitem(batching.KINDS, KIND, batching.Kind(fake, xero=True, latest_wins=False))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    monkeypatch.setattr(flush_module, "get_redis", lambda: client)
+    monkeypatch.setattr(
+        flush_module,
+        "build_context",
+        lambda name: SimpleNamespace(connection=SimpleNamespace(name=name), flush=None),
+    )
+    monkeypatch.setattr(flush_module, "schedule_flush", lambda *a: None)
+    monkeypatch.setattr(Signature, "apply_async", lambda sig, *a, **kw: fake.resumed.append(sig))
+    yield fake
+    fake.release.set()
+    assert flush_module.FLUSH_THREADS.drain(10)
+    get_settings.cache_clear()
+
+
+def threads(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    monkeypatch.setenv("ZXS_FLUSH_THREADS", str(count))
+    get_settings.cache_clear()
+
+
+def buffered(redis_url: str, *element_ids: str) -> Buffer:
+    """A buffer on a fresh connection with these elements waiting, each for its own task."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    buffer = Buffer(client, KIND, f"unit-{uuid.uuid4().hex[:8]}")
+    for element_id in element_ids:
+        task_id = f"{element_id}-{uuid.uuid4().hex[:6]}"
+        options = {"task_id": task_id, "chain": None}
+        buffer.add({element_id: {}}, {"task": "t", "args": [{}], "kwargs": {}, "options": options})
+    return buffer
+
+
+def locked(buffer: Buffer) -> bool:
+    return bool(buffer.redis.exists(keys.BATCH_LOCK(buffer.kind, buffer.connection)))
+
+
+def test_a_flush_waits_on_a_thread_and_holds_its_buffer_until_written(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    threads(monkeypatch, 1)
+    slow = buffered(redis_url, "a", "b")
+    handler.blocking.add(slow.connection)
+    started = time.monotonic()
+    assert flush_module.flush_batch(KIND, slow.connection, "due") == 0  # handed to a thread
+    assert time.monotonic() - started < 5
+    assert handler.started.wait(5) and handler.threads == ["zxs-flush"]
+    # while it waits on "Xero": the buffer is locked, a second flush of it does nothing
+    assert locked(slow)
+    assert flush_module.flush_batch(KIND, slow.connection, "due") == 0
+    assert handler.threads == ["zxs-flush"]
+    # the one flush thread is busy: another tenant's flush runs inline, in this thread
+    other = buffered(redis_url, "c")
+    assert flush_module.flush_batch(KIND, other.connection, "due") == 1
+    assert handler.threads == ["zxs-flush", threading.current_thread().name]
+    handler.release.set()
+    assert flush_module.FLUSH_THREADS.drain(10)
+    assert not locked(slow) and not slow.pending()  # written, its waiters resumed, unlocked
+    assert len(handler.resumed) == 3
+
+
+def test_without_flush_threads_a_flush_runs_in_its_task(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    threads(monkeypatch, 0)
+    buffer = buffered(redis_url, "a")
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 1
+    assert handler.threads == [threading.current_thread().name]
+    assert not locked(buffer) and not buffer.pending()
+
+
+def test_a_flush_longer_than_its_lease_keeps_the_buffer(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """The renewer (another thread) renews the lease the flush took: a flush waiting on Xero
+    longer than FLUSH_LOCK_SECONDS still holds the buffer, so no second flusher starts."""
+    threads(monkeypatch, 1)
+    monkeypatch.setattr(flush_module, "FLUSH_LOCK_SECONDS", 0.6)
+    buffer = buffered(redis_url, "a")
+    handler.blocking.add(buffer.connection)
+    flush_module.flush_batch(KIND, buffer.connection, "due")
+    assert handler.started.wait(5)
+    time.sleep(1.5)  # more than two leases
+    assert locked(buffer)
+    handler.release.set()
+    assert flush_module.FLUSH_THREADS.drain(10)
+    assert not locked(buffer)
