@@ -7,16 +7,19 @@ next. Replay can start the chain at any stage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import chain
 
+from schemas.connection import Connection
+from schemas.errors import InvalidJob
 from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
 from workers import catalog, keys
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key, record_key
 from workers.redis import get_redis
+from workers.settings import get_settings
 
 INGEST_TASK = "zxsync.ingest"
 PRIORITY_BAND = 50  # jobs in flight per priority step
@@ -30,18 +33,37 @@ PURCHASE_STAGES = catalog.chain(catalog.PURCHASE)
 PIPELINES = {**dict.fromkeys(SALES_MODULES, SALES_STAGES), "Purchase_Orders": PURCHASE_STAGES}
 
 
+# stages a connection's settings make a pass-through, left out of its jobs' chains: a hop costs
+# a queue round trip, an ack and a history row per document, a good part of a burst's CPU
+# (issue #19). The setting is read when a job enters its chain.
+PASSED_THROUGH: dict[str, Callable[[Connection], bool]] = {
+    "zxsync.invoice_send": lambda connection: connection.sender == "none",
+}
+
+
 def stages_for(module: str) -> tuple[str, ...]:
     """The pipeline of a module; empty when the module has none yet."""
     return PIPELINES.get(module, ())
 
 
+def stages_of(job: SyncJob, from_stage: str | None = None) -> tuple[str, ...]:
+    """The stages this job goes through (from `from_stage` on), less those its connection makes
+    pass-throughs; an unknown connection keeps them all (its first stage says what is wrong)."""
+    stages = stages_for(job.module)
+    if from_stage:
+        stages = stages[stages.index(from_stage) :]
+    try:
+        connection = get_settings().connection(job.connection)
+    except InvalidJob:
+        return stages
+    return tuple(s for s in stages if not (s in PASSED_THROUGH and PASSED_THROUGH[s](connection)))
+
+
 def start_pipeline(message: StageMessage, from_stage: str | None = None) -> None:
     """Enqueue the chain of stages for this message, from `from_stage` on, at its tenant's
     priority (every stage of the chain, and its resumes after a batch, keep it)."""
-    stages = stages_for(message.job.module)
-    if from_stage:
-        stages = stages[stages.index(from_stage) :]
     job = message.job
+    stages = stages_of(job, from_stage)
     backfill = is_backfill(job)  # history goes last: live events overtake it
     options = {
         "priority": LOWEST if backfill else tenant_priority(job.connection),
