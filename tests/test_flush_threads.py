@@ -132,3 +132,22 @@ def test_a_flush_longer_than_its_lease_keeps_the_buffer(
     handler.release.set()
     assert flush_module.FLUSH_THREADS.drain(10)
     assert not locked(buffer)
+
+
+def test_a_flush_without_a_thread_to_be_had_runs_in_its_task(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    threads(monkeypatch, 4)
+    buffer = buffered(redis_url, "a")
+
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "zxs-flush":  # the lease's renewer still starts
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 1
+    assert handler.threads == [threading.current_thread().name]
+    assert flush_module.FLUSH_THREADS.busy() == 0 and not locked(buffer)

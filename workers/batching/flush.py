@@ -10,7 +10,8 @@ A flush spends most of its time waiting on Xero (300 ms and more a call), so onc
 lock it runs on a thread of the pool process (up to ZXS_FLUSH_THREADS at once, then inline):
 the process takes its next task meanwhile, and flushes of other kinds and tenants are in flight
 together. The lock, its lease, the fence and the marks are the same as inline: a process
-killed mid-flush is a killed flusher (issue #19).
+killed mid-flush is a killed flusher (issue #19), its flush task already acknowledged, so
+beat's sweep (every few seconds) sends the next flush once the lease has expired.
 """
 
 from __future__ import annotations
@@ -111,7 +112,12 @@ class _FlushThreads:
                 return False
             thread = threading.Thread(target=self._run, args=(work,), name="zxs-flush", daemon=True)
             self._running.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process limit): the task runs it
+            with self._lock:
+                self._running.discard(thread)
+            return False
         return True
 
     def _run(self, work: Callable[[], int]) -> None:
