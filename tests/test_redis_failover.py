@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from sandbox.server import free_port
 from schemas.errors import MarkNotReplicated
 from workers.batching import Buffer, Flush, mark_replicas
+from workers.redis import connect
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a redis-server binary")
@@ -128,6 +130,52 @@ def _master_and_replica(servers: list[Server], tmp_path: Path) -> tuple[Server, 
         assert time.monotonic() < deadline, "the replica never synced"
         time.sleep(0.1)
     return master, replica
+
+
+def _promoted(sentinel_port: int, replica: Server) -> None:
+    """Wait until the Sentinel names the replica as the master and it takes writes."""
+    sentinel = redis.Redis(port=sentinel_port, decode_responses=True)
+    promoted = redis.Redis(port=replica.port)
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the Sentinel never promoted the replica"
+        address = sentinel.sentinel_get_master_addr_by_name("mymaster")
+        on_replica = isinstance(address, tuple) and int(address[1]) == replica.port
+        if on_replica and promoted.info("replication")["role"] == "master":
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.integration  # a master, a replica and a Sentinel
+def test_a_command_cut_off_by_the_masters_death_finishes_on_the_promoted_replica(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """redis-py reconnects a connection that dropped inside a command's retries at the address
+    it last had (redis/redis-py#3874): after a failover that is the dead master, every retry is
+    refused, and after the ~30 s of retries the stage that sent the command was dead-lettered
+    as a bug (the failover test's "duplicate": an open dead letter beside an invoice created
+    once). The client asks the Sentinels where the master is on every reconnect."""
+    master, replica = _master_and_replica(servers, tmp_path)
+    sentinel_port = free_port()
+    servers.append(Server(tmp_path / "sentinel", sentinel_port, sentinel_of=master.port).start())
+    client = connect(f"sentinel://127.0.0.1:{sentinel_port}/0", "mymaster")
+    client.ping()
+    answer: dict[str, Any] = {}
+
+    def wait_for_work() -> None:
+        try:
+            answer["value"] = client.blpop(["zxs:test:work"], timeout=25)
+        except redis.RedisError as exc:
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+
+    waiting = threading.Thread(target=wait_for_work)
+    waiting.start()
+    time.sleep(0.5)  # the BLPOP is on the master now
+    master.kill()
+    _promoted(sentinel_port, replica)
+    redis.Redis(port=replica.port).rpush("zxs:test:work", "after the failover")
+    waiting.join(60)
+    assert answer == {"value": ("zxs:test:work", "after the failover")}
 
 
 @pytest.mark.integration  # a master and a replica redis-server
