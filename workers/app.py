@@ -18,6 +18,7 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from workers import catalog, keys
+from workers.broker import broker_transport
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
@@ -127,6 +128,8 @@ def _resolve_broker(sender: Celery, **_: object) -> None:
     """Deferred so importing the app never starts an embedded Redis by itself."""
     url = resolve_redis_url(get_settings())
     sender.conf.broker_url = url
+    # kombu's Redis transports, repaired so a worker outlives a failover (workers/broker.py)
+    sender.conf.broker_transport = broker_transport(url)
     ssl_options = broker_ssl_options(url)
     if ssl_options is not None:
         sender.conf.broker_use_ssl = ssl_options

@@ -1,0 +1,61 @@
+"""kombu's Redis transports (`redis://`, `rediss://`, `sentinel://`) with one repair, so a worker
+outlives a Redis failover or restart.
+
+Celery 5.7's consumer, when it loses the broker, closes its connection twice: `collect()`, then
+`close()`. While Redis is still unreachable the first close of the consumer's channel fails
+halfway (its pending BRPOP read raises) and `collect()` drops the channel's transport anyway;
+the second close then restores the unacknowledged messages through a new pool, whose parameters
+kombu reads from the dropped transport: `AttributeError: 'NoneType' object has no attribute
+'hostname'`. Celery reads that as an unrecoverable error and the worker process exits, seen at
+every few Sentinel failovers (tests/test_redis_failover.py); its documents waited for the
+visibility timeout, or for ever with no other worker. Here that channel answers a connection
+error instead, which kombu's close ignores and Celery rides out by reconnecting; the messages
+stay in kombu's unacked index and come back after the visibility timeout like a dead worker's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+
+class _Repaired:
+    """A channel that cannot reach Redis once its transport was dropped says so as a
+    connection error (see the module's docstring)."""
+
+    connection: Any
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection was closed while Redis was down")
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[misc]
+        return params
+
+
+class Channel(_Repaired, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_Repaired, kombu_redis.SentinelChannel):
+    pass
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+def broker_transport(url: str) -> str | None:
+    """Celery's `broker_transport` for a broker URL: these transports for Redis URLs, None
+    (kombu's choice by scheme) for anything else."""
+    scheme = url.split("://", 1)[0]
+    if scheme == "sentinel":
+        return "workers.broker:SentinelTransport"
+    if scheme in ("redis", "rediss"):
+        return "workers.broker:Transport"
+    return None
