@@ -126,13 +126,17 @@ def create_app() -> Celery:
 
 def _resolve_broker(sender: Celery, **_: object) -> None:
     """Deferred so importing the app never starts an embedded Redis by itself."""
-    url = resolve_redis_url(get_settings())
-    sender.conf.broker_url = url
-    # kombu's Redis transports, repaired so a worker outlives a failover (workers/broker.py)
-    sender.conf.broker_transport = broker_transport(url)
+    use_broker(sender, resolve_redis_url(get_settings()))
+
+
+def use_broker(app: Celery, url: str) -> None:
+    """The app's broker is `url`, through kombu's Redis transports as repaired so a worker
+    outlives a failover (workers/broker.py), with TLS options for a `rediss://` URL."""
+    app.conf.broker_url = url
+    app.conf.broker_transport = broker_transport(url)
     ssl_options = broker_ssl_options(url)
     if ssl_options is not None:
-        sender.conf.broker_use_ssl = ssl_options
+        app.conf.broker_use_ssl = ssl_options
 
 
 def broker_ssl_options(url: str) -> dict[str, Any] | None:
