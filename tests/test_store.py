@@ -275,3 +275,107 @@ def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_
     later = results["Invoices:1"]
     assert isinstance(later, Later)
     assert later.until > time.time() + settings.zxs_lookup_margin_seconds - 5
+
+
+def test_a_create_whose_mark_died_with_the_master_is_adopted_never_sent_again(
+    database: Database, redis_url: str
+) -> None:
+    """Replication is asynchronous: a create's mark, the buffer's fence, its `server` run_id and
+    its claim, written just before the master died, can all be missing on the promoted replica,
+    whose buffer holds the element as it was before the flush (no suspect, no mark). The
+    database's pending claim, committed before the create went out, is what a failover cannot
+    lose: the first flush on the replica sends nothing for it, and once the lookup margin has
+    passed the element is looked up and adopts what Xero saved. No WAIT on a replica needed."""
+    from types import SimpleNamespace
+
+    from schemas.errors import RetryableApiError
+    from schemas.xero import XeroInvoice
+    from tasks.batch_handlers.elements import InvoiceElement
+    from tasks.batch_handlers.invoices import write_invoices
+    from workers.batching import Later
+    from workers.settings import get_settings
+
+    connection = f"failover-{uuid.uuid4().hex[:8]}"
+    body = {
+        "Contact": {"ContactID": "c-1"},
+        "LineItems": [{"Description": "Widget", "Quantity": "1", "UnitAmount": "10.00"}],
+        "InvoiceNumber": "INV-7",
+    }
+    element = InvoiceElement(
+        record="Invoices 7",
+        body=body,
+        version="v1",
+        lookup='InvoiceNumber=="INV-7"',
+        suspect=False,
+        account_id="a-1",
+        products={},
+    )
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    class On(Buffer):
+        """The buffer as one Redis holds it: the promoted replica never got the flush's writes."""
+
+        def __init__(self, server: str) -> None:
+            super().__init__(client, "invoices", connection)
+            self.server = server
+
+        def key(self, name: str) -> str:
+            return f"{super().key(name)}:{self.server}"
+
+        def waiters_key(self, element_id: str) -> str:
+            return f"{super().waiters_key(element_id)}:{self.server}"
+
+    for server in ("master", "promoted"):
+        On(server).add({"Invoices:7": element.wire()}, {"options": {"task_id": "t7"}})
+
+    class Xero:
+        """Saves what it is sent; the first create's answer never arrives (the master died)."""
+
+        def __init__(self) -> None:
+            self.saved: list[XeroInvoice] = []
+
+        def create_invoices(self, bodies: list[dict[str, Any]], key: str) -> list[Any]:
+            for sent in bodies:
+                self.saved.append(
+                    XeroInvoice(
+                        InvoiceID=f"x-{len(self.saved)}",
+                        InvoiceNumber=sent["InvoiceNumber"],
+                        Status="AUTHORISED",
+                        Total="10.00",
+                    )
+                )
+            raise RetryableApiError("Xero", "the answer was lost with the master")
+
+        def find_invoices_any(self, clauses: list[str], scope: str) -> list[XeroInvoice]:
+            return list(self.saved)
+
+    xero, settings = Xero(), get_settings()
+
+    def flush(server: str) -> tuple[Buffer, dict[str, Any]]:
+        buffer = On(server)
+        ctx = SimpleNamespace(
+            connection=SimpleNamespace(name=connection),
+            settings=settings,
+            idempotency=IdempotencyStore(client, 60),
+            flush=Flush(buffer, buffer.fence()),
+            xero=xero,
+        )
+        return buffer, write_invoices(ctx, buffer.claim(10))  # type: ignore[arg-type]
+
+    with pytest.raises(RetryableApiError):
+        flush("master")  # claimed, marked, sent and saved; then the master died
+    assert len(xero.saved) == 1
+    buffer, results = flush("promoted")  # no mark, no suspect: the database's claim refuses it
+    assert isinstance(results["Invoices:7"], Later)
+    assert len(xero.saved) == 1
+    buffer.release_until({"Invoices:7": 0})  # what the flush does with a Later
+    with database.begin() as conn:  # the lookup margin has passed
+        conn.execute(
+            links.update()
+            .where(links.c.connection == connection)
+            .values(pending_at=time.time() - settings.zxs_lookup_margin_seconds - 1)
+        )
+    _, results = flush("promoted")
+    assert results["Invoices:7"]["action"] == "adopted"
+    assert len(xero.saved) == 1  # never sent again
+    assert database.links("invoice", connection, ["Invoices:7"])["Invoices:7"]["InvoiceID"] == "x-0"
