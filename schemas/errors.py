@@ -188,14 +188,6 @@ class Busy(SyncError):
     retryable = True
 
 
-class MarkNotReplicated(SyncError):
-    """No Redis replica acknowledged the "a create may have reached Xero" mark in time: the
-    create is not sent (a failover could lose the mark and let it be created twice); retried."""
-
-    kind = "redis_replication"
-    retryable = True
-
-
 class PoisonMessage(SyncError):
     """A job whose deliveries keep dying with their worker (crash, OOM, hard time limit)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -18,8 +17,7 @@ import redis
 
 import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from sandbox.server import free_port
-from schemas.errors import MarkNotReplicated
-from workers.batching import Buffer, Flush, mark_replicas
+from workers.batching import Buffer
 from workers.redis import connect
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -217,42 +215,6 @@ def test_a_broker_connection_dropped_while_redis_is_down_is_closed_without_killi
     assert unacked == 1  # kept for the visibility timeout to restore
 
 
-@pytest.mark.integration  # a master and a replica redis-server
-def test_a_mark_is_on_the_replica_before_the_create_may_go_out(
-    servers: list[Server], tmp_path: Path
-) -> None:
-    """Replication is asynchronous: a "may have reached Xero" mark that only the master holds
-    is lost with it, and the promoted replica would let the element be created again. The mark
-    must be acknowledged by a replica (WAIT) before `sending` returns; a replica that does not
-    answer in time stops the create (a retryable error, the request is not sent)."""
-    master, replica = _master_and_replica(servers, tmp_path)
-    client = redis.Redis(port=master.port, decode_responses=True)
-    buffer = Buffer(client, "invoices", "wait")
-    buffer.add({"a": {}}, _waiter("w1"))
-    replicas = mark_replicas(client, wanted=1)
-    assert replicas == 1
-    hold = Flush(buffer, buffer.fence(), replicas=replicas)
-    (element,) = buffer.claim(10)
-    assert replica.process is not None
-    os.kill(replica.process.pid, signal.SIGSTOP)  # the replica stops taking the stream
-    try:
-        with pytest.raises(MarkNotReplicated):
-            hold.sending([element], "key-1", {"a": "d1"})
-    finally:
-        os.kill(replica.process.pid, signal.SIGCONT)
-    hold.sending([element], "key-2", {"a": "d2"})
-    on_replica = redis.Redis(port=replica.port, decode_responses=True)
-    assert "key-2" in str(on_replica.hget(buffer.key("sent"), "a"))
-
-
-def test_no_replica_means_no_wait(servers: list[Server], tmp_path: Path) -> None:
-    server = Server(tmp_path / "alone", free_port()).start()
-    servers.append(server)
-    client = redis.Redis(port=server.port, decode_responses=True)
-    assert mark_replicas(client, wanted=1) == 0
-    assert mark_replicas(redis.Redis(port=server.port), wanted=0) == 0
-
-
 @pytest.mark.integration
 def test_a_sentinel_failover_mid_burst_loses_and_duplicates_nothing(
     servers: list[Server], tmp_path: Path
@@ -287,7 +249,6 @@ def test_the_health_check_reaches_redis_through_a_sentinel_url(
 ) -> None:
     """`zxsync health --redis` (beat's and Flower's probes, compose and deploy/k8s) asks the
     Sentinels for the master of a `sentinel://` REDIS_URL like every other process does."""
-    import os
     import sys
 
     master_port, sentinel_port = free_port(), free_port()

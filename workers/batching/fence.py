@@ -9,9 +9,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from schemas.errors import MarkNotReplicated
 from schemas.wire import dumps
 from workers.batching.buffer import Buffer, Element
 from workers.idempotency import idempotency_key
@@ -38,18 +35,6 @@ return 1
 """
 
 
-MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
-
-
-def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
-    """How many replicas must acknowledge a mark before its create goes out: `wanted`
-    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
-    if wanted <= 0:
-        return 0
-    replication = redis_client.info("replication")
-    return min(wanted, int(replication.get("connected_slaves", 0)))
-
-
 @dataclass(frozen=True)
 class Flush:
     """One flusher's hold on a buffer: every write a handler makes goes through here, checked
@@ -61,7 +46,6 @@ class Flush:
 
     buffer: Buffer
     token: int
-    replicas: int = 0  # replicas that must hold a mark before its create is sent
 
     def sending(
         self,
@@ -94,7 +78,7 @@ class Flush:
         going = [e for e in elements if e.id not in refused]
         ids = sorted(e.id for e in going)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in going}, [], replicas=self.replicas)
+        self._write({e.id: mark for e in going}, [])
         return refused
 
     def store(self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]) -> None:
@@ -115,28 +99,15 @@ class Flush:
         """Raise LeaseLost unless this flusher still holds the buffer."""
         self._write({}, [])
 
-    def _write(self, marks: dict[str, str], settled: list[str], *, replicas: int = 0) -> None:
+    def _write(self, marks: dict[str, str], settled: list[str]) -> None:
         buffer = self.buffer
         args: list[Any] = [self.token, len(marks)]
         for element_id, mark in marks.items():
             args += [element_id, mark]
         args += settled
         keys = [buffer.key("fence"), buffer.key("sent")]
-        # one connection for both: WAIT counts the writes of the connection that sends it
-        pipe = buffer.redis.pipeline(transaction=False)
-        pipe.eval(_FENCED, len(keys), *keys, *args)
-        if replicas:
-            pipe.wait(replicas, MARK_REPLICATION_MS)
-        written, *acknowledged = pipe.execute()
-        if not written:
+        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
             raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
-        if acknowledged and int(acknowledged[0]) < replicas:
-            raise MarkNotReplicated(
-                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
-                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
-                hint="Check the Redis replicas' replication link (INFO replication); it is"
-                " retried on its own once a replica keeps up.",
-            )
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:
