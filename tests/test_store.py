@@ -379,3 +379,70 @@ def test_a_create_whose_mark_died_with_the_master_is_adopted_never_sent_again(
     assert results["Invoices:7"]["action"] == "adopted"
     assert len(xero.saved) == 1  # never sent again
     assert database.links("invoice", connection, ["Invoices:7"])["Invoices:7"]["InvoiceID"] == "x-0"
+
+
+def test_a_mark_the_database_no_longer_holds_is_looked_up_not_sent_again_under_its_key(
+    database: Database, redis_url: str
+) -> None:
+    """A request's mark (key K) can outlive the database's claim: a later flusher looked the
+    element up, took the claim over under K2, and was fenced out (or lost with the master)
+    before its own mark replaced K. Sent again under K, the element was refused by the claim at
+    every flush and waited the lookup margin again and again, until its mark aged past the
+    idempotency window (about 5 minutes). The refusal drops the mark: the next flush looks the
+    element up and adopts what K2's create saved in Xero."""
+    from types import SimpleNamespace
+
+    from schemas.xero import XeroInvoice
+    from tasks.batch_handlers.elements import InvoiceElement
+    from tasks.batch_handlers.invoices import _digest, write_invoices
+    from workers.batching import Later
+    from workers.settings import get_settings
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection = f"stale-{uuid.uuid4().hex[:8]}"
+    element = InvoiceElement(
+        record="Invoices 8",
+        body={
+            "Contact": {"ContactID": "c-1"},
+            "LineItems": [{"Description": "Widget", "Quantity": "1", "UnitAmount": "10.00"}],
+            "InvoiceNumber": "INV-8",
+        },
+        version="v1",
+        lookup='InvoiceNumber=="INV-8"',
+        suspect=False,
+        account_id="a-1",
+        products={},
+    )
+    buffer = Buffer(client, "invoices", connection)
+    buffer.add({"Invoices:8": element.wire()}, {"options": {"task_id": "t8"}})
+    (claimed,) = buffer.claim(10)
+    Flush(buffer, buffer.fence()).sending(
+        [claimed], "K", {claimed.id: _digest(claimed)}, claim="invoice"
+    )  # request K marked and let out, no answer
+    taken = database.claim_creates(
+        "invoice", connection, ["Invoices:8"], "K2", take_over={"Invoices:8"}, older_than=1e12
+    )
+    assert taken == set()  # a later flusher's K2 holds the claim; its create saved INV-8
+    saved = XeroInvoice(InvoiceID="x-8", InvoiceNumber="INV-8", Status="AUTHORISED", Total="10")
+
+    class Xero:
+        def create_invoices(self, bodies: list[dict[str, Any]], key: str) -> list[Any]:
+            raise AssertionError(f"sent again under {key}")
+
+        def find_invoices_any(self, clauses: list[str], scope: str) -> list[XeroInvoice]:
+            return [saved]
+
+    def flush() -> dict[str, Any]:
+        ctx = SimpleNamespace(
+            connection=SimpleNamespace(name=connection),
+            settings=get_settings(),
+            idempotency=IdempotencyStore(client, 60),
+            flush=Flush(buffer, buffer.fence()),
+            xero=Xero(),
+        )
+        return write_invoices(ctx, buffer.claim(10))  # type: ignore[arg-type]
+
+    buffer.release(["Invoices:8"], suspect=True)
+    assert isinstance(flush()["Invoices:8"], Later)  # K's resend: refused by the claim
+    buffer.release_until({"Invoices:8": 0})
+    assert flush()["Invoices:8"]["action"] == "adopted"

@@ -63,7 +63,8 @@ class Flush:
         With `claim` (a link kind) the database first claims each element's link row under
         the key (workers/store `claim_creates`): the ids it refuses (linked, or claimed by a
         create that may still be committing; a claim older than `margin` is taken over by an
-        element `looked_up` and not found) are returned, unmarked, and must not be sent."""
+        element `looked_up` and not found) are returned, their marks dropped, and must not be
+        sent."""
         self.check()
         refused: set[str] = set()
         if claim:
@@ -78,7 +79,10 @@ class Flush:
         going = [e for e in elements if e.id not in refused]
         ids = sorted(e.id for e in going)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in going}, [])
+        # the database holds what was let out: a refused element's mark is an older request's,
+        # dropped so it is looked up next time rather than sent again under a key the claim no
+        # longer has (refused at every flush until the mark aged out of the window)
+        self._write({e.id: mark for e in going}, sorted(refused))
         return refused
 
     def store(self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]) -> None:
