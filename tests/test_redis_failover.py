@@ -200,6 +200,7 @@ def test_a_broker_connection_dropped_while_redis_is_down_is_closed_without_killi
     app = Celery("dropped-broker")
     workers.app._resolve_broker(app)
     connection = app.connection_for_read()
+    assert connection.as_uri().startswith("redis://")  # the scheme the banner and Flower read
     queue = Queue("work", Exchange("work", type="direct"), routing_key="work")
     with connection.Producer() as producer:
         producer.publish({"n": 1}, exchange=queue.exchange, routing_key="work", declare=[queue])

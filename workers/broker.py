@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kombu.transport
 import redis
 from kombu.transport import redis as kombu_redis
 
@@ -50,12 +51,17 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
-def broker_transport(url: str) -> str | None:
-    """Celery's `broker_transport` for a broker URL: these transports for Redis URLs, None
-    (kombu's choice by scheme) for anything else."""
-    scheme = url.split("://", 1)[0]
-    if scheme == "sentinel":
-        return "workers.broker:SentinelTransport"
-    if scheme in ("redis", "rediss"):
-        return "workers.broker:Transport"
-    return None
+SCHEMES = {
+    "redis": "workers.broker:Transport",
+    "rediss": "workers.broker:Transport",
+    "sentinel": "workers.broker:SentinelTransport",
+}
+
+
+def install() -> None:
+    """kombu resolves the Redis URL schemes to these transports in this process: its table of
+    aliases, rather than Celery's `broker_transport`, so a broker URL keeps its scheme where
+    others read it (Celery's banner, Flower's broker view, which knows `redis` and `sentinel`)."""
+    kombu.transport.TRANSPORT_ALIASES.update(SCHEMES)
+    for scheme in SCHEMES:
+        kombu.transport._transport_cache.pop(scheme, None)  # resolved before: resolve again

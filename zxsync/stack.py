@@ -267,6 +267,6 @@ def _point_process_at(redis_url: str | None) -> None:
     # way Celery itself does after a fork (kombu keeps its pools per broker URL, open)
     app._after_fork()
     if redis_url is None:
-        app.conf.broker_url = app.conf.broker_transport = None
+        app.conf.broker_url = None
     else:
         use_broker(app, redis_url)
