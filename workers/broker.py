@@ -2,13 +2,13 @@
 outlives a Redis failover or restart.
 
 Celery 5.7's consumer, when it loses the broker, closes its connection twice: `collect()`, then
-`close()`. While Redis is still unreachable the first close of the consumer's channel fails
-halfway (its pending BRPOP read raises) and `collect()` drops the channel's transport anyway;
-the second close then restores the unacknowledged messages through a new pool, whose parameters
-kombu reads from the dropped transport: `AttributeError: 'NoneType' object has no attribute
-'hostname'`. Celery reads that as an unrecoverable error and the worker process exits, seen at
-every few Sentinel failovers (tests/test_redis_failover.py); its documents waited for the
-visibility timeout, or for ever with no other worker. Here that channel answers a connection
+`close()`. While Redis is still unreachable the first close of the consumer's channel can fail
+halfway (before the channel counts as closed) and `collect()` drops the channel's transport
+anyway; the second close then restores the unacknowledged messages through a new pool, whose
+parameters kombu reads from the dropped transport: `AttributeError: 'NoneType' object has no
+attribute 'hostname'`. Celery reads that as an unrecoverable error and the worker process exits
+(seen in 1 of 4 Sentinel failover runs, tests/test_redis_failover.py); its documents waited for
+the visibility timeout, or for ever with no other worker. Here that channel answers a connection
 error instead, which kombu's close ignores and Celery rides out by reconnecting; the messages
 stay in kombu's unacked index and come back after the visibility timeout like a dead worker's.
 """
