@@ -317,7 +317,7 @@ def test_the_connections_page_shows_health_in_words_and_pause_resume_works(
     assert admission.admit(client, settings, job(a, "501")) == "queued"
     web.post(f"/connections/{a}/resume", data={"csrf": token})
     assert started == ["501"] and admission.paused(client, a) is None
-    lines = audit.recent(client)
+    lines = audit.recent()
     assert [(line.user, line.action, line.target) for line in lines[:2]] == [
         ("olga", "resume", a),
         ("olga", "pause", a),
@@ -483,10 +483,10 @@ def test_dead_letter_detail_replay_discard_and_replay_all_leave_audit_lines(
     assert [j.record_id for j in sent] == ["101", "103"]
     assert DeadLetterStore(client).get(third) is None
     assert DeadLetterStore(client).get(other) is not None  # another connection's stays
-    actions = [(line.action, line.target) for line in audit.recent(client)]
+    actions = [(line.action, line.target) for line in audit.recent()]
     assert ("replay", first) in actions and ("discard", second) in actions
     assert ("replay", third) in actions and ("replay-all", a) in actions
-    assert all(line.user == "olga" for line in audit.recent(client))
+    assert all(line.user == "olga" for line in audit.recent())
     assert "olga replay" in web.get("/audit").text.replace("</td><td>", " ")
     assert web.get(f"/dead-letters/{first}").status_code == 404
 

@@ -67,13 +67,13 @@ def test_links_dead_letters_history_and_audit_survive_redis_losing_everything(
     )
     RecordHistory(client).log("c:Invoices:1", "zxsync.fetch_record", "done", note="n")
     RecordHistory(client).finish("c", "c:Invoices:1", "created", "INV-1")
-    audit.record(client, "olga", "dlq.replay", "c:Invoices:1")
+    audit.record("olga", "dlq.replay", "c:Invoices:1")
     client.flushall()  # an evicting or failed-over Redis
     other = fresh_redis()
     assert IdempotencyStore(other, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x1"}
     assert DeadLetterStore(other).get(letter.id) == letter
     assert [e["note"] for e in RecordHistory(other).entries("c:Invoices:1")] == ["n"]
-    assert [(a.user, a.action) for a in audit.recent(other)] == [("olga", "dlq.replay")]
+    assert [(a.user, a.action) for a in audit.recent()] == [("olga", "dlq.replay")]
 
 
 def test_the_database_refuses_a_second_link_of_one_record_or_one_xero_document(
@@ -214,13 +214,13 @@ def test_retention_purges_old_history_and_audit_and_keeps_links(database: Databa
 
     client = fresh_redis()
     RecordHistory(client).log("c:Invoices:1", "s", "done")
-    audit.record(client, "olga", "replay", "c:Invoices:1")
+    audit.record("olga", "replay", "c:Invoices:1")
     IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:1": {"InvoiceID": "x"}})
     assert purge(database, 30, 30) == purge(database, 30, 30)  # nothing old yet
     later = datetime.now(UTC) + timedelta(days=31)
     done = purge(database, 30, 400, now=later)
     assert (done.history, done.audit) == (1, 0)
-    assert RecordHistory(client).entries("c:Invoices:1") == [] and audit.recent(client)
+    assert RecordHistory(client).entries("c:Invoices:1") == [] and audit.recent()
     assert IdempotencyStore(client, 60).link("invoice", "c", "Invoices:1") == {"InvoiceID": "x"}
 
 
