@@ -275,3 +275,53 @@ def test_an_invoice_whose_link_another_create_claimed_waits_as_a_suspect_and_is_
     later = results["Invoices:1"]
     assert isinstance(later, Later)
     assert later.until > time.time() + settings.zxs_lookup_margin_seconds - 5
+
+
+def test_one_claim_then_send_loop_holds_claimed_sends_the_rest_and_gives_refused_claims_back(
+    database: Database, redis_url: str
+) -> None:
+    """The create handlers' shared loop (tasks/batch_handlers/creates.py): an element another
+    create holds the claim of waits (`Later`) and is not sent; what Xero created is linked and
+    its outcome returned; what Xero refused is its own error and its claim is given back."""
+    from types import SimpleNamespace
+
+    from tasks.batch_handlers.creates import send_claimed
+    from workers.batching import Element, Later
+    from workers.settings import get_settings
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection = f"loop-{uuid.uuid4().hex[:8]}"
+    ids = ["Invoices:1", "Invoices:2", "Invoices:3"]
+    database.claim_creates("invoice", connection, ids[:1], "other", take_over=set(), older_than=0)
+    buffer = Buffer(client, "invoices", connection)
+    buffer.add({eid: {"suspect": False} for eid in ids}, {"options": {"task_id": "t1"}})
+    ctx = SimpleNamespace(
+        connection=SimpleNamespace(name=connection),
+        settings=get_settings(),
+        flush=Flush(buffer, buffer.fence()),
+    )
+    sent: list[list[str]] = []
+
+    def create(group: list[Element], key: str) -> list[tuple[str | None, list[str]]]:
+        sent.append([e.id for e in group])
+        return [("x2", []), (None, ["Contact is archived"])]
+
+    results = send_claimed(
+        ctx,  # type: ignore[arg-type]
+        "invoice",
+        [("key-1", sorted(buffer.claim(10), key=lambda e: e.id))],
+        dict.fromkeys(ids, "d"),
+        frozenset(),
+        create,
+        lambda element, doc: ({"InvoiceID": doc}, {"action": "created"}),
+        lambda element, errors: InvalidRecord(element.id, "Contact", errors[0]),
+    )
+    assert sent == [ids[1:]]
+    assert isinstance(results["Invoices:1"], Later)
+    assert results["Invoices:2"] == {"action": "created"}
+    assert isinstance(results["Invoices:3"], InvalidRecord)
+    store = IdempotencyStore(client, 60)
+    assert store.links("invoice", connection, ids) == {"Invoices:2": {"InvoiceID": "x2"}}
+    assert database.claim_creates(
+        "invoice", connection, ids, "next", take_over=set(), older_than=0
+    ) == {"Invoices:1", "Invoices:2"}  # the refused create's claim was given back

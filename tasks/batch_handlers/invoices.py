@@ -9,12 +9,12 @@ and the rest are created with `summarizeErrors=false`, so a refused invoice fail
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
 from schemas.wire import dumps
 from schemas.xero import XeroInvoice, XeroInvoiceIn
+from tasks.batch_handlers.creates import send_claimed
 from tasks.batch_handlers.elements import InvoiceElement
 from workers.batching import Element, Later, Results, batch_handler, flush_key, plan_unlinked
 from workers.context import StageContext
@@ -77,33 +77,18 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     if new:
         versions = ",".join(f"{e.id}@{_payload(e).version}" for e in new)
         requests.append((flush_key(INVOICES, conn, new, versions), new))
-    looked_up = frozenset(e.id for e in plan.lookup)
-    for key, claimed in requests:
-        refused = ctx.flush.sending(
-            claimed,
-            key,
-            {e.id: digests[e.id] for e in claimed},
-            claim=LINK,
-            looked_up=looked_up,
-            margin=settings.zxs_lookup_margin_seconds,
+    results.update(
+        send_claimed(
+            ctx,
+            LINK,
+            requests,
+            digests,
+            frozenset(e.id for e in plan.lookup),
+            lambda group, key: ctx.xero.create_invoices([_payload(e).body for e in group], key),
+            _created,
+            lambda element, errors: _refused(ctx, element, errors),
         )
-        # another create holds the claim: back as suspects, adopted or looked up after it
-        results.update(
-            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
-        )
-        group = [e for e in claimed if e.id not in refused]
-        if not group:
-            continue
-        answers = ctx.xero.create_invoices([_payload(e).body for e in group], key)
-        links, settled = {}, []
-        for element, (invoice, errors) in zip(group, answers, strict=True):
-            settled.append(element.id)  # Xero answered for it: created, or refused and not saved
-            if invoice is None:
-                results[element.id] = _refused(ctx, element, errors)
-            else:
-                links[element.id] = invoice_link(invoice, _payload(element).version)
-                results[element.id] = _outcome("created", invoice, element)
-        ctx.flush.store(LINK, links, settled)
+    )
     return results
 
 
@@ -169,6 +154,10 @@ def _lookup_failed(record: str, exc: SyncError) -> SyncError:
         f"not created again until a lookup succeeds ({exc.message})",
         hint="Retried automatically; a replay or the record's next event looks it up first.",
     )
+
+
+def _created(element: Element, invoice: XeroInvoice) -> tuple[dict[str, Any], dict[str, Any]]:
+    return invoice_link(invoice, _payload(element).version), _outcome("created", invoice, element)
 
 
 def _outcome(action: str, invoice: XeroInvoice, element: Element) -> dict[str, Any]:
