@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from schemas.errors import InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from schemas.mapping import contact_from_account
 from schemas.xero import XeroContact
@@ -42,7 +43,7 @@ def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
         link = None  # the batch had no details for it: look again (below)
     if link is not None and link.get("note"):  # adopted by name, or created under another name
         key = record_key(ctx.connection.name, msg.job.module, msg.job.record_id)
-        ctx.history.log(key, "zxsync.contact_precheck", "contact", detail=link["note"])
+        ctx.history.log(key, "zxsync.contact_precheck", HistoryEvent.CONTACT, detail=link["note"])
     if link is None and (ctx.settings.zxs_batching or ctx.batch is not None):
         link = ctx.idempotency.link(LINK, ctx.connection.name, account_id)
     if link is None:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from schemas.contact_sync import CONTACT_TASK, ContactSyncJob, xero_update, zoho_update
 from schemas.errors import InvalidJob
+from schemas.history import HistoryEvent
 from schemas.payments import PAYMENT_CONTACT
 from schemas.wire import dumps
 from tasks.batch_handlers.contacts import LINK as CONTACT_LINK
@@ -65,7 +66,7 @@ def sync_contacts(ctx: StageContext, contact_ids: list[str]) -> int:
         ctx.history.log(
             record_key(conn.name, "Accounts", str(account["id"])),
             CONTACT_TASK,
-            "contact_sync",
+            HistoryEvent.CONTACT_SYNC,
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if update is not None:
@@ -114,7 +115,7 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
         ctx.history.log(
             record_key(conn.name, "Accounts", str(account["id"])),
             CONTACT_TASK,
-            "contact_push",
+            HistoryEvent.CONTACT_PUSH,
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if body is not None:

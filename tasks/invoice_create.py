@@ -27,6 +27,7 @@ from schemas.errors import (
     TotalDiffers,
     ValidationFailed,
 )
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
@@ -59,7 +60,9 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
         job.module, doc, msg.xero_contact_id, products, ctx.connection, tax_rates(ctx)
     )
     for decision in mapped.decisions:
-        ctx.history.log(f"{job.connection}:{link_id}", "mapping", decision)
+        ctx.history.log(
+            f"{job.connection}:{link_id}", "mapping", HistoryEvent.DECISION, detail=decision
+        )
     with ctx.idempotency.lock(f"invoice:{job.connection}:{link_id}"):
         link = ctx.idempotency.link(LINK, job.connection, link_id)
         if link is None and msg.converted_from:
@@ -67,7 +70,7 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 f"{job.connection}:{link_id}",
                 "invoice_create",
-                "converted",
+                HistoryEvent.CONVERTED,
                 detail=f"adopts the Xero invoice of {msg.converted_from}",
             )
         if link is None:
@@ -120,7 +123,7 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
         ctx.history.log(
             f"{job.connection}:{link_id}",
             "invoice_create",
-            "total_accepted",
+            HistoryEvent.TOTAL_ACCEPTED,
             detail=f"Xero total {link['accepted_total']['xero']} accepted for Zoho "
             f"{link['accepted_total']['zoho']}",
         )

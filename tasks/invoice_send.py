@@ -8,6 +8,7 @@ Either happens once per invoice (remembered on the link), never on later edits.
 
 from __future__ import annotations
 
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, is_backfill
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
@@ -38,7 +39,7 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 key,
                 "zxsync.invoice_send",
-                "waiting",
+                HistoryEvent.WAITING,
                 detail=f"Xero e-mails SUBMITTED or AUTHORISED invoices; this is {status}",
             )
             return msg
@@ -51,7 +52,7 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 key,
                 "zxsync.invoice_send",
-                "waiting",
+                HistoryEvent.WAITING,
                 detail=f"Xero has no online invoice for a {status} invoice",
             )
             return msg
@@ -61,5 +62,5 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
         ctx.zoho.attach_file(job.module, job.record_id, name, pdf, "application/pdf")
         sent = {"sent_by": "zoho", "online_url": url}
     ctx.idempotency.set_links("invoice", job.connection, {link_id: {**link, **sent}})
-    ctx.history.log(key, "zxsync.invoice_send", "sent", by=sent["sent_by"])
+    ctx.history.log(key, "zxsync.invoice_send", HistoryEvent.SENT, by=sent["sent_by"])
     return msg.model_copy(update={"xero_online_invoice_url": sent.get("online_url")})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from schemas.errors import InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from schemas.mapping import item_from_product, product_code
 from schemas.zoho import ZohoProduct, parse_record
@@ -44,7 +45,9 @@ def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     for product_id in wanted:
         linked[product_id] = ctx.batch_outcome(product_id) or linked.get(product_id, {})
         if linked[product_id].get("note"):  # adopted by code with another name
-            ctx.history.log(key, "zxsync.item_precheck", "item", detail=linked[product_id]["note"])
+            ctx.history.log(
+                key, "zxsync.item_precheck", HistoryEvent.ITEM, detail=linked[product_id]["note"]
+            )
     todo = [p for p in products if linked[p.id].get("Code") != codes[p.id]]
     if todo:
         prices = _purchase_prices(msg)

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from clients.zoho import MAX_RECORDS_PER_CALL
 from schemas.errors import ApiError, AuthRevoked, InvalidJob, MissingScope, NotLinkedYet, SyncError
+from schemas.history import HistoryEvent
 from schemas.payments import (
     FEEDBACK_TASK,
     INVOICE_REVERSE_LINK,
@@ -293,7 +294,7 @@ def feed_back(
             written += 1
             key = record_key(conn, module, str(record["id"]))
             fields = {k: str(v) for k, v in record.items() if k != "id"}
-            ctx.history.log(key, FEEDBACK_TASK, "payment_feedback", **fields)
+            ctx.history.log(key, FEEDBACK_TASK, HistoryEvent.PAYMENT_FEEDBACK, **fields)
     if deferred:
         raise deferred[0]  # the rest is written; the job is retried for what is missing
     return Fed(written, waiting, failed)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import redis
 
+from schemas.history import HistoryEvent
 from schemas.xero import XeroPurchaseOrder
 from schemas.zoho import ZohoPurchaseOrderWriteBack
 from tasks.purchase_order_create import LINK, REVERSE_LINK
@@ -80,7 +81,7 @@ def poll_statuses(ctx: StageContext) -> int:
             link = ctx.idempotency.link(LINK, conn, record_id) or {}
             ctx.idempotency.set_links(LINK, conn, {record_id: {**link, "Status": order.Status}})
         key = record_key(conn, MODULE, record_id)
-        ctx.history.log(key, TASK_NAME, "status", status=order.Status)
+        ctx.history.log(key, TASK_NAME, HistoryEvent.STATUS, status=order.Status)
     stamps = [o.UpdatedDateUTC for o in orders if o.UpdatedDateUTC]
     if stamps:
         ctx.redis.set(mark_key, max(stamps).isoformat())

@@ -15,6 +15,7 @@ from typing import Any
 
 from clients.xero import PROVIDER
 from schemas.errors import InvalidRecord, TotalMismatch, ValidationFailed
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from schemas.purchase_mapping import MappedPurchaseOrder, map_purchase_order
 from schemas.xero import XeroPurchaseOrder
@@ -38,7 +39,12 @@ def purchase_order_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
         products = {p.id: p for p in msg.products}
         mapped = map_purchase_order(po, msg.xero_contact_id, products, conn, tax_rates(ctx))
         for decision in mapped.decisions:
-            ctx.history.log(f"{job.connection}:{job.module}:{job.record_id}", "mapping", decision)
+            ctx.history.log(
+                f"{job.connection}:{job.module}:{job.record_id}",
+                "mapping",
+                HistoryEvent.DECISION,
+                detail=decision,
+            )
     with ctx.idempotency.lock(f"{LINK}:{job.connection}:{job.record_id}"):
         link = ctx.idempotency.link(LINK, job.connection, job.record_id)
         skipped = _skip_reason(msg, ctx, link, cancelled)

@@ -26,6 +26,7 @@ from console.charts import hourly_svg
 from console.health import read_health, worst
 from console.settings import ConsoleSettings
 from schemas.errors import AuthRevoked, ConfigurationError, InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
 from workers import activity, admission
 from workers.admission import TenantWindows
@@ -506,8 +507,8 @@ def test_records_are_found_by_zoho_id_xero_number_or_zoho_number(
 
     history = RecordHistory(client)
     key = record_key(a, "Invoices", "7700077")
-    history.log(key, "zxsync.ingest", "accepted", event_id="e1")
-    history.log(key, "zxsync.invoice_create", "done")
+    history.log(key, "zxsync.ingest", HistoryEvent.ACCEPTED, event_id="e1")
+    history.log(key, "zxsync.invoice_create", HistoryEvent.DONE)
     client.hset(f"zxs:outcomes:{a}", key, json.dumps(["created", ""]))
     IdempotencyStore(client, 60).set_links(
         "invoice",

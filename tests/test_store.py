@@ -21,6 +21,7 @@ from conftest import drop_postgres_schema, postgres_url
 import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from console import audit
 from schemas.errors import InvalidRecord
+from schemas.history import HistoryEvent
 from workers.batching import Buffer, Flush
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
@@ -65,7 +66,7 @@ def test_links_dead_letters_history_and_audit_survive_redis_losing_everything(
         payload="{}",
         traceback="",
     )
-    RecordHistory(client).log("c:Invoices:1", "zxsync.fetch_record", "done", note="n")
+    RecordHistory(client).log("c:Invoices:1", "zxsync.fetch_record", HistoryEvent.DONE, note="n")
     RecordHistory(client).finish("c", "c:Invoices:1", "created", "INV-1")
     audit.record(client, "olga", "dlq.replay", "c:Invoices:1")
     client.flushall()  # an evicting or failed-over Redis
@@ -213,7 +214,7 @@ def test_retention_purges_old_history_and_audit_and_keeps_links(database: Databa
     from workers.store.records import purge
 
     client = fresh_redis()
-    RecordHistory(client).log("c:Invoices:1", "s", "done")
+    RecordHistory(client).log("c:Invoices:1", "s", HistoryEvent.DONE)
     audit.record(client, "olga", "replay", "c:Invoices:1")
     IdempotencyStore(client, 60).set_links("invoice", "c", {"Invoices:1": {"InvoiceID": "x"}})
     assert purge(database, 30, 30) == purge(database, 30, 30)  # nothing old yet

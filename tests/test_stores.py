@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fakeredis
+import pytest
 
 from schemas.errors import InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import SyncJob
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
@@ -67,10 +69,22 @@ def test_idempotency_key_is_stable_and_short() -> None:
 
 def test_history_and_outcomes() -> None:
     history = RecordHistory(client())
-    history.log("c:Invoices:1", "zxsync.fetch_record", "done")
+    history.log("c:Invoices:1", "zxsync.fetch_record", HistoryEvent.DONE)
     history.finish("c", "c:Invoices:1", "created", "INV-0001")
     assert [e["event"] for e in history.entries("c:Invoices:1")] == ["done"]
     assert history.outcomes("c") == {"c:Invoices:1": ("created", "INV-0001")}
+
+
+def test_history_takes_only_named_events_and_stores_their_names() -> None:
+    """An event no reader knows (a typo in a writer) fails there, for mypy and at run time,
+    and writes nothing; a named one is stored as the plain string old rows hold."""
+    history = RecordHistory(client())
+    with pytest.raises(ValueError, match="finished"):
+        history.log("c:Invoices:1", "zxsync.fetch_record", "finished")  # type: ignore[arg-type]
+    assert history.entries("c:Invoices:1") == []
+    history.log("c:Invoices:1", "zxsync.fetch_record", HistoryEvent.DEAD_LETTER, error="x")
+    [entry] = history.entries("c:Invoices:1")
+    assert entry["event"] == "dead_letter" and type(entry["event"]) is str
 
 
 def test_in_flight_jobs_stall_only_without_progress() -> None:
@@ -82,5 +96,6 @@ def test_in_flight_jobs_stall_only_without_progress() -> None:
     assert history.stalled("c", idle_seconds=60) == []
     history.quiet_until("c:Invoices:2", until=4_000_000_000)  # parked for Xero's next day
     history.finish("c", "c:Invoices:1", "created")
-    history.log("c:Invoices:1", "zxsync.payment_feedback", "done")  # after finishing: no revival
+    # after finishing: no revival
+    history.log("c:Invoices:1", "zxsync.payment_feedback", HistoryEvent.DONE)
     assert history.stalled("c", idle_seconds=0) == []

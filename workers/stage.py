@@ -17,6 +17,7 @@ from celery import Task
 from kombu.utils.uuid import uuid
 
 from schemas.errors import RefusedInBatch
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from workers.app import app
 from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
@@ -46,7 +47,9 @@ class StageTask(PolicyTask):
             args=args, task_id=uuid(), retries=self.request.retries, kwargs={}
         )
         enqueue(wait.kind, ctx.connection.name, wait.elements, resume)
-        ctx.history.log(key, self.name, "batched", kind=wait.kind, elements=len(wait.elements))
+        ctx.history.log(
+            key, self.name, HistoryEvent.BATCHED, kind=wait.kind, elements=len(wait.elements)
+        )
 
 
 def raise_batch_error(batch: dict[str, Any] | None) -> None:
@@ -125,8 +128,8 @@ def _bound(name: str, key: str, ctx: StageContext) -> Any:
 def _done(name: str, result: StageMessage, ctx: StageContext, key: str) -> dict[str, Any]:
     """Log how the stage ended; a skip ends the record's run here."""
     if result.skipped_reason:
-        ctx.history.log(key, name, "skipped", detail=result.skipped_reason)
+        ctx.history.log(key, name, HistoryEvent.SKIPPED, detail=result.skipped_reason)
         ctx.history.finish(ctx.connection.name, key, "skipped", result.skipped_reason)
     else:
-        ctx.history.log(key, name, "done")
+        ctx.history.log(key, name, HistoryEvent.DONE)
     return result.model_dump(mode="json")

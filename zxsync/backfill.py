@@ -45,6 +45,7 @@ from schemas.adoption import (
     index_by_number,
     item_matches,
 )
+from schemas.history import HistoryEvent
 from schemas.jobs import BACKFILL_EVENT_PREFIX, SyncJob
 from schemas.sequence import decide
 from workers import keys
@@ -342,7 +343,7 @@ def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
             ctx.history.log(
                 record_key(conn, module, v.doc.record_id),
                 "zxsync.backfill",
-                "adopted",
+                HistoryEvent.ADOPTED,
                 detail=v.reason,
             )
     return len(adopted)
