@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from schemas.errors import InvalidRecord
 from schemas.history import HistoryEvent
-from schemas.jobs import StageMessage
+from schemas.jobs import SaleToCancel, SaleToSync, ToContact
 from schemas.mapping import contact_from_account
 from schemas.xero import XeroContact
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
@@ -32,11 +32,10 @@ from workers.stage import stage
 
 
 @stage("zxsync.contact_precheck")
-def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def contact_precheck(msg: ToContact, ctx: StageContext) -> SaleToSync | SaleToCancel:
     """Find or create the Xero contact of the document's account (in a batch)."""
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
-    assert msg.document is not None, "fetch_record runs first"
     account_id = msg.document.account.id
     link = ctx.batch_outcome(account_id)
     if link is not None and "ContactID" not in link:
@@ -54,11 +53,11 @@ def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
     return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
 
 
-def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> ContactElement:
+def _element(msg: SaleToSync, ctx: StageContext, account_id: str) -> ContactElement:
     """What the flush needs to find or create this account's contact."""
     account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
     person = None
-    if msg.document and msg.document.contact:
+    if msg.document.contact:
         raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
         person = parse_record(ZohoContact, "Contacts", raw)
     return ContactElement(

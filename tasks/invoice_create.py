@@ -28,7 +28,7 @@ from schemas.errors import (
     ValidationFailed,
 )
 from schemas.history import HistoryEvent
-from schemas.jobs import StageMessage
+from schemas.jobs import ContactedSale, SaleToCancel, StageMessage, ToInvoice
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
@@ -46,15 +46,14 @@ MSG_PAID = "has a payment or credit note allocated"  # Xero's refusal to edit (F
 
 
 @stage("zxsync.invoice_create")
-def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def invoice_create(msg: ToInvoice, ctx: StageContext) -> StageMessage:
     """Create, update or cancel the Xero invoice of a Zoho quote, sales order or invoice."""
     job = msg.job
     link_id = f"{job.module}:{job.record_id}"
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         with ctx.idempotency.lock(f"invoice:{job.connection}:{link_id}"):
             return _cancel(msg, ctx, link_id)
     doc = msg.document
-    assert doc is not None and msg.xero_contact_id, "prechecks run first"
     products = {p.id: p for p in msg.products}
     mapped = map_invoice(
         job.module, doc, msg.xero_contact_id, products, ctx.connection, tax_rates(ctx)
@@ -140,12 +139,11 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
 
 
 def _credit_reduction(
-    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], mapped: MappedInvoice
+    msg: ContactedSale, ctx: StageContext, link_id: str, link: dict[str, Any], mapped: MappedInvoice
 ) -> tuple[dict[str, Any], Decimal, str | None]:
     """A Zoho reduction of an invoice Xero will not edit (paid or credited): a credit note for
     the difference (`paid_change: "credit_note"`). The link, the net total, the Zoho note."""
     job, doc = msg.job, msg.document
-    assert doc is not None
     record = f"{job.module} {job.record_id}"
     link, current = _settled_invoice(ctx, link_id, link)
     plan = plan_reduction(
@@ -199,7 +197,7 @@ def judge_total(
     return link, None if link.get("accepted_total") == pair else pair
 
 
-def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
+def _cancel(msg: SaleToCancel, ctx: StageContext, link_id: str) -> StageMessage:
     """Void an AUTHORISED invoice, delete a DRAFT/SUBMITTED one; a paid or credited one gets a
     credit note (`paid_change: "credit_note"`) or needs a person."""
     job = msg.job
@@ -258,10 +256,9 @@ def _credit_cancel(
     return link, current, text
 
 
-def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:
+def _element(msg: ContactedSale, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:
     """What the flush needs to create this invoice, or find one an earlier attempt created."""
     job, body = msg.job, mapped.invoice
-    assert msg.document is not None
     return InvoiceElement(
         record=f"{job.module} {job.record_id}",
         body=body.body(),

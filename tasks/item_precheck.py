@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from schemas.errors import InvalidRecord
 from schemas.history import HistoryEvent
-from schemas.jobs import StageMessage
+from schemas.jobs import SaleToCancel, SaleToSync, StageMessage, ToPrice
 from schemas.mapping import item_from_product, product_code
 from schemas.zoho import ZohoProduct, parse_record
 from tasks.batch_handlers.elements import ItemElement
@@ -27,12 +27,11 @@ PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
 
 
 @stage("zxsync.item_precheck")
-def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def item_precheck(msg: ToPrice, ctx: StageContext) -> StageMessage:
     """Find or create the Xero items of the document's products (in a batch)."""
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
-    doc = msg.inventory_document()
-    assert doc is not None, "fetch_record runs first"
+    doc = msg.document if isinstance(msg, SaleToSync) else msg.purchase_order
     wanted = list(dict.fromkeys(line.product.id for line in doc.items))
     products = msg.products or _read_products(msg, ctx, wanted)  # carried over a batch wait
     codes = {p.id: product_code(p) for p in products}

@@ -16,7 +16,7 @@ from typing import Any
 from clients.xero import PROVIDER
 from schemas.errors import InvalidRecord, TotalMismatch, ValidationFailed
 from schemas.history import HistoryEvent
-from schemas.jobs import StageMessage
+from schemas.jobs import ContactedPurchase, StageMessage
 from schemas.purchase_mapping import MappedPurchaseOrder, map_purchase_order
 from schemas.xero import XeroPurchaseOrder
 from tasks.invoice_create import tax_rates
@@ -29,10 +29,9 @@ REVERSE_LINK = "purchase_order_xero"  # Xero PurchaseOrderID -> Zoho record id (
 
 
 @stage("zxsync.purchase_order_create")
-def purchase_order_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def purchase_order_create(msg: ContactedPurchase, ctx: StageContext) -> StageMessage:
     """Map the Zoho purchase order and bring its Xero purchase order in step with it."""
     po, job, conn = msg.purchase_order, msg.job, ctx.connection
-    assert po is not None and msg.xero_contact_id, "prechecks run first"
     cancelled = po.status == conn.purchase_order_cancelled_status
     mapped = None
     if not cancelled:
@@ -76,11 +75,10 @@ def purchase_order_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
 
 
 def _skip_reason(
-    msg: StageMessage, ctx: StageContext, link: dict[str, Any] | None, cancelled: bool
+    msg: ContactedPurchase, ctx: StageContext, link: dict[str, Any] | None, cancelled: bool
 ) -> str | None:
     """Why nothing is sent to Xero for an order not synced yet, or None."""
     po, conn = msg.purchase_order, ctx.connection
-    assert po is not None
     if link is not None:
         return None
     if cancelled:
