@@ -20,6 +20,7 @@ from collections.abc import Callable
 from schemas.errors import InvalidRecord
 from schemas.history import HistoryEvent
 from schemas.jobs import SaleToCancel, SaleToSync, ToContact
+from schemas.links import ContactLink, ContactOutcome, LinkKind
 from schemas.mapping import contact_from_account
 from schemas.xero import XeroContact
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
@@ -37,20 +38,21 @@ def contact_precheck(msg: ToContact, ctx: StageContext) -> SaleToSync | SaleToCa
     if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
     account_id = msg.document.account.id
-    link = ctx.batch_outcome(account_id)
-    if link is not None and "ContactID" not in link:
-        link = None  # the batch had no details for it: look again (below)
-    if link is not None and link.get("note"):  # adopted by name, or created under another name
+    outcome = ctx.batch_outcome(account_id, ContactOutcome)
+    # without a ContactID the batch had no details for it: look again (below)
+    contact_id = outcome.ContactID if outcome is not None else None
+    if outcome is not None and contact_id and outcome.note:  # adopted by name, or renamed
         key = record_key(ctx.connection.name, msg.job.module, msg.job.record_id)
-        ctx.history.log(key, "zxsync.contact_precheck", HistoryEvent.CONTACT, detail=link["note"])
-    if link is None and (ctx.settings.zxs_batching or ctx.batch is not None):
+        ctx.history.log(key, "zxsync.contact_precheck", HistoryEvent.CONTACT, detail=outcome.note)
+    if contact_id is None and (ctx.settings.zxs_batching or ctx.batch is not None):
         link = ctx.idempotency.link(LINK, ctx.connection.name, account_id)
-    if link is None:
+        contact_id = link.ContactID if link is not None else None
+    if contact_id is None:
         waiting = ctx.settings.zxs_batching and ctx.batch is None
         waiting = waiting and buffered(CONTACTS, ctx.connection.name, account_id)
         element = ContactElement() if waiting else _element(msg, ctx, account_id)  # Zoho once
         raise AwaitingBatch(CONTACTS, {account_id: element.wire()})
-    return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
+    return msg.model_copy(update={"xero_contact_id": contact_id})
 
 
 def _element(msg: SaleToSync, ctx: StageContext, account_id: str) -> ContactElement:
@@ -67,19 +69,22 @@ def _element(msg: SaleToSync, ctx: StageContext, account_id: str) -> ContactElem
 
 
 def linked_contact(
-    ctx: StageContext, kind: str, zoho_id: str, find_or_create: Callable[[], XeroContact]
+    ctx: StageContext,
+    kind: LinkKind[ContactLink],
+    zoho_id: str,
+    find_or_create: Callable[[], XeroContact],
 ) -> str:
     """The Xero ContactID linked to a Zoho record; found or created once, under a lock."""
     conn = ctx.connection.name
     link = ctx.idempotency.link(kind, conn, zoho_id)
     if link is None:
-        with ctx.idempotency.lock(f"{kind}:{conn}:{zoho_id}"):
+        with ctx.idempotency.lock(f"{kind.name}:{conn}:{zoho_id}"):
             link = ctx.idempotency.link(kind, conn, zoho_id)
             if link is None:
                 contact = find_or_create()
-                link = {"ContactID": contact.ContactID, "Name": contact.Name}
+                link = ContactLink(ContactID=contact.ContactID, Name=contact.Name)
                 ctx.idempotency.set_links(kind, conn, {zoho_id: link})
-    return str(link["ContactID"])
+    return link.ContactID
 
 
 def find_contact(

@@ -134,7 +134,7 @@ def dlq_accept_total(letter_id: str) -> None:
         raise typer.Exit(1)
     event_id = replay(letter, store)
     console.print(
-        f"accepted Xero total {pair['xero']} for Zoho {pair['zoho']}; replayed {letter.id} "
+        f"accepted Xero total {pair.xero} for Zoho {pair.zoho}; replayed {letter.id} "
         f"(event {event_id})",
         markup=False,
     )

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from schemas.errors import SyncError
+from schemas.links import L, LinkKind, Stored
 from workers.batching import Element, Later, Results
 from workers.context import StageContext
 
@@ -19,12 +20,12 @@ Answers = list[tuple[T | None, list[str]]]
 
 def send_claimed(
     ctx: StageContext,
-    link_kind: str,
+    link_kind: LinkKind[L],
     requests: list[tuple[str, list[Element]]],
     digests: dict[str, str],
     looked_up: frozenset[str],
     create: Callable[[list[Element], str], Answers[T]],
-    created: Callable[[Element, T], tuple[dict[str, Any], dict[str, Any]]],
+    created: Callable[[Element, T], tuple[L, Stored]],
     refused: Callable[[Element, list[str]], SyncError],
 ) -> Results:
     """Send each (Idempotency-Key, elements) request whose elements the database's claim lets
@@ -47,7 +48,7 @@ def send_claimed(
         group = [e for e in claimed if e.id not in held]
         if not group:
             continue
-        links: dict[str, dict[str, Any]] = {}
+        links: dict[str, L] = {}
         settled: list[str] = []
         for element, (document, errors) in zip(group, create(group, key), strict=True):
             settled.append(element.id)  # Xero answered for it: created, or refused and not saved

@@ -9,10 +9,10 @@ keeps it, else looked up by its unique Reference before any late create.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from clients.xero import quote
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
+from schemas.links import CREDIT_NOTE, CreditNoteLink, CreditNoteOutcome
 from schemas.wire import dumps
 from schemas.xero import XeroCreditNote
 from tasks.batch_handlers.creates import send_claimed
@@ -21,7 +21,7 @@ from workers.batching import Element, Later, Results, batch_handler, flush_key, 
 from workers.context import StageContext
 
 CREDIT_NOTES = "credit_notes"
-CREDIT_LINK = "credit_note"  # element id -> the credit note Xero created for it
+CREDIT_LINK = CREDIT_NOTE  # element id -> the credit note Xero created for it
 
 
 @batch_handler(CREDIT_NOTES)
@@ -32,7 +32,7 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     conn, settings = ctx.connection.name, ctx.settings
     results: Results = {}
     known = ctx.idempotency.links(CREDIT_LINK, conn, [e.id for e in elements])
-    results.update({eid: {**link, "action": "adopted"} for eid, link in known.items()})
+    results.update({eid: _outcome(link, "adopted") for eid, link in known.items()})
     todo, digests, plan = plan_unlinked(
         elements,
         known,
@@ -44,7 +44,7 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     earlier, failed = _earlier(ctx, plan.lookup)
     results.update(failed)
     links = {eid: _link(note) for eid, note in earlier.items()}
-    results.update({eid: {**link, "action": "adopted"} for eid, link in links.items()})
+    results.update({eid: _outcome(link, "adopted") for eid, link in links.items()})
     ctx.flush.store(CREDIT_LINK, links, [*known, *links])
     again = {e.id for group in plan.resend.values() for e in group}
     new = [e for e in todo if e.id not in results and e.id not in again]
@@ -66,9 +66,13 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     return results
 
 
-def _created(element: Element, note: XeroCreditNote) -> tuple[dict[str, Any], dict[str, Any]]:
+def _created(element: Element, note: XeroCreditNote) -> tuple[CreditNoteLink, CreditNoteOutcome]:
     link = _link(note)
-    return link, {**link, "action": "created"}
+    return link, _outcome(link, "created")
+
+
+def _outcome(link: CreditNoteLink, action: str) -> CreditNoteOutcome:
+    return CreditNoteOutcome(**link.model_dump(), action=action)
 
 
 def _refused(element: Element, errors: list[str]) -> SyncError:
@@ -79,12 +83,10 @@ def _refused(element: Element, errors: list[str]) -> SyncError:
     )
 
 
-def _link(note: XeroCreditNote) -> dict[str, Any]:
-    return {
-        "CreditNoteID": note.CreditNoteID,
-        "CreditNoteNumber": note.CreditNoteNumber,
-        "Total": str(note.Total),
-    }
+def _link(note: XeroCreditNote) -> CreditNoteLink:
+    return CreditNoteLink(
+        CreditNoteID=note.CreditNoteID, CreditNoteNumber=note.CreditNoteNumber, Total=note.Total
+    )
 
 
 def _digest(element: Element) -> str:
