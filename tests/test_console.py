@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ from console.charts import hourly_svg
 from console.health import read_health, worst
 from console.settings import ConsoleSettings
 from schemas.errors import AuthRevoked, ConfigurationError, InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
+from schemas.links import INVOICE, InvoiceLink
 from workers import activity, admission
 from workers.admission import TenantWindows
 from workers.deadletter import DeadLetterStore
@@ -506,19 +509,19 @@ def test_records_are_found_by_zoho_id_xero_number_or_zoho_number(
 
     history = RecordHistory(client)
     key = record_key(a, "Invoices", "7700077")
-    history.log(key, "zxsync.ingest", "accepted", event_id="e1")
-    history.log(key, "zxsync.invoice_create", "done")
+    history.log(key, "zxsync.ingest", HistoryEvent.ACCEPTED, event_id="e1")
+    history.log(key, "zxsync.invoice_create", HistoryEvent.DONE)
     client.hset(f"zxs:outcomes:{a}", key, json.dumps(["created", ""]))
     IdempotencyStore(client, 60).set_links(
-        "invoice",
+        INVOICE,
         a,
         {
-            "Invoices:7700077": {
-                "InvoiceID": "inv-guid-1",
-                "InvoiceNumber": "INV-0042",
-                "Status": "AUTHORISED",
-                "Total": "11.00",
-            }
+            "Invoices:7700077": InvoiceLink(
+                InvoiceID="inv-guid-1",
+                InvoiceNumber="INV-0042",
+                Status="AUTHORISED",
+                Total=Decimal("11.00"),
+            )
         },
     )
     cs = console_settings()
