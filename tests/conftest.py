@@ -91,6 +91,19 @@ def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
         stack.stop()
 
 
+@pytest.fixture
+def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's rich consoles 200 columns wide: a Console made while COLUMNS is set keeps that
+    width (pytest-xdist's workers have COLUMNS=80), so `COLUMNS` at invoke time is not enough."""
+    from rich.console import Console
+
+    import console.commands
+    import zxsync.connections
+
+    for module in (console.commands, zxsync.connections):
+        monkeypatch.setattr(module, "out", Console(width=200))
+
+
 Outcomes = dict[str, tuple[str, str]]
 
 
