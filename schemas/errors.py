@@ -208,6 +208,13 @@ class InvalidJob(SyncError):
     kind = "invalid_job"
 
 
+class ContractBroken(SyncError):
+    """A stage message lacks what the earlier stages guarantee (schemas/jobs.py's narrowed
+    messages): a defect, or a message edited by hand; never retried, dead-lettered whole."""
+
+    kind = "contract"
+
+
 class NotLinkedYet(SyncError):
     """Xero reported a change to an invoice the pipeline has not linked to its Zoho record yet
     (the webhook can beat the link write): try again shortly."""

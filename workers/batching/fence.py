@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from schemas.errors import MarkNotReplicated
+from schemas.links import L, LinkKind
 from schemas.wire import dumps
 from workers.batching.buffer import Buffer, Element
 from workers.idempotency import idempotency_key
@@ -69,7 +70,7 @@ class Flush:
         key: str,
         digests: dict[str, str] | None = None,
         *,
-        claim: str = "",
+        claim: LinkKind[Any] | None = None,
         looked_up: frozenset[str] = frozenset(),
         margin: float = 0.0,
     ) -> set[str]:
@@ -82,9 +83,9 @@ class Flush:
         element `looked_up` and not found) are returned, unmarked, and must not be sent."""
         self.check()
         refused: set[str] = set()
-        if claim:
+        if claim is not None:
             refused = get_database().claim_creates(
-                claim,
+                claim.name,
                 self.buffer.connection,
                 sorted(e.id for e in elements),
                 key,
@@ -97,18 +98,18 @@ class Flush:
         self._write({e.id: mark for e in going}, [], replicas=self.replicas)
         return refused
 
-    def store(self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]) -> None:
+    def store(self, link_kind: LinkKind[L], links: dict[str, L], settled: list[str]) -> None:
         """Store the links Xero's answers gave and clear the marks of the elements now settled
         (created, adopted, found absent, or refused: Xero's answer is known). The links go to
         the database once the fence holds: a true answer of Xero is never wrong to keep; a
         settled element without a link (Xero refused it) gives its pending claim back."""
         self.check()
-        if link_kind:
-            database = get_database()
-            database.set_links(link_kind, self.buffer.connection, links)
-            database.release_claims(
-                link_kind, self.buffer.connection, [s for s in settled if s not in links]
-            )
+        database = get_database()
+        wire = {zid: link.wire() for zid, link in links.items()}
+        database.set_links(link_kind.name, self.buffer.connection, wire)
+        database.release_claims(
+            link_kind.name, self.buffer.connection, [s for s in settled if s not in links]
+        )
         self._write({}, settled)
 
     def check(self) -> None:
