@@ -245,6 +245,7 @@ def test_a_sentinel_failover_mid_burst_loses_and_duplicates_nothing(
     assert promoted == "master"
 
 
+@pytest.mark.integration  # a Redis, a Sentinel and two `zxsync health` processes
 def test_the_health_check_reaches_redis_through_a_sentinel_url(
     servers: list[Server], tmp_path: Path
 ) -> None:
