@@ -192,13 +192,13 @@ class Console:
     async def pause(self, request: Request, user: User, form: FormData) -> Response:
         name = self._connection(request)
         pause(self.redis, name, user.name)
-        audit.record(self.redis, user.name, "pause", name)
+        audit.record(user.name, "pause", name)
         return RedirectResponse("/", status_code=303)
 
     async def resume(self, request: Request, user: User, form: FormData) -> Response:
         name = self._connection(request)
         started = resume(self.redis, name, user.name, self.settings)
-        audit.record(self.redis, user.name, "resume", name, f"{started} waiting jobs started")
+        audit.record(user.name, "resume", name, f"{started} waiting jobs started")
         return RedirectResponse("/", status_code=303)
 
     def _connection(self, request: Request) -> str:
@@ -240,7 +240,7 @@ class Console:
             report=build_report(letter),
             payload=pretty_payload(letter.payload),
             traceback=redact(letter.traceback),
-            audit=audit.recent(self.redis, target=letter.id),
+            audit=audit.recent(target=letter.id),
         )
 
     async def confirm(self, request: Request, user: User) -> Response:
@@ -258,10 +258,10 @@ class Console:
             from workers.replay import replay
 
             event_id = replay(letter, self.store, by=user.name)
-            audit.record(self.redis, user.name, "replay", letter.id, f"event {event_id}")
+            audit.record(user.name, "replay", letter.id, f"event {event_id}")
         elif action == "discard":
             self.store.discard(letter.id, by=user.name)
-            audit.record(self.redis, user.name, "discard", letter.id, letter_words(letter))
+            audit.record(user.name, "discard", letter.id, letter_words(letter))
         else:
             raise HTTPException(404)
         return RedirectResponse(f"/dead-letters?{urlencode({'done': action})}", status_code=303)
@@ -291,10 +291,8 @@ class Console:
         targets = filter_letters(self.store.list(count=1_000_000), connection=connection, kind=kind)
         for letter in targets:
             replay(letter, self.store, by=user.name)
-            audit.record(self.redis, user.name, "replay", letter.id, f"replay-all {kind}")
-        audit.record(
-            self.redis, user.name, "replay-all", connection, f"{len(targets)} letters of {kind}"
-        )
+            audit.record(user.name, "replay", letter.id, f"replay-all {kind}")
+        audit.record(user.name, "replay-all", connection, f"{len(targets)} letters of {kind}")
         return RedirectResponse(f"/dead-letters?{urlencode({'done': 'replay-all'})}", 303)
 
     def _letter(self, request: Request) -> DeadLetter:
@@ -315,7 +313,7 @@ class Console:
         return self.page(request, "records.html", q=query, timelines=timelines, notes=notes)
 
     async def audit_page(self, request: Request, user: User) -> Response:
-        return self.page(request, "audit.html", lines=audit.recent(self.redis, count=500))
+        return self.page(request, "audit.html", lines=audit.recent(count=500))
 
     async def health(self, request: Request) -> Response:
         self.redis.ping()

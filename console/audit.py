@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
 from sqlalchemy import insert, select
 
 from workers.store import get_database
@@ -22,10 +21,8 @@ class AuditLine:
     detail: str
 
 
-def record(
-    redis_client: redis.Redis | None, user: str, action: str, target: str, detail: str = ""
-) -> None:
-    """Append one line (the Redis client is kept in the signature for callers; unused)."""
+def record(user: str, action: str, target: str, detail: str = "") -> None:
+    """Append one line."""
     row = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "user": user,
@@ -37,11 +34,14 @@ def record(
         conn.execute(insert(audit), [row])
 
 
-def recent(redis_client: redis.Redis | None, count: int = 200, target: str = "") -> list[AuditLine]:
-    """Newest first; only lines about `target` when given."""
+def recent(count: int = 200, target: str = "", action_prefix: str = "") -> list[AuditLine]:
+    """Newest first; only lines about `target`, and whose action starts with `action_prefix`,
+    when given (filtered in SQL, so `count` counts matching lines only)."""
     query = select(audit.c.at, audit.c.user, audit.c.action, audit.c.target, audit.c.detail)
     if target:
         query = query.where(audit.c.target == target)
+    if action_prefix:
+        query = query.where(audit.c.action.startswith(action_prefix, autoescape=True))
     query = query.order_by(audit.c.id.desc()).limit(count)
     with get_database().begin(read=True) as conn:
         return [AuditLine(*row) for row in conn.execute(query)]

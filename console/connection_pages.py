@@ -162,8 +162,8 @@ class ConnectionPages:
             managed, error = False, error or exc.message
         rows = []
         for name, connection in sorted({**connections, **bootstrap}.items()):
-            lines = audit.recent(None, count=50, target=name)
-            by = next((line.user for line in lines if line.action.startswith("connections.")), "")
+            last = audit.recent(count=1, target=name, action_prefix="connections.")
+            by = last[0].user if last else ""
             rows.append(
                 Row(
                     name=name,
@@ -241,7 +241,7 @@ class ConnectionPages:
             connection = store.add(data)
         except ConfigurationError as exc:
             return self.form(request, None, submitted_texts(form, None), exc)
-        audit.record(None, user.name, "connections.add", connection.name)
+        audit.record(user.name, "connections.add", connection.name)
         return done(f"added {connection.name}")
 
     async def edit(self, request: Request, user: User, form: FormData) -> Response:
@@ -255,7 +255,7 @@ class ConnectionPages:
         except ConfigurationError as exc:
             return self.form(request, current, submitted_texts(form, current), exc)
         fields = [f for f in FIELDS if getattr(edited, f) != getattr(current, f)]
-        audit.record(None, user.name, "connections.edit", name, ",".join(fields))
+        audit.record(user.name, "connections.edit", name, ",".join(fields))
         return done(f"edited {name}: {', '.join(fields) or 'nothing changed'}")
 
     async def remove(self, request: Request, user: User, form: FormData) -> Response:
@@ -265,7 +265,7 @@ class ConnectionPages:
         except ConfigurationError as exc:
             return await self.listing(request, user, 400, exc.message)
         store.remove(name)
-        audit.record(None, user.name, "connections.remove", name)
+        audit.record(user.name, "connections.remove", name)
         return done(f"removed {name}")
 
 

@@ -188,14 +188,6 @@ class Busy(SyncError):
     retryable = True
 
 
-class MarkNotReplicated(SyncError):
-    """No Redis replica acknowledged the "a create may have reached Xero" mark in time: the
-    create is not sent (a failover could lose the mark and let it be created twice); retried."""
-
-    kind = "redis_replication"
-    retryable = True
-
-
 class PoisonMessage(SyncError):
     """A job whose deliveries keep dying with their worker (crash, OOM, hard time limit)."""
 
@@ -206,6 +198,13 @@ class InvalidJob(SyncError):
     """A job message that fails the relay contract or names an unknown connection."""
 
     kind = "invalid_job"
+
+
+class ContractBroken(SyncError):
+    """A stage message lacks what the earlier stages guarantee (schemas/jobs.py's narrowed
+    messages): a defect, or a message edited by hand; never retried, dead-lettered whole."""
+
+    kind = "contract"
 
 
 class NotLinkedYet(SyncError):

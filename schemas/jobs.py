@@ -1,7 +1,11 @@
 """The job contract for relays, and the message that carries a job from stage to stage.
 
 Relays send `SyncJob` (published as JSON Schema in schemas/job.schema.json); every stage task
-receives and returns a `StageMessage`, so stages share nothing but these messages.
+receives and returns a `StageMessage`, so stages share nothing but these messages. A stage that
+relies on what an earlier one found takes a narrowed message (`SaleToSync`, `ContactedSale`,
+`FetchedPurchase`, `ContactedPurchase`, or a union such as `ToContact` with the cancel case):
+the same JSON, with those fields required, so a message that lacks one fails its parse naming
+the field (workers/stage.py dead-letters it as a contract error) instead of an assert.
 """
 
 from __future__ import annotations
@@ -9,9 +13,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from schemas.zoho import (
     Module,
@@ -95,6 +99,70 @@ class StageMessage(BaseModel):
     def inventory_document(self) -> ZohoInventoryDocument | None:
         """The Zoho document whose lines this job syncs: a sales document or a purchase order."""
         return self.document or self.purchase_order
+
+
+class SaleToSync(StageMessage):
+    """fetch_record read the sales document and means to sync it."""
+
+    intent: Literal["sync"] = "sync"
+    document: ZohoSalesDocument
+
+
+class ContactedSale(SaleToSync):
+    """... and contact_precheck found or made the account's Xero contact."""
+
+    xero_contact_id: str = Field(min_length=1)
+
+
+class SaleToCancel(StageMessage):
+    """fetch_record means to void or delete the linked Xero invoice; the Zoho record may be
+    gone (a delete event), so there may be no document."""
+
+    intent: Literal["cancel"]
+
+
+class FetchedPurchase(StageMessage):
+    """fetch_record read the purchase order."""
+
+    purchase_order: ZohoPurchaseOrder
+
+
+class ContactedPurchase(FetchedPurchase):
+    """... and vendor_precheck found or made the vendor's Xero contact."""
+
+    xero_contact_id: str = Field(min_length=1)
+
+
+def route(message: Any) -> str:
+    """Which narrowed message a stage message is (its tag in the unions below): a cancel, a
+    purchase order or a sale. Reads JSON (the wire) and models alike."""
+    if isinstance(message, dict):
+        intent, job = message.get("intent", "sync"), message.get("job")
+    else:
+        intent, job = getattr(message, "intent", "sync"), getattr(message, "job", None)
+    if intent == "cancel":
+        return "cancel"
+    module = job.get("module") if isinstance(job, dict) else getattr(job, "module", None)
+    return "purchase" if module == "Purchase_Orders" else "sale"
+
+
+#: what contact_precheck takes: a sale to sync, or a cancel (which needs only the link)
+ToContact = Annotated[
+    Annotated[SaleToSync, Tag("sale")] | Annotated[SaleToCancel, Tag("cancel")],
+    Discriminator(route),
+]
+#: what item_precheck takes: either chain's fetched document, or a cancel
+ToPrice = Annotated[
+    Annotated[SaleToSync, Tag("sale")]
+    | Annotated[FetchedPurchase, Tag("purchase")]
+    | Annotated[SaleToCancel, Tag("cancel")],
+    Discriminator(route),
+]
+#: what invoice_create takes: a contacted sale to create or update, or a cancel
+ToInvoice = Annotated[
+    Annotated[ContactedSale, Tag("sale")] | Annotated[SaleToCancel, Tag("cancel")],
+    Discriminator(route),
+]
 
 
 def job_json_schema() -> str:

@@ -16,8 +16,6 @@ from schemas.xero import XeroBalances, XeroInvoice
 
 PaymentStatus = Literal["Unpaid", "Partially paid", "Paid", "Voided"]
 FEEDBACK_TASK = "zxsync.payment_feedback"
-INVOICE_REVERSE_LINK = "invoice_xero"  # Xero InvoiceID -> {module, record_id, account_id}
-PAYMENT_CONTACT = "payment_contact"  # Xero ContactID -> {"account_id": Zoho account id}
 MAX_INVOICES_PER_JOB = 100  # one Xero page, one Zoho update call
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from schemas.errors import InvalidRecord
-from schemas.jobs import StageMessage
+from schemas.history import HistoryEvent
+from schemas.jobs import SaleToCancel, SaleToSync, ToContact
+from schemas.links import ContactLink, ContactOutcome, LinkKind
 from schemas.mapping import contact_from_account
 from schemas.xero import XeroContact
 from schemas.zoho import ZohoAccount, ZohoContact, parse_record
@@ -31,33 +33,33 @@ from workers.stage import stage
 
 
 @stage("zxsync.contact_precheck")
-def contact_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def contact_precheck(msg: ToContact, ctx: StageContext) -> SaleToSync | SaleToCancel:
     """Find or create the Xero contact of the document's account (in a batch)."""
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
-    assert msg.document is not None, "fetch_record runs first"
     account_id = msg.document.account.id
-    link = ctx.batch_outcome(account_id)
-    if link is not None and "ContactID" not in link:
-        link = None  # the batch had no details for it: look again (below)
-    if link is not None and link.get("note"):  # adopted by name, or created under another name
+    outcome = ctx.batch_outcome(account_id, ContactOutcome)
+    # without a ContactID the batch had no details for it: look again (below)
+    contact_id = outcome.ContactID if outcome is not None else None
+    if outcome is not None and contact_id and outcome.note:  # adopted by name, or renamed
         key = record_key(ctx.connection.name, msg.job.module, msg.job.record_id)
-        ctx.history.log(key, "zxsync.contact_precheck", "contact", detail=link["note"])
-    if link is None and (ctx.settings.zxs_batching or ctx.batch is not None):
+        ctx.history.log(key, "zxsync.contact_precheck", HistoryEvent.CONTACT, detail=outcome.note)
+    if contact_id is None and (ctx.settings.zxs_batching or ctx.batch is not None):
         link = ctx.idempotency.link(LINK, ctx.connection.name, account_id)
-    if link is None:
+        contact_id = link.ContactID if link is not None else None
+    if contact_id is None:
         waiting = ctx.settings.zxs_batching and ctx.batch is None
         waiting = waiting and buffered(CONTACTS, ctx.connection.name, account_id)
         element = ContactElement() if waiting else _element(msg, ctx, account_id)  # Zoho once
         raise AwaitingBatch(CONTACTS, {account_id: element.wire()})
-    return msg.model_copy(update={"xero_contact_id": str(link["ContactID"])})
+    return msg.model_copy(update={"xero_contact_id": contact_id})
 
 
-def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> ContactElement:
+def _element(msg: SaleToSync, ctx: StageContext, account_id: str) -> ContactElement:
     """What the flush needs to find or create this account's contact."""
     account = parse_record(ZohoAccount, "Accounts", ctx.zoho.get_record("Accounts", account_id))
     person = None
-    if msg.document and msg.document.contact:
+    if msg.document.contact:
         raw = ctx.zoho.get_record("Contacts", msg.document.contact.id)
         person = parse_record(ZohoContact, "Contacts", raw)
     return ContactElement(
@@ -67,19 +69,22 @@ def _element(msg: StageMessage, ctx: StageContext, account_id: str) -> ContactEl
 
 
 def linked_contact(
-    ctx: StageContext, kind: str, zoho_id: str, find_or_create: Callable[[], XeroContact]
+    ctx: StageContext,
+    kind: LinkKind[ContactLink],
+    zoho_id: str,
+    find_or_create: Callable[[], XeroContact],
 ) -> str:
     """The Xero ContactID linked to a Zoho record; found or created once, under a lock."""
     conn = ctx.connection.name
     link = ctx.idempotency.link(kind, conn, zoho_id)
     if link is None:
-        with ctx.idempotency.lock(f"{kind}:{conn}:{zoho_id}"):
+        with ctx.idempotency.lock(f"{kind.name}:{conn}:{zoho_id}"):
             link = ctx.idempotency.link(kind, conn, zoho_id)
             if link is None:
                 contact = find_or_create()
-                link = {"ContactID": contact.ContactID, "Name": contact.Name}
+                link = ContactLink(ContactID=contact.ContactID, Name=contact.Name)
                 ctx.idempotency.set_links(kind, conn, {zoho_id: link})
-    return str(link["ContactID"])
+    return link.ContactID
 
 
 def find_contact(

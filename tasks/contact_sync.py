@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from schemas.contact_sync import CONTACT_TASK, ContactSyncJob, xero_update, zoho_update
 from schemas.errors import InvalidJob
-from schemas.payments import PAYMENT_CONTACT
+from schemas.history import HistoryEvent
+from schemas.links import CONTACT, PAYMENT_CONTACT
 from schemas.wire import dumps
-from tasks.batch_handlers.contacts import LINK as CONTACT_LINK
 from workers.app import app
 from workers.context import StageContext
 from workers.history import record_key
@@ -52,12 +52,12 @@ def sync_contacts(ctx: StageContext, contact_ids: list[str]) -> int:
     if not links:
         return 0
     contacts = ctx.xero.contacts(list(links))
-    account_ids = list(dict.fromkeys(str(links[c.ContactID]["account_id"]) for c in contacts))
+    account_ids = list(dict.fromkeys(links[c.ContactID].account_id for c in contacts))
     fields = ["id", "Modified_Time", *dict.fromkeys(conn.contact_fields.values())]
     accounts = {str(a["id"]): a for a in ctx.zoho.get_records("Accounts", account_ids, fields)}
     updates: list[dict[str, Any]] = []
     for contact in contacts:
-        account = accounts.get(str(links[contact.ContactID]["account_id"]))
+        account = accounts.get(links[contact.ContactID].account_id)
         if account is None:
             log.info("contact_sync.account_gone", connection=conn.name, contact=contact.ContactID)
             continue
@@ -65,7 +65,7 @@ def sync_contacts(ctx: StageContext, contact_ids: list[str]) -> int:
         ctx.history.log(
             record_key(conn.name, "Accounts", str(account["id"])),
             CONTACT_TASK,
-            "contact_sync",
+            HistoryEvent.CONTACT_SYNC,
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if update is not None:
@@ -92,7 +92,7 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
     conn = ctx.connection
     if conn.contact_sync != "both" or not account_ids:
         return 0
-    links = ctx.idempotency.links(CONTACT_LINK, conn.name, account_ids)
+    links = ctx.idempotency.links(CONTACT, conn.name, account_ids)
     if unknown := [a for a in account_ids if a not in links]:
         # never a new contact from an account event: the invoice pipeline creates contacts
         log.info("contact_sync.account_not_linked", connection=conn.name, accounts=unknown)
@@ -102,11 +102,11 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
     accounts = ctx.zoho.get_records("Accounts", list(links), fields)
     contacts = {
         c.ContactID: c
-        for c in ctx.xero.contacts(list(dict.fromkeys(str(v["ContactID"]) for v in links.values())))
+        for c in ctx.xero.contacts(list(dict.fromkeys(v.ContactID for v in links.values())))
     }
     written = 0
     for account in accounts:
-        contact = contacts.get(str(links[str(account["id"])]["ContactID"]))
+        contact = contacts.get(links[str(account["id"])].ContactID)
         if contact is None:
             log.info("contact_sync.contact_gone", connection=conn.name, account=account["id"])
             continue
@@ -114,7 +114,7 @@ def push_accounts(ctx: StageContext, account_ids: list[str]) -> int:
         ctx.history.log(
             record_key(conn.name, "Accounts", str(account["id"])),
             CONTACT_TASK,
-            "contact_push",
+            HistoryEvent.CONTACT_PUSH,
             detail=f"Xero contact {contact.ContactID}: {why}",
         )
         if body is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from schemas.credit_notes import (
     CreditPlan,
@@ -31,6 +30,7 @@ from schemas.credit_notes import (
     encode_groups,
 )
 from schemas.errors import ValidationFailed
+from schemas.links import INVOICE, CreditNoteOutcome, InvoiceLink, OurCreditNote
 from schemas.xero import XeroInvoice
 from tasks.batch_handlers.credit_notes import CREDIT_NOTES
 from tasks.batch_handlers.elements import CreditNoteElement
@@ -38,31 +38,31 @@ from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 
-LINK = "invoice"  # the invoice link (tasks/invoice_create.py) keeps our credit notes
+LINK = INVOICE  # the invoice link (tasks/invoice_create.py) keeps our credit notes
 
 
-def our_notes(link: dict[str, Any]) -> set[str]:
+def our_notes(link: InvoiceLink) -> set[str]:
     """The CreditNoteIDs this integration raised against the invoice."""
-    return {str(n["CreditNoteID"]) for n in link.get("credit_notes", [])}
+    return {n.CreditNoteID for n in link.credit_notes}
 
 
-def credited(link: dict[str, Any]) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    return decode_groups(link.get("credited"))
+def credited(link: InvoiceLink) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    return decode_groups(link.credited)
 
 
 def apply_credit(
     ctx: StageContext,
     record: str,
     link_id: str,
-    link: dict[str, Any],
+    link: InvoiceLink,
     invoice: XeroInvoice,
     plan: CreditPlan,
     element_id: str,
     suspect: bool,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[InvoiceLink, str]:
     """Raise the plan's credit note (batched; raises AwaitingBatch until the flush answered),
     then allocate it; the invoice link with the note on it, and what the Zoho record is told."""
-    outcome = ctx.batch_outcome(element_id)
+    outcome = ctx.batch_outcome(element_id, CreditNoteOutcome)
     if outcome is None:
         assert invoice.Contact is not None, "an ACCREC invoice has a contact"
         reference = credit_reference(invoice.InvoiceNumber, element_id)
@@ -77,58 +77,55 @@ def apply_credit(
             suspect=suspect,
         ).wire()
         raise AwaitingBatch(CREDIT_NOTES, {element_id: payload})
-    if Decimal(str(outcome["Total"])) != plan.total:
+    if outcome.Total != plan.total:
         raise ValidationFailed(
             "Xero",
             [
-                f"{record}: credit note {outcome['CreditNoteNumber']} totals {outcome['Total']} "
+                f"{record}: credit note {outcome.CreditNoteNumber} totals {outcome.Total} "
                 f"in Xero, {plan.total} was planned from Zoho's figures"
             ],
             hint="Check the credit note in Xero (void it if wrong) and replay the dead letter.",
         )
-    note = {
-        "CreditNoteID": outcome["CreditNoteID"],
-        "CreditNoteNumber": outcome["CreditNoteNumber"],
-        "element": element_id,
-        "allocate": str(plan.allocate),
-        "allocated": plan.allocate == 0,
-        "text": describe(plan, str(outcome["CreditNoteNumber"]), invoice.InvoiceNumber),
-    }
-    link = {
-        **link,
-        "credited": encode_groups(add_groups(credited(link), plan.groups)),
-        "LineAmountTypes": invoice.LineAmountTypes,
-        "credit_notes": [*link.get("credit_notes", []), note],
-    }
+    note = OurCreditNote(
+        CreditNoteID=outcome.CreditNoteID,
+        CreditNoteNumber=outcome.CreditNoteNumber,
+        element=element_id,
+        allocate=plan.allocate,
+        allocated=plan.allocate == 0,
+        text=describe(plan, str(outcome.CreditNoteNumber), invoice.InvoiceNumber),
+    )
+    link = link.model_copy(
+        update={
+            "credited": encode_groups(add_groups(credited(link), plan.groups)),
+            "LineAmountTypes": invoice.LineAmountTypes,
+            "credit_notes": [*link.credit_notes, note],
+        }
+    )
     # the note is ours before its allocation is sent: a rerun finds the allocation pending
     ctx.idempotency.set_links(LINK, ctx.connection.name, {link_id: link})
-    fresh = {str(note["CreditNoteID"])} if outcome.get("action") == "created" else set()
-    return allocate_pending(ctx, link, invoice.InvoiceID, fresh), str(note["text"])
+    fresh = {note.CreditNoteID} if outcome.action == "created" else set()
+    return allocate_pending(ctx, link, invoice.InvoiceID, fresh), note.text
 
 
 def allocate_pending(
-    ctx: StageContext, link: dict[str, Any], invoice_id: str, fresh: set[str] | None = None
-) -> dict[str, Any]:
+    ctx: StageContext, link: InvoiceLink, invoice_id: str, fresh: set[str] | None = None
+) -> InvoiceLink:
     """Send the allocations of our credit notes not yet known done. A note just created here
     (`fresh`) has none; any other is read first, and one whose Allocations already name the
     invoice (an earlier run's allocation) is not sent again."""
     notes = []
-    for note in link.get("credit_notes", []):
-        if not note["allocated"]:
-            note_id = str(note["CreditNoteID"])
+    for note in link.credit_notes:
+        if not note.allocated:
+            note_id = note.CreditNoteID
             done = note_id not in (fresh or set()) and any(
                 a.Invoice and a.Invoice.InvoiceID == invoice_id
                 for a in ctx.xero.get_credit_note(note_id).Allocations
             )
             if not done:
-                key = idempotency_key("credit-allocation", ctx.connection.name, note["element"])
+                key = idempotency_key("credit-allocation", ctx.connection.name, note.element)
                 ctx.xero.allocate_credit_note(
-                    note_id,
-                    invoice_id,
-                    Decimal(str(note["allocate"])),
-                    datetime.now(UTC).date(),
-                    key,
+                    note_id, invoice_id, note.allocate, datetime.now(UTC).date(), key
                 )
-            note = {**note, "allocated": True}
+            note = note.model_copy(update={"allocated": True})
         notes.append(note)
-    return {**link, "credit_notes": notes}
+    return link.model_copy(update={"credit_notes": notes})

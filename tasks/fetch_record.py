@@ -8,6 +8,7 @@ from typing import Any
 
 from schemas.errors import NotFound, ValidationFailed
 from schemas.jobs import StageMessage
+from schemas.links import INVOICE
 from schemas.sequence import decide
 from schemas.zoho import ZohoPurchaseOrder, ZohoSalesDocument, parse_record
 from workers.context import StageContext
@@ -23,7 +24,7 @@ def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
         raw = ctx.zoho.get_record(job.module, job.record_id)
         order = parse_record(ZohoPurchaseOrder, job.module, raw)
         return msg.model_copy(update={"purchase_order": order})
-    own_link = ctx.idempotency.link("invoice", conn.name, f"{job.module}:{job.record_id}")
+    own_link = ctx.idempotency.link(INVOICE, conn.name, f"{job.module}:{job.record_id}")
     if job.event == "delete":  # the record is gone from Zoho: only its link tells us anything
         decision = decide(job.module, job.event, None, None, own_link is not None, conn)
         update: dict[str, Any] = {"intent": "cancel"}
@@ -78,12 +79,12 @@ def _converted_from(ctx: StageContext, document: ZohoSalesDocument) -> str | Non
     if document.quote:
         candidates.append(f"Quotes:{document.quote.id}")
     for key in candidates:
-        if ctx.idempotency.link("invoice", conn, key):
+        if ctx.idempotency.link(INVOICE, conn, key):
             return key
     if document.sales_order and not document.quote:
         # an invoice from a sales order that was itself converted from a (synced) quote
         order = ctx.zoho.get_record("Sales_Orders", document.sales_order.id)
         quote = order.get("Quote_Name") or {}
-        if quote.get("id") and ctx.idempotency.link("invoice", conn, f"Quotes:{quote['id']}"):
+        if quote.get("id") and ctx.idempotency.link(INVOICE, conn, f"Quotes:{quote['id']}"):
             return f"Quotes:{quote['id']}"
     return None

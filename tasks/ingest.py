@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.errors import InvalidJob
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
 from workers.admission import admit
 from workers.app import app
@@ -47,13 +48,15 @@ def ingest(task: StageTask, payload: Any) -> str:
     ctx = task.context_for(job.connection)
     key = record_key(job.connection, job.module, job.record_id)
     if not ctx.idempotency.claim_event(job, task.request.id):
-        ctx.history.log(key, TASK_NAME, "duplicate", event_id=job.event_id)
+        ctx.history.log(key, TASK_NAME, HistoryEvent.DUPLICATE, event_id=job.event_id)
         return "duplicate"
     if not stages_for(job.module) or (job.event == "delete" and job.module not in SALES_MODULES):
         reason = f"{job.module} '{job.event}' events are not synced by this version"
-        ctx.history.log(key, TASK_NAME, "skipped", detail=reason)
+        ctx.history.log(key, TASK_NAME, HistoryEvent.SKIPPED, detail=reason)
         ctx.history.finish(job.connection, key, "skipped", reason)
         return "skipped"
     ctx.history.start(job.connection, key, job.model_dump(mode="json"))
-    ctx.history.log(key, TASK_NAME, "accepted", zoho_event=job.event, event_id=job.event_id)
+    ctx.history.log(
+        key, TASK_NAME, HistoryEvent.ACCEPTED, zoho_event=job.event, event_id=job.event_id
+    )
     return admit(ctx.redis, ctx.settings, StageMessage(job=job))

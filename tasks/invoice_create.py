@@ -27,7 +27,9 @@ from schemas.errors import (
     TotalDiffers,
     ValidationFailed,
 )
-from schemas.jobs import StageMessage
+from schemas.history import HistoryEvent
+from schemas.jobs import ContactedSale, SaleToCancel, StageMessage, ToInvoice
+from schemas.links import CreditNoteOutcome, InvoiceLink, InvoiceOutcome, TotalPair
 from schemas.mapping import MappedInvoice, map_invoice, product_code
 from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
@@ -45,21 +47,22 @@ MSG_PAID = "has a payment or credit note allocated"  # Xero's refusal to edit (F
 
 
 @stage("zxsync.invoice_create")
-def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def invoice_create(msg: ToInvoice, ctx: StageContext) -> StageMessage:
     """Create, update or cancel the Xero invoice of a Zoho quote, sales order or invoice."""
     job = msg.job
     link_id = f"{job.module}:{job.record_id}"
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         with ctx.idempotency.lock(f"invoice:{job.connection}:{link_id}"):
             return _cancel(msg, ctx, link_id)
     doc = msg.document
-    assert doc is not None and msg.xero_contact_id, "prechecks run first"
     products = {p.id: p for p in msg.products}
     mapped = map_invoice(
         job.module, doc, msg.xero_contact_id, products, ctx.connection, tax_rates(ctx)
     )
     for decision in mapped.decisions:
-        ctx.history.log(f"{job.connection}:{link_id}", "mapping", decision)
+        ctx.history.log(
+            f"{job.connection}:{link_id}", "mapping", HistoryEvent.DECISION, detail=decision
+        )
     with ctx.idempotency.lock(f"invoice:{job.connection}:{link_id}"):
         link = ctx.idempotency.link(LINK, job.connection, link_id)
         if link is None and msg.converted_from:
@@ -67,37 +70,35 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 f"{job.connection}:{link_id}",
                 "invoice_create",
-                "converted",
+                HistoryEvent.CONVERTED,
                 detail=f"adopts the Xero invoice of {msg.converted_from}",
             )
         if link is None:
             raise AwaitingBatch(INVOICES, {link_id: _element(msg, ctx, mapped)})
-        created = ctx.batch_outcome(link_id)
+        created = ctx.batch_outcome(link_id, InvoiceOutcome)
         total: Decimal | None = None
         credit_text: str | None = None
-        if created is not None and created.get("version", mapped.content_version) != (
-            mapped.content_version
-        ):
+        if created is not None and created.version != mapped.content_version:
             # the flush created what an earlier job read: this job's edit came while that
             # create was in flight, so it is applied now (the link holds the created version)
             created = None
         if created is not None:
-            action = str(created["action"])
-            total = Decimal(str(created["Total"])) if created.get("Total") else None
-        elif link["version"] == mapped.content_version:
+            action = created.action
+            total = created.Total
+        elif link.version == mapped.content_version:
             action = "unchanged"
         else:
             action = "updated"
             credit_id = f"{link_id}@{mapped.content_version}"
             by_credit = ctx.connection.paid_change == "credit_note"
-            if by_credit and (link.get("credit_notes") or ctx.batch_outcome(credit_id)):
+            if by_credit and (link.credit_notes or ctx.batch_outcome(credit_id, CreditNoteOutcome)):
                 link, total, credit_text = _credit_reduction(msg, ctx, link_id, link, mapped)
             else:
                 key = idempotency_key(
                     "invoice-update", job.connection, link_id, mapped.content_version
                 )
                 try:
-                    invoice = ctx.xero.update_invoice(link["InvoiceID"], mapped.invoice.body(), key)
+                    invoice = ctx.xero.update_invoice(link.InvoiceID, mapped.invoice.body(), key)
                 except ValidationFailed as exc:
                     if not (by_credit and MSG_PAID in exc.message):
                         raise
@@ -105,31 +106,31 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
                 else:
                     total = invoice.Total
                     # keep what later stages noted (e.g. that it was sent)
-                    link = {**link, **invoice_link(invoice, mapped.content_version)}
-        if total is None and link.get("Total"):
+                    link = link.merged(invoice_link(invoice, mapped.content_version))
+        if total is None and link.Total:
             # unchanged: judged on what Xero holds, less our credit notes
-            total = Decimal(str(link["Total"])) - credited_total(link)
+            total = link.Total - credited_total(link)
         link, differs = judge_total(link, doc.grand_total, total)
         # a converted document keeps the adopted invoice under its own id too
         ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
     if differs is not None:
         record = f"{job.module} {job.record_id}"
         assert total is not None
-        raise TotalDiffers(record, doc.grand_total, total, str(link["InvoiceNumber"]), action)
-    if link.get("accepted_total"):
+        raise TotalDiffers(record, doc.grand_total, total, str(link.InvoiceNumber), action)
+    if link.accepted_total:
         ctx.history.log(
             f"{job.connection}:{link_id}",
             "invoice_create",
-            "total_accepted",
-            detail=f"Xero total {link['accepted_total']['xero']} accepted for Zoho "
-            f"{link['accepted_total']['zoho']}",
+            HistoryEvent.TOTAL_ACCEPTED,
+            detail=f"Xero total {link.accepted_total.xero} accepted for Zoho "
+            f"{link.accepted_total.zoho}",
         )
     return msg.model_copy(
         update={
             "content_version": mapped.content_version,
-            "xero_invoice_id": link["InvoiceID"],
-            "xero_invoice_number": link["InvoiceNumber"],
-            "xero_invoice_status": link["Status"],
+            "xero_invoice_id": link.InvoiceID,
+            "xero_invoice_number": link.InvoiceNumber,
+            "xero_invoice_status": link.Status,
             "xero_action": action,
             "xero_credit_note": credit_text,
         }
@@ -137,12 +138,11 @@ def invoice_create(msg: StageMessage, ctx: StageContext) -> StageMessage:
 
 
 def _credit_reduction(
-    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], mapped: MappedInvoice
-) -> tuple[dict[str, Any], Decimal, str | None]:
+    msg: ContactedSale, ctx: StageContext, link_id: str, link: InvoiceLink, mapped: MappedInvoice
+) -> tuple[InvoiceLink, Decimal, str | None]:
     """A Zoho reduction of an invoice Xero will not edit (paid or credited): a credit note for
     the difference (`paid_change: "credit_note"`). The link, the net total, the Zoho note."""
     job, doc = msg.job, msg.document
-    assert doc is not None
     record = f"{job.module} {job.record_id}"
     link, current = _settled_invoice(ctx, link_id, link)
     plan = plan_reduction(
@@ -160,52 +160,53 @@ def _credit_reduction(
     suspect = ctx.attempt > 0 or ctx.redelivered or job.event == "replay"
     link, text = apply_credit(ctx, record, link_id, link, current, plan, credit_id, suspect)
     status = "PAID" if plan.allocate == current.AmountDue else current.Status
-    link = {**link, **invoice_link(current, mapped.content_version), "Status": status}
+    link = link.merged(invoice_link(current, mapped.content_version))
+    link = link.model_copy(update={"Status": status})
     return link, current.Total - credited_total(link), text
 
 
 def _settled_invoice(
-    ctx: StageContext, link_id: str, link: dict[str, Any], current: XeroInvoice | None = None
-) -> tuple[dict[str, Any], XeroInvoice]:
+    ctx: StageContext, link_id: str, link: InvoiceLink, current: XeroInvoice | None = None
+) -> tuple[InvoiceLink, XeroInvoice]:
     """The invoice as Xero holds it (`current` when just read), after any allocation an earlier
     run left pending (a run cut off between its credit note and the allocation)."""
-    current = current or ctx.xero.get_invoice(link["InvoiceID"])
-    if any(not n["allocated"] for n in link.get("credit_notes", [])):
+    current = current or ctx.xero.get_invoice(link.InvoiceID)
+    if any(not n.allocated for n in link.credit_notes):
         link = allocate_pending(ctx, link, current.InvoiceID)
         ctx.idempotency.set_links(LINK, ctx.connection.name, {link_id: link})
-        current = ctx.xero.get_invoice(link["InvoiceID"])
+        current = ctx.xero.get_invoice(link.InvoiceID)
     return link, current
 
 
-def credited_total(link: dict[str, Any]) -> Decimal:
+def credited_total(link: InvoiceLink) -> Decimal:
     """What our credit notes took off the invoice (its link keeps them per account and tax)."""
-    return groups_total(credited(link), link.get("LineAmountTypes"))
+    return groups_total(credited(link), link.LineAmountTypes)
 
 
 def judge_total(
-    link: dict[str, Any], zoho_total: Decimal, xero_total: Decimal | None
-) -> tuple[dict[str, Any], dict[str, str] | None]:
+    link: InvoiceLink, zoho_total: Decimal, xero_total: Decimal | None
+) -> tuple[InvoiceLink, TotalPair | None]:
     """Pure: the link with the verdict on Xero's total kept on it, and the difference if it
     stands. A total judged wrong is judged again on every event (the link remembers it), so an
     "unchanged" event never turns it Synced; it stands until the totals agree, or until someone
     accepted exactly this pair (`zxsync dlq accept-total`)."""
     if xero_total is None or xero_total == zoho_total:
-        return {k: v for k, v in link.items() if k not in ("total_differs", "accepted_total")}, None
-    pair = {"zoho": str(zoho_total), "xero": str(xero_total)}
-    link = {**link, "total_differs": pair}
-    return link, None if link.get("accepted_total") == pair else pair
+        return link.model_copy(update={"total_differs": None, "accepted_total": None}), None
+    pair = TotalPair(zoho=str(zoho_total), xero=str(xero_total))
+    link = link.model_copy(update={"total_differs": pair})
+    return link, None if link.accepted_total == pair else pair
 
 
-def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
+def _cancel(msg: SaleToCancel, ctx: StageContext, link_id: str) -> StageMessage:
     """Void an AUTHORISED invoice, delete a DRAFT/SUBMITTED one; a paid or credited one gets a
     credit note (`paid_change: "credit_note"`) or needs a person."""
     job = msg.job
     link = ctx.idempotency.link(LINK, job.connection, link_id)
     assert link is not None, "fetch_record cancels linked documents only"
-    current = ctx.xero.get_invoice(link["InvoiceID"])
+    current = ctx.xero.get_invoice(link.InvoiceID)
     action = "unchanged"
     credit_text: str | None = None
-    settled = current.AmountPaid > 0 or current.AmountCredited > 0 or link.get("credit_notes")
+    settled = current.AmountPaid > 0 or current.AmountCredited > 0 or link.credit_notes
     if settled and ctx.connection.paid_change == "credit_note":
         link, current, credit_text = _credit_cancel(msg, ctx, link_id, link, current)
         action = "voided"
@@ -222,7 +223,7 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
             f"was cancelled in Zoho, but Xero invoice {current.InvoiceNumber} is paid",
             hint=PAID_HINT,
         )
-    link = {**link, **invoice_link(current, link.get("version"))}
+    link = link.merged(invoice_link(current, link.version))
     ctx.idempotency.set_links(LINK, job.connection, {link_id: link})
     return msg.model_copy(
         update={
@@ -236,8 +237,8 @@ def _cancel(msg: StageMessage, ctx: StageContext, link_id: str) -> StageMessage:
 
 
 def _credit_cancel(
-    msg: StageMessage, ctx: StageContext, link_id: str, link: dict[str, Any], read: XeroInvoice
-) -> tuple[dict[str, Any], XeroInvoice, str | None]:
+    msg: StageMessage, ctx: StageContext, link_id: str, link: InvoiceLink, read: XeroInvoice
+) -> tuple[InvoiceLink, XeroInvoice, str | None]:
     """Cancel a paid or credited invoice with a credit note for all still invoiced: what is
     owed is allocated to the invoice (it closes), the paid part is left as customer credit."""
     job = msg.job
@@ -255,10 +256,9 @@ def _credit_cancel(
     return link, current, text
 
 
-def _element(msg: StageMessage, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:
+def _element(msg: ContactedSale, ctx: StageContext, mapped: MappedInvoice) -> dict[str, Any]:
     """What the flush needs to create this invoice, or find one an earlier attempt created."""
     job, body = msg.job, mapped.invoice
-    assert msg.document is not None
     return InvoiceElement(
         record=f"{job.module} {job.record_id}",
         body=body.body(),

@@ -8,7 +8,9 @@ Either happens once per invoice (remembered on the link), never on later edits.
 
 from __future__ import annotations
 
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, is_backfill
+from schemas.links import INVOICE, InvoiceLink
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
@@ -24,13 +26,15 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
     if conn.sender == "none" or msg.intent == "cancel" or not msg.xero_invoice_id:
         return msg
     link_id = f"{job.module}:{job.record_id}"
-    link = ctx.idempotency.link("invoice", job.connection, link_id) or {}
+    link = ctx.idempotency.link(INVOICE, job.connection, link_id)
+    if link is None:  # invoice_create links what it names
+        link = InvoiceLink(InvoiceID=msg.xero_invoice_id)
     key = f"{job.connection}:{link_id}"
-    if link.get("sent_by"):
-        return msg.model_copy(update={"xero_online_invoice_url": link.get("online_url")})
+    if link.sent_by:
+        return msg.model_copy(update={"xero_online_invoice_url": link.online_url})
     if is_backfill(job):  # history: the customer had it long ago; later edits send nothing
-        backfilled = {**link, "sent_by": "backfill"}
-        ctx.idempotency.set_links("invoice", job.connection, {link_id: backfilled})
+        backfilled = link.model_copy(update={"sent_by": "backfill"})
+        ctx.idempotency.set_links(INVOICE, job.connection, {link_id: backfilled})
         return msg
     status = msg.xero_invoice_status or ""
     if conn.sender == "xero":
@@ -38,7 +42,7 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 key,
                 "zxsync.invoice_send",
-                "waiting",
+                HistoryEvent.WAITING,
                 detail=f"Xero e-mails SUBMITTED or AUTHORISED invoices; this is {status}",
             )
             return msg
@@ -51,7 +55,7 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
             ctx.history.log(
                 key,
                 "zxsync.invoice_send",
-                "waiting",
+                HistoryEvent.WAITING,
                 detail=f"Xero has no online invoice for a {status} invoice",
             )
             return msg
@@ -60,6 +64,6 @@ def invoice_send(msg: StageMessage, ctx: StageContext) -> StageMessage:
         name = f"Xero invoice {msg.xero_invoice_number or msg.xero_invoice_id}.pdf"
         ctx.zoho.attach_file(job.module, job.record_id, name, pdf, "application/pdf")
         sent = {"sent_by": "zoho", "online_url": url}
-    ctx.idempotency.set_links("invoice", job.connection, {link_id: {**link, **sent}})
-    ctx.history.log(key, "zxsync.invoice_send", "sent", by=sent["sent_by"])
+    ctx.idempotency.set_links(INVOICE, job.connection, {link_id: link.model_copy(update=sent)})
+    ctx.history.log(key, "zxsync.invoice_send", HistoryEvent.SENT, by=sent["sent_by"])
     return msg.model_copy(update={"xero_online_invoice_url": sent.get("online_url")})

@@ -12,7 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from schemas.errors import InvalidRecord
-from schemas.jobs import StageMessage
+from schemas.history import HistoryEvent
+from schemas.jobs import SaleToCancel, SaleToSync, StageMessage, ToPrice
+from schemas.links import ItemLink, ItemOutcome
 from schemas.mapping import item_from_product, product_code
 from schemas.zoho import ZohoProduct, parse_record
 from tasks.batch_handlers.elements import ItemElement
@@ -26,26 +28,27 @@ PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
 
 
 @stage("zxsync.item_precheck")
-def item_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def item_precheck(msg: ToPrice, ctx: StageContext) -> StageMessage:
     """Find or create the Xero items of the document's products (in a batch)."""
-    if msg.intent == "cancel":
+    if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
-    doc = msg.inventory_document()
-    assert doc is not None, "fetch_record runs first"
+    doc = msg.document if isinstance(msg, SaleToSync) else msg.purchase_order
     wanted = list(dict.fromkeys(line.product.id for line in doc.items))
     products = msg.products or _read_products(msg, ctx, wanted)  # carried over a batch wait
     codes = {p.id: product_code(p) for p in products}
-    linked = (  # the naive path's first pass ignores the cache
+    linked: dict[str, ItemLink] = (  # the naive path's first pass ignores the cache
         ctx.idempotency.links(LINK, ctx.connection.name, wanted)
         if ctx.settings.zxs_batching or ctx.batch is not None
         else {}
     )
     key = record_key(ctx.connection.name, msg.job.module, msg.job.record_id)
     for product_id in wanted:
-        linked[product_id] = ctx.batch_outcome(product_id) or linked.get(product_id, {})
-        if linked[product_id].get("note"):  # adopted by code with another name
-            ctx.history.log(key, "zxsync.item_precheck", "item", detail=linked[product_id]["note"])
-    todo = [p for p in products if linked[p.id].get("Code") != codes[p.id]]
+        outcome = ctx.batch_outcome(product_id, ItemOutcome)
+        if outcome is not None:
+            linked[product_id] = outcome
+            if outcome.note:  # adopted by code with another name
+                ctx.history.log(key, "zxsync.item_precheck", HistoryEvent.ITEM, detail=outcome.note)
+    todo = [p for p in products if p.id not in linked or linked[p.id].Code != codes[p.id]]
     if todo:
         prices = _purchase_prices(msg)
         raise AwaitingBatch(

@@ -43,11 +43,20 @@ from pydantic import ValidationError
 
 from clients.zoho import MAX_RECORDS_PER_CALL
 from schemas.errors import ApiError, AuthRevoked, InvalidJob, MissingScope, NotLinkedYet, SyncError
+from schemas.history import HistoryEvent
+from schemas.links import (
+    INVOICE_XERO,
+    PAYMENT_ACCOUNT,
+    PAYMENT_CONTACT,
+    PAYMENT_INVOICE,
+    AccountFed,
+    ContactAccount,
+    InvoiceFed,
+    InvoiceRecord,
+)
 from schemas.payments import (
     FEEDBACK_TASK,
-    INVOICE_REVERSE_LINK,
     MAX_INVOICES_PER_JOB,
-    PAYMENT_CONTACT,
     PaymentFeedbackJob,
     account_fields,
     changed_fields,
@@ -68,8 +77,6 @@ from workers.settings import get_settings
 from workers.stage import StageTask
 
 RECONCILE_TASK = "zxsync.payment_reconcile"
-INVOICE_STATE = "payment_invoice"  # Xero InvoiceID -> {"mark": UpdatedDateUTC, "fields": ...}
-ACCOUNT_STATE = "payment_account"  # Zoho account id -> {"mark": balances read at, "fields": ...}
 CONTACTS_PER_CREDIT_QUERY = 20  # credit notes named by one webhook, per `where`
 PREPAID: tuple[tuple[Literal["Overpayments", "Prepayments"], str], ...] = (
     ("Overpayments", "OVERPAYMENT"),
@@ -198,14 +205,14 @@ def reconcile(ctx: StageContext) -> int:
     invoices = ctx.xero.invoices({"where": 'Type=="ACCREC"'}, since)
     # the mark's second comes back every time: invoices already fed back at this very
     # UpdatedDateUTC cost no balance and credit lookups
-    states = ctx.idempotency.links(INVOICE_STATE, conn, [i.InvoiceID for i in invoices])
+    states = ctx.idempotency.links(PAYMENT_INVOICE, conn, [i.InvoiceID for i in invoices])
     changed = [
         i
         for i in invoices
         if not (
             i.UpdatedDateUTC
             and i.InvoiceID in states
-            and states[i.InvoiceID]["mark"] == i.UpdatedDateUTC.isoformat()
+            and states[i.InvoiceID].mark == i.UpdatedDateUTC.isoformat()
         )
     ]
     written = 0
@@ -249,18 +256,16 @@ def feed_back(
     (and of `contacts`, from credit notes); each record succeeds or fails alone."""
     conn = ctx.connection.name
     invoices = [i for i in invoices if i.Type in (None, "ACCREC")]
-    links = ctx.idempotency.links(INVOICE_REVERSE_LINK, conn, [i.InvoiceID for i in invoices])
+    links = ctx.idempotency.links(INVOICE_XERO, conn, [i.InvoiceID for i in invoices])
     waiting = [i.InvoiceID for i in invoices if i.InvoiceID not in links]
     linked = [i for i in invoices if i.InvoiceID in links]
-    accounts = {
-        i.Contact.ContactID: str(links[i.InvoiceID]["account_id"]) for i in linked if i.Contact
-    }
+    accounts = {i.Contact.ContactID: links[i.InvoiceID].account_id for i in linked if i.Contact}
     ctx.idempotency.set_links(
-        PAYMENT_CONTACT, conn, {c: {"account_id": a} for c, a in accounts.items()}
+        PAYMENT_CONTACT, conn, {c: ContactAccount(account_id=a) for c, a in accounts.items()}
     )
     extra = [c for c in dict.fromkeys(contacts or []) if c not in accounts]
     known = ctx.idempotency.links(PAYMENT_CONTACT, conn, extra)
-    accounts.update({c: str(v["account_id"]) for c, v in known.items()})
+    accounts.update({c: v.account_id for c, v in known.items()})
     if unknown := [c for c in extra if c not in known]:
         log.info("payment_feedback.contact_not_linked", connection=conn, contacts=unknown)
     if not linked and not accounts:
@@ -277,13 +282,13 @@ def feed_back(
         invoice_states = _fresh_invoices(ctx, linked, links, updates)
         account_states = _fresh_accounts(ctx, accounts, balances, credit, read_at, updates)
         refused = _write(ctx, updates)
-        by_record = {str(links[i]["record_id"]): i for i in invoice_states}
+        by_record = {links[i].record_id: i for i in invoice_states}
         failed = [by_record[r] for r in refused if r in by_record]
         ctx.idempotency.set_links(
-            INVOICE_STATE, conn, {i: s for i, s in invoice_states.items() if i not in failed}
+            PAYMENT_INVOICE, conn, {i: s for i, s in invoice_states.items() if i not in failed}
         )
         ctx.idempotency.set_links(
-            ACCOUNT_STATE, conn, {a: s for a, s in account_states.items() if a not in refused}
+            PAYMENT_ACCOUNT, conn, {a: s for a, s in account_states.items() if a not in refused}
         )
     written = 0
     for module, records in updates.items():
@@ -293,7 +298,7 @@ def feed_back(
             written += 1
             key = record_key(conn, module, str(record["id"]))
             fields = {k: str(v) for k, v in record.items() if k != "id"}
-            ctx.history.log(key, FEEDBACK_TASK, "payment_feedback", **fields)
+            ctx.history.log(key, FEEDBACK_TASK, HistoryEvent.PAYMENT_FEEDBACK, **fields)
     if deferred:
         raise deferred[0]  # the rest is written; the job is retried for what is missing
     return Fed(written, waiting, failed)
@@ -347,25 +352,25 @@ def _first_error(exc: ValidationError) -> str:
 def _fresh_invoices(
     ctx: StageContext,
     invoices: list[XeroInvoice],
-    links: dict[str, dict[str, Any]],
+    links: dict[str, InvoiceRecord],
     updates: dict[str, list[dict[str, Any]]],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, InvoiceFed]:
     """Queue the changed fields of invoices read no earlier than the last write; new states."""
     conn = ctx.connection.name
-    states = ctx.idempotency.links(INVOICE_STATE, conn, [i.InvoiceID for i in invoices])
-    fresh: dict[str, dict[str, Any]] = {}
+    states = ctx.idempotency.links(PAYMENT_INVOICE, conn, [i.InvoiceID for i in invoices])
+    fresh: dict[str, InvoiceFed] = {}
     for invoice in invoices:
         state = states.get(invoice.InvoiceID)
         stamp = invoice.UpdatedDateUTC or datetime.now(UTC)  # Xero always sends it
-        if state and datetime.fromisoformat(state["mark"]) > stamp:
+        if state and datetime.fromisoformat(state.mark) > stamp:
             log.info("payment_feedback.stale", connection=conn, invoice=invoice.InvoiceID)
             continue
         fields = invoice_fields(invoice)
-        diff = changed_fields(fields, state["fields"] if state else None)
+        diff = changed_fields(fields, state.fields if state else None)
         link = links[invoice.InvoiceID]
         if diff:
-            updates[str(link["module"])].append({"id": link["record_id"], **diff})
-        fresh[invoice.InvoiceID] = {"mark": stamp.isoformat(), "fields": fields}
+            updates[link.module].append({"id": link.record_id, **diff})
+        fresh[invoice.InvoiceID] = InvoiceFed(mark=stamp.isoformat(), fields=fields)
     return fresh
 
 
@@ -376,14 +381,14 @@ def _fresh_accounts(
     credit: dict[str, Decimal] | None,
     read_at: float,
     updates: dict[str, list[dict[str, Any]]],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, AccountFed]:
     """Queue the changed balance fields of accounts not written from a later read."""
     conn = ctx.connection.name
-    states = ctx.idempotency.links(ACCOUNT_STATE, conn, list(set(accounts.values())))
-    fresh: dict[str, dict[str, Any]] = {}
+    states = ctx.idempotency.links(PAYMENT_ACCOUNT, conn, list(set(accounts.values())))
+    fresh: dict[str, AccountFed] = {}
     for contact_id, account_id in accounts.items():
         state = states.get(account_id)
-        if contact_id not in balances or (state and state["mark"] > read_at):
+        if contact_id not in balances or (state and state.mark > read_at):
             continue
         fields = account_fields(
             balances[contact_id] or XeroBalances(),
@@ -391,12 +396,12 @@ def _fresh_accounts(
             ctx.connection.credit_hold_overdue,
         )
         if state and "Xero_Credit_Balance" not in fields:  # unknown now: keep the last one
-            last = state["fields"].get("Xero_Credit_Balance")
+            last = state.fields.get("Xero_Credit_Balance")
             fields = {**fields, **({"Xero_Credit_Balance": last} if last is not None else {})}
-        diff = changed_fields(fields, state["fields"] if state else None)
+        diff = changed_fields(fields, state.fields if state else None)
         if diff:
             updates["Accounts"].append({"id": account_id, **diff})
-        fresh[account_id] = {"mark": read_at, "fields": fields}
+        fresh[account_id] = AccountFed(mark=read_at, fields=fields)
     return fresh
 
 

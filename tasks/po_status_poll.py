@@ -17,6 +17,8 @@ from datetime import datetime
 
 import redis
 
+from schemas.history import HistoryEvent
+from schemas.links import PurchaseOrderLink
 from schemas.xero import XeroPurchaseOrder
 from schemas.zoho import ZohoPurchaseOrderWriteBack
 from tasks.purchase_order_create import LINK, REVERSE_LINK
@@ -76,11 +78,15 @@ def poll_statuses(ctx: StageContext) -> int:
         ],
     )
     for record_id, order in changed:
-        with ctx.idempotency.lock(f"{LINK}:{conn}:{record_id}"):
-            link = ctx.idempotency.link(LINK, conn, record_id) or {}
-            ctx.idempotency.set_links(LINK, conn, {record_id: {**link, "Status": order.Status}})
+        with ctx.idempotency.lock(f"{LINK.name}:{conn}:{record_id}"):
+            link = ctx.idempotency.link(LINK, conn, record_id) or PurchaseOrderLink(
+                PurchaseOrderID=order.PurchaseOrderID,
+                PurchaseOrderNumber=order.PurchaseOrderNumber,
+            )
+            link = link.model_copy(update={"Status": order.Status})
+            ctx.idempotency.set_links(LINK, conn, {record_id: link})
         key = record_key(conn, MODULE, record_id)
-        ctx.history.log(key, TASK_NAME, "status", status=order.Status)
+        ctx.history.log(key, TASK_NAME, HistoryEvent.STATUS, status=order.Status)
     stamps = [o.UpdatedDateUTC for o in orders if o.UpdatedDateUTC]
     if stamps:
         ctx.redis.set(mark_key, max(stamps).isoformat())
@@ -95,7 +101,7 @@ def _changed(
     conn = ctx.connection.name
     reverse = ctx.idempotency.links(REVERSE_LINK, conn, [o.PurchaseOrderID for o in orders])
     record_ids = {
-        o.PurchaseOrderID: str(reverse[o.PurchaseOrderID]["record_id"])
+        o.PurchaseOrderID: reverse[o.PurchaseOrderID].record_id
         for o in orders
         if o.PurchaseOrderID in reverse
     }
@@ -104,5 +110,9 @@ def _changed(
         (record_ids[o.PurchaseOrderID], o)
         for o in orders
         if o.PurchaseOrderID in record_ids
-        and links.get(record_ids[o.PurchaseOrderID], {}).get("Status") != o.Status
+        and _status(links.get(record_ids[o.PurchaseOrderID])) != o.Status
     ]
+
+
+def _status(link: PurchaseOrderLink | None) -> str | None:
+    return link.Status if link is not None else None

@@ -8,7 +8,8 @@ The ContactID is written to the vendor's Xero_Contact_ID field in Zoho once, whe
 
 from __future__ import annotations
 
-from schemas.jobs import StageMessage
+from schemas.jobs import FetchedPurchase
+from schemas.links import VENDOR
 from schemas.purchase_mapping import contact_from_vendor
 from schemas.xero import XeroContact
 from schemas.zoho import ZohoVendor, parse_record
@@ -19,11 +20,10 @@ from workers.stage import stage
 
 
 @stage("zxsync.vendor_precheck")
-def vendor_precheck(msg: StageMessage, ctx: StageContext) -> StageMessage:
+def vendor_precheck(msg: FetchedPurchase, ctx: StageContext) -> FetchedPurchase:
     """Find or create the Xero contact of the purchase order's vendor."""
-    assert msg.purchase_order is not None, "fetch_record runs first"
     vendor_id = msg.purchase_order.vendor.id
-    contact_id = linked_contact(ctx, "vendor", vendor_id, lambda: _find_or_create(ctx, vendor_id))
+    contact_id = linked_contact(ctx, VENDOR, vendor_id, lambda: _find_or_create(ctx, vendor_id))
     return msg.model_copy(update={"xero_contact_id": contact_id})
 
 

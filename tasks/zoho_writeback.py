@@ -8,7 +8,7 @@ run ends when its write-back is done.
 from __future__ import annotations
 
 from schemas.jobs import StageMessage
-from schemas.payments import INVOICE_REVERSE_LINK, PAYMENT_CONTACT
+from schemas.links import INVOICE_XERO, PAYMENT_CONTACT, ContactAccount, InvoiceRecord, WrittenBack
 from schemas.zoho import ZohoInvoiceWriteBack
 from tasks.batch_handlers.elements import WriteBackElement
 from tasks.batch_handlers.writebacks import WRITEBACKS
@@ -33,22 +33,18 @@ def zoho_writeback(msg: StageMessage, ctx: StageContext) -> StageMessage:
         credit_note=msg.xero_credit_note,
     )
     if msg.xero_invoice_id and msg.document is not None:  # payment feedback's way back
-        reverse = {
-            "module": job.module,
-            "record_id": job.record_id,
-            "account_id": msg.document.account.id,
-        }
-        ctx.idempotency.set_links(
-            INVOICE_REVERSE_LINK, job.connection, {msg.xero_invoice_id: reverse}
+        reverse = InvoiceRecord(
+            module=job.module, record_id=job.record_id, account_id=msg.document.account.id
         )
+        ctx.idempotency.set_links(INVOICE_XERO, job.connection, {msg.xero_invoice_id: reverse})
         if msg.xero_contact_id:  # contact sync's way back (Xero contact -> Zoho account)
             ctx.idempotency.set_links(
                 PAYMENT_CONTACT,
                 job.connection,
-                {msg.xero_contact_id: {"account_id": msg.document.account.id}},
+                {msg.xero_contact_id: ContactAccount(account_id=msg.document.account.id)},
             )
     element_id = f"{job.module}:{job.record_id}"
-    if ctx.batch_outcome(element_id) is None:
+    if ctx.batch_outcome(element_id, WrittenBack) is None:
         fields = update.model_dump(by_alias=True, exclude_none=True)
         element = WriteBackElement(module=job.module, update=fields)
         raise AwaitingBatch(WRITEBACKS, {element_id: element.wire()})

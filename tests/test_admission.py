@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
 from workers import admission
 from workers.admission import TenantWindows
@@ -136,7 +137,7 @@ def test_a_lost_jobs_slot_is_reclaimed_and_a_moving_or_parked_one_is_kept(
     assert not offer(windows, history, message(conn, 4))
     assert not offer(windows, history, message(conn, 5))
     time.sleep(0.4)
-    history.log(key(conn, 1), "zxsync.fetch_record", "done")  # moving
+    history.log(key(conn, 1), "zxsync.fetch_record", HistoryEvent.DONE)  # moving
     history.quiet_until(key(conn, 2), time.time() + 3600)  # parked until Xero's next day
     # record 3 said nothing for longer than the stall time: its slot goes to record 4
     assert [e.key for e in windows.fill(conn)] == [key(conn, 4)]
@@ -144,7 +145,7 @@ def test_a_lost_jobs_slot_is_reclaimed_and_a_moving_or_parked_one_is_kept(
     # a finished record whose release was lost (worker killed) gives its slot back too
     client.zrem(progress_key(conn), key(conn, 1))
     time.sleep(0.4)
-    history.log(key(conn, 4), "zxsync.fetch_record", "done")
+    history.log(key(conn, 4), "zxsync.fetch_record", HistoryEvent.DONE)
     assert [e.key for e in windows.fill(conn)] == [key(conn, 5)]
     assert windows.counts(conn) == (3, 0)
 

@@ -132,5 +132,5 @@ def test_a_letter_id_that_a_new_database_gives_again_is_still_reported(
         added = store.insert(DeadLetter(**{**fields, "record_id": record_id, "id": ""}))
         assert added == "1"
         alerts.report_dead_letter.apply(args=[added])
-        assert store.deliveries(added)["webhook"]["ok"] is True
+        assert store.deliveries(added)["webhook"].ok is True
     assert sent == [("webhook", "first"), ("webhook", "second")]

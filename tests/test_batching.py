@@ -15,6 +15,7 @@ from celery.canvas import Signature
 
 from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
+from schemas.links import CONTACT, ItemLink
 from workers import batching
 from workers.batching import Buffer, Element, Results
 from workers.batching.policy import wait_before_flush
@@ -124,17 +125,17 @@ def test_a_waiter_is_resumed_once_with_all_its_outcomes_and_errors(
     buffer.add({"b": {}}, waiter("doc2"))
     buffer.claim(10)
     refused = ValidationFailed("Xero", ["Item code 'X' is not valid"])
-    resume(buffer, {"a": {"ItemID": "1"}, "b": refused})
+    resume(buffer, {"a": ItemLink(Code="X", ItemID="1"), "b": refused})
     assert [args[0]["doc"] for _, args, _ in sent] == ["doc1", "doc2"]
     first = sent[0][2]["batch"]
-    assert first["outcomes"] == {"a": {"ItemID": "1"}}
+    assert first["outcomes"] == {"a": {"Code": "X", "ItemID": "1"}}
     assert first["errors"]["b"]["kind"] == "validation"
     assert "Item code 'X'" in first["errors"]["b"]["message"]
     assert not buffer.pending() and redis_client.hlen(buffer.key("items")) == 0
     # the same element outcome delivered again (a crash before the waiters were dropped)
     buffer.add({"a": {}}, waiter("doc1"))
     buffer.claim(10)
-    resume(buffer, {"a": {"ItemID": "1"}})
+    resume(buffer, {"a": ItemLink(Code="X", ItemID="1")})
     assert len(sent) == 2
 
 
@@ -158,12 +159,12 @@ def test_a_stage_that_can_go_on_is_finished_by_the_flusher_and_its_chain_goes_on
     buffer.add({"a": {}}, waiter(doc1, "t.stage", chain=[*later, nxt]))
     buffer.add({"a": {}}, waiter(doc2, "t.stage", chain=[nxt]))
     buffer.claim(10)
-    resume(buffer, {"a": {"ItemID": "1"}})
+    resume(buffer, {"a": ItemLink(Code="X", ItemID="1")})
     [(task, args, options), (fallback, fallback_args, fallback_kwargs)] = sent
-    assert (task, args) == ("t.next", ({"doc": doc1, "got": {"a": {"ItemID": "1"}}},))
+    assert (task, args) == ("t.next", ({"doc": doc1, "got": {"a": {"Code": "X", "ItemID": "1"}}},))
     assert options["chain"] == later and options["parent_id"] == doc1
     assert (fallback, fallback_args[0]["doc"]) == ("t.stage", doc2)
-    assert fallback_kwargs["batch"]["outcomes"] == {"a": {"ItemID": "1"}}
+    assert fallback_kwargs["batch"]["outcomes"] == {"a": {"Code": "X", "ItemID": "1"}}
 
 
 def test_the_flusher_sends_a_chains_next_step_as_celerys_tracer_does(
@@ -351,7 +352,7 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     submit_records(conn.name, [first], "b")
     wait_for_outcomes(conn.name, [f"{conn.name}:Invoices:{first}"], timeout=60)
     store = IdempotencyStore(get_redis(), 60)
-    assert store.link("contact", conn.name, account_id) is not None
+    assert store.link(CONTACT, conn.name, account_id) is not None
     [contact] = stack.xero.contacts(conn.xero_tenant_id)
     tenant = stack.xero.tenant(conn.xero_tenant_id)
     with stack.xero.lock:
@@ -361,7 +362,7 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     key = f"{conn.name}:Invoices:{second}"
     outcome, detail = wait_for_outcomes(conn.name, [key], timeout=60)[key]
     assert outcome == "failed" and "archived" in detail, detail
-    assert store.link("contact", conn.name, account_id) is None
+    assert store.link(CONTACT, conn.name, account_id) is None
 
     with stack.xero.lock:
         tenant.contacts[contact["ContactID"]]["ContactStatus"] = "ACTIVE"

@@ -167,6 +167,34 @@ def test_sandbox_uses_redis_url_and_stops_on_sigterm(tmp_path: Path, redis_url: 
         assert process.wait(timeout=20) == 0
 
 
+def test_a_sigterm_while_the_sandbox_prints_its_settings_still_stops_it_cleanly(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """The tests above signal the sandbox once its first setting line is out; on a loaded
+    machine it was still printing the others, and the SIGTERM ended it with 130, not 0. Here
+    the signal comes exactly then, in process (the real handler, the real stack)."""
+    from typer.testing import CliRunner
+
+    import zxsync.cli as cli
+
+    printed = cli.console.print
+
+    def print_then_terminated(*args: object, **kwargs: object) -> None:
+        printed(*args, **kwargs)  # type: ignore[arg-type]
+        if str(args[0]).startswith("REDIS_URL="):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli.console, "print", print_then_terminated)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(cli.app, ["sandbox", "--invoices", "1"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 0, result.output
+    assert f"REDIS_URL={redis_url}" in result.output and "stopped" in result.output
+
+
 def test_sandbox_and_worker_stop_the_embedded_redis_they_started(tmp_path: Path) -> None:
     sandbox = _start(tmp_path, ["sandbox", "--invoices", "1"])
     try:

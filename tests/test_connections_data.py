@@ -25,7 +25,7 @@ BOOT = {"name": "boot", "xero_tenant_id": "t-boot", "zoho_org_id": "o-boot"}
 
 
 @pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env(monkeypatch: pytest.MonkeyPatch, wide_output: None) -> Iterator[None]:
     monkeypatch.setenv("ZXS_TOKEN_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("ZXS_CONNECTIONS", json.dumps([BOOT]))
     monkeypatch.setattr(stored, "REFRESH_SECONDS", 0.0)
@@ -35,7 +35,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["connections", *args], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["connections", *args])
     text = result.output + (str(result.exception) if result.exception else "")
     return result.exit_code, text
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ from console.charts import hourly_svg
 from console.health import read_health, worst
 from console.settings import ConsoleSettings
 from schemas.errors import AuthRevoked, ConfigurationError, InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
+from schemas.links import INVOICE, InvoiceLink
 from workers import activity, admission
 from workers.admission import TenantWindows
 from workers.deadletter import DeadLetterStore
@@ -317,7 +320,7 @@ def test_the_connections_page_shows_health_in_words_and_pause_resume_works(
     assert admission.admit(client, settings, job(a, "501")) == "queued"
     web.post(f"/connections/{a}/resume", data={"csrf": token})
     assert started == ["501"] and admission.paused(client, a) is None
-    lines = audit.recent(client)
+    lines = audit.recent()
     assert [(line.user, line.action, line.target) for line in lines[:2]] == [
         ("olga", "resume", a),
         ("olga", "pause", a),
@@ -483,10 +486,10 @@ def test_dead_letter_detail_replay_discard_and_replay_all_leave_audit_lines(
     assert [j.record_id for j in sent] == ["101", "103"]
     assert DeadLetterStore(client).get(third) is None
     assert DeadLetterStore(client).get(other) is not None  # another connection's stays
-    actions = [(line.action, line.target) for line in audit.recent(client)]
+    actions = [(line.action, line.target) for line in audit.recent()]
     assert ("replay", first) in actions and ("discard", second) in actions
     assert ("replay", third) in actions and ("replay-all", a) in actions
-    assert all(line.user == "olga" for line in audit.recent(client))
+    assert all(line.user == "olga" for line in audit.recent())
     assert "olga replay" in web.get("/audit").text.replace("</td><td>", " ")
     assert web.get(f"/dead-letters/{first}").status_code == 404
 
@@ -506,19 +509,19 @@ def test_records_are_found_by_zoho_id_xero_number_or_zoho_number(
 
     history = RecordHistory(client)
     key = record_key(a, "Invoices", "7700077")
-    history.log(key, "zxsync.ingest", "accepted", event_id="e1")
-    history.log(key, "zxsync.invoice_create", "done")
+    history.log(key, "zxsync.ingest", HistoryEvent.ACCEPTED, event_id="e1")
+    history.log(key, "zxsync.invoice_create", HistoryEvent.DONE)
     client.hset(f"zxs:outcomes:{a}", key, json.dumps(["created", ""]))
     IdempotencyStore(client, 60).set_links(
-        "invoice",
+        INVOICE,
         a,
         {
-            "Invoices:7700077": {
-                "InvoiceID": "inv-guid-1",
-                "InvoiceNumber": "INV-0042",
-                "Status": "AUTHORISED",
-                "Total": "11.00",
-            }
+            "Invoices:7700077": InvoiceLink(
+                InvoiceID="inv-guid-1",
+                InvoiceNumber="INV-0042",
+                Status="AUTHORISED",
+                Total=Decimal("11.00"),
+            )
         },
     )
     cs = console_settings()

@@ -97,7 +97,7 @@ def connection_row(page: str, name: str) -> str:
 def connection_lines() -> list[tuple[str, str, str, str]]:
     return [
         (line.user, line.action, line.target, line.detail)
-        for line in audit.recent(None)
+        for line in audit.recent()
         if line.action.startswith("connections.")
     ]
 
@@ -150,6 +150,21 @@ def test_an_operator_adds_a_connection_and_a_running_worker_serves_it(
         row = conn.execute(table.select().where(table.c.name == "acme")).one()
     assert TOKEN not in row.settings + row.secrets and WEBHOOK_KEY not in row.secrets
     assert connection_lines() == [("olga", "connections.add", "acme", "")]
+
+
+def test_the_last_change_is_credited_however_much_else_was_audited_since(
+    web: TestClient,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    database: str,
+) -> None:
+    """The "by" column finds the last connections.* line in SQL, not among the newest few."""
+    store(settings).add(STORED)
+    audit.record("olga", "connections.edit", "acme", "sales_account_code")
+    for _ in range(60):
+        audit.record("ivan", "pause", "acme")
+    login(web)
+    page = web.get("/connections")
+    assert "by olga" in connection_row(page.text, "acme")
 
 
 def test_an_edit_keeps_the_secrets_left_empty_and_never_shows_them(

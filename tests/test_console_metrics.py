@@ -99,17 +99,18 @@ def cli_env(
 
 def test_zxsync_connections_prints_the_table_and_fails_when_one_is_unhealthy(
     cli_env: None,
+    wide_output: None,
     client: redis.Redis,  # noqa: F811
     names: list[str],  # noqa: F811
 ) -> None:
     from zxsync.cli import app
 
     runner = CliRunner()
-    healthy = runner.invoke(app, ["connections"], env={"COLUMNS": "200"})
+    healthy = runner.invoke(app, ["connections"])
     assert healthy.exit_code == 0, healthy.output
     assert names[0] in healthy.output and "healthy" in healthy.output
     dead_letter(client, names[1], "101")
-    unhealthy = runner.invoke(app, ["connections"], env={"COLUMNS": "200"})
+    unhealthy = runner.invoke(app, ["connections"])
     assert unhealthy.exit_code == 1
     assert "unhealthy" in unhealthy.output and "1 dead letter(s)" in unhealthy.output
 

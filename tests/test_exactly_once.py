@@ -17,6 +17,7 @@ import tasks.invoice_create  # noqa: F401  (registers the invoices kind)
 from sandbox.faults import Planned
 from sandbox.seed import REF, build_dataset, load_dataset
 from sandbox.xero_state import validation_error
+from schemas.links import INVOICE, InvoiceLink, TotalPair
 from workers.batching import Buffer, Element, Flush, LeaseLost, plan_suspects
 from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
@@ -117,7 +118,7 @@ def test_the_mark_of_a_create_outlives_the_element_until_xero_answered(
     again = {e.id: e for e in buffer.claim(10)}
     assert again["a"].may_exist and again["b"].may_exist
     assert again["a"].sent is not None and again["a"].sent["key"] == "zxs-key"
-    hold.store("invoice", {"a": {"InvoiceID": "x"}}, ["a"])  # Xero's answer for a is stored
+    hold.store(INVOICE, {"a": InvoiceLink(InvoiceID="x")}, ["a"])  # Xero's answer for a is stored
     buffer.release(["a", "b"], suspect=False)
     marks = {e.id: e.sent for e in buffer.claim(10)}
     assert marks["a"] is None and marks["b"] is not None
@@ -132,13 +133,13 @@ def test_a_flusher_whose_lease_expired_writes_no_link_and_sends_no_create(
     [element] = buffer.claim(10)
     fresh = Flush(buffer, buffer.fence())  # the lease expired and another flusher took it
     with pytest.raises(LeaseLost):
-        stale.store("invoice", {"a": {"InvoiceID": "x"}}, ["a"])
+        stale.store(INVOICE, {"a": InvoiceLink(InvoiceID="x")}, ["a"])
     with pytest.raises(LeaseLost):
         stale.sending([element], "k")
     store = IdempotencyStore(buffer.redis, 3600)
-    assert store.link("invoice", buffer.connection, "a") is None
-    fresh.store("invoice", {"a": {"InvoiceID": "y"}}, ["a"])
-    assert store.link("invoice", buffer.connection, "a") == {"InvoiceID": "y"}
+    assert store.link(INVOICE, buffer.connection, "a") is None
+    fresh.store(INVOICE, {"a": InvoiceLink(InvoiceID="y")}, ["a"])
+    assert store.link(INVOICE, buffer.connection, "a") == InvoiceLink(InvoiceID="y")
 
 
 # ------------------------------------------------------------------ URL length (issue #21.3)
@@ -442,19 +443,22 @@ def test_a_total_judged_wrong_is_judged_again_until_it_agrees_or_is_accepted() -
     from schemas.errors import TotalDiffers
     from tasks.invoice_create import judge_total
 
-    link: dict[str, Any] = {"InvoiceID": "i", "Total": "3.33"}
+    link = InvoiceLink(InvoiceID="i", Total=Decimal("3.33"))
     link, differs = judge_total(link, Decimal("3.32"), Decimal("3.33"))
-    assert differs == {"zoho": "3.32", "xero": "3.33"}
+    assert differs == TotalPair(zoho="3.32", xero="3.33")
     again, differs = judge_total(link, Decimal("3.32"), Decimal("3.33"))  # "unchanged" event
     assert differs is not None
     accepted, differs = judge_total(
-        {**again, "accepted_total": again["total_differs"]}, Decimal("3.32"), Decimal("3.33")
+        again.model_copy(update={"accepted_total": again.total_differs}),
+        Decimal("3.32"),
+        Decimal("3.33"),
     )
     assert differs is None
     _, differs = judge_total(accepted, Decimal("3.31"), Decimal("3.33"))  # Zoho changed since
     assert differs is not None
     agreed, differs = judge_total(accepted, Decimal("3.33"), Decimal("3.33"))
-    assert differs is None and "total_differs" not in agreed and "accepted_total" not in agreed
+    assert differs is None and agreed.total_differs is None and agreed.accepted_total is None
+    assert "total_differs" not in agreed.wire() and "accepted_total" not in agreed.wire()
     message = str(TotalDiffers("Invoices 1", Decimal("3.32"), Decimal("3.33"), "INV-7", "created"))
     assert "INV-7 was created" in message and "differs from Zoho Grand_Total 3.32" in message
     assert "did not create" not in message
@@ -464,7 +468,6 @@ def test_a_total_judged_wrong_is_judged_again_until_it_agrees_or_is_accepted() -
 def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_accepted(
     make_stack: Callable[..., Any], wait_for_outcomes: Callable[..., Any]
 ) -> None:
-    from decimal import Decimal
 
     from workers.deadletter import DeadLetterStore
     from workers.idempotency import IdempotencyStore
@@ -484,10 +487,10 @@ def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_acc
     # what Xero's answer said the total was (a cent off Zoho's): the check judged it wrong
     store = IdempotencyStore(get_redis(), 3600)
     link_id = f"Invoices:{record_id}"
-    link = store.link("invoice", conn.name, link_id)
-    assert link is not None
+    link = store.link(INVOICE, conn.name, link_id)
+    assert link is not None and link.Total is not None
     store.set_links(
-        "invoice", conn.name, {link_id: {**link, "Total": str(Decimal(link["Total"]) + 1)}}
+        INVOICE, conn.name, {link_id: link.model_copy(update={"Total": link.Total + 1})}
     )
     for n in range(2):  # every later event, content unchanged, keeps it Failed
         submit_records(conn.name, [record_id], f"again{n}", event="update")

@@ -9,14 +9,18 @@ import pytest
 from zxsync.chaos import run_faults
 
 pytestmark = pytest.mark.integration
+BUDGET = 300  # seconds for each run's invoices to reach an outcome
+SEEDS = (3, 4, 5)
 
 
+# as tests/test_chaos.py: pytest's default timeout (300 s) must not end a run inside its budget
+@pytest.mark.timeout(len(SEEDS) * (BUDGET + 60))
 def test_nothing_lost_duplicated_merged_or_wrongly_voided_under_xeros_faults() -> None:
     # a small run makes few lookups: 40% of them fail here, yet under load a run may still meet
     # none; another seed then runs, so the failed-lookup path is always exercised
-    for seed in (3, 4, 5):
+    for seed in SEEDS:
         report = run_faults(
-            invoices=60, seed=seed, timeout=300, batch_size=4, lookup_fault_rate=0.4
+            invoices=60, seed=seed, timeout=BUDGET, batch_size=4, lookup_fault_rate=0.4
         )
         print("\n".join(report.lines()))
         assert report.exact, report.lines()

@@ -15,7 +15,8 @@ import pytest
 
 from schemas.connection import Connection
 from schemas.errors import NotFound, ServerError
-from schemas.payments import INVOICE_REVERSE_LINK, PaymentFeedbackJob
+from schemas.links import INVOICE_XERO, InvoiceRecord
+from schemas.payments import PaymentFeedbackJob
 from schemas.xero import XeroContact, XeroCreditNote, XeroInvoice, XeroPayment
 from workers.settings import Settings
 
@@ -117,10 +118,10 @@ def ctx(redis_url: str) -> Iterator[Any]:
     )
     context.__dict__.update(xero=FakeXero(), zoho=FakeZoho())
     links = {
-        f"i-{n}": {"module": "Invoices", "record_id": f"50{n}", "account_id": f"90{n}"}
+        f"i-{n}": InvoiceRecord(module="Invoices", record_id=f"50{n}", account_id=f"90{n}")
         for n in range(1, 4)
     }
-    context.idempotency.set_links(INVOICE_REVERSE_LINK, name, links)
+    context.idempotency.set_links(INVOICE_XERO, name, links)
     yield context
 
 

@@ -6,6 +6,7 @@ other's state."""
 from __future__ import annotations
 
 import ast
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,14 @@ PRODUCT = ["workers", "tasks", "clients", "relay", "console", "zxsync", "schemas
 TYPES = {"string", "hash", "list", "set", "zset", "stream", "lock"}
 
 
-def product_modules() -> Iterator[tuple[Path, ast.Module]]:
-    for package in PRODUCT:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            yield path, ast.parse(path.read_text(), str(path))
+@functools.cache
+def product_modules() -> list[tuple[Path, ast.Module]]:
+    """Parsed once for the tests that read them (parsing is most of their time)."""
+    return [
+        (path, ast.parse(path.read_text(), str(path)))
+        for package in PRODUCT
+        for path in sorted((ROOT / package).rglob("*.py"))
+    ]
 
 
 def docstrings(tree: ast.Module) -> set[int]:

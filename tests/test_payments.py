@@ -316,7 +316,7 @@ def test_feed_back_writes_changes_once_skips_older_reads_and_reports_unlinked(
     import redis
 
     from schemas.connection import Connection
-    from schemas.payments import INVOICE_REVERSE_LINK
+    from schemas.links import INVOICE_XERO, InvoiceRecord
     from tasks.payment_feedback import feed_back
     from workers.context import StageContext
 
@@ -329,9 +329,9 @@ def test_feed_back_writes_changes_once_skips_older_reads_and_reports_unlinked(
     xero, zoho = FakeXero(), FakeZoho()
     ctx.__dict__.update(xero=xero, zoho=zoho)
     ctx.idempotency.set_links(
-        INVOICE_REVERSE_LINK,
+        INVOICE_XERO,
         name,
-        {"i-1": {"module": "Invoices", "record_id": "501", "account_id": "901"}},
+        {"i-1": InvoiceRecord(module="Invoices", record_id="501", account_id="901")},
     )
 
     def at(minute: int, **fields: Any) -> XeroInvoice:

@@ -374,7 +374,11 @@ def test_the_report_task_backs_off_through_the_retry_policy_and_is_never_dead_le
     assert isinstance(result.result, alerts.Undelivered)
     assert waits == [(n, alerts.REPORT_BACKOFF_MAX_SECONDS) for n in range(5)]
     attempts_kept = DeadLetterStore(get_redis()).deliveries(letter.id)["webhook"]
-    assert attempts_kept["attempt"] == 6 and not attempts_kept["ok"]
+    assert (
+        attempts_kept.attempt == 6
+        and not attempts_kept.ok
+        and "webhook down" in attempts_kept.error
+    )
     assert [d.id for d in letters(connection)] == [letter.id]  # no letter about the report
 
 
@@ -386,3 +390,76 @@ def test_a_redelivered_door_job_past_its_budget_is_poison(
     get_redis().set(deliveries_key("door-1", 0), get_settings().zxs_max_deliveries)
     result = ingest.apply(args=[message(connection)["job"]], task_id="door-1")
     assert isinstance(result.result, PoisonMessage)
+
+
+# -- stage contracts (issue 15.5)
+
+
+@pytest.mark.parametrize(
+    ("stage", "module", "missing"),
+    [
+        ("tasks.invoice_create:invoice_create", "Invoices", ["document", "xero_contact_id"]),
+        ("tasks.contact_precheck:contact_precheck", "Invoices", ["document"]),
+        ("tasks.item_precheck:item_precheck", "Invoices", ["document"]),
+        ("tasks.vendor_precheck:vendor_precheck", "Purchase_Orders", ["purchase_order"]),
+        (
+            "tasks.purchase_order_create:purchase_order_create",
+            "Purchase_Orders",
+            ["xero_contact_id", "purchase_order"],
+        ),
+    ],
+)
+def test_a_stage_given_less_than_earlier_stages_guarantee_dead_letters_a_contract_error(
+    connection: str, sent: list[tuple[str, Any]], stage: str, module: str, missing: list[str]
+) -> None:
+    """Before: an AssertionError ("prechecks run first"), reported as a defect with no field.
+    Now the stage's input type names what the earlier stages guarantee, and the letter says
+    which field is missing and keeps the whole message."""
+    import importlib
+
+    path, name = stage.split(":")
+    msg = message(connection)
+    msg["job"]["module"] = module
+    getattr(importlib.import_module(path), name).apply(args=[msg])
+    [letter] = letters(connection)
+    assert (letter.error_kind, letter.field) == ("contract", missing[0]), letter
+    assert all(f"{field}: Field required" in letter.error for field in missing)
+    assert json.loads(letter.payload) == msg
+
+
+def test_a_cancel_needs_no_document_and_a_skipped_message_passes_through(
+    connection: str, sent: list[tuple[str, Any]]
+) -> None:
+    """The narrowing keeps what a message without a document may do: a cancel (the record
+    is gone from Zoho) passes the prechecks, a skipped job passes every stage."""
+    from tasks.contact_precheck import contact_precheck
+    from tasks.item_precheck import item_precheck
+
+    cancel = {**message(connection), "intent": "cancel"}
+    assert contact_precheck.apply(args=[cancel]).get()["intent"] == "cancel"
+    assert item_precheck.apply(args=[cancel]).get()["intent"] == "cancel"
+    skipped = {**message(connection), "skipped_reason": "not synced"}
+    assert contact_precheck.apply(args=[skipped]).get() == skipped
+    assert letters(connection) == []
+
+
+def test_a_synced_sale_missing_its_contact_names_the_field(
+    connection: str, sent: list[tuple[str, Any]]
+) -> None:
+    from schemas.jobs import ContactedSale
+    from schemas.zoho import ZohoSalesDocument
+
+    document = ZohoSalesDocument.model_validate(
+        {
+            "id": "101",
+            "Subject": "s",
+            "Account_Name": {"id": "a1", "name": "A"},
+            "Invoiced_Items": [{"Product_Name": {"id": "p1"}, "Quantity": "1", "List_Price": "5"}],
+            "Sub_Total": "5",
+            "Grand_Total": "5",
+        }
+    )
+    msg = {**message(connection), "document": document.model_dump(mode="json")}
+    with pytest.raises(Exception, match="xero_contact_id"):
+        ContactedSale.model_validate(msg)
+    assert ContactedSale.model_validate({**msg, "xero_contact_id": "c1"}).document == document

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import fakeredis
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -45,13 +47,27 @@ FUZZ = settings(
 Sent = list[tuple[str, dict[str, Any]]]
 
 
+STORE = fakeredis.FakeRedis()
+SENT: Sent = []
+CLIENT = TestClient(
+    create_relay_app(SETTINGS, lambda name, args: SENT.append((name, args[0])), STORE),
+    raise_server_exceptions=True,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_event_loop() -> Iterator[None]:
+    """The relay's client entered once: outside `with`, a TestClient starts an event loop
+    thread per request (half of these tests' time)."""
+    with CLIENT:
+        yield
+
+
 def relay() -> tuple[TestClient, Sent]:
-    """A fresh relay (own claims store) whose broker records what it was sent."""
-    sent: Sent = []
-    app = create_relay_app(
-        SETTINGS, lambda name, args: sent.append((name, args[0])), fakeredis.FakeRedis()
-    )
-    return TestClient(app, raise_server_exceptions=True), sent
+    """The relay emptied for a new example: no claim in its store, nothing sent yet."""
+    STORE.flushall()
+    SENT.clear()
+    return CLIENT, SENT
 
 
 def check(answer: Any, sent: Sent) -> int:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import fakeredis
+import pytest
 
 from schemas.errors import InvalidRecord
+from schemas.history import HistoryEvent
 from schemas.jobs import SyncJob
+from schemas.links import INVOICE, ITEM, InvoiceLink, ItemLink
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
 from workers.idempotency import IdempotencyStore, idempotency_key
@@ -54,9 +59,47 @@ def test_event_claimed_once_but_own_redelivery_proceeds() -> None:
 
 def test_links_round_trip() -> None:
     store = IdempotencyStore(client(), event_ttl_seconds=60)
-    store.set_links("item", "c", {"p1": {"Code": "A"}, "p2": {"Code": "B"}})
-    assert store.links("item", "c", ["p1", "p3"]) == {"p1": {"Code": "A"}}
-    assert store.link("item", "c", "p2") == {"Code": "B"} and store.link("item", "x", "p2") is None
+    store.set_links(ITEM, "c", {"p1": ItemLink(Code="A"), "p2": ItemLink(Code="B")})
+    assert store.links(ITEM, "c", ["p1", "p3"]) == {"p1": ItemLink(Code="A")}
+    assert store.link(ITEM, "c", "p2") == ItemLink(Code="B") and store.link(ITEM, "x", "p2") is None
+
+
+def test_a_link_stored_as_a_dict_before_reads_typed_and_is_stored_as_it_was() -> None:
+    """Rows the dict-era code wrote (amounts as text, keys absent, a key this version does not
+    know) read as the kind's model, with Decimal money, and are written back unchanged."""
+    store = IdempotencyStore(client(), event_ttl_seconds=60)
+    old = {
+        "InvoiceID": "x1",
+        "InvoiceNumber": "INV-1",
+        "Status": "PAID",
+        "Total": "11.50",
+        "Reference": "",
+        "version": "v1",
+        "total_differs": {"zoho": "11.00", "xero": "11.50"},
+        "credited": {"200|OUTPUT": ["5.00", "0.50"]},
+        "credit_notes": [
+            {
+                "CreditNoteID": "c1",
+                "CreditNoteNumber": "CN-1",
+                "element": "Invoices:1@v1",
+                "allocate": "5.50",
+                "allocated": True,
+                "text": "t",
+            }
+        ],
+        "sent_by": "xero",
+        "kept_by_a_newer_version": 1,
+    }
+    store.database.set_links("invoice", "c", {"Invoices:1": old})
+    link = store.link(INVOICE, "c", "Invoices:1")
+    assert link is not None and link.Total == Decimal("11.50")
+    assert link.credit_notes[0].allocate == Decimal("5.50") and link.sent_by == "xero"
+    assert link.total_differs is not None and link.total_differs.xero == "11.50"
+    store.set_links(INVOICE, "c", {"Invoices:1": link})
+    assert store.database.links("invoice", "c", ["Invoices:1"]) == {"Invoices:1": old}
+    adopted = {"InvoiceID": "x2", "Total": "", "version": None}  # backfill's, Total unknown
+    store.database.set_links("invoice", "c", {"Invoices:2": adopted})
+    assert store.link(INVOICE, "c", "Invoices:2") == InvoiceLink(InvoiceID="x2")
 
 
 def test_idempotency_key_is_stable_and_short() -> None:
@@ -67,10 +110,22 @@ def test_idempotency_key_is_stable_and_short() -> None:
 
 def test_history_and_outcomes() -> None:
     history = RecordHistory(client())
-    history.log("c:Invoices:1", "zxsync.fetch_record", "done")
+    history.log("c:Invoices:1", "zxsync.fetch_record", HistoryEvent.DONE)
     history.finish("c", "c:Invoices:1", "created", "INV-0001")
     assert [e["event"] for e in history.entries("c:Invoices:1")] == ["done"]
     assert history.outcomes("c") == {"c:Invoices:1": ("created", "INV-0001")}
+
+
+def test_history_takes_only_named_events_and_stores_their_names() -> None:
+    """An event no reader knows (a typo in a writer) fails there, for mypy and at run time,
+    and writes nothing; a named one is stored as the plain string old rows hold."""
+    history = RecordHistory(client())
+    with pytest.raises(ValueError, match="finished"):
+        history.log("c:Invoices:1", "zxsync.fetch_record", "finished")  # type: ignore[arg-type]
+    assert history.entries("c:Invoices:1") == []
+    history.log("c:Invoices:1", "zxsync.fetch_record", HistoryEvent.DEAD_LETTER, error="x")
+    [entry] = history.entries("c:Invoices:1")
+    assert entry["event"] == "dead_letter" and type(entry["event"]) is str
 
 
 def test_in_flight_jobs_stall_only_without_progress() -> None:
@@ -82,5 +137,6 @@ def test_in_flight_jobs_stall_only_without_progress() -> None:
     assert history.stalled("c", idle_seconds=60) == []
     history.quiet_until("c:Invoices:2", until=4_000_000_000)  # parked for Xero's next day
     history.finish("c", "c:Invoices:1", "created")
-    history.log("c:Invoices:1", "zxsync.payment_feedback", "done")  # after finishing: no revival
+    # after finishing: no revival
+    history.log("c:Invoices:1", "zxsync.payment_feedback", HistoryEvent.DONE)
     assert history.stalled("c", idle_seconds=0) == []

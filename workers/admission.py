@@ -50,6 +50,7 @@ from typing import Any, cast
 import redis
 import structlog
 
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from schemas.wire import dumps, loads
 from workers import keys
@@ -217,7 +218,14 @@ def admit(redis_client: redis.Redis, settings: Settings, message: StageMessage) 
         start_pipeline(message)
     else:
         admitted, waiting = tenant.counts(job.connection)
-        history.log(key, STAGE, "queued", admitted=admitted, waiting=waiting, window=tenant.window)
+        history.log(
+            key,
+            STAGE,
+            HistoryEvent.QUEUED,
+            admitted=admitted,
+            waiting=waiting,
+            window=tenant.window,
+        )
     _start(redis_client, others)
     return "started" if own else "queued"
 
@@ -266,7 +274,7 @@ def _start(redis_client: redis.Redis, entries: list[Entry]) -> None:
     history = RecordHistory(redis_client)
     for entry in entries:
         waited = round(time.time() - entry.queued_at, 1)
-        history.log(entry.key, STAGE, "admitted", waited_seconds=waited)
+        history.log(entry.key, STAGE, HistoryEvent.ADMITTED, waited_seconds=waited)
         start_pipeline(StageMessage.model_validate(entry.message))
 
 

@@ -26,7 +26,7 @@ from schemas.errors import SyncError
 from schemas.wire import dumps, loads
 from workers import catalog
 from workers.app import app
-from workers.deadletter import DeadLetter, DeadLetterStore, describe
+from workers.deadletter import AlertDelivery, DeadLetter, DeadLetterStore, describe
 from workers.policies import HOUSEKEEPING
 from workers.redact import redact
 from workers.redis import get_redis
@@ -305,7 +305,7 @@ def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
     if letter is None:
         return {}
     report = build_report(letter)
-    done = {channel for channel, d in letters.deliveries(letter_id).items() if d["ok"]}
+    done = {channel for channel, d in letters.deliveries(letter_id).items() if d.ok}
     failed: dict[str, str] = {}
     attempt = task.request.retries + 1
     for channel in channels(settings, letter):
@@ -317,11 +317,13 @@ def report_dead_letter(task: Any, letter_id: str) -> dict[str, str]:
             failed[channel] = redact(f"{type(exc).__name__}: {exc}")
         letters.record_delivery(
             letter_id,
-            channel,
-            ok=channel not in failed,
-            at=_now(),
-            attempt=attempt,
-            error=failed.get(channel, ""),
+            AlertDelivery(
+                channel=channel,
+                ok=channel not in failed,
+                at=_now(),
+                attempt=attempt,
+                error=failed.get(channel, ""),
+            ),
         )
     if failed:
         log.warning("alert.delivery_failed", dead_letter=letter_id, failed=failed)

@@ -18,7 +18,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from workers import catalog, keys
+from workers import broker, catalog, keys
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
 from workers.settings import get_settings
@@ -37,6 +37,7 @@ def create_app() -> Celery:
     # every task runs the same policies: retries, deferral, poison, dead letters, history, time
     # limits (workers/policies)
     app = Celery("zxsync", include=TASK_MODULES, task_cls="workers.policies:PolicyTask")
+    broker.install()  # kombu's Redis transports, repaired so a worker outlives a failover
     app.on_configure.connect(_resolve_broker, weak=False)
     app.conf.update(
         task_acks_late=True,
@@ -126,11 +127,15 @@ def create_app() -> Celery:
 
 def _resolve_broker(sender: Celery, **_: object) -> None:
     """Deferred so importing the app never starts an embedded Redis by itself."""
-    url = resolve_redis_url(get_settings())
-    sender.conf.broker_url = url
+    use_broker(sender, resolve_redis_url(get_settings()))
+
+
+def use_broker(app: Celery, url: str) -> None:
+    """The app's broker is `url`, with TLS options for a `rediss://` URL."""
+    app.conf.broker_url = url
     ssl_options = broker_ssl_options(url)
     if ssl_options is not None:
-        sender.conf.broker_use_ssl = ssl_options
+        app.conf.broker_use_ssl = ssl_options
 
 
 def broker_ssl_options(url: str) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import redis
@@ -13,6 +13,7 @@ from clients.tokens import TokenCipher, TokenManager
 from clients.xero import XeroClient, refresh_xero_token
 from clients.zoho import ZohoClient, refresh_zoho_token
 from schemas.connection import Connection
+from schemas.links import Stored
 from workers.activity import CountingLimiter
 from workers.deadletter import DeadLetterStore
 from workers.history import RecordHistory
@@ -24,6 +25,8 @@ from workers.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from workers.batching import Flush
+
+S = TypeVar("S", bound=Stored)
 
 
 @lru_cache(maxsize=1)
@@ -48,10 +51,11 @@ class StageContext:
     batch: dict[str, Any] | None = None  # what a flush sends a resumed stage (workers/batching)
     flush: Flush | None = None  # the flusher's fenced hold on the buffer, in a batch handler
 
-    def batch_outcome(self, element_id: str) -> dict[str, Any] | None:
-        """What the flush that resumed this stage did with one of its elements."""
+    def batch_outcome(self, element_id: str, model: type[S]) -> S | None:
+        """What the flush that resumed this stage did with one of its elements, as the model
+        of its kind's outcomes (schemas/links.py)."""
         outcome = ((self.batch or {}).get("outcomes") or {}).get(element_id)
-        return dict(outcome) if outcome is not None else None
+        return model.model_validate(outcome) if outcome is not None else None
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, insert, select, update
 
 from schemas.errors import SyncError
@@ -52,6 +53,19 @@ class DeadLetter:
     traceback: str
     failed_at: str
     id: str = ""
+
+
+class AlertDelivery(BaseModel):
+    """One report channel's last attempt at telling about a letter (workers/alerts.py): a
+    retry of the report skips the channels that took it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    ok: bool
+    at: str  # ISO 8601, UTC
+    attempt: int  # the report task's attempt, from 1
+    error: str = ""  # why it failed, redacted
 
 
 def describe(exc: BaseException) -> tuple[str, str, str, str]:
@@ -155,8 +169,8 @@ class DeadLetterStore:
         with self.database.begin() as conn:
             return bool(conn.execute(stmt).rowcount)
 
-    def deliveries(self, letter_id: str) -> dict[str, dict[str, Any]]:
-        """Each report channel's last attempt for this letter: ok, at, attempt, error."""
+    def deliveries(self, letter_id: str) -> dict[str, AlertDelivery]:
+        """Each report channel's last attempt for this letter."""
         if not letter_id.isdigit():
             return {}
         d = alert_deliveries
@@ -165,27 +179,19 @@ class DeadLetterStore:
         )
         with self.database.begin(read=True) as conn:
             return {
-                channel: {"ok": bool(ok), "at": at, "attempt": attempt, "error": error}
+                channel: AlertDelivery(
+                    channel=channel, ok=bool(ok), at=at, attempt=attempt, error=error or ""
+                )
                 for channel, ok, at, attempt, error in conn.execute(query)
             }
 
-    def record_delivery(
-        self, letter_id: str, channel: str, *, ok: bool, at: str, attempt: int, error: str = ""
-    ) -> None:
+    def record_delivery(self, letter_id: str, delivery: AlertDelivery) -> None:
+        """Keep this attempt as the channel's last for the letter."""
         d = alert_deliveries
-        key = (d.c.letter_id == int(letter_id)) & (d.c.channel == channel)
+        key = (d.c.letter_id == int(letter_id)) & (d.c.channel == delivery.channel)
         with self.database.begin() as conn:
             conn.execute(delete(d).where(key))
-            conn.execute(
-                insert(d).values(
-                    letter_id=int(letter_id),
-                    channel=channel,
-                    ok=ok,
-                    at=at,
-                    attempt=attempt,
-                    error=error,
-                )
-            )
+            conn.execute(insert(d).values(letter_id=int(letter_id), **delivery.model_dump()))
 
     @staticmethod
     def _letter(row: Any) -> DeadLetter:

@@ -29,6 +29,7 @@ from celery.exceptions import Ignore
 from kombu.utils.uuid import uuid
 
 from schemas.errors import RateLimited
+from schemas.history import HistoryEvent
 from schemas.wire import dumps, loads
 from workers import keys
 from workers.app import app
@@ -58,14 +59,16 @@ def reschedule(exc: RateLimited) -> None:
         due = time.time() + wait
         signature = task.signature_from_request(retries=max(1, request.retries), task_id=uuid())
         park(task.name, message, dict(signature), due, str(exc))
-        history.log(key, task.name, "deferred", error=str(exc), until=_iso(due))
+        history.log(key, task.name, HistoryEvent.DEFERRED, error=str(exc), until=_iso(due))
         history.quiet_until(key, due)
         log.warning("stage.deferred", stage=task.name, record=key, until=_iso(due))
     else:
         task.signature_from_request(
             countdown=wait, retries=request.retries, task_id=uuid()
         ).apply_async()
-        history.log(key, task.name, "throttled", error=str(exc), countdown=round(wait, 2))
+        history.log(
+            key, task.name, HistoryEvent.THROTTLED, error=str(exc), countdown=round(wait, 2)
+        )
     raise Ignore()
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from schemas.history import HistoryEvent
 from schemas.wire import dumps, loads
 from workers import keys
 from workers.store import Database, get_database
@@ -82,14 +83,16 @@ class RecordHistory:
         pipe.zadd(progress_key(connection), {key: time.time()})
         pipe.execute()
 
-    def log(self, key: str, stage: str, event: str, **detail: Any) -> None:
-        """Append to the record's history; for an in-flight record this counts as progress."""
+    def log(self, key: str, stage: str, event: HistoryEvent, **detail: Any) -> None:
+        """Append to the record's history; for an in-flight record this counts as progress. An
+        event not in `HistoryEvent` raises ValueError before anything is written."""
+        event = HistoryEvent(event)
         row = {
             "connection": key.split(":", 1)[0],
             "record_key": key,
             "at": datetime.now(UTC).isoformat(),
             "stage": stage,
-            "event": event,
+            "event": event.value,
             "detail": dumps(detail),
         }
         self.database.append_history([row])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
 
 import redis
 from redis.exceptions import LockError
@@ -25,6 +24,7 @@ from redis.lock import Lock
 
 from schemas.errors import Busy
 from schemas.jobs import SyncJob
+from schemas.links import INVOICE, L, LinkKind, TotalPair
 from workers import keys
 from workers.store import Database, get_database
 
@@ -93,25 +93,27 @@ class IdempotencyStore:
             with suppress(LockError):  # the lease expired while we worked: nothing to release
                 lock.release()
 
-    def link(self, kind: str, connection: str, zoho_id: str) -> dict[str, Any] | None:
-        return self.database.links(kind, connection, [zoho_id]).get(zoho_id)
+    def link(self, kind: LinkKind[L], connection: str, zoho_id: str) -> L | None:
+        return self.links(kind, connection, [zoho_id]).get(zoho_id)
 
-    def links(self, kind: str, connection: str, zoho_ids: list[str]) -> dict[str, dict[str, Any]]:
-        return self.database.links(kind, connection, zoho_ids)
+    def links(self, kind: LinkKind[L], connection: str, zoho_ids: list[str]) -> dict[str, L]:
+        raw = self.database.links(kind.name, connection, zoho_ids)
+        return {zid: kind.parse(value) for zid, value in raw.items()}
 
-    def set_links(self, kind: str, connection: str, values: dict[str, dict[str, Any]]) -> None:
-        self.database.set_links(kind, connection, values)
+    def set_links(self, kind: LinkKind[L], connection: str, values: dict[str, L]) -> None:
+        wire = {zid: link.wire() for zid, link in values.items()}
+        self.database.set_links(kind.name, connection, wire)
 
-    def accept_total(self, connection: str, link_id: str) -> dict[str, str] | None:
+    def accept_total(self, connection: str, link_id: str) -> TotalPair | None:
         """Accept the total difference judged on this invoice link (Zoho and Xero totals as
         judged; a later change of either is judged anew); None when none stands."""
-        link = self.link("invoice", connection, link_id)
-        if link is None or not link.get("total_differs"):
+        link = self.link(INVOICE, connection, link_id)
+        if link is None or link.total_differs is None:
             return None
-        accepted = {**link, "accepted_total": link["total_differs"]}
-        self.set_links("invoice", connection, {link_id: accepted})
-        return dict(link["total_differs"])
+        accepted = link.model_copy(update={"accepted_total": link.total_differs})
+        self.set_links(INVOICE, connection, {link_id: accepted})
+        return link.total_differs
 
-    def forget_links(self, kind: str, connection: str, zoho_ids: list[str]) -> None:
+    def forget_links(self, kind: LinkKind[L], connection: str, zoho_ids: list[str]) -> None:
         """Drop links Xero says are stale (archived contact, deleted item): looked up again."""
-        self.database.forget_links(kind, connection, zoho_ids)
+        self.database.forget_links(kind.name, connection, zoho_ids)

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from schemas.errors import ConfigurationError
 from workers.settings import Settings, get_settings
@@ -136,12 +136,32 @@ def fail_fast(timeout: float) -> None:
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    """The process-wide Redis client (decoded strings). Commands ride out a Redis restart or
-    failover of up to about half a minute instead of failing the stage that issued them
-    (unless the process chose `fail_fast`); with a `sentinel://` URL the client asks the
-    Sentinels for the master again after a failover."""
+    """The process-wide Redis client (decoded strings): `connect` to REDIS_URL."""
     settings = get_settings()
-    url = resolve_redis_url(settings)
+    return connect(resolve_redis_url(settings), settings.zxs_redis_sentinel_master)
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """A master's connection that asks the Sentinels where the master is on every connect.
+
+    redis-py's own (8.1) does so only when the pool hands a connection out: a connection that
+    drops inside a command's retries reconnects at the address it had (redis/redis-py#3874),
+    after a failover the dead master's, until the retries run out (about 30 s) and the stage
+    that sent the command fails (tests/test_redis_failover.py)."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self._sock and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+def connect(url: str, sentinel_master: str) -> redis.Redis:
+    """A client whose commands ride out a Redis restart or failover of up to about half a
+    minute instead of failing the stage that issued them (unless the process chose
+    `fail_fast`); with a `sentinel://` URL it asks the Sentinels for the master again after a
+    failover."""
     options: dict[str, Any] = {
         "decode_responses": True,
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
@@ -151,9 +171,12 @@ def get_redis() -> redis.Redis:
     if url.startswith("sentinel://"):
         nodes, password, db = sentinel_nodes(url)
         sentinels = Sentinel(nodes, socket_timeout=2.0)  # type: ignore[no-untyped-call]
-        master = settings.zxs_redis_sentinel_master
         client = sentinels.master_for(  # type: ignore[no-untyped-call]
-            master, password=password, db=db, **options
+            sentinel_master,
+            password=password,
+            db=db,
+            connection_class=_SentinelConnection,
+            **options,
         )
         return cast(redis.Redis, client)
     return redis.Redis.from_url(url, **options)

@@ -14,6 +14,7 @@ import time
 
 import structlog
 
+from schemas.history import HistoryEvent
 from schemas.jobs import SyncJob
 from workers.activity import record_heartbeat
 from workers.admission import pump
@@ -42,7 +43,7 @@ def redrive_stalled() -> int:
             history.log(
                 key,
                 "zxsync.redrive_stalled",
-                "redriven",
+                HistoryEvent.REDRIVEN,
                 detail=f"no progress for {settings.zxs_stall_seconds:.0f} s",
             )
             submit(replay)

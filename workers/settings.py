@@ -52,13 +52,6 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]*$",
         description="Prefix of every Redis key (workers/keys.py), so deployments share a Redis.",
     )
-    zxs_redis_mark_replicas: int = Field(
-        0,
-        ge=0,
-        description="Replicas that must hold a create's 'may have reached Xero' mark before"
-        " the create is sent, when the master has replicas (0: do not wait). Experimental:"
-        " README 'Exactly once'.",
-    )
     xero_api_url: str = "https://api.xero.com/api.xro/2.0"
     xero_identity_url: str = "https://identity.xero.com"
     zoho_api_url: str = "https://www.zohoapis.com"

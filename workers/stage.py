@@ -1,7 +1,10 @@
 """A stage: what every pipeline stage does around its own work, beside the app's policies.
 
-A stage is a plain function `(StageMessage, StageContext) -> StageMessage`. This module wraps it
-as a Celery task that parses the message, passes skipped jobs through, logs how the stage ended,
+A stage is a plain function `(message, StageContext) -> StageMessage` whose first parameter's
+type is its contract: a `StageMessage`, or a narrowed one (schemas/jobs.py) naming what earlier
+stages guarantee. This module wraps it as a Celery task that parses the message into that type
+(a message lacking a guaranteed field is a `ContractBroken`, dead-lettered with its payload),
+passes skipped jobs through, logs how the stage ended,
 and parks the stage in a batch buffer and resumes it (workers/batching.py). Retries, rate-limit
 deferral, poison, dead letters and time limits are every task's, not a stage's
 (workers/policies).
@@ -9,14 +12,17 @@ deferral, poison, dead letters and time limits are every task's, not a stage's
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 import structlog
 from celery import Task
 from kombu.utils.uuid import uuid
+from pydantic import TypeAdapter, ValidationError
 
-from schemas.errors import RefusedInBatch
+from schemas.errors import ContractBroken, RefusedInBatch
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from workers.app import app
 from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
@@ -24,7 +30,8 @@ from workers.context import StageContext, build_context
 from workers.history import record_key
 from workers.policies import PolicyTask
 
-StageFn = Callable[[StageMessage, StageContext], StageMessage]
+M = TypeVar("M", bound=StageMessage)
+StageFn = Callable[[M, StageContext], StageMessage]
 log = structlog.get_logger("zxsync.stage")
 
 
@@ -46,7 +53,9 @@ class StageTask(PolicyTask):
             args=args, task_id=uuid(), retries=self.request.retries, kwargs={}
         )
         enqueue(wait.kind, ctx.connection.name, wait.elements, resume)
-        ctx.history.log(key, self.name, "batched", kind=wait.kind, elements=len(wait.elements))
+        ctx.history.log(
+            key, self.name, HistoryEvent.BATCHED, kind=wait.kind, elements=len(wait.elements)
+        )
 
 
 def raise_batch_error(batch: dict[str, Any] | None) -> None:
@@ -57,17 +66,46 @@ def raise_batch_error(batch: dict[str, Any] | None) -> None:
         raise RefusedInBatch(error["kind"], error["message"], hint=hint, field=field)
 
 
-def stage(name: str) -> Callable[[StageFn], Task]:
+def contract(fn: Callable[..., Any]) -> TypeAdapter[Any]:
+    """The parser of a stage's input: its first parameter's type, as annotated."""
+    first = next(iter(inspect.signature(fn).parameters))
+    return TypeAdapter(get_type_hints(fn, include_extras=True)[first])
+
+
+def parse(name: str, adapter: TypeAdapter[M], message: dict[str, Any]) -> M:
+    """The message as the stage's type; one lacking what an earlier stage guarantees fails as
+    a ContractBroken naming the fields (the policies dead-letter it with its payload)."""
+    try:
+        return adapter.validate_python(message)
+    except ValidationError as exc:
+        tags = {"sale", "purchase", "cancel"}  # schemas/jobs.py `route`
+        problems = [
+            (".".join(str(p) for p in err["loc"] if p not in tags), err["msg"])
+            for err in exc.errors()
+        ]
+        raise ContractBroken(
+            f"{name} got a message without what the earlier stages guarantee: "
+            + "; ".join(f"{where or 'message'}: {msg}" for where, msg in problems),
+            field=problems[0][0],
+            hint="A defect (or a message edited by hand): report it with the payload; replay "
+            "the record from its first stage once fixed.",
+        ) from None
+
+
+def stage(name: str) -> Callable[[StageFn[M]], Task]:
     """Register a stage function as the Celery task `name` (the app's policies included)."""
 
-    def register(fn: StageFn) -> Task:
+    def register(fn: StageFn[M]) -> Task:
+        adapter: TypeAdapter[M] = contract(fn)
+
         @app.task(name=name, base=StageTask, bind=True)
         def run(
             task: StageTask, message: dict[str, Any], batch: dict[str, Any] | None = None
         ) -> dict[str, Any] | None:
-            msg = StageMessage.model_validate(message)
-            if msg.skipped_reason:
+            if message.get("skipped_reason"):
+                StageMessage.model_validate(message)  # a skip needs no more than the message
                 return message
+            msg = parse(name, adapter, message)
             key = _record_key(msg)
             ctx = task.context_for(msg.job.connection)
             ctx.batch = batch
@@ -92,7 +130,10 @@ def stage(name: str) -> Callable[[StageFn], Task]:
             with the app's policies (workers/policies)."""
             if batch.get("errors"):
                 return None
-            msg = StageMessage.model_validate(message)
+            try:
+                msg = parse(name, adapter, message)
+            except ContractBroken:  # the task's own run meets it again and dead-letters it
+                return None
             key = _record_key(msg)
             ctx = build_context(msg.job.connection, attempt)
             ctx.batch = batch
@@ -125,8 +166,8 @@ def _bound(name: str, key: str, ctx: StageContext) -> Any:
 def _done(name: str, result: StageMessage, ctx: StageContext, key: str) -> dict[str, Any]:
     """Log how the stage ended; a skip ends the record's run here."""
     if result.skipped_reason:
-        ctx.history.log(key, name, "skipped", detail=result.skipped_reason)
+        ctx.history.log(key, name, HistoryEvent.SKIPPED, detail=result.skipped_reason)
         ctx.history.finish(ctx.connection.name, key, "skipped", result.skipped_reason)
     else:
-        ctx.history.log(key, name, "done")
+        ctx.history.log(key, name, HistoryEvent.DONE)
     return result.model_dump(mode="json")

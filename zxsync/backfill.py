@@ -45,7 +45,22 @@ from schemas.adoption import (
     index_by_number,
     item_matches,
 )
+from schemas.history import HistoryEvent
 from schemas.jobs import BACKFILL_EVENT_PREFIX, SyncJob
+from schemas.links import (
+    CONTACT,
+    INVOICE,
+    ITEM,
+    PURCHASE_ORDER,
+    PURCHASE_ORDER_XERO,
+    VENDOR,
+    ContactLink,
+    InvoiceLink,
+    ItemLink,
+    LinkKind,
+    PurchaseOrderLink,
+    PurchaseOrderRecord,
+)
 from schemas.sequence import decide
 from workers import keys
 from workers.context import StageContext
@@ -62,8 +77,8 @@ class ModuleSpec:
     number: str
     party: str  # the lookup to the account (vendor)
     date_field: str
-    link_kind: str
-    contact_kind: str
+    link_kind: LinkKind[Any]  # INVOICE or PURCHASE_ORDER
+    contact_kind: LinkKind[ContactLink]
     sales: bool = True
 
     def link_id(self, module: str, record_id: str) -> str:
@@ -71,11 +86,11 @@ class ModuleSpec:
 
 
 SPECS = {
-    "Invoices": ModuleSpec("Invoice_Number", "Account_Name", "Invoice_Date", "invoice", "contact"),
-    "Quotes": ModuleSpec("Quote_Number", "Account_Name", "Created_Time", "invoice", "contact"),
-    "Sales_Orders": ModuleSpec("SO_Number", "Account_Name", "Created_Time", "invoice", "contact"),
+    "Invoices": ModuleSpec("Invoice_Number", "Account_Name", "Invoice_Date", INVOICE, CONTACT),
+    "Quotes": ModuleSpec("Quote_Number", "Account_Name", "Created_Time", INVOICE, CONTACT),
+    "Sales_Orders": ModuleSpec("SO_Number", "Account_Name", "Created_Time", INVOICE, CONTACT),
     "Purchase_Orders": ModuleSpec(
-        "PO_Number", "Vendor_Name", "PO_Date", "purchase_order", "vendor", sales=False
+        "PO_Number", "Vendor_Name", "PO_Date", PURCHASE_ORDER, VENDOR, sales=False
     ),
 }
 
@@ -91,8 +106,8 @@ class Plan:
     verdicts: list[Verdict]
     xero_calls_read: int
     zoho_credits_read: int
-    contact_links: dict[str, dict[str, str]] = field(default_factory=dict)
-    item_links: dict[str, dict[str, str]] = field(default_factory=dict)
+    contact_links: dict[str, ContactLink] = field(default_factory=dict)
+    item_links: dict[str, ItemLink] = field(default_factory=dict)
     new_accounts: int = 0
 
     def count(self, action: str) -> int:
@@ -178,7 +193,6 @@ def build_plan(
             )
             for i in ctx.xero.all_invoices('Type=="ACCREC"')
         ]
-        taken_kind = "invoice"
     else:
         xero_docs = [
             XeroDoc(
@@ -191,7 +205,6 @@ def build_plan(
             )
             for o in ctx.xero.purchase_orders({})
         ]
-        taken_kind = "purchase_order"
     contacts = ctx.xero.all_contacts()
     by_number: dict[str, list[str]] = {}
     names = {c.ContactID: c.Name for c in contacts}
@@ -201,9 +214,9 @@ def build_plan(
     accounts = sorted({d.account_id for d in docs if d.account_id})
     contact_links = ctx.idempotency.links(spec.contact_kind, conn.name, accounts)
     matched = contact_matches(
-        accounts, {a: str(v["ContactID"]) for a, v in contact_links.items()}, by_number
+        accounts, {a: v.ContactID for a, v in contact_links.items()}, by_number
     )
-    taken = _taken(ctx, taken_kind, {x.doc_id for x in xero_docs}, links)
+    taken = _taken({x.doc_id for x in xero_docs}, links)
     verdicts = decide_adoption(docs, index_by_number(xero_docs), matched, taken)
     creates = {v.doc.account_id for v in verdicts if v.action == "create"}
     plan = Plan(
@@ -211,7 +224,7 @@ def build_plan(
         0,
         credits,
         contact_links={
-            a: {"ContactID": c, "Name": names.get(c, "")}
+            a: ContactLink(ContactID=c, Name=names.get(c, ""))
             for a, c in matched.items()
             if a not in contact_links
         },
@@ -227,14 +240,17 @@ def build_plan(
 
 
 def _taken(
-    ctx: StageContext, kind: str, xero_ids: set[str], links: dict[str, dict[str, Any]]
+    xero_ids: set[str], links: dict[str, InvoiceLink] | dict[str, PurchaseOrderLink]
 ) -> frozenset[str]:
     """Xero documents some Zoho record of this module is already linked to."""
-    key = "InvoiceID" if kind == "invoice" else "PurchaseOrderID"
-    return frozenset(str(v.get(key)) for v in links.values()) & xero_ids
+    return frozenset(_xero_id(v) for v in links.values()) & xero_ids
 
 
-def _item_links(ctx: StageContext) -> tuple[dict[str, dict[str, str]], int]:
+def _xero_id(link: InvoiceLink | PurchaseOrderLink) -> str:
+    return link.InvoiceID if isinstance(link, InvoiceLink) else link.PurchaseOrderID
+
+
+def _item_links(ctx: StageContext) -> tuple[dict[str, ItemLink], int]:
     """Zoho products whose code Xero's items have and that are not linked yet."""
     from schemas.errors import InvalidRecord
     from schemas.mapping import product_code
@@ -252,10 +268,10 @@ def _item_links(ctx: StageContext) -> tuple[dict[str, dict[str, str]], int]:
     items = ctx.xero.all_items()
     by_code = {i.Code: i.ItemID for i in items}
     names = {i.ItemID: i.Name or "" for i in items}
-    linked = ctx.idempotency.links("item", ctx.connection.name, list(codes))
+    linked = ctx.idempotency.links(ITEM, ctx.connection.name, list(codes))
     matched = item_matches({p: c for p, c in codes.items() if p not in linked}, by_code)
     return {
-        p: {"ItemID": i, "Code": codes[p], "Name": names[i]} for p, i in matched.items()
+        p: ItemLink(ItemID=i, Code=codes[p], Name=names[i]) for p, i in matched.items()
     }, credits
 
 
@@ -288,23 +304,23 @@ def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
     if plan.contact_links:
         ctx.idempotency.set_links(spec.contact_kind, conn, plan.contact_links)
     if plan.item_links:
-        ctx.idempotency.set_links("item", conn, plan.item_links)
+        ctx.idempotency.set_links(ITEM, conn, plan.item_links)
     for start in range(0, len(adopted), 100):
         chunk = adopted[start : start + 100]
-        links: dict[str, dict[str, Any]] = {}
+        links: dict[str, InvoiceLink | PurchaseOrderLink] = {}
         updates = []
         for v in chunk:
             x = v.xero
             assert x is not None
             if spec.sales:
-                links[spec.link_id(module, v.doc.record_id)] = {
-                    "InvoiceID": x.doc_id,
-                    "InvoiceNumber": x.number,
-                    "Status": x.status,
-                    "Total": str(x.total),
-                    "version": None,
-                    "sent_by": "adopted",
-                }
+                links[spec.link_id(module, v.doc.record_id)] = InvoiceLink(
+                    InvoiceID=x.doc_id,
+                    InvoiceNumber=x.number,
+                    Status=x.status,
+                    Total=x.total,
+                    version=None,
+                    sent_by="adopted",
+                )
                 updates.append(
                     {
                         "id": v.doc.record_id,
@@ -315,12 +331,12 @@ def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
                     }
                 )
             else:
-                links[v.doc.record_id] = {
-                    "PurchaseOrderID": x.doc_id,
-                    "PurchaseOrderNumber": x.number,
-                    "Status": x.status,
-                    "version": None,
-                }
+                links[v.doc.record_id] = PurchaseOrderLink(
+                    PurchaseOrderID=x.doc_id,
+                    PurchaseOrderNumber=x.number,
+                    Status=x.status,
+                    version=None,
+                )
                 updates.append(
                     {
                         "id": v.doc.record_id,
@@ -333,16 +349,20 @@ def adopt(ctx: StageContext, module: str, plan: Plan) -> int:
         ctx.idempotency.set_links(spec.link_kind, conn, links)
         if not spec.sales:
             ctx.idempotency.set_links(
-                "purchase_order_xero",
+                PURCHASE_ORDER_XERO,
                 conn,
-                {v.xero.doc_id: {"record_id": v.doc.record_id} for v in chunk if v.xero},
+                {
+                    v.xero.doc_id: PurchaseOrderRecord(record_id=v.doc.record_id)
+                    for v in chunk
+                    if v.xero
+                },
             )
         ctx.zoho.update_each(module, updates)
         for v in chunk:
             ctx.history.log(
                 record_key(conn, module, v.doc.record_id),
                 "zxsync.backfill",
-                "adopted",
+                HistoryEvent.ADOPTED,
                 detail=v.reason,
             )
     return len(adopted)

@@ -17,10 +17,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sandbox.config import SandboxConfig, XeroLimits
 from sandbox.seed import build_dataset, load_dataset
 from zxsync.stack import LocalConnection, LocalStack
+
+if TYPE_CHECKING:
+    from workers.deadletter import DeadLetter
 
 CONNECTION = LocalConnection("chaos", "c4a05000-0000-4000-8000-000000000001", "org-chaos")
 
@@ -35,6 +39,7 @@ class ChaosReport:
     kills: int
     redis_restarts: int
     seconds: float
+    anomalies: tuple[str, ...] = ()  # each lost or duplicated record: what Xero and we hold
 
     @property
     def exact(self) -> bool:
@@ -46,6 +51,7 @@ class ChaosReport:
             f"{self.dead_lettered}, lost {self.lost}, duplicated {self.duplicated}",
             f"worker SIGKILLs {self.kills}, Redis restarts {self.redis_restarts}, "
             f"wall time {self.seconds:.1f} s",
+            *self.anomalies,
         ]
 
 
@@ -200,29 +206,61 @@ def _count(
     from workers.deadletter import DeadLetterStore
     from workers.redis import get_redis
 
-    references = Counter(
-        str(inv.get("Reference"))
+    live = [
+        inv
         for inv in stack.xero.invoices(CONNECTION.xero_tenant_id)
         if inv.get("Status") not in ("DELETED", "VOIDED")
-    )
-    letters = Counter(
-        dl.record_id
+    ]
+    references = Counter(str(inv.get("Reference")) for inv in live)
+    letters = [
+        dl
         for dl in DeadLetterStore(get_redis()).list(1_000_000)
         if dl.connection == CONNECTION.name
-    )
+    ]
+    letter_count = Counter(dl.record_id for dl in letters)
     created = dead = lost = duplicated = 0
+    anomalies: list[str] = []
     for invoice in invoices:
         in_xero = references[str(invoice["Invoice_Number"])]
-        dead_letters = letters[str(invoice["id"])]
+        dead_letters = letter_count[str(invoice["id"])]
         if in_xero == 1 and dead_letters == 0:
             created += 1
         elif in_xero == 0 and dead_letters == 1:
             dead += 1
-        elif in_xero == 0 and dead_letters == 0:
-            lost += 1
         else:
-            duplicated += 1
-    return ChaosReport(len(invoices), created, dead, lost, duplicated, kills, restarts, seconds)
+            if in_xero == 0 and dead_letters == 0:
+                lost += 1
+            else:
+                duplicated += 1
+            anomalies.append(_anomaly(invoice, live, letters))
+    return ChaosReport(
+        len(invoices), created, dead, lost, duplicated, kills, restarts, seconds, tuple(anomalies)
+    )
+
+
+def _anomaly(
+    invoice: dict[str, object], live: list[dict[str, object]], letters: list[DeadLetter]
+) -> str:
+    """One lost or duplicated record in words: its Xero invoices, dead letters and history, so
+    a failed run says which path went wrong."""
+    from workers.store import get_database
+
+    record, number = str(invoice["id"]), str(invoice["Invoice_Number"])
+    xero = [
+        f"{x.get('InvoiceNumber')} {x.get('InvoiceID')}"
+        for x in live
+        if x.get("Reference") == number
+    ]
+    dead = [
+        f"{dl.error_kind}: {dl.error} [{' | '.join(dl.traceback.strip().splitlines()[-12:])}]"
+        for dl in letters
+        if dl.record_id == record
+    ]
+    history = get_database().history(f"{CONNECTION.name}:Invoices:{record}")
+    steps = "; ".join(
+        f"{h['at'][11:23]} {h['stage']} {h['event']} {h.get('detail', '')}".strip() for h in history
+    )
+    return f"Invoices {record} ({number}): Xero {xero}, dead letters {dead}, history: {steps}"
 
 
 # ------------------------------------------------------------------ Xero's faults (issue #22)

@@ -201,6 +201,7 @@ def sandbox(
 ) -> None:
     """Run the Xero and Zoho sandboxes in the foreground, seeded, and print the settings to use
     (on REDIS_URL's Redis when set, else an embedded one stopped with the sandboxes)."""
+    import contextlib
     import signal
     import time
 
@@ -215,7 +216,10 @@ def sandbox(
 
     signal.signal(signal.SIGTERM, stop)
     config = SandboxConfig.from_env(minute_seconds=minute_seconds)  # ZXS_SANDBOX_*
-    with LocalStack([CONNECTION], config, redis_url=get_settings().redis_url) as stack:
+    # a stop may come at any point, even while the settings are still being printed (a
+    # supervisor that read the first line): the stack stops, and the exit is still 0
+    stack = LocalStack([CONNECTION], config, redis_url=get_settings().redis_url)
+    with contextlib.suppress(KeyboardInterrupt), stack:
         load_dataset(stack.zoho, CONNECTION.zoho_org_id, build_dataset(invoices=invoices))
         console.print("Sandboxes running. Put these in your .env (Ctrl-C to stop):")
         for name, value in stack.env.items():
@@ -224,11 +228,9 @@ def sandbox(
                 markup=False,
                 soft_wrap=True,
             )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            console.print("stopping")
+        while True:
+            time.sleep(3600)
+    console.print("stopped")
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ def add(
 ) -> None:
     """Add a connection (validated; its tokens and webhook keys stored encrypted)."""
     connection = _store().add(_read(source))
-    audit.record(None, getpass.getuser(), "connections.add", connection.name)
+    audit.record(getpass.getuser(), "connections.add", connection.name)
     out.print(f"added {connection.name}", markup=False)
 
 
@@ -100,7 +100,7 @@ def edit(
     _managed_here(name)
     changes = _pairs(assignments)
     _store().edit(name, changes)
-    audit.record(None, getpass.getuser(), "connections.edit", name, ",".join(sorted(changes)))
+    audit.record(getpass.getuser(), "connections.edit", name, ",".join(sorted(changes)))
     out.print(f"edited {name}: {', '.join(sorted(changes))}", markup=False)
 
 
@@ -110,7 +110,7 @@ def remove(name: str) -> None:
     _managed_here(name)
     if not _store().remove(name):
         raise ConfigurationError(f"no connection '{name}' in the database", field="name")
-    audit.record(None, getpass.getuser(), "connections.remove", name)
+    audit.record(getpass.getuser(), "connections.remove", name)
     out.print(f"removed {name}", markup=False)
 
 

@@ -33,7 +33,7 @@ class IdleDay:
 def seed_linked_invoice(stack: LocalStack, conn: LocalConnection) -> tuple[str, str]:
     """A Zoho invoice linked to an AUTHORISED Xero invoice, as the pipeline leaves it; (Xero
     InvoiceID, Zoho record id). Seeded directly: no Xero call is spent."""
-    from schemas.payments import INVOICE_REVERSE_LINK
+    from schemas.links import INVOICE_XERO, InvoiceRecord
     from workers.context import build_context
 
     account = stack.zoho.insert(conn.zoho_org_id, "Accounts", {"Account_Name": "Idle Pty"})
@@ -82,14 +82,12 @@ def seed_linked_invoice(stack: LocalStack, conn: LocalConnection) -> tuple[str, 
     assert invoice is not None, errors
     ctx = build_context(conn.name)
     ctx.idempotency.set_links(
-        INVOICE_REVERSE_LINK,
+        INVOICE_XERO,
         conn.name,
         {
-            invoice["InvoiceID"]: {
-                "module": "Invoices",
-                "record_id": str(record["id"]),
-                "account_id": str(account["id"]),
-            }
+            invoice["InvoiceID"]: InvoiceRecord(
+                module="Invoices", record_id=str(record["id"]), account_id=str(account["id"])
+            )
         },
     )
     return str(invoice["InvoiceID"]), str(record["id"])

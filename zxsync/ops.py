@@ -69,7 +69,8 @@ def dlq_show(letter_id: str) -> None:
         markup=False,
     )
     for channel, delivery in sorted(_store().deliveries(letter_id).items()):
-        console.print(f"alert via {channel}: {delivery}", markup=False)
+        attempt = delivery.model_dump(exclude={"channel"})
+        console.print(f"alert via {channel}: {attempt}", markup=False)
     console.print(f"\npayload: {letter.payload}\n\n{letter.traceback}", markup=False)
 
 
@@ -133,7 +134,7 @@ def dlq_accept_total(letter_id: str) -> None:
         raise typer.Exit(1)
     event_id = replay(letter, store)
     console.print(
-        f"accepted Xero total {pair['xero']} for Zoho {pair['zoho']}; replayed {letter.id} "
+        f"accepted Xero total {pair.xero} for Zoho {pair.zoho}; replayed {letter.id} "
         f"(event {event_id})",
         markup=False,
     )

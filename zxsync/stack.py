@@ -257,7 +257,7 @@ class LocalStack:
 
 def _point_process_at(redis_url: str | None) -> None:
     """Forget cached settings, Redis client and broker connections; use `redis_url`."""
-    from workers.app import app
+    from workers.app import app, use_broker
     from workers.redis import get_redis
     from workers.settings import get_settings
 
@@ -266,4 +266,7 @@ def _point_process_at(redis_url: str | None) -> None:
     # pooled connections still point at the previous broker: drop the app's references the
     # way Celery itself does after a fork (kombu keeps its pools per broker URL, open)
     app._after_fork()
-    app.conf.broker_url = redis_url
+    if redis_url is None:
+        app.conf.broker_url = None
+    else:
+        use_broker(app, redis_url)

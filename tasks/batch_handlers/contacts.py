@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.errors import InvalidRecord, SyncError, ValidationFailed
+from schemas.links import CONTACT, ContactLink, ContactOutcome
 from schemas.wire import dumps
 from schemas.xero import XeroContact, XeroContactIn
 from tasks.batch_handlers.elements import ContactElement
@@ -20,7 +21,7 @@ from workers.context import StageContext
 from workers.idempotency import idempotency_key
 
 CONTACTS = "contacts"
-LINK = "contact"
+LINK = CONTACT
 
 
 @batch_handler(CONTACTS)
@@ -35,9 +36,11 @@ def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
     conn = ctx.connection.name
     batching = ctx.settings.zxs_batching
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements]) if batching else {}
-    results: Results = {e.id: known[e.id] for e in elements if e.id in known}
+    results: Results = {e.id: _outcome(known[e.id]) for e in elements if e.id in known}
     # an element added bare (its account already waited) but finished meanwhile: look again
-    results.update({e.id: {} for e in elements if e.id not in known and _payload(e).body is None})
+    results.update(
+        {e.id: ContactOutcome() for e in elements if e.id not in known and _payload(e).body is None}
+    )
     todo = [e for e in elements if e.id not in known and _payload(e).body is not None]
     bodies = {e.id: XeroContactIn.model_validate(_payload(e).body) for e in todo}
     found: dict[str, XeroContact] = {}
@@ -79,13 +82,16 @@ def write_contacts(ctx: StageContext, elements: list[Element]) -> Results:
             results[element.id] = ValidationFailed(
                 "Xero", [f"{record}: {m}" for m in refused[element.id]]
             )
-    links = {eid: {"ContactID": c.ContactID, "Name": c.Name} for eid, c in found.items()}
+    links = {eid: ContactLink(ContactID=c.ContactID, Name=c.Name) for eid, c in found.items()}
     assert ctx.flush is not None, "a batch handler runs in a flush"
     ctx.flush.store(LINK, links, [])
-    results.update(links)
-    for element_id, note in notes.items():  # read by the waiting stage into its history
-        results[element_id] = {**links[element_id], "note": note}
+    # a note is read by the waiting stage into its history
+    results.update({eid: _outcome(link, notes.get(eid)) for eid, link in links.items()})
     return results
+
+
+def _outcome(link: ContactLink, note: str | None = None) -> ContactOutcome:
+    return ContactOutcome(ContactID=link.ContactID, Name=link.Name, note=note)
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,19 @@ keeps it, else looked up by its unique Reference before any late create.
 from __future__ import annotations
 
 import hashlib
-import time
-from typing import Any
 
 from clients.xero import quote
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
+from schemas.links import CREDIT_NOTE, CreditNoteLink, CreditNoteOutcome
 from schemas.wire import dumps
 from schemas.xero import XeroCreditNote
+from tasks.batch_handlers.creates import send_claimed
 from tasks.batch_handlers.elements import CreditNoteElement
 from workers.batching import Element, Later, Results, batch_handler, flush_key, plan_unlinked
 from workers.context import StageContext
 
 CREDIT_NOTES = "credit_notes"
-CREDIT_LINK = "credit_note"  # element id -> the credit note Xero created for it
+CREDIT_LINK = CREDIT_NOTE  # element id -> the credit note Xero created for it
 
 
 @batch_handler(CREDIT_NOTES)
@@ -32,7 +32,7 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     conn, settings = ctx.connection.name, ctx.settings
     results: Results = {}
     known = ctx.idempotency.links(CREDIT_LINK, conn, [e.id for e in elements])
-    results.update({eid: {**link, "action": "adopted"} for eid, link in known.items()})
+    results.update({eid: _outcome(link, "adopted") for eid, link in known.items()})
     todo, digests, plan = plan_unlinked(
         elements,
         known,
@@ -44,53 +44,49 @@ def write_credit_notes(ctx: StageContext, elements: list[Element]) -> Results:
     earlier, failed = _earlier(ctx, plan.lookup)
     results.update(failed)
     links = {eid: _link(note) for eid, note in earlier.items()}
-    results.update({eid: {**link, "action": "adopted"} for eid, link in links.items()})
+    results.update({eid: _outcome(link, "adopted") for eid, link in links.items()})
     ctx.flush.store(CREDIT_LINK, links, [*known, *links])
     again = {e.id for group in plan.resend.values() for e in group}
     new = [e for e in todo if e.id not in results and e.id not in again]
     requests = list(plan.resend.items())
     if new:
         requests.append((flush_key(CREDIT_NOTES, conn, new, ",".join(e.id for e in new)), new))
-    looked_up = frozenset(e.id for e in plan.lookup)
-    for key, claimed in requests:
-        refused = ctx.flush.sending(
-            claimed,
-            key,
-            {e.id: digests[e.id] for e in claimed},
-            claim=CREDIT_LINK,
-            looked_up=looked_up,
-            margin=settings.zxs_lookup_margin_seconds,
+    results.update(
+        send_claimed(
+            ctx,
+            CREDIT_LINK,
+            requests,
+            digests,
+            frozenset(e.id for e in plan.lookup),
+            lambda group, key: ctx.xero.create_credit_notes([_payload(e).body for e in group], key),
+            _created,
+            _refused,
         )
-        # another create holds the claim: back as suspects, adopted or looked up after it
-        results.update(
-            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
-        )
-        group = [e for e in claimed if e.id not in refused]
-        if not group:
-            continue
-        answers = ctx.xero.create_credit_notes([_payload(e).body for e in group], key)
-        links, settled = {}, []
-        for element, (note, errors) in zip(group, answers, strict=True):
-            settled.append(element.id)
-            if note is None:
-                results[element.id] = ValidationFailed(
-                    "Xero",
-                    [f"{_payload(element).record}: {m}" for m in errors],
-                    hint="Fix the record (or the Xero setting named) and replay the dead letter.",
-                )
-            else:
-                links[element.id] = _link(note)
-                results[element.id] = {**links[element.id], "action": "created"}
-        ctx.flush.store(CREDIT_LINK, links, settled)
+    )
     return results
 
 
-def _link(note: XeroCreditNote) -> dict[str, Any]:
-    return {
-        "CreditNoteID": note.CreditNoteID,
-        "CreditNoteNumber": note.CreditNoteNumber,
-        "Total": str(note.Total),
-    }
+def _created(element: Element, note: XeroCreditNote) -> tuple[CreditNoteLink, CreditNoteOutcome]:
+    link = _link(note)
+    return link, _outcome(link, "created")
+
+
+def _outcome(link: CreditNoteLink, action: str) -> CreditNoteOutcome:
+    return CreditNoteOutcome(**link.model_dump(), action=action)
+
+
+def _refused(element: Element, errors: list[str]) -> SyncError:
+    return ValidationFailed(
+        "Xero",
+        [f"{_payload(element).record}: {m}" for m in errors],
+        hint="Fix the record (or the Xero setting named) and replay the dead letter.",
+    )
+
+
+def _link(note: XeroCreditNote) -> CreditNoteLink:
+    return CreditNoteLink(
+        CreditNoteID=note.CreditNoteID, CreditNoteNumber=note.CreditNoteNumber, Total=note.Total
+    )
 
 
 def _digest(element: Element) -> str:

@@ -9,30 +9,31 @@ and the rest are created with `summarizeErrors=false`, so a refused invoice fail
 from __future__ import annotations
 
 import hashlib
-import time
-from typing import Any
 
 from schemas.errors import RetryableApiError, SyncError, ValidationFailed
+from schemas.links import CONTACT, INVOICE, ITEM, InvoiceLink, InvoiceOutcome
 from schemas.wire import dumps
 from schemas.xero import XeroInvoice, XeroInvoiceIn
+from tasks.batch_handlers.creates import send_claimed
 from tasks.batch_handlers.elements import InvoiceElement
 from workers.batching import Element, Later, Results, batch_handler, flush_key, plan_unlinked
 from workers.context import StageContext
 
-LINK = "invoice"
+LINK = INVOICE
 INVOICES = "invoices"
 
 
-def invoice_link(invoice: XeroInvoice, version: str | None) -> dict[str, Any]:
-    """What the invoice link keeps of a Xero invoice (the stage and the handler write it)."""
-    return {
-        "InvoiceID": invoice.InvoiceID,
-        "InvoiceNumber": invoice.InvoiceNumber,
-        "Status": invoice.Status,
-        "Total": str(invoice.Total),
-        "Reference": invoice.Reference or "",  # the Zoho number (the accountant's export)
-        "version": version,
-    }
+def invoice_link(invoice: XeroInvoice, version: str | None) -> InvoiceLink:
+    """What the invoice link keeps of a Xero invoice (the stage and the handler write it;
+    merged into a link with `merged`, these fields replace the link's)."""
+    return InvoiceLink(
+        InvoiceID=invoice.InvoiceID,
+        InvoiceNumber=invoice.InvoiceNumber,
+        Status=invoice.Status,
+        Total=invoice.Total,
+        Reference=invoice.Reference or "",
+        version=version,
+    )
 
 
 @batch_handler(INVOICES)
@@ -49,11 +50,9 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     results: Results = {}
     known = ctx.idempotency.links(LINK, conn, [e.id for e in elements])
     for element_id, link in known.items():
-        results[element_id] = {
-            "action": "adopted",
-            "Total": str(link.get("Total", "")),
-            "version": link.get("version"),
-        }
+        results[element_id] = InvoiceOutcome(
+            action="adopted", Total=link.Total, version=link.version
+        )
     todo, digests, plan = plan_unlinked(
         elements,
         known,
@@ -64,7 +63,7 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     results.update({eid: Later(until) for eid, until in plan.later.items()})
     earlier, failed = _earlier(ctx, plan.lookup)
     results.update(failed)
-    links: dict[str, dict[str, Any]] = {}
+    links: dict[str, InvoiceLink] = {}
     for element in todo:
         invoice = earlier.get(element.id)
         if invoice is not None:
@@ -77,33 +76,18 @@ def write_invoices(ctx: StageContext, elements: list[Element]) -> Results:
     if new:
         versions = ",".join(f"{e.id}@{_payload(e).version}" for e in new)
         requests.append((flush_key(INVOICES, conn, new, versions), new))
-    looked_up = frozenset(e.id for e in plan.lookup)
-    for key, claimed in requests:
-        refused = ctx.flush.sending(
-            claimed,
-            key,
-            {e.id: digests[e.id] for e in claimed},
-            claim=LINK,
-            looked_up=looked_up,
-            margin=settings.zxs_lookup_margin_seconds,
+    results.update(
+        send_claimed(
+            ctx,
+            LINK,
+            requests,
+            digests,
+            frozenset(e.id for e in plan.lookup),
+            lambda group, key: ctx.xero.create_invoices([_payload(e).body for e in group], key),
+            _created,
+            lambda element, errors: _refused(ctx, element, errors),
         )
-        # another create holds the claim: back as suspects, adopted or looked up after it
-        results.update(
-            {eid: Later(time.time() + settings.zxs_lookup_margin_seconds) for eid in refused}
-        )
-        group = [e for e in claimed if e.id not in refused]
-        if not group:
-            continue
-        answers = ctx.xero.create_invoices([_payload(e).body for e in group], key)
-        links, settled = {}, []
-        for element, (invoice, errors) in zip(group, answers, strict=True):
-            settled.append(element.id)  # Xero answered for it: created, or refused and not saved
-            if invoice is None:
-                results[element.id] = _refused(ctx, element, errors)
-            else:
-                links[element.id] = invoice_link(invoice, _payload(element).version)
-                results[element.id] = _outcome("created", invoice, element)
-        ctx.flush.store(LINK, links, settled)
+    )
     return results
 
 
@@ -171,10 +155,14 @@ def _lookup_failed(record: str, exc: SyncError) -> SyncError:
     )
 
 
-def _outcome(action: str, invoice: XeroInvoice, element: Element) -> dict[str, Any]:
+def _created(element: Element, invoice: XeroInvoice) -> tuple[InvoiceLink, InvoiceOutcome]:
+    return invoice_link(invoice, _payload(element).version), _outcome("created", invoice, element)
+
+
+def _outcome(action: str, invoice: XeroInvoice, element: Element) -> InvoiceOutcome:
     """What a waiting stage learns: the action, Xero's total, and which content was written
     (a waiter that read a later edit of the record applies it after the create)."""
-    return {"action": action, "Total": str(invoice.Total), "version": _payload(element).version}
+    return InvoiceOutcome(action=action, Total=invoice.Total, version=_payload(element).version)
 
 
 def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncError:
@@ -182,10 +170,10 @@ def _refused(ctx: StageContext, element: Element, errors: list[str]) -> SyncErro
     looks the contact or item up again instead of sending the same stale id."""
     conn, text = ctx.connection.name, " ".join(errors)
     if "archived" in text:
-        ctx.idempotency.forget_links("contact", conn, [_payload(element).account_id])
+        ctx.idempotency.forget_links(CONTACT, conn, [_payload(element).account_id])
     stale = [pid for pid, code in _payload(element).products.items() if f"'{code}'" in text]
     if stale and "Item code" in text:
-        ctx.idempotency.forget_links("item", conn, stale)
+        ctx.idempotency.forget_links(ITEM, conn, stale)
     return ValidationFailed(
         "Xero",
         [f"{_payload(element).record}: {m}" for m in errors],

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.errors import ValidationFailed
+from schemas.links import ITEM, ItemLink, ItemOutcome
 from schemas.wire import dumps
 from schemas.xero import XeroItemIn
 from tasks.batch_handlers.elements import ItemElement
@@ -14,7 +15,7 @@ from workers.batching import Element, Results, batch_handler, flush_key
 from workers.context import StageContext
 
 ITEMS = "items"
-LINK = "item"
+LINK = ITEM
 
 
 @batch_handler(ITEMS)
@@ -39,19 +40,19 @@ def write_items(ctx: StageContext, elements: list[Element]) -> Results:
         existing = ctx.xero.find_items(taken)
         found.update({i.Code: i.ItemID for i in existing})
         names.update({i.Code: i.Name for i in existing})
-    links: dict[str, dict[str, Any]] = {}
+    links: dict[str, ItemLink] = {}
     results: Results = {}
     for element_id, body in bodies.items():
         if body.Code in found:
-            links[element_id] = {"Code": body.Code, "ItemID": found[body.Code]}
-            outcome = dict(links[element_id])
+            links[element_id] = ItemLink(Code=body.Code, ItemID=found[body.Code])
             name = names.get(body.Code, body.Name)
+            note = None
             if (name or "").strip().casefold() != body.Name.strip().casefold():
-                outcome["note"] = (
+                note = (
                     f"adopted the Xero item {body.Code!r} by its code, though its name is "
                     f"{name!r} and the Zoho product's is {body.Name!r}"
                 )
-            results[element_id] = outcome
+            results[element_id] = ItemOutcome(Code=body.Code, ItemID=found[body.Code], note=note)
         else:
             record = records[body.Code]
             results[element_id] = ValidationFailed(

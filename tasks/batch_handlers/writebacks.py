@@ -4,6 +4,7 @@ for up to 100 records; a newer write-back of a record replaces the one waiting."
 from __future__ import annotations
 
 from schemas.errors import ValidationFailed
+from schemas.links import WrittenBack
 from tasks.batch_handlers.elements import WriteBackElement
 from workers.batching import Element, Results, batch_handler
 from workers.context import StageContext
@@ -23,7 +24,7 @@ def write_back(ctx: StageContext, elements: list[Element]) -> Results:
             results[element.id] = (
                 ValidationFailed("Zoho", [f"{module} {element.id}: {m}" for m in errors])
                 if errors
-                else {"written": True}
+                else WrittenBack(written=True)
             )
     return results
 

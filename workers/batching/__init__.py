@@ -49,7 +49,7 @@ the face stages and handlers use.
 from __future__ import annotations
 
 from workers.batching.buffer import Buffer, Element
-from workers.batching.fence import Flush, LeaseLost, flush_key, mark_replicas
+from workers.batching.fence import Flush, LeaseLost, flush_key
 from workers.batching.flush import flush_batch
 from workers.batching.kinds import (
     CONTINUATIONS,
@@ -79,7 +79,6 @@ __all__ = [
     "enqueue",
     "flush_batch",
     "flush_key",
-    "mark_replicas",
     "plan_suspects",
     "plan_unlinked",
     "sweep_batches",

@@ -9,9 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from schemas.errors import MarkNotReplicated
+from schemas.links import L, LinkKind
 from schemas.wire import dumps
 from workers.batching.buffer import Buffer, Element
 from workers.idempotency import idempotency_key
@@ -38,18 +36,6 @@ return 1
 """
 
 
-MARK_REPLICATION_MS = 2000  # how long a create waits for a replica to hold its mark
-
-
-def mark_replicas(redis_client: redis.Redis, wanted: int) -> int:
-    """How many replicas must acknowledge a mark before its create goes out: `wanted`
-    (ZXS_REDIS_MARK_REPLICAS), capped by the replicas the master has now (none: no wait)."""
-    if wanted <= 0:
-        return 0
-    replication = redis_client.info("replication")
-    return min(wanted, int(replication.get("connected_slaves", 0)))
-
-
 @dataclass(frozen=True)
 class Flush:
     """One flusher's hold on a buffer: every write a handler makes goes through here, checked
@@ -61,7 +47,6 @@ class Flush:
 
     buffer: Buffer
     token: int
-    replicas: int = 0  # replicas that must hold a mark before its create is sent
 
     def sending(
         self,
@@ -69,7 +54,7 @@ class Flush:
         key: str,
         digests: dict[str, str] | None = None,
         *,
-        claim: str = "",
+        claim: LinkKind[Any] | None = None,
         looked_up: frozenset[str] = frozenset(),
         margin: float = 0.0,
     ) -> set[str]:
@@ -79,12 +64,13 @@ class Flush:
         With `claim` (a link kind) the database first claims each element's link row under
         the key (workers/store `claim_creates`): the ids it refuses (linked, or claimed by a
         create that may still be committing; a claim older than `margin` is taken over by an
-        element `looked_up` and not found) are returned, unmarked, and must not be sent."""
+        element `looked_up` and not found) are returned, their marks dropped, and must not be
+        sent."""
         self.check()
         refused: set[str] = set()
-        if claim:
+        if claim is not None:
             refused = get_database().claim_creates(
-                claim,
+                claim.name,
                 self.buffer.connection,
                 sorted(e.id for e in elements),
                 key,
@@ -94,49 +80,39 @@ class Flush:
         going = [e for e in elements if e.id not in refused]
         ids = sorted(e.id for e in going)
         mark = dumps({"key": key, "at": time.time(), "ids": ids, "digests": digests or {}})
-        self._write({e.id: mark for e in going}, [], replicas=self.replicas)
+        # the database holds what was let out: a refused element's mark is an older request's,
+        # dropped so it is looked up next time rather than sent again under a key the claim no
+        # longer has (refused at every flush until the mark aged out of the window)
+        self._write({e.id: mark for e in going}, sorted(refused))
         return refused
 
-    def store(self, link_kind: str, links: dict[str, dict[str, Any]], settled: list[str]) -> None:
+    def store(self, link_kind: LinkKind[L], links: dict[str, L], settled: list[str]) -> None:
         """Store the links Xero's answers gave and clear the marks of the elements now settled
         (created, adopted, found absent, or refused: Xero's answer is known). The links go to
         the database once the fence holds: a true answer of Xero is never wrong to keep; a
         settled element without a link (Xero refused it) gives its pending claim back."""
         self.check()
-        if link_kind:
-            database = get_database()
-            database.set_links(link_kind, self.buffer.connection, links)
-            database.release_claims(
-                link_kind, self.buffer.connection, [s for s in settled if s not in links]
-            )
+        database = get_database()
+        wire = {zid: link.wire() for zid, link in links.items()}
+        database.set_links(link_kind.name, self.buffer.connection, wire)
+        database.release_claims(
+            link_kind.name, self.buffer.connection, [s for s in settled if s not in links]
+        )
         self._write({}, settled)
 
     def check(self) -> None:
         """Raise LeaseLost unless this flusher still holds the buffer."""
         self._write({}, [])
 
-    def _write(self, marks: dict[str, str], settled: list[str], *, replicas: int = 0) -> None:
+    def _write(self, marks: dict[str, str], settled: list[str]) -> None:
         buffer = self.buffer
         args: list[Any] = [self.token, len(marks)]
         for element_id, mark in marks.items():
             args += [element_id, mark]
         args += settled
         keys = [buffer.key("fence"), buffer.key("sent")]
-        # one connection for both: WAIT counts the writes of the connection that sends it
-        pipe = buffer.redis.pipeline(transaction=False)
-        pipe.eval(_FENCED, len(keys), *keys, *args)
-        if replicas:
-            pipe.wait(replicas, MARK_REPLICATION_MS)
-        written, *acknowledged = pipe.execute()
-        if not written:
+        if not buffer.redis.eval(_FENCED, len(keys), *keys, *args):
             raise LeaseLost(f"{buffer.member}: another flusher holds the buffer")
-        if acknowledged and int(acknowledged[0]) < replicas:
-            raise MarkNotReplicated(
-                f"{buffer.member}: {acknowledged[0]} of {replicas} Redis replicas acknowledged"
-                f" the marks within {MARK_REPLICATION_MS} ms; the create was not sent",
-                hint="Check the Redis replicas' replication link (INFO replication); it is"
-                " retried on its own once a replica keeps up.",
-            )
 
 
 def flush_key(kind: str, connection: str, elements: list[Element], content: str) -> str:

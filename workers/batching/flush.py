@@ -30,7 +30,7 @@ from schemas.errors import RateLimited, SyncError
 from workers import keys
 from workers.app import app
 from workers.batching.buffer import Buffer, Element
-from workers.batching.fence import Flush, LeaseLost, mark_replicas
+from workers.batching.fence import Flush, LeaseLost
 from workers.batching.kinds import KINDS, Results
 from workers.batching.policy import batch_size, due_in, schedule_flush
 from workers.batching.resume import resume
@@ -75,9 +75,7 @@ def _holding(buffer: Buffer, lock: Lock, renewer: _Renewer) -> int:
     settings = get_settings()
     redis_client = buffer.redis
     try:
-        hold = Flush(
-            buffer, buffer.fence(), mark_replicas(redis_client, settings.zxs_redis_mark_replicas)
-        )
+        hold = Flush(buffer, buffer.fence())
         buffer.suspect_after_restart()
         buffer.reclaim_orphans()
         wait = due_in(buffer, settings)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from schemas.errors import SyncError
+from schemas.links import Stored
 from workers.context import StageContext
 
 if TYPE_CHECKING:
@@ -36,8 +37,8 @@ class AwaitingBatch(Exception):
         return (AwaitingBatch, (self.kind, self.elements, self.carry))
 
 
-# per element: an outcome (JSON) for the waiting stages, or the error that refused it
-Results = dict[str, "dict[str, Any] | SyncError"]
+# per element: an outcome for the waiting stages (schemas/links.py), or the error that refused it
+Results = dict[str, "Stored | SyncError"]
 Handler = Callable[[StageContext, "list[Element]"], Results]
 
 

@@ -39,7 +39,7 @@ def resume(buffer: Buffer, results: Results) -> None:
                 if isinstance(result, SyncError):
                     news.setdefault("errors", {})[element_id] = error_payload(result)
                 else:
-                    news.setdefault("outcomes", {})[element_id] = result
+                    news.setdefault("outcomes", {})[element_id] = result.wire()
         markers = [keys.BATCH_RESUMED(task_id) for task_id in merged]
         seen = buffer.redis.pipeline()
         for marker in markers:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from schemas.history import HistoryEvent
 from workers.deadletter import describe
 from workers.history import record_key
 from workers.outcomes import record_history
@@ -35,7 +36,7 @@ class History(Policy):
             str(job["connection"]), str(job.get("module", "")), str(job.get("record_id", ""))
         )
         record_history(get_redis()).log(
-            key, task.name, "retry", error=str(exc), countdown=round(countdown, 1)
+            key, task.name, HistoryEvent.RETRY, error=str(exc), countdown=round(countdown, 1)
         )
         log.warning(
             "stage.retry",
@@ -53,5 +54,12 @@ class History(Policy):
         kind, message, _, _ = describe(failure.exc)
         key = record_key(letter.connection, letter.module, letter.record_id)
         history = record_history(get_redis())
-        history.log(key, task.name, "dead_letter", error=message, kind=kind, dead_letter=letter.id)
+        history.log(
+            key,
+            task.name,
+            HistoryEvent.DEAD_LETTER,
+            error=message,
+            kind=kind,
+            dead_letter=letter.id,
+        )
         history.finish(letter.connection, key, "failed", message)
