@@ -15,6 +15,7 @@ import pytest
 import redis
 from celery.canvas import Signature
 
+from schemas.links import WrittenBack
 from workers import batching, keys
 from workers.batching import Buffer, Element, Results
 from workers.batching import flush as flush_module
@@ -38,7 +39,7 @@ class Handler:
         self.started.set()
         if ctx.connection.name in self.blocking:
             assert self.release.wait(10), "the test never released the handler"
-        return {e.id: {"written": True} for e in elements}
+        return {e.id: WrittenBack(written=True) for e in elements}
 
 
 @pytest.fixture
