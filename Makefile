@@ -39,10 +39,11 @@ test: $(STAMP) chromium
 # the tests not marked `integration` (pyproject's markers): ~390 in-process tests on two
 # processes (pytest-xdist; they share nothing but the machine's Redis, a database each). Each
 # process collects every test (~5 s of CPU): on a machine busy with other work, WORKERS=0 (one
-# process) spends less CPU for about the same wall time
+# process) spends less CPU for about the same wall time. The property tests draw a quarter of
+# their examples here (tests/fuzzing.py); `make test` draws them all
 WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -n $(WORKERS) -m "not integration"
+	ZXS_FUZZ_SCALE=0.25 $(BIN)/pytest -q -n $(WORKERS) --dist worksteal -m "not integration"
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(MYPY_PATHS)

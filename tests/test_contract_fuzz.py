@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +45,7 @@ def outcome(payload: Any) -> SyncJob | InvalidJob:
         return exc
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(json_values, plausible))
 def test_the_door_accepts_or_says_why_and_nothing_else(payload: Any) -> None:
     result = outcome(payload)
@@ -59,7 +60,7 @@ def test_the_door_accepts_or_says_why_and_nothing_else(payload: Any) -> None:
         assert SyncJob.model_validate(json.loads(result.model_dump_json())) == result
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.text(max_size=2000))
 def test_unicode_and_huge_strings_never_escape_as_other_errors(text: str) -> None:
     for field in FIELDS:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import fakeredis
 import pytest
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -39,7 +40,7 @@ SETTINGS = Settings(zxs_connections=json.dumps(CONNECTIONS))
 REFUSALS = {400, 401, 404, 405, 413, 415}
 # ZXS_FUZZ_EXAMPLES=2000 for a longer hunt; the default keeps `make test` quick
 FUZZ = settings(
-    max_examples=int(os.environ.get("ZXS_FUZZ_EXAMPLES", "60")),
+    max_examples=examples(int(os.environ.get("ZXS_FUZZ_EXAMPLES", "60"))),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

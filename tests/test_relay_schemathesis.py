@@ -16,6 +16,7 @@ from typing import Any
 import fakeredis
 import pytest
 import schemathesis
+from fuzzing import examples
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from starlette.testclient import TestClient
@@ -82,7 +83,7 @@ def authenticated(case: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
