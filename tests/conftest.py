@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import tempfile
@@ -9,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -31,6 +32,21 @@ def shared_file(*parts: str) -> Path:
         if candidate.exists():
             return candidate
     return Path(__file__).resolve().parents[2].joinpath("shared", *parts)
+
+
+@functools.cache
+def xero_spec() -> dict[str, Any]:
+    """The official Xero Accounting API spec (../shared/xero), read once per test process: even
+    libyaml's loader takes most of a second over its 900 KB, and four test modules read it."""
+    import yaml
+
+    path = shared_file("xero", "xero_accounting.yaml")
+    if not path.exists():
+        pytest.skip(f"Xero spec not found at {path}")
+    spec: dict[str, Any] = yaml.load(
+        path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    )
+    return spec
 
 
 def _claim_database(host_url: str) -> int | None:
@@ -67,8 +83,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
-    """Build a started LocalStack with fresh connection names (no state shared with others);
-    `tenants=2` gives two connections, each its own Xero tenant and Zoho org."""
+    """Build a started LocalStack with fresh connection names and a Redis namespace of its own
+    (no state shared with others, queues included); `tenants=2` gives two connections, each its
+    own Xero tenant and Zoho org. Its workers' warm shutdown (~3 s) overlaps the next test."""
     from zxsync.stack import LocalConnection, LocalStack
 
     stacks: list[LocalStack] = []
@@ -82,13 +99,17 @@ def make_stack(redis_url: str) -> Iterator[Callable[..., object]]:
             conns.append(
                 LocalConnection(f"it-{suffix}", str(uuid.uuid4()), f"org-{suffix}", options or {})
             )
-        stack = LocalStack(conns, redis_url=redis_url, **kwargs)  # type: ignore[arg-type]
+        extra_env = {
+            "ZXS_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
+            **(kwargs.pop("extra_env", None) or {}),  # type: ignore[dict-item]
+        }
+        stack = LocalStack(conns, redis_url=redis_url, extra_env=extra_env, **kwargs)  # type: ignore[arg-type]
         stacks.append(stack)
         return stack.start()
 
     yield factory
     for stack in stacks:
-        stack.stop()
+        stack.stop(wait=False)
 
 
 @pytest.fixture

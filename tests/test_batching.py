@@ -17,6 +17,7 @@ from sandbox.seed import build_dataset, load_dataset
 from schemas.errors import ValidationFailed
 from schemas.links import CONTACT, ItemLink
 from workers import batching
+from workers import keys as redis_keys
 from workers.batching import Buffer, Element, Results
 from workers.batching.policy import wait_before_flush
 from workers.batching.resume import continue_chain, resume
@@ -297,7 +298,7 @@ def test_lost_links_are_found_in_xero_not_created_twice(
 
     with get_database().begin() as db:  # every link lost: the replay must find, not create
         db.execute(links.delete().where(links.c.connection == conn.name))
-    redis_client.delete(f"zxs:outcomes:{conn.name}")
+    redis_client.delete(redis_keys.OUTCOMES(conn.name))
     before = dict(stack.xero.stats()["by_route"])
     submit_records(conn.name, ids, "again", event="replay")
     outcomes = wait_for_outcomes(conn.name, keys, timeout=90)

@@ -5,6 +5,7 @@ the app is driven over Starlette's TestClient. The browser test is tests/test_co
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -83,10 +84,15 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@functools.cache
+def users() -> str:
+    """The two test users, hashed once: a hash at scrypt's real cost is ~55 ms of CPU."""
+    return f"olga:operator:{hash_password(PASSWORD)},vic:viewer:{hash_password(PASSWORD)}"
+
+
 def console_settings(**overrides: Any) -> ConsoleSettings:
     values: dict[str, Any] = {
-        "zxs_console_users": f"olga:operator:{hash_password(PASSWORD)},"
-        f"vic:viewer:{hash_password(PASSWORD)}",
+        "zxs_console_users": users(),
         "zxs_console_secret": SECRET,
         "zxs_console_cookie_secure": False,
         **overrides,

@@ -18,6 +18,7 @@ from sandbox.faults import Planned
 from sandbox.seed import REF, build_dataset, load_dataset
 from sandbox.xero_state import validation_error
 from schemas.links import INVOICE, InvoiceLink, TotalPair
+from workers import keys
 from workers.batching import Buffer, Element, Flush, LeaseLost, plan_suspects
 from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
@@ -499,7 +500,7 @@ def test_an_invoice_whose_total_differs_stays_failed_on_the_next_event_until_acc
         # the note and status are the exception report's Zoho channel, delivered after the outcome
         status = _wait_zoho_status(stack, conn.zoho_org_id, record_id, "Failed")
         assert status == "Failed", status
-        get_redis().delete(f"zxs:outcomes:{conn.name}")
+        get_redis().delete(keys.OUTCOMES(conn.name))
     letters = DeadLetterStore(get_redis())
     letter = next(
         d for d in letters.list() if (d.connection, d.record_id) == (conn.name, record_id)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sandbox.seed import build_dataset, load_dataset
+from workers import keys
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ class Scenario:
         from workers.redis import get_redis
 
         key = f"{self.conn.name}:{module}:{record_id}"
-        get_redis().hdel(f"zxs:outcomes:{self.conn.name}", key)
+        get_redis().hdel(keys.OUTCOMES(self.conn.name), key)
         app.send_task(
             "zxsync.ingest",
             args=[

@@ -16,6 +16,7 @@ import pytest
 
 from sandbox.config import SandboxConfig
 from sandbox.seed import build_dataset, load_dataset
+from workers import keys as redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +174,7 @@ def test_a_spent_daily_budget_holds_the_work_until_the_next_day(
     deadline = time.monotonic() + 120
     while len(wait_pending(conn.name, keys)) < len(keys) and time.monotonic() < deadline:
         waited |= {"parked"} if parked() else set()
-        holds = redis_client.keys(f"zxs:batch:*:{conn.name}:hold")
+        holds = redis_client.keys(redis_keys.BUFFER["hold"].match(connection=conn.name))
         waited |= {"held"} if any(redis_client.ttl(k) > 1 for k in holds) else set()
         release_deferred()  # what `celery beat` does every ZXS_DEFER_POLL_SECONDS
         sweep_batches()  # and every few seconds

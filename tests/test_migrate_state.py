@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sandbox.seed import build_dataset, load_dataset
 from schemas.wire import dumps
+from workers import keys
 from workers.pipeline import submit_records
 from workers.redis import get_redis
 from workers.store import get_database
@@ -45,10 +46,10 @@ def test_links_history_and_dead_letters_move_from_redis_and_an_edit_creates_no_d
         db.execute(history.delete().where(history.c.record_key == key))
     assert {r.kind for r in rows} >= {"invoice", "contact", "item"}
     for row in rows:
-        redis_client.hset(f"zxs:links:{conn.name}:{row.kind}", row.zoho_id, row.value)
+        redis_client.hset(keys.LEGACY_LINKS(conn.name, row.kind), row.zoho_id, row.value)
     for entry in entries:
         redis_client.rpush(
-            f"zxs:history:{key}",
+            keys.LEGACY_HISTORY(key),
             dumps({"at": entry.at, "stage": entry.stage, "event": entry.event}),
         )
     old_letter = {
@@ -65,7 +66,7 @@ def test_links_history_and_dead_letters_move_from_redis_and_an_edit_creates_no_d
         "traceback": "",
         "failed_at": "2026-01-01T00:00:00+00:00",
     }
-    redis_client.xadd("zxs:dlq", old_letter)  # type: ignore[arg-type]  # redis-py: invariant dict
+    redis_client.xadd(keys.LEGACY_DLQ(), old_letter)  # type: ignore[arg-type]  # redis-py: invariant dict
 
     first = CliRunner().invoke(app, ["migrate-state"])
     assert first.exit_code == 0, first.output

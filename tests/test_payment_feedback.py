@@ -16,6 +16,7 @@ import pytest
 
 from relay.signatures import xero_signature
 from sandbox.xero_webhooks import XeroWebhooks
+from workers import keys
 
 pytestmark = pytest.mark.integration
 
@@ -208,17 +209,17 @@ def test_forged_webhook_is_refused_and_enqueues_nothing_and_intent_to_receive_pa
             "entropy": "FORGEDFORGEDFORGED",
         }
     ).encode()
-    queue = get_redis()
+    queue, payments = get_redis(), keys.broker_prefix() + "zxs.payments"
     for signature in (xero_signature(body, "guessed-key"), "", xero_signature(body + b" ", KEY)):
         answer = httpx.post(
             f"{url}/webhooks/xero", content=body, headers={"x-xero-signature": signature}
         )
         assert answer.status_code == 401, answer.text
-    assert queue.llen("zxs.payments") == 0
+    assert queue.llen(payments) == 0
     good = {"x-xero-signature": xero_signature(body, KEY)}
     signed = httpx.post(f"{url}/webhooks/xero", content=body, headers=good)
     assert signed.status_code == 200 and signed.content == b""
-    assert queue.llen("zxs.payments") == 1
+    assert queue.llen(payments) == 1
 
     wrong = XeroWebhooks()
     wrong.subscribe(tenant, f"{url}/webhooks/xero", "not-the-configured-key")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox.seed import build_dataset, load_dataset
+from workers import keys
 
 pytestmark = pytest.mark.integration
 MODULE = "Purchase_Orders"
@@ -55,7 +56,7 @@ def outcome_of(connection: str, record_id: str, timeout: float = 60) -> tuple[st
 def clear(connection: str, record_id: str) -> None:
     from workers.redis import get_redis
 
-    get_redis().hdel(f"zxs:outcomes:{connection}", f"{connection}:{MODULE}:{record_id}")
+    get_redis().hdel(keys.OUTCOMES(connection), f"{connection}:{MODULE}:{record_id}")
 
 
 def poll_statuses(stack: Any, record_id: str, status: str, timeout: float = 30) -> None:

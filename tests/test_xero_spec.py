@@ -13,7 +13,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
-from conftest import shared_file
+from conftest import shared_file, xero_spec
 
 from schemas.connection import Connection
 from schemas.mapping import contact_from_account, item_from_product, map_invoice
@@ -25,10 +25,7 @@ pytestmark = pytest.mark.skipif(not SPEC.exists(), reason=f"Xero spec not found 
 
 @pytest.fixture(scope="module")
 def components() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
-    # libyaml's loader when built in: the spec is large, pure Python takes seconds to read it
-    spec = yaml.load(SPEC.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return {"components": spec["components"]}
+    return {"components": xero_spec()["components"]}
 
 
 def validate(components: dict[str, Any], schema_name: str, body: dict[str, Any]) -> None:

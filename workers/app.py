@@ -21,7 +21,7 @@ from kombu import Exchange, Queue
 from workers import broker, catalog, keys
 from workers.logs import configure_logging
 from workers.redis import resolve_redis_url
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 
 STAGE_QUEUES = catalog.routes()  # every task's queue (workers/catalog.py)
 QUEUE_ORDER = catalog.queue_order()  # served first to last: workers/catalog.py says why
@@ -53,20 +53,7 @@ def create_app() -> Celery:
             Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUE_ORDER
         ],
         task_routes={name: {"queue": queue} for name, queue in STAGE_QUEUES.items()},
-        broker_transport_options={
-            "visibility_timeout": settings.zxs_visibility_timeout
-            or int(settings.zxs_retry_backoff_max * 3 + 600),
-            "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
-            "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
-            "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
-            # the deployment's namespace on kombu's keys too (workers/keys.py)
-            **({"global_keyprefix": keys.broker_prefix()} if keys.broker_prefix() else {}),
-            # a dead worker's messages come back once the visibility timeout passed: kombu looks
-            # every 10 s but by default scans (one ZRANGE) only every 10th time, which added up
-            # to 100 s when a host died (tests/test_hosts.py)
-            "unacked_restore_interval": 10,
-            "unacked_restore_throttle": 1,
-        },
+        broker_transport_options=broker_transport_options(settings),
         task_default_priority=0,
         broker_connection_retry_on_startup=True,
         # a stage hands its result to the next by publishing; ride out a Redis restart rather
@@ -131,11 +118,31 @@ def _resolve_broker(sender: Celery, **_: object) -> None:
 
 
 def use_broker(app: Celery, url: str) -> None:
-    """The app's broker is `url`, with TLS options for a `rediss://` URL."""
+    """The app's broker is `url`, with TLS options for a `rediss://` URL and the transport
+    options of the settings now (a namespace set since the app was made applies to the queues)."""
     app.conf.broker_url = url
+    app.conf.broker_transport_options = broker_transport_options(get_settings())
     ssl_options = broker_ssl_options(url)
     if ssl_options is not None:
         app.conf.broker_use_ssl = ssl_options
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Redis transport options for these settings."""
+    return {
+        "visibility_timeout": settings.zxs_visibility_timeout
+        or int(settings.zxs_retry_backoff_max * 3 + 600),
+        "queue_order_strategy": "priority",  # QUEUE_ORDER, first non-empty queue first
+        "priority_steps": PRIORITY_STEPS,  # per tenant: workers/pipeline.py
+        "master_name": settings.zxs_redis_sentinel_master,  # a sentinel:// broker only
+        # the deployment's namespace on kombu's keys too (workers/keys.py)
+        **({"global_keyprefix": keys.broker_prefix()} if keys.broker_prefix() else {}),
+        # a dead worker's messages come back once the visibility timeout passed: kombu looks
+        # every 10 s but by default scans (one ZRANGE) only every 10th time, which added up
+        # to 100 s when a host died (tests/test_hosts.py)
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
 
 
 def broker_ssl_options(url: str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -222,10 +223,27 @@ class LocalStack:
         stop_embedded()
         start_embedded(self.workdir / "redis", self._redis_port, self.host)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop everything. `wait=False` sends the workers SIGTERM and lets them finish their
+        warm shutdown on a thread (about 3 s each, most of it Celery's and billiard's own
+        sleeps), the work dir removed after: for a stack in a Redis namespace of its own
+        (ZXS_REDIS_NAMESPACE), whose leftovers no later stack's workers would see."""
         for process in self._workers:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        if wait or self._embedded_redis:
+            self._reap_workers()
+        self.xero.webhooks.close()
+        for server in self._servers:
+            server.stop()
+        self._restore_env_here()
+        if wait or self._embedded_redis:
+            self._remove_leftovers()
+        else:  # not a daemon: the interpreter waits for it at exit
+            threading.Thread(target=self._finish_in_background, name="zxs-stack-stop").start()
+
+    def _reap_workers(self) -> None:
+        """Wait out the workers' warm shutdown; a worker still there after 15 s is killed."""
         deadline = time.monotonic() + 15
         for process in self._workers:
             try:
@@ -233,15 +251,17 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        self.xero.webhooks.close()
-        for server in self._servers:
-            server.stop()
+
+    def _remove_leftovers(self) -> None:
         if self._embedded_redis:
             from workers.redis import stop_embedded
 
             stop_embedded()
-        self._restore_env_here()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _finish_in_background(self) -> None:
+        self._reap_workers()
+        self._remove_leftovers()
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from conftest import shared_file
+from conftest import xero_spec
 
 from sandbox.config import SandboxConfig, XeroLimits
 from sandbox.server import ThreadedServer
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.integration  # the sandbox served over HTTP, a server p
 API = "/api.xro/2.0"
 AU = "11111111-1111-4111-8111-111111111111"
 NZ = "22222222-2222-4222-8222-222222222222"
-SPEC = shared_file("xero", "xero_accounting.yaml")
 
 
 class Sandbox:
@@ -650,12 +649,8 @@ def test_where_interpreter() -> None:
 
 
 def test_answers_validate_against_the_official_spec(sb: Sandbox) -> None:
-    yaml = pytest.importorskip("yaml")
     jsonschema = pytest.importorskip("jsonschema")
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} not found")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    components = yaml.load(SPEC.read_text(), Loader=loader)["components"]
+    components = xero_spec()["components"]
 
     def check(schema: str, instance: Any) -> None:
         """Shapes and formats (uuid, date-time: rfc3339-validator) of the answer."""
@@ -777,11 +772,7 @@ def test_an_endpoint_outside_the_granted_scopes_answers_401_insufficient_scope(
 
 def _spec_query_params() -> dict[tuple[str, str], set[str]]:
     """(method, path) -> the query parameters the official spec defines for it (lowercase)."""
-    yaml = pytest.importorskip("yaml")
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} not found")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    spec = yaml.load(SPEC.read_text(), Loader=loader)
+    spec = xero_spec()
     shared = spec["components"]["parameters"]
     table: dict[tuple[str, str], set[str]] = {}
     for path, ops in spec["paths"].items():
