@@ -55,8 +55,9 @@ def ingest(task: StageTask, payload: Any) -> str:
         ctx.history.log(key, TASK_NAME, HistoryEvent.SKIPPED, detail=reason)
         ctx.history.finish(job.connection, key, "skipped", reason)
         return "skipped"
-    ctx.history.start(job.connection, key, job.model_dump(mode="json"))
-    ctx.history.log(
-        key, TASK_NAME, HistoryEvent.ACCEPTED, zoho_event=job.event, event_id=job.event_id
-    )
+    with ctx.history.gathered():  # one transaction, one round trip; written before admission
+        ctx.history.start(job.connection, key, job.model_dump(mode="json"))
+        ctx.history.log(
+            key, TASK_NAME, HistoryEvent.ACCEPTED, zoho_event=job.event, event_id=job.event_id
+        )
     return admit(ctx.redis, ctx.settings, StageMessage(job=job))

@@ -7,12 +7,15 @@ events went out whether or not anything listened."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery.canvas import Signature
 
+from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
 from workers import stage as stage_module
 from workers.batching import AwaitingBatch
@@ -30,7 +33,7 @@ def test_a_parked_stage_succeeds_without_its_chain_and_waits_in_the_buffer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parked: list[tuple[str, dict[str, Any]]] = []
-    history = SimpleNamespace(log=lambda *a, **k: None)
+    history = SimpleNamespace(log=lambda *a, **k: None, gathered=contextlib.nullcontext)
     ctx = SimpleNamespace(
         connection=SimpleNamespace(name="acme"), attempt=0, batch=None, history=history
     )
@@ -100,3 +103,121 @@ def test_the_broker_channel_builds_no_redis_client_per_publish_or_ack(
         assert sorted(received) == list(range(6))
         assert built == []  # five publishes, six gets and acks: the channel's one client
         queue(channel).delete()
+
+
+@dataclass
+class Writes:
+    """The database transactions and Redis round trips counted while a test runs."""
+
+    transactions: list[object] = field(default_factory=list)
+    round_trips: list[str] = field(default_factory=list)
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> Writes:
+    """From now on, until `monkeypatch.undo()`."""
+    import redis
+
+    from workers.store import Database
+
+    counted = Writes()
+    real_begin = Database.begin
+    real_command, real_execute = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def begin(self: Database, **kwargs: Any) -> Any:
+        counted.transactions.append(self)
+        return real_begin(self, **kwargs)
+
+    def command(self: redis.Redis, *args: Any, **kwargs: Any) -> Any:
+        counted.round_trips.append(str(args[0]))
+        return real_command(self, *args, **kwargs)
+
+    def execute(self: redis.client.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        counted.round_trips.append("pipeline")
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "begin", begin)
+    monkeypatch.setattr(redis.Redis, "execute_command", command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    return counted
+
+
+@stage("zxsync.test_finishes")
+def finishes(msg: StageMessage, ctx: StageContext) -> StageMessage:
+    key = f"{msg.job.connection}:{msg.job.module}:{msg.job.record_id}"
+    ctx.history.log(key, "mapping", HistoryEvent.DECISION, detail="a decision")
+    ctx.history.finish(msg.job.connection, key, "created", "INV-1")
+    return msg
+
+
+def test_a_stage_run_writes_its_history_in_one_transaction_and_one_redis_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stage run's history rows, its outcome and their Redis updates cost a transaction and
+    a round trip each (a decision, an outcome and the stage's end: three of each); they are
+    written together when the run ends, with the same rows, outcome and in-flight state."""
+    import fakeredis
+
+    from workers.history import RecordHistory, inflight_key, progress_key
+    from workers.store import get_database
+
+    client = fakeredis.FakeRedis(decode_responses=True)
+    finished: list[str] = []
+    history = RecordHistory(client, on_finish=lambda r, conn, key: finished.append(key))
+    ctx = SimpleNamespace(
+        connection=SimpleNamespace(name="acme"), attempt=0, batch=None, history=history
+    )
+    monkeypatch.setattr(Poison, "before", lambda self, task: None)  # no Redis to count in
+    monkeypatch.setattr(StageTask, "context_for", lambda self, connection: ctx)
+    key = "acme:Invoices:1"
+    history.start("acme", key, {"record_id": "1"})
+    job = SyncJob(
+        connection="acme", module="Invoices", record_id="1", event="insert", event_id="e-1"
+    )
+    message = StageMessage(job=job).model_dump(mode="json")
+    counted = count_writes(monkeypatch)
+    result = finishes.apply(args=(message,))
+    assert result.state == "SUCCESS"
+    assert len(counted.transactions) == 1 and counted.round_trips == ["pipeline"]
+    monkeypatch.undo()
+    events = [(e["stage"], e["event"]) for e in get_database().history(key)]
+    assert events == [("mapping", "decision"), ("zxsync.test_finishes", "done")]
+    assert history.outcomes("acme") == {key: ("created", "INV-1")}
+    assert finished == [key]
+    assert client.hlen(inflight_key("acme")) == 0 and client.zcard(progress_key("acme")) == 0
+
+
+def test_a_job_taken_in_is_put_in_flight_and_logged_in_one_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The door put a job in flight (a round trip) and logged it accepted (a transaction and a
+    round trip): one of each now, written before the job is admitted to its first stage."""
+    import fakeredis
+
+    from tasks import ingest
+    from workers.history import RecordHistory, inflight_key, progress_key
+    from workers.store import get_database
+
+    client = fakeredis.FakeRedis(decode_responses=True)
+    history = RecordHistory(client)
+    seen_at_admission: list[tuple[int, list[str], int, int, int]] = []
+
+    def admit(redis_client: Any, settings: Any, message: StageMessage) -> str:
+        before = len(counted.transactions), list(counted.round_trips)
+        key = "acme:Invoices:1"
+        in_flight = client.hlen(inflight_key("acme")), client.zcard(progress_key("acme"))
+        seen_at_admission.append((*before, *in_flight, len(get_database().history(key))))
+        return "admitted"
+
+    claims = SimpleNamespace(claim_event=lambda job, task_id: True)
+    ctx = SimpleNamespace(history=history, idempotency=claims, redis=client, settings=None)
+    monkeypatch.setattr(Poison, "before", lambda self, task: None)
+    monkeypatch.setattr(StageTask, "context_for", lambda self, connection: ctx)
+    monkeypatch.setattr(ingest, "admit", admit)
+    monkeypatch.setattr(ingest, "taken_in", lambda payload: None)
+    job = SyncJob(
+        connection="acme", module="Invoices", record_id="1", event="insert", event_id="e-1"
+    )
+    counted = count_writes(monkeypatch)
+    result = ingest.ingest.apply(args=(job.model_dump(mode="json"),))
+    assert result.result == "admitted"
+    assert seen_at_admission == [(1, ["pipeline"], 1, 1, 1)]

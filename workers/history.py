@@ -11,12 +11,18 @@ happen when a record finishes runs there: the listener the history was built wit
 outcome is stored. The workers build theirs with workers/outcomes.py's (the tenant's admission
 slot is freed, the console's counters move); the listener keeps this module free of Celery and
 its callers free of admission.
+
+A stage run writes its history `gathered` (workers/stage.py): its rows and its outcome in one
+database transaction and its Redis updates in one pipeline when the run ends, before the next
+stage is sent, instead of a transaction and a round trip per row (issue #19).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -61,6 +67,16 @@ def progress_key(connection: str) -> str:
 FinishListener = Callable[[redis.Redis, str, str], None]
 
 
+@dataclass
+class _Gathered:
+    """What a gathered stage run logged, to be written when it ends."""
+
+    started: list[tuple[str, str, str, float]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    progress: dict[str, float] = field(default_factory=dict)  # record key -> its last score
+    outcomes: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+
 class RecordHistory:
     def __init__(
         self,
@@ -71,6 +87,23 @@ class RecordHistory:
         self._redis = redis_client
         self._database = database
         self._on_finish = on_finish
+        self._gathered: _Gathered | None = None
+
+    @contextmanager
+    def gathered(self) -> Iterator[None]:
+        """What is started, logged, finished or quieted inside is written when the block ends,
+        raising or not, in the order it came: the rows and outcomes in one transaction, then the
+        in-flight, progress and outcome updates in one Redis pipeline, then the finish
+        listener."""
+        if self._gathered is not None:  # within an outer block: written when that one ends
+            yield
+            return
+        gathered = self._gathered = _Gathered()
+        try:
+            yield
+        finally:
+            self._gathered = None
+            self._write(gathered)
 
     @property
     def database(self) -> Database:
@@ -78,10 +111,10 @@ class RecordHistory:
 
     def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
         """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
-        pipe = self._redis.pipeline()
-        pipe.hset(inflight_key(connection), key, dumps(job))
-        pipe.zadd(progress_key(connection), {key: time.time()})
-        pipe.execute()
+        gathered = self._gathered if self._gathered is not None else _Gathered()
+        gathered.started.append((connection, key, dumps(job), time.time()))
+        if gathered is not self._gathered:
+            self._write(gathered)
 
     def log(self, key: str, stage: str, event: HistoryEvent, **detail: Any) -> None:
         """Append to the record's history; for an in-flight record this counts as progress. An
@@ -95,27 +128,55 @@ class RecordHistory:
             "event": event.value,
             "detail": dumps(detail),
         }
-        self.database.append_history([row])
-        self._redis.zadd(_progress(key), {key: time.time()}, xx=True)
+        gathered = self._gathered if self._gathered is not None else _Gathered()
+        gathered.rows.append(row)
+        gathered.progress[key] = time.time()
+        if gathered is not self._gathered:
+            self._write(gathered)
 
     def quiet_until(self, key: str, until: float) -> None:
         """The record is meant to wait (e.g. parked for Xero's next day): not stalled before."""
-        self._redis.zadd(_progress(key), {key: until}, xx=True)
+        gathered = self._gathered if self._gathered is not None else _Gathered()
+        gathered.progress[key] = until  # the last word on the record's score, as in order
+        if gathered is not self._gathered:
+            self._write(gathered)
 
     def entries(self, key: str) -> list[dict[str, Any]]:
         return self.database.history(key)
 
     def finish(self, connection: str, key: str, outcome: Outcome, detail: str = "") -> None:
         """The record's final outcome for this event (read by the demo and by status)."""
-        at = datetime.now(UTC).isoformat()
-        self.database.set_outcome(connection, key, outcome, detail, at)
-        pipe = self._redis.pipeline()
-        pipe.hset(keys.OUTCOMES(connection), key, dumps([outcome, detail]))
-        pipe.hdel(inflight_key(connection), key)
-        pipe.zrem(progress_key(connection), key)
+        gathered = self._gathered if self._gathered is not None else _Gathered()
+        gathered.outcomes.append((connection, key, outcome, detail, datetime.now(UTC).isoformat()))
+        if gathered is not self._gathered:
+            self._write(gathered)
+
+    def _write(self, gathered: _Gathered) -> None:
+        """Rows and outcomes in one transaction, then Redis: records put in flight, progress
+        moved (only for records in flight: `xx`), finished records out of flight, then the
+        listener for each."""
+        if not (gathered.started or gathered.rows or gathered.progress or gathered.outcomes):
+            return
+        self.database.record_history(gathered.rows, gathered.outcomes)
+        if not (gathered.started or gathered.outcomes) and len(gathered.progress) == 1:
+            [(key, score)] = gathered.progress.items()
+            self._redis.zadd(_progress(key), {key: score}, xx=True)
+            return
+        # a start and a finish are atomic, as they were alone
+        pipe = self._redis.pipeline(transaction=bool(gathered.started or gathered.outcomes))
+        for connection, key, job, at in gathered.started:
+            pipe.hset(inflight_key(connection), key, job)
+            pipe.zadd(progress_key(connection), {key: at})
+        for key, score in gathered.progress.items():
+            pipe.zadd(_progress(key), {key: score}, xx=True)
+        for connection, key, outcome, detail, _ in gathered.outcomes:
+            pipe.hset(keys.OUTCOMES(connection), key, dumps([outcome, detail]))
+            pipe.hdel(inflight_key(connection), key)
+            pipe.zrem(progress_key(connection), key)
         pipe.execute()
         if self._on_finish is not None:
-            self._on_finish(self._redis, connection, key)
+            for connection, key, *_ in gathered.outcomes:
+                self._on_finish(self._redis, connection, key)
 
     def stalled(self, connection: str, idle_seconds: float) -> list[tuple[str, dict[str, Any]]]:
         """In-flight records with no progress for `idle_seconds`, with their jobs."""

@@ -4,10 +4,10 @@ A stage is a plain function `(message, StageContext) -> StageMessage` whose firs
 type is its contract: a `StageMessage`, or a narrowed one (schemas/jobs.py) naming what earlier
 stages guarantee. This module wraps it as a Celery task that parses the message into that type
 (a message lacking a guaranteed field is a `ContractBroken`, dead-lettered with its payload),
-passes skipped jobs through, logs how the stage ended,
-and parks the stage in a batch buffer and resumes it (workers/batching.py). Retries, rate-limit
-deferral, poison, dead letters and time limits are every task's, not a stage's
-(workers/policies).
+passes skipped jobs through, logs how the stage ended (a run's history written together as it
+ends: workers/history.py `gathered`), and parks the stage in a batch buffer and resumes it
+(workers/batching.py). Retries, rate-limit deferral, poison, dead letters and time limits are
+every task's, not a stage's (workers/policies).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
             key = _record_key(msg)
             ctx = task.context_for(msg.job.connection)
             ctx.batch = batch
-            with _bound(name, key, ctx):
+            with _bound(name, key, ctx), ctx.history.gathered():
                 try:
                     raise_batch_error(batch)
                     result = fn(msg, ctx)
@@ -120,7 +120,7 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
                     # ExceptionInfo and a formatted traceback per parked stage (issue #19)
                     task.request.chain = task.request.callbacks = None
                     return None
-            return _done(name, result, ctx, key)
+                return _done(name, result, ctx, key)  # its history written before the next
 
         def finish_here(
             message: dict[str, Any], batch: dict[str, Any], attempt: int
@@ -137,13 +137,13 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
             key = _record_key(msg)
             ctx = build_context(msg.job.connection, attempt)
             ctx.batch = batch
-            with _bound(name, key, ctx):
+            with _bound(name, key, ctx), ctx.history.gathered():
                 try:
                     result = fn(msg, ctx)
                 except Exception:  # the task's own run meets it again and handles it
                     log.debug("stage.resume_as_task", stage=name, record=key, exc_info=True)
                     return None
-            return _done(name, result, ctx, key)
+                return _done(name, result, ctx, key)
 
         CONTINUATIONS[name] = finish_here
         run.__doc__ = fn.__doc__

@@ -346,9 +346,21 @@ class Database:
         return {zid: v for zid, v in found.items() if v.get(field) == value}
 
     def set_outcome(self, connection: str, key: str, outcome: str, detail: str, at: str) -> None:
-        row = {"connection": connection, "record_key": key, "outcome": outcome, "detail": detail}
+        self.record_history([], [(connection, key, outcome, detail, at)])
+
+    def record_history(
+        self, rows: list[dict[str, Any]], outcomes: list[tuple[str, str, str, str, str]]
+    ) -> None:
+        """History rows and outcomes (connection, key, outcome, detail, at) in one transaction:
+        a stage's writes together (workers/history.py `gathered`)."""
+        if not rows and not outcomes:
+            return
         with self.begin() as conn:
-            conn.execute(self._upsert_outcome, {**row, "at": at})
+            if rows:
+                conn.execute(_APPEND_HISTORY, rows)
+            for connection, key, outcome, detail, at in outcomes:
+                row = {"connection": connection, "record_key": key, "outcome": outcome}
+                conn.execute(self._upsert_outcome, {**row, "detail": detail, "at": at})
 
     @cached_property
     def _upsert_outcome(self) -> Any:
