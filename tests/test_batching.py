@@ -379,3 +379,52 @@ def test_a_link_xero_says_is_archived_is_forgotten_and_the_replay_finds_it_again
     assert outcome == "created", detail
     assert len(stack.xero.contacts(conn.xero_tenant_id)) == 1  # matched again, not duplicated
     assert len(stack.xero.invoices(conn.xero_tenant_id)) == 2
+
+
+def test_the_history_of_the_stages_a_flush_finishes_is_written_at_once_before_they_go_on(
+    kinds: None, new_buffer: Callable[[str], Buffer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each stage the flusher finished wrote its history rows in a transaction (and a Redis
+    round trip) of its own, up to 50 a flush and three times per new invoice: they are written
+    together, and before any of their next stages is sent."""
+    from schemas.history import HistoryEvent
+    from workers.outcomes import record_history
+    from workers.store import Database, get_database, use_database
+
+    use_database(Database("sqlite://"))
+    buffer = new_buffer("things")
+    docs = [f"doc{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
+
+    def finish(message: dict[str, Any], batch: dict[str, Any], attempt: int) -> Any:
+        key = f"{buffer.connection}:Invoices:{message['doc']}"
+        record_history(buffer.redis).log(key, "t.stage", HistoryEvent.DONE)
+        return message
+
+    rows_at_send: list[int] = []
+
+    def apply_async(sig: Signature, args: Any = None, **options: Any) -> None:
+        rows_at_send.append(
+            sum(len(get_database().history(f"{buffer.connection}:Invoices:{d}")) for d in docs)
+        )
+
+    transactions: list[object] = []
+    real_begin = Database.begin
+
+    def begin(self: Database, **kwargs: Any) -> Any:
+        if not kwargs.get("read"):
+            transactions.append(self)
+        return real_begin(self, **kwargs)
+
+    monkeypatch.setitem(batching.CONTINUATIONS, "t.stage", finish)
+    monkeypatch.setattr(Signature, "apply_async", apply_async)
+    monkeypatch.setattr(Database, "begin", begin)
+    nxt = {"task": "t.next", "args": [], "kwargs": {}, "options": {}}
+    try:
+        for doc in docs:
+            buffer.add({"a": {}}, waiter(doc, "t.stage", chain=[nxt]))
+        buffer.claim(10)
+        resume(buffer, {"a": ItemLink(Code="X", ItemID="1")})
+        assert rows_at_send == [3, 3, 3]
+        assert len(transactions) == 1
+    finally:
+        use_database(None)

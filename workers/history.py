@@ -14,7 +14,8 @@ its callers free of admission.
 
 A stage run writes its history `gathered` (workers/stage.py): its rows and its outcome in one
 database transaction and its Redis updates in one pipeline when the run ends, before the next
-stage is sent, instead of a transaction and a round trip per row (issue #19).
+stage is sent, instead of a transaction and a round trip per row (issue #19); a flush gathers
+the history of every stage it finishes (workers/batching/resume.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import redis
 
@@ -78,6 +80,11 @@ class _Gathered:
 
 
 class RecordHistory:
+    # the gathering open in this thread or task, with the history that writes it
+    _gathering: ClassVar[ContextVar[tuple[RecordHistory, _Gathered] | None]] = ContextVar(
+        "zxs_history_gathering", default=None
+    )
+
     def __init__(
         self,
         redis_client: redis.Redis,
@@ -87,23 +94,39 @@ class RecordHistory:
         self._redis = redis_client
         self._database = database
         self._on_finish = on_finish
-        self._gathered: _Gathered | None = None
 
     @contextmanager
     def gathered(self) -> Iterator[None]:
-        """What is started, logged, finished or quieted inside is written when the block ends,
-        raising or not, in the order it came: the rows and outcomes in one transaction, then the
-        in-flight, progress and outcome updates in one Redis pipeline, then the finish
-        listener."""
-        if self._gathered is not None:  # within an outer block: written when that one ends
+        """What this history, or another on the same Redis, database and listener, starts,
+        logs, finishes or quiets inside (in this thread) is written when the block ends,
+        raising or not, in the order it came: the rows and outcomes in one transaction, then
+        the in-flight, progress and outcome updates in one Redis pipeline, then the finish
+        listener. Within an outer block that writes where this history does, it is written
+        when that one ends."""
+        if self._pending is not None:
             yield
             return
-        gathered = self._gathered = _Gathered()
+        gathered = _Gathered()
+        token = self._gathering.set((self, gathered))
         try:
             yield
         finally:
-            self._gathered = None
+            self._gathering.reset(token)
             self._write(gathered)
+
+    @property
+    def _pending(self) -> _Gathered | None:
+        """The gathering this history's writes join, if one is open and writes where it does."""
+        open_one = self._gathering.get()
+        if open_one is None:
+            return None
+        owner, gathered = open_one
+        same = (
+            owner._redis is self._redis
+            and owner._database is self._database
+            and owner._on_finish is self._on_finish
+        )
+        return gathered if same else None
 
     @property
     def database(self) -> Database:
@@ -111,9 +134,10 @@ class RecordHistory:
 
     def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
         """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
-        gathered = self._gathered if self._gathered is not None else _Gathered()
+        pending = self._pending
+        gathered = pending if pending is not None else _Gathered()
         gathered.started.append((connection, key, dumps(job), time.time()))
-        if gathered is not self._gathered:
+        if pending is None:
             self._write(gathered)
 
     def log(self, key: str, stage: str, event: HistoryEvent, **detail: Any) -> None:
@@ -128,17 +152,19 @@ class RecordHistory:
             "event": event.value,
             "detail": dumps(detail),
         }
-        gathered = self._gathered if self._gathered is not None else _Gathered()
+        pending = self._pending
+        gathered = pending if pending is not None else _Gathered()
         gathered.rows.append(row)
         gathered.progress[key] = time.time()
-        if gathered is not self._gathered:
+        if pending is None:
             self._write(gathered)
 
     def quiet_until(self, key: str, until: float) -> None:
         """The record is meant to wait (e.g. parked for Xero's next day): not stalled before."""
-        gathered = self._gathered if self._gathered is not None else _Gathered()
+        pending = self._pending
+        gathered = pending if pending is not None else _Gathered()
         gathered.progress[key] = until  # the last word on the record's score, as in order
-        if gathered is not self._gathered:
+        if pending is None:
             self._write(gathered)
 
     def entries(self, key: str) -> list[dict[str, Any]]:
@@ -146,9 +172,10 @@ class RecordHistory:
 
     def finish(self, connection: str, key: str, outcome: Outcome, detail: str = "") -> None:
         """The record's final outcome for this event (read by the demo and by status)."""
-        gathered = self._gathered if self._gathered is not None else _Gathered()
+        pending = self._pending
+        gathered = pending if pending is not None else _Gathered()
         gathered.outcomes.append((connection, key, outcome, detail, datetime.now(UTC).isoformat()))
-        if gathered is not self._gathered:
+        if pending is None:
             self._write(gathered)
 
     def _write(self, gathered: _Gathered) -> None:

@@ -3,7 +3,8 @@
 Each waiting task is resumed once with its elements' outcomes and errors (a marker per task id:
 a document waiting on several elements continues once). A stage that would only read its
 outcome is finished here and the next stage of its chain sent (`continue_chain`), as Celery's
-tracer sends a chain's next step; any other is sent again as its own task.
+tracer sends a chain's next step; any other is sent again as its own task. The history of the
+stages a resume finishes is written in one transaction and one Redis pipeline (issue #19).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from workers.app import app
 from workers.batching.buffer import Buffer
 from workers.batching.kinds import CONTINUATIONS, Results
 from workers.deadletter import describe
+from workers.outcomes import record_history
 
 RESUMED_TTL_SECONDS = 24 * 3600
 
@@ -45,16 +47,24 @@ def resume(buffer: Buffer, results: Results) -> None:
         for marker in markers:
             seen.exists(marker)
         earlier = seen.execute()
+        going_on: list[tuple[str, str, Signature, dict[str, Any] | None]] = []
+        # the history of the stages finished here, written in one go before their next stages
+        # are sent (workers/history.py)
+        with record_history(buffer.redis).gathered():
+            for (task_id, (waiter, news)), marker, resumed in zip(
+                merged.items(), markers, earlier, strict=True
+            ):
+                if resumed:
+                    continue  # resumed by an earlier batch: it has waited again under a new id
+                signature = app.signature(waiter)
+                signature.kwargs = {**signature.kwargs, "batch": {"kind": buffer.kind, **news}}
+                going_on.append((task_id, marker, signature, finish_waiting(signature)))
         note = buffer.redis.pipeline()
-        for (task_id, (waiter, news)), marker, resumed in zip(
-            merged.items(), markers, earlier, strict=True
-        ):
-            if resumed:
-                continue  # resumed by an earlier batch: it has waited again under a new id
-            signature = app.signature(waiter)
-            signature.kwargs = {**signature.kwargs, "batch": {"kind": buffer.kind, **news}}
-            if not continue_chain(signature):
-                signature.apply_async()
+        for task_id, marker, signature, finished_here in going_on:
+            if finished_here is None:
+                signature.apply_async()  # the stage runs as its own task
+            else:
+                send_next(signature, finished_here)
             note.set(marker, 1, ex=RESUMED_TTL_SECONDS)
             note.srem(buffer.key("waiting"), task_id)
         note.execute()
@@ -67,13 +77,25 @@ def continue_chain(waiter: Signature) -> bool:
     would: a resume only reads its outcome and passes the message on, so running it as a task
     of its own costs a queue round trip, four task events and an ack per document and batch,
     which made a burst CPU-bound. False when the stage must run as its task after all."""
+    result = finish_waiting(waiter)
+    if result is None:
+        return False
+    send_next(waiter, result)
+    return True
+
+
+def finish_waiting(waiter: Signature) -> dict[str, Any] | None:
+    """The waiting stage finished here: its result, or None when it must run as its task."""
     finish = CONTINUATIONS.get(waiter.task)
     options = waiter.options
     if finish is None or options.get("link") or options.get("chord"):
-        return False
-    result = finish(waiter.args[0], waiter.kwargs["batch"], int(options.get("retries") or 0))
-    if result is None:
-        return False
+        return None
+    return finish(waiter.args[0], waiter.kwargs["batch"], int(options.get("retries") or 0))
+
+
+def send_next(waiter: Signature, result: dict[str, Any]) -> None:
+    """The next stage of a finished waiter's chain, sent as Celery's tracer sends it."""
+    options = waiter.options
     chain = list(options.get("chain") or [])
     if chain:
         app.signature(chain[-1]).apply_async(
@@ -83,7 +105,6 @@ def continue_chain(waiter: Signature) -> bool:
             root_id=options.get("root_id"),
             priority=options.get("priority"),
         )
-    return True
 
 
 def error_payload(exc: SyncError) -> dict[str, Any]:
