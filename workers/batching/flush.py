@@ -1,5 +1,7 @@
 """`zxsync.flush_batch`: one flusher per kind and connection at a time claims up to a batch of
-due elements, runs the kind's handler, and resumes the waiting stages with the outcomes.
+due elements (several batches while that much is due, up to ZXS_FLUSH_BATCHES, sent together
+on threads under its one lock and fencing token), runs the kind's handler on each, and resumes
+the waiting stages with the outcomes.
 
 The flusher's lock has a short lease that a thread renews while it works, so a killed flusher
 frees the buffer within seconds. A rate-limited batch goes back to the buffer untouched and the
