@@ -182,3 +182,17 @@ def test_the_broker_keys_take_the_namespace_too(namespace: pytest.MonkeyPatch) -
     assert "global_keyprefix" not in create_app().conf.broker_transport_options
     use(namespace, "eu")
     assert create_app().conf.broker_transport_options["global_keyprefix"] == "eu:"
+
+
+def test_a_process_pointed_at_a_broker_again_takes_the_namespace_set_since(
+    namespace: pytest.MonkeyPatch,
+) -> None:
+    """`use_broker` (how a local stack points this process at its Redis) reads the transport
+    options again: a namespace set after the app was made reached our keys but not kombu's
+    queues, so this process published where the stack's workers did not listen."""
+    from workers.app import create_app, use_broker
+
+    app = create_app()
+    use(namespace, "stack-1")
+    use_broker(app, "redis://127.0.0.1:6379/0")
+    assert app.conf.broker_transport_options["global_keyprefix"] == "stack-1:"
