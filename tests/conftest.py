@@ -36,16 +36,28 @@ def shared_file(*parts: str) -> Path:
 
 @functools.cache
 def xero_spec() -> dict[str, Any]:
-    """The official Xero Accounting API spec (../shared/xero), read once per test process: even
-    libyaml's loader takes most of a second over its 900 KB, and four test modules read it."""
+    """The official Xero Accounting API spec (../shared/xero), read once per test process and
+    kept as JSON in the temp dir, keyed by the file's size and time: even libyaml's loader
+    takes most of a second over its 900 KB (two in a busy run), JSON a twentieth of that. In
+    JSON the dates of its response examples are strings; no test reads the examples."""
+    import json
+
     import yaml
 
     path = shared_file("xero", "xero_accounting.yaml")
     if not path.exists():
         pytest.skip(f"Xero spec not found at {path}")
-    spec: dict[str, Any] = yaml.load(
-        path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    )
+    stat = path.stat()
+    cached = Path(tempfile.gettempdir(), f"zxs-xero-spec-{stat.st_size}-{stat.st_mtime_ns}.json")
+    try:
+        spec: dict[str, Any] = json.loads(cached.read_text())
+        return spec
+    except (OSError, ValueError):
+        pass
+    spec = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")  # two test processes may write at once
+    partial.write_text(json.dumps(spec, default=str))
+    partial.replace(cached)
     return spec
 
 

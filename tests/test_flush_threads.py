@@ -9,15 +9,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from celery.canvas import Signature
 
+from schemas.errors import RateLimited, ServerError
 from schemas.links import WrittenBack
 from workers import batching, keys
-from workers.batching import Buffer, Element, Results
+from workers.batching import Buffer, Element, LeaseLost, Results
 from workers.batching import flush as flush_module
 from workers.settings import get_settings
 
@@ -152,3 +153,105 @@ def test_a_flush_without_a_thread_to_be_had_runs_in_its_task(
     assert flush_module.flush_batch(KIND, buffer.connection, "due") == 1
     assert handler.threads == [threading.current_thread().name]
     assert flush_module.FLUSH_THREADS.busy() == 0 and not locked(buffer)
+
+
+# ------------------------------------------- several batches of one kind under one flusher
+
+
+class Batches:
+    """A batch handler that holds every batch until `parties` of them are in flight at once
+    (a barrier: one flusher sending one batch at a time never gets there), then answers each
+    as `answer` says for the batch's first element."""
+
+    def __init__(self, parties: int, answer: dict[str, Exception] | None = None) -> None:
+        self.barrier = threading.Barrier(parties, timeout=5)
+        self.answer = answer or {}
+        self.calls: list[tuple[int, list[str], Any]] = []  # thread, element ids, its Flush
+        self._lock = threading.Lock()
+
+    def __call__(self, ctx: Any, elements: list[Element]) -> Results:
+        ids = [e.id for e in elements]
+        with self._lock:
+            self.calls.append((threading.get_ident(), ids, ctx.flush))
+        self.barrier.wait()
+        error = self.answer.get(ids[0])
+        if error is not None:
+            raise error
+        return {eid: WrittenBack(written=True) for eid in ids}
+
+
+def several(monkeypatch: pytest.MonkeyPatch, handler: Handler, batches: Batches) -> None:
+    """Batches of 2, up to 3 of them in flight under one flusher, flushed inline."""
+    monkeypatch.setitem(batching.KINDS, KIND, batching.Kind(batches, xero=True, latest_wins=False))
+    monkeypatch.setenv("ZXS_BATCH_SIZE", "2")
+    monkeypatch.setenv("ZXS_FLUSH_BATCHES", "3")
+    threads(monkeypatch, 0)
+
+
+def claimed(buffer: Buffer) -> set[str]:
+    return set(cast(list[str], buffer.redis.zrange(buffer.key("claimed"), 0, -1)))
+
+
+def test_one_flusher_sends_several_due_batches_of_a_kind_at_once(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """Six elements due in batches of 2: the one flusher (one lock, one fencing token) claims
+    three batches and has all three in flight together, each on its own thread."""
+    batches = Batches(3)
+    several(monkeypatch, handler, batches)
+    buffer = buffered(redis_url, *"abcdef")
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 6
+    assert len(batches.calls) == 3 and len({thread for thread, _, _ in batches.calls}) == 3
+    sent = [eid for _, ids, _ in batches.calls for eid in ids]
+    assert sorted(sent) == list("abcdef")  # each element in one batch only
+    assert {id(hold) for _, _, hold in batches.calls} == {id(batches.calls[0][2])}
+    assert buffer.redis.get(buffer.key("fence")) == "1"  # one flusher: one token taken
+    assert len(handler.resumed) == 6 and not buffer.pending() and not locked(buffer)
+
+
+def test_a_rate_limited_batch_goes_back_untouched_and_the_others_outcomes_are_kept(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """One of two batches in flight together is answered 429: its elements go back to the
+    queue as they were (not suspects) and the buffer holds until Retry-After; the other batch's
+    waiters are resumed with their outcomes."""
+    batches = Batches(2, {"a": RateLimited("Xero", "minute", 30.0)})
+    several(monkeypatch, handler, batches)
+    buffer = buffered(redis_url, *"abcd")
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 2
+    assert sorted(eid for _, ids, _ in batches.calls for eid in ids) == list("abcd")
+    resumed = {eid for sig in handler.resumed for eid in sig.kwargs["batch"]["outcomes"]}
+    assert resumed == {"c", "d"}
+    assert buffer.redis.zrange(buffer.key("queue"), 0, -1) == ["a", "b"] and not claimed(buffer)
+    assert not buffer.redis.smembers(buffer.key("suspect"))  # untouched: nothing was sent
+    assert float(cast(str, buffer.redis.get(buffer.key("hold")))) > time.time() + 25
+
+
+def test_a_transient_failure_makes_suspects_of_its_batch_only(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """A batch whose request failed (Xero may have applied it) comes back as suspects, to be
+    looked up before any create; the batch in flight beside it is resumed as answered."""
+    batches = Batches(2, {"a": ServerError("Xero", "HTTP 500: An error occurred in Xero.")})
+    several(monkeypatch, handler, batches)
+    buffer = buffered(redis_url, *"abcd")
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 2
+    resumed = {eid for sig in handler.resumed for eid in sig.kwargs["batch"]["outcomes"]}
+    assert resumed == {"c", "d"}
+    assert buffer.redis.smembers(buffer.key("suspect")) == {"a", "b"}
+    assert set(buffer.redis.zrange(buffer.key("queue"), 0, -1)) == {"a", "b"}
+    assert buffer.redis.hgetall(buffer.key("tries")) == {"a": "1", "b": "1"}
+    assert buffer.redis.exists(buffer.key("hold"))
+
+
+def test_a_lease_lost_in_one_batch_leaves_every_claim_to_the_next_flusher(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """A flusher fenced out while its batches were in flight resumes and releases nothing: the
+    flusher that took the buffer over takes all its claimed elements back as suspects."""
+    batches = Batches(2, {"a": LeaseLost("another flusher holds the buffer")})
+    several(monkeypatch, handler, batches)
+    buffer = buffered(redis_url, *"abcd")
+    assert flush_module.flush_batch(KIND, buffer.connection, "due") == 0
+    assert not handler.resumed
+    assert claimed(buffer) == set("abcd")

@@ -30,19 +30,20 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 IMAGE = "zoho-xero-sync"
 KUBECTL = shutil.which("kubectl")
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where built in: ~5x faster
 
 
 def resources(directory: Path) -> list[dict[str, Any]]:
     """The documents a kustomization lists, its bases' included (what `kubectl kustomize`
     builds, before it sets the namespace, labels and image tag)."""
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    kustomization = yaml.load((directory / "kustomization.yaml").read_text(), Loader=LOADER)
     docs: list[dict[str, Any]] = []
     for entry in kustomization["resources"]:
         path = directory / entry
         if path.is_dir():
             docs += resources(path)
         else:
-            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+            docs += [d for d in yaml.load_all(path.read_text(), Loader=LOADER) if d]
     return docs
 
 
@@ -68,7 +69,7 @@ def app_containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def secret_example() -> dict[str, dict[str, str]]:
     return {
         d["metadata"]["name"]: d["stringData"]
-        for d in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
+        for d in yaml.load_all((K8S / "secret.example.yaml").read_text(), Loader=LOADER)
     }
 
 
@@ -88,7 +89,7 @@ def test_every_manifest_parses_and_the_kustomization_builds(docs: list[dict[str,
     for path in sorted(K8S.rglob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=LOADER):
             assert doc and {"apiVersion", "kind", "metadata"} <= set(doc), path
             assert doc["metadata"].get("name"), path
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
@@ -100,7 +101,7 @@ def test_every_manifest_parses_and_the_kustomization_builds(docs: list[dict[str,
             [KUBECTL, "kustomize", str(K8S / overlay)], capture_output=True, text=True
         )
         assert built.returncode == 0, built.stderr
-        out = [d for d in yaml.safe_load_all(built.stdout) if d]
+        out = [d for d in yaml.load_all(built.stdout, Loader=LOADER) if d]
         want = resources(K8S / overlay)
         assert {(d["kind"], d["metadata"]["name"]) for d in out} == {
             (d["kind"], d["metadata"]["name"]) for d in want

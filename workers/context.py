@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,9 +30,19 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound=Stored)
 
 
-@lru_cache(maxsize=1)
+_http_lock = threading.Lock()
+
+
 def http_client() -> httpx.Client:
-    """One pooled HTTP client per worker process (created lazily, after Celery forks)."""
+    """One pooled HTTP client per worker process (created lazily, after Celery forks), shared
+    by its threads (httpx's client is thread-safe): the batches of one flush, sent together on
+    threads, would otherwise each race to make the first and keep a pool apiece."""
+    with _http_lock:
+        return _http_client()
+
+
+@lru_cache(maxsize=1)
+def _http_client() -> httpx.Client:
     timeout = get_settings().zxs_http_timeout
     return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         description="Flushes in flight on threads of each pool process (0: a flush holds its "
         "process while it waits on Xero).",
     )
+    zxs_flush_batches: int = Field(
+        4,
+        ge=1,
+        le=25,
+        description="Batches of one kind and connection one flusher sends at once, on threads "
+        "(at most the API's calls in flight: ZXS_XERO_CONCURRENT, ZXS_ZOHO_CONCURRENT).",
+    )
     zxs_idempotency_window_seconds: float = Field(
         360.0, ge=0, description="How long Xero keeps an Idempotency-Key (6 minutes)."
     )

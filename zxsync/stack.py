@@ -227,20 +227,22 @@ class LocalStack:
         """Stop everything. `wait=False` sends the workers SIGTERM and lets them finish their
         warm shutdown on a thread (about 3 s each, most of it Celery's and billiard's own
         sleeps), the work dir removed after: for a stack in a Redis namespace of its own
-        (ZXS_REDIS_NAMESPACE), whose leftovers no later stack's workers would see."""
+        (ZXS_REDIS_NAMESPACE), whose leftovers no later stack's workers would see. A stack
+        with its own embedded Redis always waits: its workers must not outlive their Redis."""
         for process in self._workers:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        if wait or self._embedded_redis:
+        background = not wait and not self._embedded_redis
+        if not background:
             self._reap_workers()
         self.xero.webhooks.close()
         for server in self._servers:
             server.stop()
         self._restore_env_here()
-        if wait or self._embedded_redis:
-            self._remove_leftovers()
-        else:  # not a daemon: the interpreter waits for it at exit
+        if background:  # not a daemon thread: the interpreter waits for it at exit
             threading.Thread(target=self._finish_in_background, name="zxs-stack-stop").start()
+        else:
+            self._remove_leftovers()
 
     def _reap_workers(self) -> None:
         """Wait out the workers' warm shutdown; a worker still there after 15 s is killed."""

@@ -364,29 +364,49 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-def rss_mib(pid: int) -> float:
+def _status_mib(path: str, field: str) -> float:
+    """A `field:  N kB` line of a /proc file, in MiB (0 when the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
 
 
+def rss_mib(pid: int) -> float:
+    return _status_mib(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_mib(pid: int) -> float:
+    """The process's proportional set size: a page shared by k processes counts 1/k here."""
+    return _status_mib(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
 def workers_rss(procs: list[subprocess.Popen[bytes]]) -> tuple[float, int]:
     """Total VmRSS (MiB) of the celery worker processes and their pool children, and how many."""
-    pids = [p.pid for p in procs]
-    pids += [kid for p in procs for kid in children(p.pid)]
+    pids = _worker_pids(procs)
     return sum(rss_mib(pid) for pid in pids), len(pids)
+
+
+def workers_pss(procs: list[subprocess.Popen[bytes]]) -> float:
+    """Total PSS (MiB) of the same processes: each page counted once across them (summed VmRSS
+    counts a page the pool shares with the main process once per process), which is what a
+    container's memory limit counts."""
+    return sum(pss_mib(pid) for pid in _worker_pids(procs))
+
+
+def _worker_pids(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    return [p.pid for p in procs] + [kid for p in procs for kid in children(p.pid)]
 
 
 class RssSampler(threading.Thread):
     def __init__(self, procs: list[subprocess.Popen[bytes]], every: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.procs, self.every = procs, every
-        self.peak, self.peak_processes = 0.0, 0
+        self.peak, self.peak_processes, self.peak_pss = 0.0, 0, 0.0
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -394,6 +414,7 @@ class RssSampler(threading.Thread):
             total, count = workers_rss(self.procs)
             if total > self.peak:
                 self.peak, self.peak_processes = total, count
+            self.peak_pss = max(self.peak_pss, workers_pss(self.procs))
             self._halt.wait(self.every)
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ from parts.common import (
     seed,
     start_workers,
     wait_until,
+    workers_pss,
     workers_rss,
 )
 
@@ -34,7 +35,8 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         f"({args.workers * args.concurrency} pool processes)",
         window=f"first enqueue -> last invoice created, or {args.raw_seconds:.0f} s after the "
         "last enqueue",
-        rss="VmRSS of the celery worker processes (main + pool), /proc/<pid>/status",
+        rss="VmRSS of the celery worker processes (main + pool), /proc/<pid>/status; PSS from "
+        "/proc/<pid>/smaps_rollup (each shared page counted once across them)",
     )
     env = {"ZXS_BATCHING": "true", **args.env}
     with running(report, "raw", ["raw"], limits=False, env=env, concurrency=args.concurrency) as s:
@@ -44,6 +46,7 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         print(f"   seeded {n} Zoho invoices in {time.time() - started:.1f} s")
         procs = start_workers(s, args.workers, args.concurrency)
         idle, count = workers_rss(procs)
+        idle_pss = workers_pss(procs)
         sampler = RssSampler(procs)
         sampler.start()
         meter = CpuMeter(procs)
@@ -102,4 +105,14 @@ def raw(report: Report, args: argparse.Namespace) -> None:
         goal="<= 300",
         ok=sampler.peak <= 300,
         note=f"{sampler.peak_processes} processes, sampled every 0.5 s",
+    )
+    report.add("raw", "worker PSS idle", idle_pss, "MiB", note="the same processes, before any job")
+    report.add(
+        "raw",
+        "worker PSS peak",
+        sampler.peak_pss,
+        "MiB",
+        goal="<= 300",
+        ok=sampler.peak_pss <= 300,
+        note="pages the pool shares with the main process counted once (a container's view)",
     )

@@ -8,7 +8,8 @@ A stage that needs a write raises `AwaitingBatch(kind, {element id: payload})`. 
 middleware (workers/stage.py) adds the elements to the connection's buffer for that kind, with
 the task's resume signature (same task, same message, the rest of its chain), and the task ends.
 `zxsync.flush_batch` (one flusher per kind and connection at a time) claims up to `size`
-elements once the buffer is full, every job the connection has in flight or at the door waits in
+elements (and more batches while more are due, sent together: `ZXS_FLUSH_BATCHES`) once the
+buffer is full, every job the connection has in flight or at the door waits in
 it (nothing more can come, so a lone event goes at once), or its oldest element waited
 `max_wait` (longer while the connection has a backlog of more than a batch: then requests are
 what is scarce); the kind's handler (tasks/batch_handlers/, beside the stages) makes the calls

@@ -1,5 +1,7 @@
 """`zxsync.flush_batch`: one flusher per kind and connection at a time claims up to a batch of
-due elements, runs the kind's handler, and resumes the waiting stages with the outcomes.
+due elements (several batches while that much is due, up to ZXS_FLUSH_BATCHES, sent together
+on threads under its one lock and fencing token), runs the kind's handler on each, and resumes
+the waiting stages with the outcomes.
 
 The flusher's lock has a short lease that a thread renews while it works, so a killed flusher
 frees the buffer within seconds. A rate-limited batch goes back to the buffer untouched and the
@@ -20,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 import structlog
 from celery import signals
@@ -172,36 +175,134 @@ class _Renewer:
 
 
 def _flush(hold: Flush, size: int, settings: Settings) -> int:
+    """Claim up to `batches_at_once` due batches, send them together, and settle each one's
+    answer: a batch's failure (a rate limit, a transient error) is its own, the others' outcomes
+    are kept, and every waiting stage is resumed once with all of its outcomes."""
     buffer = hold.buffer
-    elements = buffer.claim(size)
-    if not elements:
+    batches = _claim_due(buffer, size, batches_at_once(buffer.kind, settings), settings)
+    if not batches:
         return 0
+    sent = _send_all(hold, batches)
+    if any(isinstance(s.error, LeaseLost) for s in sent):
+        log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
+        return 0  # the flusher that took the buffer over takes every claimed element back
+    settled: Results = {}
+    hold_until = 0.0
+    for batch in sent:
+        resumable, until = _settle(buffer, batch, settings)
+        settled.update(resumable)
+        hold_until = max(hold_until, until)
+    if hold_until:
+        buffer.hold(hold_until)
+    resume(buffer, settled)
+    failed = next((s.error for s in sent if s.error is not None and not _expected(s.error)), None)
+    if failed is not None:
+        raise failed  # its elements stay claimed: the next flusher takes them back as suspects
+    return sum(len(s.elements) for s in sent if s.answered)
+
+
+def batches_at_once(kind: str, settings: Settings) -> int:
+    """How many batches of `kind` one flusher sends at once: ZXS_FLUSH_BATCHES, never more than
+    the API lets one tenant have in flight (its limiter would only make the rest wait)."""
+    api = settings.zxs_xero_concurrent if KINDS[kind].xero else settings.zxs_zoho_concurrent
+    return max(1, min(settings.zxs_flush_batches, api))
+
+
+def _claim_due(buffer: Buffer, size: int, most: int, settings: Settings) -> list[list[Element]]:
+    """The first batch (the flush is due), then one more while what is left is due by the same
+    rules (a full batch, every job in flight waiting, the oldest element's wait): a burst's
+    backlog goes out together, and a part-full remainder still waits to fill."""
+    batches: list[list[Element]] = []
+    while len(batches) < most:
+        if batches and due_in(buffer, settings) != 0:
+            break
+        elements = buffer.claim(size)
+        if not elements:
+            break
+        batches.append(elements)
+    return batches
+
+
+@dataclass
+class _Sent:
+    """One batch's send: the handler's results, or the exception it raised."""
+
+    elements: list[Element]
+    results: Results | None = None
+    error: Exception | None = None
+    seconds: float = 0.0
+
+    @property
+    def answered(self) -> bool:
+        """Whether the API's answer settled its elements (written, or refused for good)."""
+        error = self.error
+        return self.results is not None or (isinstance(error, SyncError) and not error.retryable)
+
+
+def _send_all(hold: Flush, batches: list[list[Element]]) -> list[_Sent]:
+    """Run the kind's handler on each batch at once: the first in this thread, the others on
+    threads of their own (one after another if no thread is to be had). Each batch has its own
+    context (its own API clients; the HTTP pool, Redis and the database are thread-safe) and
+    the one fenced hold, so every write of every batch is checked against this flusher's token;
+    the lease is renewed until the last batch is back."""
+    sent = [_Sent(elements) for elements in batches]
+    helpers: list[threading.Thread] = []
+    inline = [sent[0]]
+    for batch in sent[1:]:
+        thread = threading.Thread(target=_send, args=(hold, batch), name="zxs-batch", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process limit): sent here, in turn
+            inline.append(batch)
+            continue
+        helpers.append(thread)
+    for batch in inline:
+        _send(hold, batch)
+    for thread in helpers:
+        thread.join()
+    return sent
+
+
+def _send(hold: Flush, batch: _Sent) -> None:
+    buffer = hold.buffer
     ctx = build_context(buffer.connection)
     ctx.flush = hold
     started = time.monotonic()
     try:
-        results = KINDS[buffer.kind].handler(ctx, elements)
-    except LeaseLost:
-        log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
-        return 0  # the flusher that took the buffer over takes these elements back
-    except RateLimited as exc:
-        wait = rate_limit_wait(exc)
+        batch.results = KINDS[buffer.kind].handler(ctx, batch.elements)
+    except Exception as exc:  # settled by the flusher, beside the other batches' answers
+        batch.error = exc
+    batch.seconds = time.monotonic() - started
+
+
+def _expected(error: Exception) -> bool:
+    """An error a flush settles (a rate limit, an API error); anything else is a bug."""
+    return isinstance(error, SyncError | LeaseLost)
+
+
+def _settle(buffer: Buffer, batch: _Sent, settings: Settings) -> tuple[Results, float]:
+    """One batch's answer: (the outcomes and errors to resume its waiters with, the time the
+    buffer must hold until, 0.0 for no hold). A rate-limited batch goes back untouched; a
+    transient failure puts its elements back as suspects (the request may have been applied)."""
+    elements, error = batch.elements, batch.error
+    results = batch.results
+    if isinstance(error, RateLimited):
+        wait = rate_limit_wait(error)
         buffer.release([e.id for e in elements], suspect=False)
-        buffer.hold(time.time() + wait)
         log.warning("batch.held", kind=buffer.kind, connection=buffer.connection, wait=wait)
-        return 0
-    except SyncError as exc:
-        if not exc.retryable:
-            results = dict.fromkeys((e.id for e in elements), exc)
-        else:
-            _retry_later(buffer, elements, exc, settings)
-            return 0
+        return {}, time.time() + wait
+    if isinstance(error, SyncError):
+        if error.retryable:
+            return _retry_later(buffer, elements, error, settings)
+        results = dict.fromkeys((e.id for e in elements), error)
+    if results is None:
+        return {}, 0.0  # a bug: its elements stay claimed, the error is raised after the others
     log.info(
         "batch.flushed",
         kind=buffer.kind,
         connection=buffer.connection,
         elements=len(elements),
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(batch.seconds, 3),
     )
     # an element that may not be looked up yet waits, without spending an attempt
     later = {eid: r.until for eid, r in results.items() if isinstance(r, Later)}
@@ -213,15 +314,17 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
         for eid, r in results.items()
         if isinstance(r, SyncError) and r.retryable and eid not in later
     }
+    given_up: Results = {}
     if transient:
         by_id = {e.id: e for e in elements}
         for error in {id(r): r for r in transient.values()}.values():
             ids = [eid for eid, r in transient.items() if r is error]
-            _retry_later(buffer, [by_id[eid] for eid in ids], error, settings, alone=True)
-    resume(
-        buffer, {eid: r for eid, r in results.items() if eid not in transient and eid not in later}
-    )
-    return len(elements)
+            alone, _ = _retry_later(
+                buffer, [by_id[eid] for eid in ids], error, settings, alone=True
+            )
+            given_up.update(alone)
+    kept = {eid: r for eid, r in results.items() if eid not in transient and eid not in later}
+    return {**kept, **given_up}, 0.0
 
 
 def _retry_later(
@@ -231,10 +334,11 @@ def _retry_later(
     settings: Settings,
     *,
     alone: bool = False,
-) -> None:
+) -> tuple[Results, float]:
     """A transient failure: back to the queue as suspects (the request may have been applied);
     an element that failed too often is given up with this error. Its "create may have reached
-    Xero" mark stays: the dead letter's replay, or the record's next event, looks it up first."""
+    Xero" mark stays: the dead letter's replay, or the record's next event, looks it up first.
+    Returns (the elements given up, to resume; when the buffer holds until, 0.0 for `alone`)."""
     given_up: Results = {}
     retry: list[str] = []
     tries = 0
@@ -245,11 +349,9 @@ def _retry_later(
         else:
             retry.append(element.id)
     countdown = retry_countdown(exc, tries, settings.zxs_retry_backoff_max)
+    log.warning("batch.retry", kind=buffer.kind, error=str(exc), countdown=round(countdown, 1))
     if alone:  # these elements wait; the rest of the buffer is not held up for them
         buffer.release_until(dict.fromkeys(retry, time.time() + countdown))
-    else:
-        buffer.release(retry, suspect=True)
-        buffer.hold(time.time() + countdown)
-    if given_up:
-        resume(buffer, given_up)
-    log.warning("batch.retry", kind=buffer.kind, error=str(exc), countdown=round(countdown, 1))
+        return given_up, 0.0
+    buffer.release(retry, suspect=True)
+    return given_up, time.time() + countdown

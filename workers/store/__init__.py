@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,12 @@ class Database:
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
+        # an in-memory database is one connection (StaticPool), so transactions of several
+        # threads (a flush's batches sent together) must take turns on it; a file or a server
+        # gives each thread its own connection
+        self._one_connection = (
+            threading.RLock() if isinstance(self.engine.pool, StaticPool) else None
+        )
         self.dialect = self.engine.dialect.name
         if create:
             migrate(self.engine)
@@ -133,7 +139,7 @@ class Database:
     @contextmanager
     def begin(self, *, read: bool = False) -> Iterator[Connection]:
         """A transaction; `read` ones on SQLite take no write lock (WAL readers never wait)."""
-        with self.engine.connect() as conn:
+        with self._one_connection or nullcontext(), self.engine.connect() as conn:
             if read:
                 conn.execution_options(zxs_read=True)
             with conn.begin():
