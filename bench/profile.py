@@ -34,6 +34,8 @@ AREAS = [  # (area, a piece of the frame's file path), first match wins
     ("kombu", "/kombu/"),
     ("billiard", "/billiard/"),
     ("redis-py", "/redis/"),
+    ("sqlalchemy", "/sqlalchemy/"),  # the system of record (SQLite's C calls are in its frames)
+    ("alembic", "/alembic/"),
     ("httpx", "/httpx/"),
     ("httpcore", "/httpcore/"),
     ("h11", "/h11/"),
