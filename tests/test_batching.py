@@ -20,7 +20,7 @@ from workers import batching
 from workers import keys as redis_keys
 from workers.batching import Buffer, Element, Results
 from workers.batching.policy import wait_before_flush
-from workers.batching.resume import continue_chain, resume
+from workers.batching.resume import finish_waiting, resume, send_next
 from workers.idempotency import IdempotencyStore
 from workers.pipeline import submit_records
 
@@ -171,13 +171,13 @@ def test_a_stage_that_can_go_on_is_finished_by_the_flusher_and_its_chain_goes_on
 def test_the_flusher_sends_a_chains_next_step_as_celerys_tracer_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`continue_chain` (workers/batching/resume.py) does what Celery's tracer does once a chain
-    step returns (celery/app/trace.py): the next step is the last signature of the request's
-    `chain`, sent with the result as its one argument, the rest of the chain, the finished
-    step's id as parent and its root. Celery keeps that contract private, so this test runs
-    the real tracer on a chain built by Celery's public `chain` and compares the two sends: if
-    it fails, Celery changed its chain contract; adapt `continue_chain` before widening the
-    Celery pin in pyproject.toml."""
+    """`finish_waiting` and `send_next` (workers/batching/resume.py) do what Celery's tracer
+    does once a chain step returns (celery/app/trace.py): the next step is the last signature
+    of the request's `chain`, sent with the result as its one argument, the rest of the chain,
+    the finished step's id as parent and its root. Celery keeps that contract private, so this
+    test runs the real tracer on a chain built by Celery's public `chain` and compares the two
+    sends: if it fails, Celery changed its chain contract; adapt `send_next` before widening
+    the Celery pin in pyproject.toml."""
     from celery import Celery, chain
     from celery.app.trace import build_tracer
 
@@ -217,7 +217,9 @@ def test_the_flusher_sends_a_chains_next_step_as_celerys_tracer_does(
         kwargs={"batch": {"kind": "things"}},
         options={"task_id": task_id, "root_id": "root-1", "chain": options["chain"]},
     )
-    assert continue_chain(waiter)
+    finished = finish_waiting(waiter)
+    assert finished is not None
+    send_next(waiter, finished)
     [flusher_send] = sends
     assert flusher_send[0] == tracer_send[0] == "t.next"
     assert flusher_send[1] == tracer_send[1] == ({"doc": "d1", "done": True},)

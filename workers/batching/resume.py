@@ -2,8 +2,9 @@
 
 Each waiting task is resumed once with its elements' outcomes and errors (a marker per task id:
 a document waiting on several elements continues once). A stage that would only read its
-outcome is finished here and the next stage of its chain sent (`continue_chain`), as Celery's
-tracer sends a chain's next step; any other is sent again as its own task. The history of the
+outcome is finished here and the next stage of its chain sent (`finish_waiting`,
+`send_next`), as Celery's tracer sends a chain's next step; any other is sent again as its own
+task. The history of the
 stages a resume finishes is written in one transaction and one Redis pipeline (issue #19).
 """
 
@@ -72,20 +73,11 @@ def resume(buffer: Buffer, results: Results) -> None:
         remaining = {eid: result for eid, result in remaining.items() if eid not in finished}
 
 
-def continue_chain(waiter: Signature) -> bool:
-    """Finish the waiting stage here and send the next stage of its chain, as Celery's tracer
-    would: a resume only reads its outcome and passes the message on, so running it as a task
-    of its own costs a queue round trip, four task events and an ack per document and batch,
-    which made a burst CPU-bound. False when the stage must run as its task after all."""
-    result = finish_waiting(waiter)
-    if result is None:
-        return False
-    send_next(waiter, result)
-    return True
-
-
 def finish_waiting(waiter: Signature) -> dict[str, Any] | None:
-    """The waiting stage finished here: its result, or None when it must run as its task."""
+    """The waiting stage finished here: its result, or None when it must run as its task. A
+    resume only reads its outcome and passes the message on, so running it as a task of its own
+    would cost a queue round trip, four task events and an ack per document and batch, which
+    made a burst CPU-bound; `send_next` then sends its chain's next stage."""
     finish = CONTINUATIONS.get(waiter.task)
     options = waiter.options
     if finish is None or options.get("link") or options.get("chord"):
