@@ -128,17 +128,23 @@ class RecordHistory:
         )
         return gathered if same else None
 
+    @contextmanager
+    def _adding(self) -> Iterator[_Gathered]:
+        """The open gathering a write joins, or one of its own that is written at once."""
+        pending = self._pending
+        gathered = pending if pending is not None else _Gathered()
+        yield gathered
+        if pending is None:
+            self._write(gathered)
+
     @property
     def database(self) -> Database:
         return self._database or get_database()
 
     def start(self, connection: str, key: str, job: dict[str, Any]) -> None:
         """A job is in flight until it finishes; `stalled` finds the ones that stopped moving."""
-        pending = self._pending
-        gathered = pending if pending is not None else _Gathered()
-        gathered.started.append((connection, key, dumps(job), time.time()))
-        if pending is None:
-            self._write(gathered)
+        with self._adding() as gathered:
+            gathered.started.append((connection, key, dumps(job), time.time()))
 
     def log(self, key: str, stage: str, event: HistoryEvent, **detail: Any) -> None:
         """Append to the record's history; for an in-flight record this counts as progress. An
@@ -152,31 +158,24 @@ class RecordHistory:
             "event": event.value,
             "detail": dumps(detail),
         }
-        pending = self._pending
-        gathered = pending if pending is not None else _Gathered()
-        gathered.rows.append(row)
-        gathered.progress[key] = time.time()
-        if pending is None:
-            self._write(gathered)
+        with self._adding() as gathered:
+            gathered.rows.append(row)
+            gathered.progress[key] = time.time()
 
     def quiet_until(self, key: str, until: float) -> None:
         """The record is meant to wait (e.g. parked for Xero's next day): not stalled before."""
-        pending = self._pending
-        gathered = pending if pending is not None else _Gathered()
-        gathered.progress[key] = until  # the last word on the record's score, as in order
-        if pending is None:
-            self._write(gathered)
+        with self._adding() as gathered:
+            gathered.progress[key] = until  # the last word on the record's score, as in order
 
     def entries(self, key: str) -> list[dict[str, Any]]:
         return self.database.history(key)
 
     def finish(self, connection: str, key: str, outcome: Outcome, detail: str = "") -> None:
         """The record's final outcome for this event (read by the demo and by status)."""
-        pending = self._pending
-        gathered = pending if pending is not None else _Gathered()
-        gathered.outcomes.append((connection, key, outcome, detail, datetime.now(UTC).isoformat()))
-        if pending is None:
-            self._write(gathered)
+        with self._adding() as gathered:
+            gathered.outcomes.append(
+                (connection, key, outcome, detail, datetime.now(UTC).isoformat())
+            )
 
     def _write(self, gathered: _Gathered) -> None:
         """Rows and outcomes in one transaction, then Redis: records put in flight, progress
