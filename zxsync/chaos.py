@@ -80,9 +80,13 @@ def run_chaos(
         "ZXS_XERO_PER_DAY": "1000000",
         # calls are free here: a straggler need not wait long for a fuller batch
         "ZXS_BATCH_BURST_WAIT": "1",
+        # at least six batches of invoices, so the Redis failure (once a third have outcomes)
+        # lands mid-run: a small run's one or two answers of 50 would all come at once
+        "ZXS_BATCH_SIZE": str(min(50, max(5, invoices // 6))),
     }
     unlimited = XeroLimits(per_minute=10**6, per_day=10**7, app_per_minute=10**7)
-    config = SandboxConfig(enforce_limits=False, xero_limits=unlimited)
+    # Xero's time per call (as the bench's), so one flush's batches answer apart from the next's
+    config = SandboxConfig(enforce_limits=False, xero_limits=unlimited, xero_call_seconds=0.3)
     with LocalStack(
         [CONNECTION], config, redis_url=redis_url, concurrency=concurrency, extra_env=env
     ) as stack:
