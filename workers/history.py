@@ -114,6 +114,27 @@ class RecordHistory:
             self._gathering.reset(token)
             self._write(gathered)
 
+    @contextmanager
+    def tentative(self) -> Iterator[None]:
+        """What is logged inside counts only if the block ends without raising: it then joins
+        the open gathering (or is written at once); a block that raises leaves nothing. A stage
+        tried in another stage's task (workers/stage.py) that fails runs again as its own task,
+        which logs the same rows again."""
+        outer = self._pending
+        gathered = _Gathered()
+        token = self._gathering.set((self, gathered))
+        try:
+            yield
+        finally:
+            self._gathering.reset(token)
+        if outer is None:
+            self._write(gathered)
+            return
+        outer.started += gathered.started
+        outer.rows += gathered.rows
+        outer.progress.update(gathered.progress)
+        outer.outcomes += gathered.outcomes
+
     @property
     def _pending(self) -> _Gathered | None:
         """The gathering this history's writes join, if one is open and writes where it does."""

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         description="Flushes in flight on threads of each pool process (0: a flush holds its "
         "process while it waits on Xero).",
     )
+    zxs_fused_stages: bool = Field(
+        True,
+        description="A stage's next stages run in its task while they can (each served by "
+        "this worker, none waiting on a batch or failing), instead of a broker hop each.",
+    )
     zxs_flush_batches: int = Field(
         4,
         ge=1,

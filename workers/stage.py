@@ -8,6 +8,14 @@ passes skipped jobs through, logs how the stage ended (a run's history written t
 ends: workers/history.py `gathered`), and parks the stage in a batch buffer and resumes it
 (workers/batching.py). Retries, rate-limit deferral, poison, dead letters and time limits are
 every task's, not a stage's (workers/policies).
+
+A finished stage runs the next stages of its chain in the same task while it can (`go_on`,
+issue #19): each broker hop costs a publish, a late ack, a task run and its policies, more CPU
+than most stages' own work. A stage is run so only when this worker consumes its queue; one
+that parks is parked with the rest of its chain as if it had run as its task; one that raises
+leaves no history and is sent as its own task, which meets the error again under the app's
+policies. A crash in between redelivers the first stage's message, and the stages, idempotent,
+run again.
 """
 
 from __future__ import annotations
@@ -18,17 +26,22 @@ from typing import Any, TypeVar, get_type_hints
 
 import structlog
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from kombu.utils.uuid import uuid
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import ContractBroken, RefusedInBatch
 from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
-from workers.app import app
+from workers.app import STAGE_QUEUES, app
 from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
+from workers.catalog import DEFAULT_QUEUE
 from workers.context import StageContext, build_context
 from workers.history import record_key
+from workers.outcomes import record_history
 from workers.policies import PolicyTask
+from workers.redis import get_redis
+from workers.settings import get_settings
 
 M = TypeVar("M", bound=StageMessage)
 StageFn = Callable[[M, StageContext], StageMessage]
@@ -104,7 +117,7 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
         ) -> dict[str, Any] | None:
             if message.get("skipped_reason"):
                 StageMessage.model_validate(message)  # a skip needs no more than the message
-                return message
+                return go_on(task, message)
             msg = parse(name, adapter, message)
             key = _record_key(msg)
             ctx = task.context_for(msg.job.connection)
@@ -120,36 +133,121 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
                     # ExceptionInfo and a formatted traceback per parked stage (issue #19)
                     task.request.chain = task.request.callbacks = None
                     return None
-                return _done(name, result, ctx, key)  # its history written before the next
+                # its history, and that of the stages run after it here, written before the
+                # next stage is sent
+                return go_on(task, _done(name, result, ctx, key))
 
-        def finish_here(
-            message: dict[str, Any], batch: dict[str, Any], attempt: int
-        ) -> dict[str, Any] | None:
-            """Finish the stage in the flusher's process once its elements are written; None
-            when it cannot go on so (it would fail or wait again): its task then runs as usual,
-            with the app's policies (workers/policies)."""
-            if batch.get("errors"):
-                return None
+        def run_here(
+            message: dict[str, Any],
+            batch: dict[str, Any] | None,
+            attempt: int,
+            redelivered: bool = False,
+        ) -> dict[str, Any] | AwaitingBatch | None:
+            """Run the stage outside its own task: its result, the batch it waits on, or None
+            when it failed (its history left unwritten): its task then runs as usual, with the
+            app's policies (workers/policies), and meets the error again."""
+            if message.get("skipped_reason"):
+                return message  # passed on as its task would (it validates it there)
             try:
                 msg = parse(name, adapter, message)
             except ContractBroken:  # the task's own run meets it again and dead-letters it
                 return None
             key = _record_key(msg)
-            ctx = build_context(msg.job.connection, attempt)
+            ctx = build_context(msg.job.connection, attempt, redelivered)
             ctx.batch = batch
-            with _bound(name, key, ctx), ctx.history.gathered():
+            with _bound(name, key, ctx):
                 try:
-                    result = fn(msg, ctx)
+                    with ctx.history.tentative():
+                        return _done(name, fn(msg, ctx), ctx, key)
+                except AwaitingBatch as wait:
+                    return wait
+                except SoftTimeLimitExceeded:
+                    raise  # the task's time is up, not the stage's: its policies retry it
                 except Exception:  # the task's own run meets it again and handles it
-                    log.debug("stage.resume_as_task", stage=name, record=key, exc_info=True)
+                    log.debug("stage.run_as_task", stage=name, record=key, exc_info=True)
                     return None
-                return _done(name, result, ctx, key)
+
+        def finish_here(
+            message: dict[str, Any], batch: dict[str, Any], attempt: int
+        ) -> dict[str, Any] | None:
+            """Finish the stage in the flusher's process once its elements are written; None
+            when it cannot go on so (it would fail or wait again): its task then runs."""
+            if batch.get("errors"):
+                return None
+            result = run_here(message, batch, attempt)
+            return None if isinstance(result, AwaitingBatch) else result
 
         CONTINUATIONS[name] = finish_here
+        RUN_HERE[name] = run_here
         run.__doc__ = fn.__doc__
         return run
 
     return register
+
+
+RunHere = Callable[
+    [dict[str, Any], dict[str, Any] | None, int, bool], dict[str, Any] | AwaitingBatch | None
+]
+RUN_HERE: dict[str, RunHere] = {}  # every stage, run outside its own task
+
+
+def go_on(task: StageTask, message: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the next stages of the task's chain here while they can, and leave Celery the rest:
+    the message for the stage it sends next, or None when a stage run here waits on a batch
+    (parked with the rest of its chain, which the flush resumes)."""
+    if not get_settings().zxs_fused_stages:
+        return message
+    chain = list(task.request.chain or [])
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    while chain:
+        step = chain[-1]
+        options = step.get("options") or {}
+        run_here = RUN_HERE.get(step["task"])
+        if run_here is None or options.get("link") or not _served_here(step["task"]):
+            break
+        result = run_here(message, None, 0, redelivered)
+        if result is None:
+            break  # sent as its own task, with the message it was given
+        chain.pop()
+        if isinstance(result, AwaitingBatch):
+            _park(task, step, chain, message, result)
+            task.request.chain = task.request.callbacks = None
+            return None
+        message = result
+    task.request.chain = chain or None
+    return message
+
+
+def _served_here(name: str) -> bool:
+    """The stage's queue is one this worker consumes (a worker started with `-Q` may leave a
+    stage to another): the stage then runs where it would have been delivered."""
+    queue = STAGE_QUEUES.get(name, DEFAULT_QUEUE)
+    return queue in app.amqp.queues.consume_from
+
+
+def _park(
+    task: StageTask,
+    step: dict[str, Any],
+    rest: list[dict[str, Any]],
+    message: dict[str, Any],
+    wait: AwaitingBatch,
+) -> None:
+    """Park a stage run here as its own run would have parked: its task, the message it was
+    given (or what it carries over the wait) and the rest of the chain, under a new task id."""
+    resume = app.signature(step).clone(args=(wait.carry if wait.carry is not None else message,))
+    resume.options.update(
+        task_id=uuid(),
+        chain=rest or None,
+        parent_id=task.request.id,
+        root_id=task.request.root_id,
+        retries=0,
+    )
+    job = message["job"]
+    enqueue(wait.kind, job["connection"], wait.elements, resume)
+    key = record_key(job["connection"], job["module"], job["record_id"])
+    record_history(get_redis()).log(
+        key, step["task"], HistoryEvent.BATCHED, kind=wait.kind, elements=len(wait.elements)
+    )
 
 
 def _record_key(msg: StageMessage) -> str:
