@@ -18,13 +18,14 @@ from celery.app.trace import build_tracer
 from celery.canvas import Signature
 from celery.exceptions import SoftTimeLimitExceeded
 
+from schemas.connection import Connection
 from schemas.errors import InvalidRecord
 from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage, SyncJob
 from workers import stage as stage_module
 from workers.app import STAGE_QUEUES, app
-from workers.batching import CONTINUATIONS, AwaitingBatch
-from workers.context import StageContext
+from workers.batching import CONTINUATIONS, AwaitingBatch, Chained
+from workers.context import CallsNotHere, StageContext
 from workers.history import RecordHistory
 from workers.outcomes import finished
 from workers.policies.poison import Poison
@@ -66,6 +67,22 @@ def out_of_time(msg: StageMessage, ctx: StageContext) -> StageMessage:
     raise SoftTimeLimitExceeded()
 
 
+@stage("zxsync.test_fused_reads_zoho")
+def reads_zoho(msg: StageMessage, ctx: StageContext) -> StageMessage:
+    assert ctx.zoho is not None
+    return msg.model_copy(update={"xero_contact_id": "read"})
+
+
+class Context(SimpleNamespace):
+    """A stage's context with what these tests look at; its API clients refuse a call where
+    the real ones do (StageContext._refuse_calls)."""
+
+    @property
+    def zoho(self) -> str:
+        StageContext._refuse_calls(self, "Zoho")  # type: ignore[arg-type]
+        return "a Zoho client"
+
+
 @dataclass
 class Run:
     """One task run's effects: the tasks it sent and the batches it parked stages in."""
@@ -88,11 +105,12 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
 
     def context(connection: str, attempt: int = 0, redelivered: bool = False) -> Any:
         history = RecordHistory(client, on_finish=finished)
-        return SimpleNamespace(
+        return Context(
             connection=SimpleNamespace(name=connection),
             attempt=attempt,
             redelivered=redelivered,
             batch=None,
+            calls=True,
             history=history,
         )
 
@@ -207,7 +225,8 @@ def test_a_skipped_job_passes_the_rest_of_its_chain_here(run: Run) -> None:
 def test_a_stage_the_flusher_finishes_that_fails_leaves_no_history(run: Run) -> None:
     """The flusher's try of a resumed stage that fails sends it as its task, which logs its
     rows again: the try's rows were written too (twice in the record's history)."""
-    assert CONTINUATIONS["zxsync.test_fused_fails"](_message("7"), {}, 0) is None
+    here = Chained(_message("7"), [], (None, None))
+    assert CONTINUATIONS["zxsync.test_fused_fails"](here, {}, 0) is None
     assert run.history("7") == []
 
 
@@ -215,4 +234,51 @@ def test_a_soft_time_limit_in_a_stage_run_here_ends_the_task_run(run: Run) -> No
     """The limit is the task's: its policies retry the run (a TimedOut), rather than the stage
     being sent as a task of its own while the task goes on past its limit."""
     with pytest.raises(SoftTimeLimitExceeded):
-        RUN_HERE["zxsync.test_fused_out_of_time"](_message("8"), None, 0, False)
+        RUN_HERE["zxsync.test_fused_out_of_time"](_message("8"), None, 0, False, True)
+
+
+def test_a_stage_that_reads_an_api_runs_in_the_task_that_finished_the_one_before(
+    run: Run,
+) -> None:
+    result = _in_worker(first, _message("9"), _chain("zxsync.test_fused_reads_zoho"))
+    assert run.sent == [] and result["xero_contact_id"] == "read"
+
+
+def test_the_flusher_runs_on_the_stages_that_need_no_call_and_leaves_the_first_that_does(
+    run: Run,
+) -> None:
+    """A flusher that waited on one Zoho read per document would hold its buffer for all of
+    them: the stage that reaches for an API is left to Celery, sent as its own task."""
+    chain = _chain("zxsync.test_fused_second", "zxsync.test_fused_reads_zoho", "zxsync.after")
+    here = Chained(_message("10"), chain, ("waiter-1", "root-1"))
+    after = CONTINUATIONS["zxsync.test_fused_first"](here, {"kind": "things"}, 0)
+    assert after is not None and after.message is not None
+    assert after.message["xero_invoice_status"] == "AUTHORISED"  # the second ran here
+    assert [step["task"] for step in after.chain] == [
+        "zxsync.after",
+        "zxsync.test_fused_reads_zoho",
+    ]
+    assert run.history("10") == [
+        ("zxsync.test_fused_first", "done"),
+        ("zxsync.test_fused_second", "done"),
+    ]
+
+
+def test_a_stage_the_flusher_runs_on_to_parks_with_the_rest_of_its_chain(run: Run) -> None:
+    chain = _chain("zxsync.test_fused_waits", "zxsync.after")
+    here = Chained(_message("11"), chain, ("waiter-2", "root-2"))
+    after = CONTINUATIONS["zxsync.test_fused_first"](here, {"kind": "things"}, 0)
+    assert after is not None and after.message is None and after.chain == []
+    [(_, _, _, resume)] = run.parked
+    assert resume.task == "zxsync.test_fused_waits"
+    assert [step["task"] for step in resume.options["chain"]] == ["zxsync.after"]
+    assert (resume.options["parent_id"], resume.options["root_id"]) == ("waiter-2", "root-2")
+
+
+def test_a_context_without_calls_refuses_its_api_clients_before_any_call() -> None:
+    settings = get_settings()
+    connection = Connection.model_construct(name="acme", xero_tenant_id="t", zoho_org_id="o")
+    ctx = StageContext(connection, settings, fakeredis.FakeRedis(), calls=False)
+    for api in ("xero", "zoho"):
+        with pytest.raises(CallsNotHere):
+            getattr(ctx, api)

@@ -52,6 +52,12 @@ def token_cipher() -> TokenCipher:
     return TokenCipher(get_settings().zxs_token_key.get_secret_value())
 
 
+class CallsNotHere(BaseException):
+    """A stage run in the flusher (workers/stage.py) reached for Xero or Zoho: it runs as its
+    own task instead, where the call holds only its pool process. A BaseException, so that no
+    stage's own `except` turns the refusal into a result."""
+
+
 @dataclass
 class StageContext:
     connection: Connection
@@ -61,6 +67,7 @@ class StageContext:
     redelivered: bool = False
     batch: dict[str, Any] | None = None  # what a flush sends a resumed stage (workers/batching)
     flush: Flush | None = None  # the flusher's fenced hold on the buffer, in a batch handler
+    calls: bool = True  # False in the flusher: a stage that needs Xero or Zoho runs as its task
 
     def batch_outcome(self, element_id: str, model: type[S]) -> S | None:
         """What the flush that resumed this stage did with one of its elements, as the model
@@ -84,6 +91,7 @@ class StageContext:
 
     @cached_property
     def xero(self) -> XeroClient:
+        self._refuse_calls("Xero")
         s, conn = self.settings, self.connection
         refresh = refresh_xero_token(
             http_client(),
@@ -111,6 +119,7 @@ class StageContext:
 
     @cached_property
     def zoho(self) -> ZohoClient:
+        self._refuse_calls("Zoho")
         s, conn = self.settings, self.connection
         refresh = refresh_zoho_token(
             http_client(),
@@ -131,6 +140,10 @@ class StageContext:
             **self._limiter_timing(),
         )
         return ZohoClient(http_client(), s.zoho_api_url, tokens, limiter)
+
+    def _refuse_calls(self, api: str) -> None:
+        if not self.calls:
+            raise CallsNotHere(f"{api} is not called from here")
 
     def _limiter_timing(self) -> dict[str, float]:
         """A slot's lease outlives the longest call, so only a killed worker's slot expires."""

@@ -34,9 +34,9 @@ from schemas.errors import ContractBroken, RefusedInBatch
 from schemas.history import HistoryEvent
 from schemas.jobs import StageMessage
 from workers.app import STAGE_QUEUES, app
-from workers.batching import CONTINUATIONS, AwaitingBatch, enqueue
+from workers.batching import CONTINUATIONS, AwaitingBatch, Chained, enqueue
 from workers.catalog import DEFAULT_QUEUE
-from workers.context import StageContext, build_context
+from workers.context import CallsNotHere, StageContext, build_context
 from workers.history import record_key
 from workers.outcomes import record_history
 from workers.policies import PolicyTask
@@ -142,10 +142,12 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
             batch: dict[str, Any] | None,
             attempt: int,
             redelivered: bool = False,
+            calls: bool = True,
         ) -> dict[str, Any] | AwaitingBatch | None:
             """Run the stage outside its own task: its result, the batch it waits on, or None
-            when it failed (its history left unwritten): its task then runs as usual, with the
-            app's policies (workers/policies), and meets the error again."""
+            when it failed or, with `calls` off, would call Xero or Zoho (its history left
+            unwritten): its task then runs as usual, with the app's policies, and meets the
+            error again."""
             if message.get("skipped_reason"):
                 return message  # passed on as its task would (it validates it there)
             try:
@@ -154,7 +156,7 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
                 return None
             key = _record_key(msg)
             ctx = build_context(msg.job.connection, attempt, redelivered)
-            ctx.batch = batch
+            ctx.batch, ctx.calls = batch, calls
             with _bound(name, key, ctx):
                 try:
                     with ctx.history.tentative():
@@ -163,19 +165,21 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
                     return wait
                 except SoftTimeLimitExceeded:
                     raise  # the task's time is up, not the stage's: its policies retry it
-                except Exception:  # the task's own run meets it again and handles it
+                except (Exception, CallsNotHere):  # its own run meets it again, and handles it
                     log.debug("stage.run_as_task", stage=name, record=key, exc_info=True)
                     return None
 
-        def finish_here(
-            message: dict[str, Any], batch: dict[str, Any], attempt: int
-        ) -> dict[str, Any] | None:
-            """Finish the stage in the flusher's process once its elements are written; None
-            when it cannot go on so (it would fail or wait again): its task then runs."""
-            if batch.get("errors"):
+        def finish_here(waiter: Chained, batch: dict[str, Any], attempt: int) -> Chained | None:
+            """Finish the stage in the flusher's process once its elements are written, and
+            the stages after it that need no call to Xero or Zoho (a flusher must not wait on
+            one call per document): what Celery sends next. None when the stage cannot finish
+            so (it would fail or wait again): its task then runs."""
+            if batch.get("errors") or waiter.message is None:
                 return None
-            result = run_here(message, batch, attempt)
-            return None if isinstance(result, AwaitingBatch) else result
+            result = run_here(waiter.message, batch, attempt, False, False)
+            if not isinstance(result, dict):
+                return None
+            return run_on(Chained(result, waiter.chain, waiter.ids), calls=False)
 
         CONTINUATIONS[name] = finish_here
         RUN_HERE[name] = run_here
@@ -186,7 +190,8 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
 
 
 RunHere = Callable[
-    [dict[str, Any], dict[str, Any] | None, int, bool], dict[str, Any] | AwaitingBatch | None
+    [dict[str, Any], dict[str, Any] | None, int, bool, bool],
+    dict[str, Any] | AwaitingBatch | None,
 ]
 RUN_HERE: dict[str, RunHere] = {}  # every stage, run outside its own task
 
@@ -195,27 +200,38 @@ def go_on(task: StageTask, message: dict[str, Any]) -> dict[str, Any] | None:
     """Run the next stages of the task's chain here while they can, and leave Celery the rest:
     the message for the stage it sends next, or None when a stage run here waits on a batch
     (parked with the rest of its chain, which the flush resumes)."""
+    request = task.request
+    redelivered = bool((request.delivery_info or {}).get("redelivered"))
+    chain = list(request.chain or [])
+    after = run_on(Chained(message, chain, (request.id, request.root_id)), redelivered)
+    request.chain = after.chain or None
+    if after.message is None:
+        request.callbacks = None
+    return after.message
+
+
+def run_on(here: Chained, redelivered: bool = False, calls: bool = True) -> Chained:
+    """Run the chain's next stages while they can run here: what is left for Celery to send,
+    with the message for its next stage; no message when a stage waits on a batch (parked
+    with the rest of the chain: the flush resumes it)."""
     if not get_settings().zxs_fused_stages:
-        return message
-    chain = list(task.request.chain or [])
-    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-    while chain:
+        return here
+    message, chain = here.message, list(here.chain)
+    while chain and message is not None:
         step = chain[-1]
         options = step.get("options") or {}
         run_here = RUN_HERE.get(step["task"])
         if run_here is None or options.get("link") or not _served_here(step["task"]):
             break
-        result = run_here(message, None, 0, redelivered)
+        result = run_here(message, None, 0, redelivered, calls)
         if result is None:
             break  # sent as its own task, with the message it was given
         chain.pop()
         if isinstance(result, AwaitingBatch):
-            _park(task, step, chain, message, result)
-            task.request.chain = task.request.callbacks = None
-            return None
+            _park(step, chain, message, result, here.ids)
+            return Chained(None, [], here.ids)
         message = result
-    task.request.chain = chain or None
-    return message
+    return Chained(message, chain, here.ids)
 
 
 def _served_here(name: str) -> bool:
@@ -226,11 +242,11 @@ def _served_here(name: str) -> bool:
 
 
 def _park(
-    task: StageTask,
     step: dict[str, Any],
     rest: list[dict[str, Any]],
     message: dict[str, Any],
     wait: AwaitingBatch,
+    ids: tuple[str | None, str | None],
 ) -> None:
     """Park a stage run here as its own run would have parked: its task, the message it was
     given (or what it carries over the wait) and the rest of the chain, under a new task id."""
@@ -238,8 +254,8 @@ def _park(
     resume.options.update(
         task_id=uuid(),
         chain=rest or None,
-        parent_id=task.request.id,
-        root_id=task.request.root_id,
+        parent_id=ids[0],
+        root_id=ids[1],
         retries=0,
     )
     job = message["job"]

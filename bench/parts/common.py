@@ -447,6 +447,8 @@ class CpuMeter:
         self._start: dict[str, dict[int, float]] = {}
         self.spent: dict[str, float] = {}
         self._commands = self.commands = 0
+        self._by_command: dict[str, int] = {}
+        self.by_command: dict[str, int] = {}
 
     def groups(self) -> dict[str, list[int]]:
         workers = [p.pid for p in self.procs] + [k for p in self.procs for k in children(p.pid)]
@@ -459,11 +461,16 @@ class CpuMeter:
     def start(self) -> None:
         self._start = self._read()
         self._commands = redis_commands()
+        self._by_command = redis_commands_by_name()
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per group; a process started meanwhile counts from 0."""
         now = self._read()
         self.commands = redis_commands() - self._commands
+        self.by_command = {
+            name: calls - self._by_command.get(name, 0)
+            for name, calls in redis_commands_by_name().items()
+        }
         self.spent = {
             g: sum(t - self._start.get(g, {}).get(pid, 0.0) for pid, t in pids.items())
             for g, pids in now.items()
@@ -476,9 +483,11 @@ class CpuMeter:
     def note(self, invoices: int) -> str:
         parts = ", ".join(f"{g} {t * 1000 / max(invoices, 1):.1f}" for g, t in self.spent.items())
         per = self.commands / max(invoices, 1)
+        top = sorted(self.by_command.items(), key=lambda item: -item[1])[:8]
+        most = ", ".join(f"{name} {calls / max(invoices, 1):.0f}" for name, calls in top)
         return (
             f"{parts} ms; {sum(self.spent.values()):.1f} CPU s for {invoices} invoices; "
-            f"{per:.0f} Redis commands per invoice"
+            f"{per:.0f} Redis commands per invoice ({most})"
         )
 
 
@@ -487,6 +496,14 @@ def redis_commands() -> int:
     from workers.redis import get_redis
 
     return int(get_redis().info("stats")["total_commands_processed"])
+
+
+def redis_commands_by_name() -> dict[str, int]:
+    """Calls the stack's Redis has served, per command (`INFO commandstats`)."""
+    from workers.redis import get_redis
+
+    stats = get_redis().info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
 
 
 def redis_pid() -> int:

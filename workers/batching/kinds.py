@@ -51,9 +51,22 @@ class Kind:
 
 KINDS: dict[str, Kind] = {}
 
-# task name -> finishes that stage in the flusher with a resume's batch and attempt, returning its
-# result, or None when the task must run instead (registered by workers/stage.py)
-Continuation = Callable[[dict[str, Any], dict[str, Any], int], "dict[str, Any] | None"]
+
+@dataclass(frozen=True)
+class Chained:
+    """Where a chain stands: the message for its next stage (None: a stage of it waits on a
+    batch), the rest of the chain as Celery keeps it (next stage last), and the ids of the
+    task it came from (its id and root id)."""
+
+    message: dict[str, Any] | None
+    chain: list[dict[str, Any]]
+    ids: tuple[str | None, str | None]
+
+
+# task name -> finishes that stage (its message and chain) in the flusher with a resume's batch
+# and attempt, and the stages after it that can, returning what is left of its chain to send, or
+# None when the task must run instead (registered by workers/stage.py)
+Continuation = Callable[[Chained, dict[str, Any], int], "Chained | None"]
 CONTINUATIONS: dict[str, Continuation] = {}
 
 

@@ -11,6 +11,9 @@ limit's Retry-After, a retry's backoff). Stages reach the buffer only through `e
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from clients.zoho import MAX_RECORDS_PER_CALL
@@ -51,12 +54,40 @@ def wait_before_flush(
     return max(0.0, max_wait - since_oldest)
 
 
+# the buffers whose flush trigger waits for the end of a `triggers_held` block in this thread
+_held: ContextVar[set[tuple[str, str]] | None] = ContextVar("zxs_triggers_held", default=None)
+
+
 def enqueue(kind: str, connection: str, elements: dict[str, dict[str, Any]], waiter: Any) -> None:
     """Buffer a stage's elements with its resume signature and make sure a flush will come."""
     settings = get_settings()
     buffer = Buffer(get_redis(), kind, connection)
     buffer.add(elements, dict(waiter))
+    held = _held.get()
+    if held is not None:
+        held.add((kind, connection))
+        return
     schedule_flush(buffer, due_in(buffer, settings), settings)
+
+
+@contextmanager
+def triggers_held() -> Iterator[None]:
+    """Stages parked inside get their flush triggers when the block ends, once per buffer.
+
+    A flusher that runs resumed stages on until they park (workers/stage.py) does so while the
+    documents it resumes still count as waiting in its own buffer: "every job in flight waits"
+    would hold at each park, and the next buffer would flush one element at a time. A trigger
+    lost with a killed worker is beat's sweeper's (workers/batching/sweep.py)."""
+    held: set[tuple[str, str]] = set()
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        settings = get_settings()
+        for kind, connection in sorted(held):
+            buffer = Buffer(get_redis(), kind, connection)
+            schedule_flush(buffer, due_in(buffer, settings), settings)
 
 
 def buffered(kind: str, connection: str, element_id: str) -> bool:
