@@ -17,8 +17,8 @@ from schemas.jobs import StageMessage, SyncJob
 from workers.admission import admit
 from workers.app import app
 from workers.history import record_key
-from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, taken_in
-from workers.stage import StageTask
+from workers.pipeline import INGEST_TASK, SALES_MODULES, stages_for, start_pipeline, taken_in
+from workers.stage import StageTask, run_on
 
 TASK_NAME = INGEST_TASK
 
@@ -60,4 +60,10 @@ def ingest(task: StageTask, payload: Any) -> str:
         ctx.history.log(
             key, TASK_NAME, HistoryEvent.ACCEPTED, zoho_event=job.event, event_id=job.event_id
         )
-    return admit(ctx.redis, ctx.settings, StageMessage(job=job))
+    return admit(ctx.redis, ctx.settings, StageMessage(job=job), start=_start_here)
+
+
+def _start_here(message: StageMessage) -> None:
+    """The job's first stages run in the door's task while this worker serves them (a worker
+    that only keeps the door sends them on, workers/stage.py): a broker hop fewer per job."""
+    start_pipeline(message, run_here=run_on)

@@ -282,3 +282,23 @@ def test_a_context_without_calls_refuses_its_api_clients_before_any_call() -> No
     for api in ("xero", "zoho"):
         with pytest.raises(CallsNotHere):
             getattr(ctx, api)
+
+
+def test_the_door_runs_the_first_stages_of_a_job_it_admits(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The door sent the chain's first stage through the broker (a hop per job); it now runs
+    the stages it can, and sends the first that fails, with the rest of the chain."""
+    from tasks import ingest
+    from workers import pipeline
+
+    stages = ("zxsync.test_fused_first", "zxsync.test_fused_fails", "zxsync.after")
+    monkeypatch.setattr(pipeline, "stages_of", lambda job, from_stage=None: stages)
+    monkeypatch.setattr(pipeline, "tenant_priority", lambda connection: 2)
+    message = StageMessage.model_validate(_message("12"))
+    ingest._start_here(message)
+    [(task, args, options)] = run.sent
+    assert task == "zxsync.test_fused_fails" and args[0]["xero_invoice_number"] == "INV-1"
+    assert [step["task"] for step in options["chain"]] == ["zxsync.after"]
+    assert options["priority"] == 2
+    assert run.history("12") == [("zxsync.test_fused_first", "done")]

@@ -40,7 +40,7 @@ def test_a_worker_host_killed_mid_burst_loses_and_duplicates_nothing(hosts: Host
     print("\n".join(report.lines()))
     victim, survivor = hosts.workers
     assert report.killed_host == victim and report.killed_processes >= 3, report  # main + pool
-    assert 0 < report.done_at_kill < report.invoices, report  # mid-burst
+    assert 0 < report.created_at_kill < report.invoices, report  # mid-burst
     assert report.traffic_at_kill[victim][1] > 0, "the victim took part before it died"
     # the dead host sent nothing more (the kernel closing its sockets aside)
     assert report.traffic_after_kill[victim][1] < report.traffic_at_kill[victim][1] / 100

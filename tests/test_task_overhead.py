@@ -201,7 +201,7 @@ def test_a_job_taken_in_is_put_in_flight_and_logged_in_one_round_trip(
     history = RecordHistory(client)
     seen_at_admission: list[tuple[int, list[str], int, int, int]] = []
 
-    def admit(redis_client: Any, settings: Any, message: StageMessage) -> str:
+    def admit(redis_client: Any, settings: Any, message: StageMessage, **_: Any) -> str:
         before = len(counted.transactions), list(counted.round_trips)
         key = "acme:Invoices:1"
         in_flight = client.hlen(inflight_key("acme")), client.zcard(progress_key("acme"))

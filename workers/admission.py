@@ -44,6 +44,7 @@ stages that record outcomes need not know about admission.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -206,16 +207,22 @@ def windows(
     )
 
 
-def admit(redis_client: redis.Redis, settings: Settings, message: StageMessage) -> str:
-    """At the door, after the job is claimed and in flight: start its pipeline if the tenant's
-    window has room, else leave it in the waiting room. Returns "started" or "queued"."""
+def admit(
+    redis_client: redis.Redis,
+    settings: Settings,
+    message: StageMessage,
+    start: Callable[[StageMessage], None] | None = None,
+) -> str:
+    """At the door, after the job is claimed and in flight: start its pipeline (`start`, by
+    default `start_pipeline`) if the tenant's window has room, else leave it in the waiting
+    room. Returns "started" or "queued"."""
     job = message.job
     key = record_key(job.connection, job.module, job.record_id)
     tenant = windows(redis_client, settings)
     own, others = tenant.admit(job.connection, key, message.model_dump(mode="json"))
     history = RecordHistory(redis_client)
     if own:
-        start_pipeline(message)
+        (start or start_pipeline)(message)
     else:
         admitted, waiting = tenant.counts(job.connection)
         history.log(

@@ -56,7 +56,6 @@ from workers.batching.kinds import (
     CONTINUATIONS,
     KINDS,
     AwaitingBatch,
-    Chained,
     Kind,
     Results,
     batch_handler,
@@ -64,6 +63,7 @@ from workers.batching.kinds import (
 from workers.batching.policy import buffered, enqueue
 from workers.batching.suspects import Later, plan_suspects, plan_unlinked
 from workers.batching.sweep import sweep_batches
+from workers.pipeline import Chained
 
 __all__ = [
     "CONTINUATIONS",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from schemas.errors import SyncError
 from schemas.links import Stored
 from workers.context import StageContext
+from workers.pipeline import Chained
 
 if TYPE_CHECKING:
     from workers.batching.buffer import Element
@@ -50,17 +51,6 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {}
-
-
-@dataclass(frozen=True)
-class Chained:
-    """Where a chain stands: the message for its next stage (None: a stage of it waits on a
-    batch), the rest of the chain as Celery keeps it (next stage last), and the ids of the
-    task it came from (its id and root id)."""
-
-    message: dict[str, Any] | None
-    chain: list[dict[str, Any]]
-    ids: tuple[str | None, str | None]
 
 
 # task name -> finishes that stage (its message and chain) in the flusher with a resume's batch

@@ -18,10 +18,11 @@ from schemas.errors import SyncError
 from workers import keys
 from workers.app import app
 from workers.batching.buffer import Buffer
-from workers.batching.kinds import CONTINUATIONS, Chained, Results
+from workers.batching.kinds import CONTINUATIONS, Results
 from workers.batching.policy import triggers_held
 from workers.deadletter import describe
 from workers.outcomes import record_history
+from workers.pipeline import Chained, send_rest
 
 RESUMED_TTL_SECONDS = 24 * 3600
 
@@ -97,15 +98,11 @@ def finish_waiting(waiter: Signature) -> Chained | None:
 
 def send_next(waiter: Signature, finished: Chained) -> None:
     """The next stage of a finished waiter's chain, sent as Celery's tracer sends it."""
-    chain = finished.chain
-    if chain and finished.message is not None:
-        app.signature(chain[-1]).apply_async(
-            (finished.message,),
-            chain=chain[:-1] or None,
-            parent_id=waiter.options.get("task_id"),
-            root_id=waiter.options.get("root_id"),
-            priority=waiter.options.get("priority"),
-        )
+    options = waiter.options
+    here = Chained(
+        finished.message, finished.chain, (options.get("task_id"), options.get("root_id"))
+    )
+    send_rest(here)
 
 
 def error_payload(exc: SyncError) -> dict[str, Any]:
