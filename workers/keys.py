@@ -107,6 +107,7 @@ POLL = Key("poll:{kind}:{connection}", "hash", "none", "workers/polling.py")
 # workers/batching/: one buffer per kind and connection (workers/batching/buffer.py)
 BATCH_ACTIVE = Key("batch:active", "set", "none", "workers/batching/buffer.py")
 BATCH_RESUMED = Key("batch:resumed:{task_id}", "string", "24 hours", "workers/batching/resume.py")
+BATCH_PACE = Key("batch:pace:{connection}", "hash", "2 minutes", "workers/batching/policy.py")
 # the flush lock's name has always held the buffer's whole prefix (`zxs:` twice)
 BATCH_LOCK = Key(
     "lock:zxs:batch:{kind}:{connection}", "lock", "10 s, renewed", "workers/batching/flush.py"

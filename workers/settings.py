@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         5.0, ge=0, description="The same while the connection has more than a batch in flight."
     )
     zxs_flush_threads: int = Field(
-        4,
+        16,
         ge=0,
         le=64,
         description="Flushes in flight on threads of each pool process (0: a flush holds its "

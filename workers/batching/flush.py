@@ -35,7 +35,7 @@ from workers.app import app
 from workers.batching.buffer import Buffer, Element
 from workers.batching.fence import Flush, LeaseLost
 from workers.batching.kinds import KINDS, Results
-from workers.batching.policy import batch_size, due_in, schedule_flush
+from workers.batching.policy import batch_size, due_in, schedule_flush, spend_pace
 from workers.batching.resume import resume
 from workers.batching.suspects import Later
 from workers.context import build_context
@@ -182,6 +182,7 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
     batches = _claim_due(buffer, size, batches_at_once(buffer.kind, settings), settings)
     if not batches:
         return 0
+    spend_pace(buffer, sum(len(batch) < size for batch in batches), settings)
     sent = _send_all(hold, batches)
     if any(isinstance(s.error, LeaseLost) for s in sent):
         log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)

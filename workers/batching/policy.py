@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from clients.zoho import MAX_RECORDS_PER_CALL
+from workers import keys
 from workers.app import app
 from workers.batching.buffer import Buffer
 from workers.batching.kinds import KINDS
@@ -33,14 +34,20 @@ def batch_size(kind: str, settings: Settings) -> int:
 
 
 def wait_before_flush(
-    buffer: Buffer, size: int, max_wait: float, inflight: int, parked_elsewhere: int = 0
+    buffer: Buffer,
+    size: int,
+    max_wait: float,
+    inflight: int,
+    parked_elsewhere: int = 0,
+    paced: float = 0.0,
 ) -> float:
     """0 when a flush is due; else the seconds until it will be; -1 when nothing waits.
 
     Due when full, when the oldest element waited `max_wait`, or when every job the
     connection has in flight (`inflight`) waits here or in its other buffers: nothing is
     moving that could join the batch, so a lone event (a trickle) goes at once, and so does
-    the tail of a burst, while the burst itself fills its batches.
+    the tail of a burst, while the burst itself fills its batches. A part-full batch waits
+    `paced` seconds more while its tenant has spent its pace (`pace_wait`).
     """
     now = time.time()
     count, oldest, waiting, hold = buffer.state(now)
@@ -48,10 +55,61 @@ def wait_before_flush(
         return oldest - now if oldest is not None else -1
     if hold and hold > now:
         return hold - now
-    if count >= size or waiting + parked_elsewhere >= inflight:
+    if count >= size:
         return 0
+    if waiting + parked_elsewhere >= inflight:
+        return paced
     since_oldest = now - oldest if oldest is not None else max_wait
-    return max(0.0, max_wait - since_oldest)
+    return max(paced, max_wait - since_oldest)
+
+
+# Part-full Xero flushes a tenant may send at once before pacing sets in: a lone event's
+# contact, items and invoice go without waiting; a steady trickle is paced.
+PACE_BURST = 3.0
+
+
+def pace_per_minute(settings: Settings) -> float | None:
+    """A tenant's fair share of the app's Xero calls a minute (the app's minute split between
+    its connections), or None when that is no less than the tenant's own limit: then the app
+    limit cannot bind before the tenant's, which its limiter keeps (workers/ratelimit.py)."""
+    share = settings.zxs_xero_app_per_minute / max(1, len(settings.connections()))
+    return share if share < settings.zxs_xero_per_minute else None
+
+
+def pace_wait(state: list[Any], now: float, per_minute: float | None) -> float:
+    """Seconds before the tenant's pace allows another part-full Xero flush (0: now).
+
+    A trickle flushes a part-full batch per event: 18 tenants at one event a second need 1,080
+    calls a minute, past an app limit of 1,000 (the tenants bench), so every tenant's events
+    waited on the app's next minute, up to a minute (p99 8.7 s). A tenant's part-full flushes
+    now draw on a bucket of `PACE_BURST` refilled at its fair share: a trickle past that share
+    waits to share its calls, a lone event does not wait, and full batches are never paced.
+    Hand-written: the limiter (workers/ratelimit.py) says when a call may go, not how long a
+    batch should wait to fill."""
+    tokens, at = state
+    if tokens is None or at is None or per_minute is None:
+        return 0.0
+    level = min(PACE_BURST, float(tokens) + (now - float(at)) * per_minute / 60)
+    return 0.0 if level >= 1 else (1 - level) * 60 / per_minute
+
+
+_SPEND_PACE = """
+local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or burst)
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
+local level = math.min(burst, tokens + (now - at) * rate / 60)
+redis.call('HSET', KEYS[1], 'tokens', tostring(level - tonumber(ARGV[4])), 'at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], 120)
+return 1
+"""
+
+
+def spend_pace(buffer: Buffer, batches: int, settings: Settings) -> None:
+    """The flusher sent `batches` part-full Xero batches: they draw on the tenant's pace."""
+    rate = pace_per_minute(settings)
+    if batches and rate is not None and KINDS[buffer.kind].xero:
+        now, key = time.time(), keys.BATCH_PACE(buffer.connection)
+        buffer.redis.eval(_SPEND_PACE, 1, key, now, rate, PACE_BURST, batches)
 
 
 # the buffers whose flush trigger waits for the end of a `triggers_held` block in this thread
@@ -116,19 +174,23 @@ def due_in(buffer: Buffer, settings: Settings) -> float:
     if not settings.zxs_batching:
         return 0.0 if buffer.pending() else -1.0
     size = batch_size(buffer.kind, settings)
+    xero = KINDS[buffer.kind].xero
     pipe = buffer.redis.pipeline()
+    pipe.hmget(keys.BATCH_PACE(buffer.connection), ["tokens", "at"])
     pipe.hlen(inflight_key(buffer.connection))
     pipe.get(door_key(buffer.connection))
     others = [k for k in KINDS if k != buffer.kind]
     for kind in others:
         pipe.scard(Buffer(buffer.redis, kind, buffer.connection).key("waiting"))
-    inflight, at_door, *parked = (int(n or 0) for n in pipe.execute())
+    pace, *counts = pipe.execute()
+    inflight, at_door, *parked = (int(n or 0) for n in counts)
     # jobs still at the door are on their way: "every job in flight waits here" needs them too
     inflight += at_door
     # with a backlog a Xero request saved is worth more than the seconds a straggler waits
-    backlog = KINDS[buffer.kind].xero and inflight > size
+    backlog = xero and inflight > size
     max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait
-    return wait_before_flush(buffer, size, max_wait, inflight, sum(parked))
+    paced = pace_wait(pace, time.time(), pace_per_minute(settings)) if xero else 0.0
+    return wait_before_flush(buffer, size, max_wait, inflight, sum(parked), paced)
 
 
 def _trigger_ms(settings: Settings) -> int:
