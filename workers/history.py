@@ -78,6 +78,13 @@ class _Gathered:
     progress: dict[str, float] = field(default_factory=dict)  # record key -> its last score
     outcomes: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
+    def join(self, other: _Gathered) -> None:
+        """Take what another gathering logged, after what this one holds."""
+        self.started += other.started
+        self.rows += other.rows
+        self.progress.update(other.progress)
+        self.outcomes += other.outcomes
+
 
 class RecordHistory:
     # the gathering open in this thread or task, with the history that writes it
@@ -106,12 +113,10 @@ class RecordHistory:
         if self._pending is not None:
             yield
             return
-        gathered = _Gathered()
-        token = self._gathering.set((self, gathered))
         try:
-            yield
+            with self._collecting() as gathered:
+                yield
         finally:
-            self._gathering.reset(token)
             self._write(gathered)
 
     @contextmanager
@@ -121,19 +126,22 @@ class RecordHistory:
         tried in another stage's task (workers/stage.py) that fails runs again as its own task,
         which logs the same rows again."""
         outer = self._pending
+        with self._collecting() as gathered:
+            yield
+        if outer is None:
+            self._write(gathered)
+        else:
+            outer.join(gathered)
+
+    @contextmanager
+    def _collecting(self) -> Iterator[_Gathered]:
+        """A gathering of its own, the one this thread's writes join while the block runs."""
         gathered = _Gathered()
         token = self._gathering.set((self, gathered))
         try:
-            yield
+            yield gathered
         finally:
             self._gathering.reset(token)
-        if outer is None:
-            self._write(gathered)
-            return
-        outer.started += gathered.started
-        outer.rows += gathered.rows
-        outer.progress.update(gathered.progress)
-        outer.outcomes += gathered.outcomes
 
     @property
     def _pending(self) -> _Gathered | None:

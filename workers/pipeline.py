@@ -71,11 +71,11 @@ class Chained:
     ids: tuple[str | None, str | None]
 
 
-RunHere = Callable[[Chained], Chained]  # runs a chain's next stages here (workers/stage.py)
+ChainHere = Callable[[Chained], Chained]  # runs a chain's next stages here (workers/stage.py)
 
 
 def start_pipeline(
-    message: StageMessage, from_stage: str | None = None, run_here: RunHere | None = None
+    message: StageMessage, from_stage: str | None = None, run_here: ChainHere | None = None
 ) -> None:
     """Enqueue the chain of stages for this message, from `from_stage` on, at its tenant's
     priority (every stage of the chain, and its resumes after a batch, keep it); with

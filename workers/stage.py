@@ -189,11 +189,11 @@ def stage(name: str) -> Callable[[StageFn[M]], Task]:
     return register
 
 
-RunHere = Callable[
+StageHere = Callable[
     [dict[str, Any], dict[str, Any] | None, int, bool, bool],
     dict[str, Any] | AwaitingBatch | None,
 ]
-RUN_HERE: dict[str, RunHere] = {}  # every stage, run outside its own task
+RUN_HERE: dict[str, StageHere] = {}  # every stage, run outside its own task
 
 
 def go_on(task: StageTask, message: dict[str, Any]) -> dict[str, Any] | None:
