@@ -222,7 +222,7 @@ def test_a_stage_the_flusher_parks_gets_its_flush_trigger_once_it_left_the_flush
     """A flusher runs a resumed stage on until the next one parks (workers/stage.py) while the
     document still counts as waiting in the flushed buffer: the parked buffer's trigger then
     found every job waiting and flushed at once, a write-back at a time (34 Zoho updates for 60
-    invoices in the burst test, where 15 had done). Its trigger now comes after the resume."""
+    invoices in the burst test, which allows 31). Its trigger now comes after the resume."""
     buffer = new_buffer("things")
     triggers: list[tuple[str, int]] = []
 
