@@ -189,7 +189,9 @@ def due_in(buffer: Buffer, settings: Settings) -> float:
     # with a backlog a Xero request saved is worth more than the seconds a straggler waits
     backlog = xero and inflight > size
     max_wait = settings.zxs_batch_burst_wait if backlog else settings.zxs_batch_max_wait
-    paced = pace_wait(pace, time.time(), pace_per_minute(settings)) if xero else 0.0
+    # a bucket never spent (no pace on this app, or none yet) costs no look at the connections
+    spent = xero and pace[0] is not None
+    paced = pace_wait(pace, time.time(), pace_per_minute(settings)) if spent else 0.0
     return wait_before_flush(buffer, size, max_wait, inflight, sum(parked), paced)
 
 
