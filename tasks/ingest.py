@@ -42,8 +42,9 @@ def parse_job(payload: Any) -> SyncJob:
 @app.task(name=TASK_NAME, base=StageTask, bind=True)
 def ingest(task: StageTask, payload: Any) -> str:
     """Accept one job from a relay; returns what was done with it."""
-    if not task.request.retries and not (task.request.delivery_info or {}).get("redelivered"):
-        taken_in(payload)  # once per job, for the door's priority (workers/pipeline.py)
+    redelivered = (task.request.delivery_info or {}).get("redelivered")
+    # out of the door's journal, and counted once per job for the door's priority
+    taken_in(payload, first=not task.request.retries and not redelivered)
     job = parse_job(payload)
     ctx = task.context_for(job.connection)
     key = record_key(job.connection, job.module, job.record_id)

@@ -514,9 +514,9 @@ def test_beats_sweep_flushes_every_buffer_with_work_where_no_batch_kind_is_impor
 ) -> None:
     """The sweep is the net under a flush trigger lost with a killed flusher, whose claims
     block the buffer: a buffer whose elements are all claimed is never due, so the stages that
-    park there later send no trigger either. Run where no batch handler is imported (`celery
-    beat`, the chaos driver) it skipped every buffer, and the chaos run stalled until the
-    deadline (CI, 83d55d8: one invoice lost after 400 s, a local run none created)."""
+    park there later send no trigger either. Run where no batch handler is imported (the chaos
+    driver runs beat's tasks itself) it skipped every buffer, and the chaos run stalled until
+    its deadline (CI on 83d55d8: 400 s; locally no invoice created)."""
     from workers.batching import sweep
     from workers.redis import get_redis
 

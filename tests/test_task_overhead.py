@@ -213,7 +213,7 @@ def test_a_job_taken_in_is_put_in_flight_and_logged_in_one_round_trip(
     monkeypatch.setattr(Poison, "before", lambda self, task: None)
     monkeypatch.setattr(StageTask, "context_for", lambda self, connection: ctx)
     monkeypatch.setattr(ingest, "admit", admit)
-    monkeypatch.setattr(ingest, "taken_in", lambda payload: None)
+    monkeypatch.setattr(ingest, "taken_in", lambda payload, **_: None)
     job = SyncJob(
         connection="acme", module="Invoices", record_id="1", event="insert", event_id="e-1"
     )

@@ -76,6 +76,9 @@ ADMIT = Key("admit:{connection}", "list", "none", "workers/admission.py")
 ADMITTED = Key("admitted:{connection}", "zset", "none", "workers/admission.py")
 PAUSED = Key("paused:{connection}", "string", "none", "workers/admission.py")
 DOOR = Key("door:{connection}", "string", "1 hour", "workers/pipeline.py")
+# workers/door.py: jobs sent to the door and not yet taken in (when sent; the job itself)
+DOOR_SENT = Key("door-sent:{connection}", "zset", "until taken in", "workers/door.py")
+DOOR_JOBS = Key("door-jobs:{connection}", "hash", "until taken in", "workers/door.py")
 # workers/idempotency.py: event claims, coalescing marks, locks
 EVENT = Key(
     "events:{connection}:{event_id}", "string", "ZXS_EVENT_TTL_SECONDS", "workers/idempotency.py"

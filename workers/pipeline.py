@@ -16,7 +16,7 @@ from celery import chain
 from schemas.connection import Connection
 from schemas.errors import InvalidJob
 from schemas.jobs import BACKFILL_EVENT_PREFIX, Event, StageMessage, SyncJob, is_backfill
-from workers import catalog, keys
+from workers import catalog, door, keys
 from workers.app import PRIORITY_STEPS, app
 from workers.history import inflight_key, record_key
 from workers.redis import get_redis
@@ -125,26 +125,37 @@ def tenant_priority(connection: str) -> int:
     return _step(int(get_redis().hlen(inflight_key(connection))))
 
 
-def door_priority(connection: str) -> int:
+def door_priority(job: dict[str, Any]) -> int:
     """The priority of a job sent to the door: its tenant's jobs already at the door (sent, not
     yet taken in) and in flight. The door queue is shared and FIFO too, so without it a quiet
     tenant's event waits until the door has taken in a burst of thousands (in the fairness
-    bench B's p99 was 8 s while A's 1,000 went through the door)."""
+    bench B's p99 was 8 s while A's 1,000 went through the door). The job is journaled in the
+    same round trip (workers/door.py)."""
+    connection = job["connection"]
     pipe = get_redis().pipeline(transaction=False)
     pipe.incr(door_key(connection))
     pipe.expire(door_key(connection), DOOR_TTL_SECONDS)
     pipe.hlen(inflight_key(connection))
-    at_door, _, inflight = pipe.execute()
+    door.journal(pipe, job)
+    at_door, _, inflight, *_ = pipe.execute()
     return _step(int(at_door) - 1 + int(inflight))
 
 
-def taken_in(payload: Any) -> None:
-    """The door took a job in: one fewer waits at its tenant's door."""
+def taken_in(payload: Any, first: bool = True) -> None:
+    """The door took a job in: out of the door's journal, and (on its first delivery) one fewer
+    waits at its tenant's door; one round trip."""
     connection = payload.get("connection") if isinstance(payload, dict) else None
-    if isinstance(connection, str) and connection:
-        redis_client = get_redis()
-        if int(redis_client.decr(door_key(connection))) < 0:
-            redis_client.set(door_key(connection), 0, ex=DOOR_TTL_SECONDS)  # sent before counting
+    if not (isinstance(connection, str) and connection):
+        return
+    redis_client = get_redis()
+    pipe = redis_client.pipeline(transaction=False)
+    door.forget(pipe, connection, str(payload.get("event_id", "")))
+    if first:
+        pipe.decr(door_key(connection))
+    if first and int(pipe.execute()[-1]) < 0:
+        redis_client.set(door_key(connection), 0, ex=DOOR_TTL_SECONDS)  # sent before counting
+    elif not first:
+        pipe.execute()
 
 
 def door_key(connection: str) -> str:
@@ -159,7 +170,7 @@ def send_job(task: str, args: list[Any]) -> None:
     """Send a relay's job (`app.send_task`'s shape): to the door at its tenant's priority."""
     job = args[0] if args else None
     if task == INGEST_TASK and isinstance(job, dict) and isinstance(job.get("connection"), str):
-        priority = door_priority(job["connection"])  # also counts the job at its door
+        priority = door_priority(job)  # also counts and journals the job at its door
         if str(job.get("event_id", "")).startswith(BACKFILL_EVENT_PREFIX):
             priority = LOWEST  # `zxsync backfill`: history goes last
         app.send_task(task, args=args, priority=priority)

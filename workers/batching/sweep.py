@@ -16,9 +16,9 @@ from workers.redis import get_redis
 def sweep_batches() -> int:
     """Trigger a flush for every buffer with work (a trigger can die with its worker).
 
-    Every member is swept, whether or not this process imported its kind's handler (beat, or a
-    test driver, may not have): the flush task runs where the handlers are, and drops a kind no
-    handler knows (workers/batching/flush.py)."""
+    Every member is swept, whether or not this process imported its kind's handler (a driver
+    that runs beat's tasks itself may not have): the flush task runs where the handlers are,
+    and drops a kind no handler knows (workers/batching/flush.py)."""
     redis_client = get_redis()
     members = cast(set[str], redis_client.smembers(keys.BATCH_ACTIVE()))
     for member in members:
