@@ -66,6 +66,19 @@ return 1
 """
 
 
+# An element put back (a failed request's, a dead flusher's) goes before every element that
+# waits, so it is due at once, and each batch at a score of its own, so the next claim takes it
+# whole again: a suspect batch is sent again under its Idempotency-Key only whole
+# (workers/batching/suspects.py). At one score (0) two batches put back together came back
+# mixed, by element id, and both waited the lookup margin (a minute) instead.
+FRONT_SECONDS = 1e10
+
+
+def front(at: float) -> float:
+    """The queue score of elements put back at `at`: before any arrival, in the order put back."""
+    return at - FRONT_SECONDS
+
+
 class Buffer:
     """One connection's buffer of one kind, in Redis."""
 
@@ -107,16 +120,19 @@ class Buffer:
         return int(counts[-1]) if counts else 0
 
     def reclaim_orphans(self) -> int:
-        """Under the flush lock every claimed element is a dead flusher's: back to the queue,
-        as suspects."""
-        orphans = cast(list[str], self.redis.zrange(self.key("claimed"), 0, -1))
-        if orphans:
+        """Under the flush lock every claimed element is a dead flusher's: back to the front of
+        the queue as suspects, each of its batches whole (they were claimed at one time each)."""
+        claimed = cast(
+            list[tuple[str, float]], self.redis.zrange(self.key("claimed"), 0, -1, withscores=True)
+        )
+        if claimed:
+            orphans = [element_id for element_id, _ in claimed]
             pipe = self.redis.pipeline()
             pipe.zrem(self.key("claimed"), *orphans)
-            pipe.zadd(self.key("queue"), dict.fromkeys(orphans, 0))
+            pipe.zadd(self.key("queue"), {eid: front(at) for eid, at in claimed})
             pipe.sadd(self.key("suspect"), *orphans)
             pipe.execute()
-        return len(orphans)
+        return len(claimed)
 
     def suspect_after_restart(self) -> int:
         """After Redis restarted or failed over, every buffered element is a suspect: with
@@ -174,12 +190,12 @@ class Buffer:
         return int(self.redis.incr(self.key("fence")))
 
     def release(self, ids: list[str], *, suspect: bool) -> None:
-        """Claimed elements back to the front of the queue (after a failed request)."""
+        """Claimed elements back to the front of the queue (after a failed request), together."""
         if not ids:
             return
         pipe = self.redis.pipeline()
         pipe.zrem(self.key("claimed"), *ids)
-        pipe.zadd(self.key("queue"), dict.fromkeys(ids, 0))
+        pipe.zadd(self.key("queue"), dict.fromkeys(ids, front(time.time())))
         if suspect:
             pipe.sadd(self.key("suspect"), *ids)
         pipe.execute()
