@@ -99,3 +99,16 @@ def test_a_job_lost_on_its_way_into_the_door_is_sent_again_and_created_once(
     references = sorted(inv["Reference"] for inv in stack.xero.invoices(conn.xero_tenant_id))
     assert references == sorted(str(inv["Invoice_Number"]) for inv in data.invoices)
     assert client.zcard(keys.DOOR_SENT(conn.name)) == 0
+
+
+def test_a_job_with_text_redis_cannot_encode_is_journaled_and_forgotten(
+    store: fakeredis.FakeRedis,
+) -> None:
+    """The relay passes on what a webhook's body said, lone surrogates included (the door
+    dead-letters it, naming the field): the journal must not refuse it. It did, and the relay
+    answered 503 (tests/test_relay_schemathesis.py on 137e2ef)."""
+    odd = {**job("acme", "zoho-k-\udb8f\uddbc"), "module": "\u0081>\udb8f", "record_id": "\ud964"}
+    pipeline.send_job(pipeline.INGEST_TASK, [odd])
+    assert store.zcard(keys.DOOR_SENT("acme")) == 1
+    pipeline.taken_in(odd)
+    assert store.zcard(keys.DOOR_SENT("acme")) == 0 and store.hlen(keys.DOOR_JOBS("acme")) == 0

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import time
 from typing import Any, cast
 
 import redis
 
-from schemas.wire import dumps, loads
+from schemas.wire import loads
 from workers import keys
 from workers.app import PRIORITY_STEPS
 
@@ -35,16 +36,24 @@ RESEND_BATCH = 1000  # lost jobs sent again per connection and beat tick
 
 
 def journal(pipe: redis.client.Pipeline, job: dict[str, Any]) -> None:
-    """Add to the sender's pipeline: this job is on its way to the door."""
-    connection, event_id = job["connection"], str(job.get("event_id", ""))
-    pipe.zadd(keys.DOOR_SENT(connection), {event_id: time.time()})
-    pipe.hset(keys.DOOR_JOBS(connection), event_id, dumps(job))
+    """Add to the sender's pipeline: this job is on its way to the door. The job is what a
+    relay passed on, not yet validated (the door dead-letters a bad one, naming the field), so
+    it is kept as ASCII JSON: a lone surrogate from a webhook's body cannot be UTF-8 encoded."""
+    connection, member = job["connection"], _member(job.get("event_id"))
+    pipe.zadd(keys.DOOR_SENT(connection), {member: time.time()})
+    pipe.hset(keys.DOOR_JOBS(connection), member, json.dumps(job, default=str))
 
 
-def forget(pipe: redis.client.Pipeline, connection: str, event_id: str) -> None:
+def forget(pipe: redis.client.Pipeline, connection: str, event_id: object) -> None:
     """Add to the door's pipeline: the door has taken this job in."""
-    pipe.zrem(keys.DOOR_SENT(connection), event_id)
-    pipe.hdel(keys.DOOR_JOBS(connection), event_id)
+    member = _member(event_id)
+    pipe.zrem(keys.DOOR_SENT(connection), member)
+    pipe.hdel(keys.DOOR_JOBS(connection), member)
+
+
+def _member(event_id: object) -> str:
+    """The journal's name for an event id, one Redis can store whatever the relay sent."""
+    return str(event_id or "").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def door_lists(queue: str) -> list[str]:
@@ -71,7 +80,7 @@ def lost(
     if not events:
         return []
     jobs = cast(list[str | None], client.hmget(keys.DOOR_JOBS(connection), events))
-    return [loads(raw) for raw in jobs if raw]
+    return [json.loads(raw) for raw in jobs if raw]
 
 
 def _list_tails(client: redis.Redis, queue: str) -> list[str]:
@@ -91,7 +100,7 @@ def _sent_at(client: redis.Redis, raw: str) -> float:
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         job = loads(body)[0][0]
-        sent = client.zscore(keys.DOOR_SENT(job["connection"]), str(job["event_id"]))
+        sent = client.zscore(keys.DOOR_SENT(job["connection"]), _member(job["event_id"]))
         if sent is not None:
             return float(sent)
     return 0.0

@@ -149,7 +149,7 @@ def taken_in(payload: Any, first: bool = True) -> None:
         return
     redis_client = get_redis()
     pipe = redis_client.pipeline(transaction=False)
-    door.forget(pipe, connection, str(payload.get("event_id", "")))
+    door.forget(pipe, connection, payload.get("event_id"))
     if first:
         pipe.decr(door_key(connection))
     if first and int(pipe.execute()[-1]) < 0:
