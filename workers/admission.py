@@ -57,7 +57,7 @@ from schemas.wire import dumps, loads
 from workers import keys
 from workers.history import RecordHistory, inflight_key, progress_key, record_key
 from workers.pipeline import start_pipeline
-from workers.redis import get_redis
+from workers.redis import get_redis, registered
 from workers.settings import Settings, get_settings
 
 STAGE = "zxsync.admission"
@@ -147,7 +147,7 @@ class TenantWindows:
         self._redis = redis_client
         self.window = window
         self.stall_seconds = stall_seconds
-        self._script = redis_client.register_script(_ADMIT)
+        self._script = registered(redis_client, _ADMIT)
 
     def admit(self, connection: str, key: str, message: dict[str, Any]) -> tuple[bool, list[Entry]]:
         """Take a slot for `key` (or share the one it holds) or append it to the waiting room.

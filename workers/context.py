@@ -49,7 +49,14 @@ def _http_client() -> httpx.Client:
 
 def token_cipher() -> TokenCipher:
     """The token store's cipher; no key, no start (ConfigurationError with how to make one)."""
-    return TokenCipher(get_settings().zxs_token_key.get_secret_value())
+    return _cipher(get_settings().zxs_token_key.get_secret_value())
+
+
+@lru_cache(maxsize=4)
+def _cipher(key: str) -> TokenCipher:
+    """One cipher per key (its keys parsed once, what it decrypted kept): built per stage, each
+    decrypted the same token set again (issue #19)."""
+    return TokenCipher(key)
 
 
 class CallsNotHere(BaseException):

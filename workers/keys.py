@@ -41,15 +41,25 @@ class Key:
     owner: str  # the module that writes it
     fields: tuple[str, ...] = field(init=False)
 
+    _positional: str = field(init=False, repr=False)  # the pattern with its fields numbered
+
     def __post_init__(self) -> None:
-        names = tuple(name for _, name, _, _ in Formatter().parse(self.pattern) if name)
+        parsed = list(Formatter().parse(self.pattern))
+        names = tuple(name for _, name, _, _ in parsed if name)
+        numbered = "".join(
+            text.replace("{", "{{").replace("}", "}}")
+            + (f"{{{names.index(name)}}}" if name else "")
+            for text, name, _, _ in parsed
+        )
         object.__setattr__(self, "fields", names)
+        object.__setattr__(self, "_positional", numbered)
 
     def __call__(self, *parts: object) -> str:
-        """The key for these field values, in the order of the pattern's fields."""
+        """The key for these field values, in the order of the pattern's fields (made a few
+        thousand times a second in a burst: a numbered template, no dict per call)."""
         if len(parts) != len(self.fields):
             raise TypeError(f"{self.pattern} takes {len(self.fields)} parts, got {len(parts)}")
-        return prefix() + self.pattern.format(**dict(zip(self.fields, parts, strict=True)))
+        return prefix() + self._positional.format(*parts)
 
     def match(self, **known: object) -> str:
         """A SCAN pattern: the fields given filled in, the others `*`."""

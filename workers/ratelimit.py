@@ -46,6 +46,7 @@ import redis
 
 from schemas.errors import RateLimited
 from workers import keys
+from workers.redis import registered
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -185,8 +186,8 @@ class RateLimiter:
         self._lease_ms = int(lease_seconds * 1000)
         self._guard_ms = int(guard_seconds * 1000)
         self._sleep = sleep
-        self._acquire = redis_client.register_script(_ACQUIRE)
-        self._observe = redis_client.register_script(_OBSERVE)
+        self._acquire = registered(redis_client, _ACQUIRE)
+        self._observe = registered(redis_client, _OBSERVE)
 
     @contextmanager
     def slot(self) -> Iterator[Permit]:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
@@ -132,6 +133,13 @@ def fail_fast(timeout: float) -> None:
         socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
     )
     get_redis.cache_clear()
+
+
+@lru_cache(maxsize=64)
+def registered(client: redis.Redis, script: str) -> Script:
+    """A Lua script registered with `client` once: `register_script` hashes its text at every
+    call, and the admission window and rate limiters were made per job (issue #19)."""
+    return client.register_script(script)
 
 
 @lru_cache(maxsize=1)

@@ -65,8 +65,10 @@ _APPEND_HISTORY = insert(schema.history)
 _OVERWRITTEN = ("xero_id", "shares_with", "value", "pending_key", "pending_at", "updated_at")
 
 
+@lru_cache(maxsize=16)
 def default_url(data_dir: Path) -> str:
-    """The embedded default: one SQLite file beside the embedded Redis's data."""
+    """The embedded default: one SQLite file beside the embedded Redis's data. Once per data
+    dir: `get_database` asks at every call, and its mkdir was a syscall per stage (issue #19)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir / 'zxsync.db'}"
 
