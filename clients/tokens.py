@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -115,6 +116,14 @@ class TokenCipher:
                 self._plain.clear()
             self._plain[token] = plain
         return plain
+
+
+@lru_cache(maxsize=4)
+def cipher_for(key: str) -> TokenCipher:
+    """One cipher per ZXS_TOKEN_KEY value: its keys parsed once and what it decrypted kept. A
+    cipher made per stage and per look at the connections parsed the keys and decrypted the
+    same token set again each time (issue #19)."""
+    return TokenCipher(key)
 
 
 class TokenManager:

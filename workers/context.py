@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import redis
 
-from clients.tokens import TokenCipher, TokenManager
+from clients.tokens import TokenCipher, TokenManager, cipher_for
 from clients.xero import XeroClient, refresh_xero_token
 from clients.zoho import ZohoClient, refresh_zoho_token
 from schemas.connection import Connection
@@ -49,14 +49,7 @@ def _http_client() -> httpx.Client:
 
 def token_cipher() -> TokenCipher:
     """The token store's cipher; no key, no start (ConfigurationError with how to make one)."""
-    return _cipher(get_settings().zxs_token_key.get_secret_value())
-
-
-@lru_cache(maxsize=4)
-def _cipher(key: str) -> TokenCipher:
-    """One cipher per key (its keys parsed once, what it decrypted kept): built per stage, each
-    decrypted the same token set again (issue #19)."""
-    return TokenCipher(key)
+    return cipher_for(get_settings().zxs_token_key.get_secret_value())
 
 
 class CallsNotHere(BaseException):

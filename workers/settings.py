@@ -228,11 +228,11 @@ class Settings(BaseSettings):
         key = self.zxs_token_key.get_secret_value()
         if not key:
             return bootstrap
-        from clients.tokens import TokenCipher
+        from clients.tokens import cipher_for
         from workers.store import get_database
         from workers.store.connections import effective
 
-        return effective(bootstrap, get_database(), TokenCipher(key))
+        return effective(bootstrap, get_database(), cipher_for(key))
 
     def bootstrap_connections(self) -> dict[str, Connection]:
         """Configured connections by name, from ZXS_CONNECTIONS or ZXS_CONNECTIONS_FILE."""
