@@ -152,10 +152,9 @@ def taken_in(payload: Any, first: bool = True) -> None:
     door.forget(pipe, connection, payload.get("event_id"))
     if first:
         pipe.decr(door_key(connection))
-    if first and int(pipe.execute()[-1]) < 0:
+    at_door = pipe.execute()[-1]
+    if first and int(at_door) < 0:
         redis_client.set(door_key(connection), 0, ex=DOOR_TTL_SECONDS)  # sent before counting
-    elif not first:
-        pipe.execute()
 
 
 def door_key(connection: str) -> str:
