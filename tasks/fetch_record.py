@@ -1,5 +1,6 @@
 """Stage 1: read the Zoho record itself (the job carries only ids; Zoho is the source of truth)
-and decide where it stands in the Quote -> Sales Order -> Invoice sequence (schemas/sequence.py).
+and decide where it stands in the Quote -> Sales Order -> Invoice sequence (schemas/sequence.py);
+a document to sync is read with the products of its lines (tasks/products.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from schemas.jobs import StageMessage
 from schemas.links import INVOICE
 from schemas.sequence import decide
 from schemas.zoho import ZohoPurchaseOrder, ZohoSalesDocument, parse_record
+from tasks.products import read_products
 from workers.context import StageContext
 from workers.stage import stage
 
@@ -23,7 +25,8 @@ def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
     if job.module == "Purchase_Orders":
         raw = ctx.zoho.get_record(job.module, job.record_id)
         order = parse_record(ZohoPurchaseOrder, job.module, raw)
-        return msg.model_copy(update={"purchase_order": order})
+        products = read_products(job, order, ctx)
+        return msg.model_copy(update={"purchase_order": order, "products": products})
     own_link = ctx.idempotency.link(INVOICE, conn.name, f"{job.module}:{job.record_id}")
     if job.event == "delete":  # the record is gone from Zoho: only its link tells us anything
         decision = decide(job.module, job.event, None, None, own_link is not None, conn)
@@ -54,6 +57,8 @@ def fetch_record(msg: StageMessage, ctx: StageContext) -> StageMessage:
         update["intent"] = "cancel"
     elif decision.action != "sync":
         update["skipped_reason"] = decision.reason
+    else:  # read now, the stages after it need no Zoho call of their own (tasks/products.py)
+        update["products"] = read_products(job, document, ctx)
     return msg.model_copy(update=update)
 
 

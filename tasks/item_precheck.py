@@ -1,9 +1,11 @@
 """Stage 3: make sure every product on the document exists as a Xero item (by Code).
 
-Products are read in one Zoho call. Items missing from the link cache wait in the tenant's
-buffer (tasks/batch_handlers/items.py): the products of many documents are looked up in one Xero
-call and the missing ones created in one batched call (`summarizeErrors=false`), so a burst of
-documents over the same hundred products costs a handful of calls. Purchase orders use the same
+The products come read with the document (tasks/products.py: one Zoho call), so this stage
+calls no API itself and the flusher that wrote the document's contact runs it on. Items missing
+from the link cache wait in the tenant's buffer (tasks/batch_handlers/items.py): the products of
+many documents are looked up in one Xero call and the missing ones created in one batched call
+(`summarizeErrors=false`), so a burst of documents over the same hundred products costs a
+handful of calls. Purchase orders use the same
 stage: an item first met on a purchase order is created with purchase details too.
 """
 
@@ -11,20 +13,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from schemas.errors import InvalidRecord
 from schemas.history import HistoryEvent
 from schemas.jobs import SaleToCancel, SaleToSync, StageMessage, ToPrice
 from schemas.links import ItemLink, ItemOutcome
 from schemas.mapping import item_from_product, product_code
-from schemas.zoho import ZohoProduct, parse_record
 from tasks.batch_handlers.elements import ItemElement
 from tasks.batch_handlers.items import ITEMS, LINK
+from tasks.products import read_products
+from tasks.products import wanted as products_of
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.history import record_key
 from workers.stage import stage
-
-PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
 
 
 @stage("zxsync.item_precheck")
@@ -33,8 +33,9 @@ def item_precheck(msg: ToPrice, ctx: StageContext) -> StageMessage:
     if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
     doc = msg.document if isinstance(msg, SaleToSync) else msg.purchase_order
-    wanted = list(dict.fromkeys(line.product.id for line in doc.items))
-    products = msg.products or _read_products(msg, ctx, wanted)  # carried over a batch wait
+    wanted = products_of(doc)
+    # read with the document (tasks/fetch_record.py), or carried over a batch wait
+    products = msg.products or read_products(msg.job, doc, ctx)
     codes = {p.id: product_code(p) for p in products}
     linked: dict[str, ItemLink] = (  # the naive path's first pass ignores the cache
         ctx.idempotency.links(LINK, ctx.connection.name, wanted)
@@ -63,20 +64,6 @@ def item_precheck(msg: ToPrice, ctx: StageContext) -> StageMessage:
             carry=msg.model_copy(update={"products": products}).model_dump(mode="json"),
         )
     return msg.model_copy(update={"products": products})
-
-
-def _read_products(msg: StageMessage, ctx: StageContext, wanted: list[str]) -> list[ZohoProduct]:
-    raws = ctx.zoho.get_records("Products", wanted, PRODUCT_FIELDS)
-    products = {p.id: p for p in (parse_record(ZohoProduct, "Products", r) for r in raws)}
-    doc = msg.inventory_document()
-    for index, line in enumerate(doc.items if doc else []):
-        if line.product.id not in products:
-            raise InvalidRecord(
-                f"{msg.job.module} {msg.job.record_id}",
-                f"line {index + 1}.Product_Name",
-                f"product {line.product.id} ({line.product.name}) does not exist in Zoho",
-            )
-    return [products[pid] for pid in wanted]
 
 
 def _purchase_prices(msg: StageMessage) -> dict[str, Decimal]:

@@ -197,3 +197,41 @@ def test_messages_celery_cannot_run_are_dead_lettered_not_dropped(
     assert set(found) == {"celery.unknown_task", "celery.decode"}, found
     assert "zxsync.no_such_task" in found["celery.unknown_task"].error
     assert "could not be decoded" in found["celery.decode"].error
+
+
+@pytest.mark.integration
+def test_the_document_is_read_with_its_products_and_the_items_stage_then_calls_no_api(
+    make_stack: Callable[..., Any],
+) -> None:
+    """fetch_record reads the products of the document's lines with it (one Zoho call), so
+    item_precheck runs where no API call may be made: the flusher that has written a new
+    contact runs it on (workers/stage.py `finish_here`) instead of sending it as a task of its
+    own, which waited 1-2 s behind a burst in the tenants bench (README "Sixth pass")."""
+    import tasks.fetch_record
+    import tasks.item_precheck  # noqa: F401  (each registers its stage)
+    from schemas.jobs import StageMessage, SyncJob
+    from workers.stage import RUN_HERE
+
+    stack = make_stack()
+    conn = stack.connections[0]
+    data = load_dataset(
+        stack.zoho, conn.zoho_org_id, build_dataset(invoices=1, accounts=1, products=3, seed=7)
+    )
+    invoice = data.invoices[0]
+    job = SyncJob(
+        connection=conn.name,
+        module="Invoices",
+        record_id=str(invoice["id"]),
+        event="insert",
+        event_id="products-1",
+    )
+    fetched = RUN_HERE["zxsync.fetch_record"](
+        StageMessage(job=job).model_dump(mode="json"), None, 0, False, True
+    )
+    assert isinstance(fetched, dict), fetched
+    lines = [str(line["Product_Name"]["id"]) for line in invoice["Invoiced_Items"]]
+    assert [p["id"] for p in fetched["products"]] == list(dict.fromkeys(lines))
+    contacted = {**fetched, "xero_contact_id": "c-1"}  # as contact_precheck leaves it
+    priced = RUN_HERE["zxsync.item_precheck"](contacted, None, 0, False, False)  # no calls
+    assert priced is not None and not isinstance(priced, dict)  # it parks its new items
+    assert priced.kind == "items"
