@@ -17,6 +17,7 @@ import pytest
 from sandbox.seed import build_dataset, load_dataset
 from workers import door, keys, pipeline
 from workers.app import STAGE_QUEUES, app
+from workers.backlog import priority_lists
 
 
 def job(connection: str, event_id: str) -> dict[str, Any]:
@@ -53,12 +54,12 @@ def test_a_journaled_job_is_lost_only_once_it_is_old_and_in_no_door_list(
     store: fakeredis.FakeRedis,
 ) -> None:
     pipeline.send_job(pipeline.INGEST_TASK, [job("acme", "e-1")])
-    queue = STAGE_QUEUES[pipeline.INGEST_TASK]
-    assert door.lost(store, "acme", queue, stall_seconds=60) == []  # not old yet
-    assert door.lost(store, "acme", queue, stall_seconds=0) == [job("acme", "e-1")]
-    store.lpush(door.door_lists(queue)[0], "not a kombu message")
+    lists = priority_lists(STAGE_QUEUES[pipeline.INGEST_TASK])
+    assert door.lost(store, "acme", lists, stall_seconds=60) == []  # not old yet
+    assert door.lost(store, "acme", lists, stall_seconds=0) == [job("acme", "e-1")]
+    store.lpush(lists[0], "not a kombu message")
     # a queued message that cannot be read: nothing counts as lost behind it
-    assert door.lost(store, "acme", queue, stall_seconds=0) == []
+    assert door.lost(store, "acme", lists, stall_seconds=0) == []
 
 
 @pytest.mark.integration
@@ -82,12 +83,12 @@ def test_a_job_lost_on_its_way_into_the_door_is_sent_again_and_created_once(
         pipeline.submit_records(conn.name, [record_id], "door")
         time.sleep(0.01)
     client = get_redis()
-    queue = STAGE_QUEUES[pipeline.INGEST_TASK]
-    [door_list] = [name for name in door.door_lists(queue) if client.llen(name)]
+    lists = priority_lists(STAGE_QUEUES[pipeline.INGEST_TASK])
+    [door_list] = [name for name in lists if client.llen(name)]
     assert client.llen(door_list) == 3
     client.rpop(door_list)  # the oldest, popped by a worker that died before recording it
     time.sleep(0.6)
-    assert [j["record_id"] for j in door.lost(client, conn.name, queue, 0.5)] == [ids[0]]
+    assert [j["record_id"] for j in door.lost(client, conn.name, lists, 0.5)] == [ids[0]]
     stack.start_worker(concurrency=2)
     keys_ = [f"{conn.name}:Invoices:{rid}" for rid in ids]
     deadline = time.monotonic() + 60

@@ -28,10 +28,7 @@ import redis
 
 from schemas.wire import loads
 from workers import keys
-from workers.app import PRIORITY_STEPS
 
-# kombu's Redis transport keeps a priority step's messages in the list `<queue>` + this + step
-PRIORITY_SEPARATOR = "\x06\x16"
 RESEND_BATCH = 1000  # lost jobs sent again per connection and beat tick
 
 
@@ -56,16 +53,11 @@ def _member(event_id: object) -> str:
     return str(event_id or "").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def door_lists(queue: str) -> list[str]:
-    """The Redis lists kombu keeps the door queue's messages in, one per priority step."""
-    name = keys.broker_prefix() + queue
-    return [name if not step else f"{name}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
-
-
 def lost(
-    client: redis.Redis, connection: str, queue: str, stall_seconds: float
+    client: redis.Redis, connection: str, door_lists: list[str], stall_seconds: float
 ) -> list[dict[str, Any]]:
-    """The connection's jobs sent over `stall_seconds` ago that are in none of the door's lists."""
+    """The connection's jobs sent over `stall_seconds` ago that are in none of the door's queue
+    lists (`door_lists`, one per priority step: workers/backlog.py `priority_lists`)."""
     cutoff = time.time() - stall_seconds
     old = cast(
         list[tuple[str, float]],
@@ -75,18 +67,18 @@ def lost(
     )
     if not old:
         return []
-    oldest = min((_sent_at(client, raw) for raw in _list_tails(client, queue)), default=cutoff)
-    events = [event_id for event_id, sent in old if sent < min(oldest, cutoff)]
+    oldest = min((_sent_at(client, raw) for raw in _list_tails(client, door_lists)), default=cutoff)
+    events = [event_id for event_id, sent in old if sent < oldest]
     if not events:
         return []
     jobs = cast(list[str | None], client.hmget(keys.DOOR_JOBS(connection), events))
     return [json.loads(raw) for raw in jobs if raw]
 
 
-def _list_tails(client: redis.Redis, queue: str) -> list[str]:
+def _list_tails(client: redis.Redis, door_lists: list[str]) -> list[str]:
     """The next message of each non-empty door list: its oldest (kombu pushes left, pops right)."""
     pipe = client.pipeline(transaction=False)
-    for name in door_lists(queue):
+    for name in door_lists:
         pipe.lindex(name, -1)
     return [raw for raw in pipe.execute() if raw is not None]
 

@@ -21,6 +21,7 @@ from workers import door
 from workers.activity import record_heartbeat
 from workers.admission import pump
 from workers.app import STAGE_QUEUES, app
+from workers.backlog import priority_lists
 from workers.history import RecordHistory
 from workers.pipeline import INGEST_TASK, send_job, submit
 from workers.policies import HOUSEKEEPING
@@ -37,7 +38,7 @@ def redrive_stalled() -> int:
     settings = get_settings()
     record_heartbeat(get_redis())  # beat's heartbeat for /metrics: this entry runs every minute
     history = RecordHistory(get_redis())
-    door_queue = STAGE_QUEUES[INGEST_TASK]
+    door_lists = priority_lists(STAGE_QUEUES[INGEST_TASK])
     sent = 0
     for connection in settings.connections():
         for key, job in history.stalled(connection, settings.zxs_stall_seconds):
@@ -52,7 +53,7 @@ def redrive_stalled() -> int:
             )
             submit(replay)
             sent += 1
-        for job in door.lost(get_redis(), connection, door_queue, settings.zxs_stall_seconds):
+        for job in door.lost(get_redis(), connection, door_lists, settings.zxs_stall_seconds):
             log.warning("redrive.lost_at_door", connection=connection, event_id=job.get("event_id"))
             send_job(INGEST_TASK, [job])
             sent += 1
