@@ -19,8 +19,7 @@ from schemas.links import ItemLink, ItemOutcome
 from schemas.mapping import item_from_product, product_code
 from tasks.batch_handlers.elements import ItemElement
 from tasks.batch_handlers.items import ITEMS, LINK
-from tasks.products import read_products
-from tasks.products import wanted as products_of
+from tasks.products import product_ids, read_products
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.history import record_key
@@ -33,7 +32,7 @@ def item_precheck(msg: ToPrice, ctx: StageContext) -> StageMessage:
     if isinstance(msg, SaleToCancel):
         return msg  # a cancellation needs only the link
     doc = msg.document if isinstance(msg, SaleToSync) else msg.purchase_order
-    wanted = products_of(doc)
+    wanted = product_ids(doc)
     # read with the document (tasks/fetch_record.py), or carried over a batch wait
     products = msg.products or read_products(msg.job, doc, ctx)
     codes = {p.id: product_code(p) for p in products}

@@ -13,15 +13,15 @@ from workers.context import StageContext
 PRODUCT_FIELDS = ["Product_Name", "Product_Code", "Unit_Price", "Description"]
 
 
-def wanted(doc: ZohoInventoryDocument) -> list[str]:
+def product_ids(doc: ZohoInventoryDocument) -> list[str]:
     """The document's product ids, each once, in line order."""
     return list(dict.fromkeys(line.product.id for line in doc.items))
 
 
 def read_products(job: SyncJob, doc: ZohoInventoryDocument, ctx: StageContext) -> list[ZohoProduct]:
-    """The document's products in `wanted` order; a line naming a product Zoho does not have is
+    """The document's products in `product_ids` order; a line naming a product Zoho does not have is
     an InvalidRecord naming the record and the line."""
-    ids = wanted(doc)
+    ids = product_ids(doc)
     raws = ctx.zoho.get_records("Products", ids, PRODUCT_FIELDS)
     products = {p.id: p for p in (parse_record(ZohoProduct, "Products", r) for r in raws)}
     for index, line in enumerate(doc.items):
