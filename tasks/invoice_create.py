@@ -31,18 +31,16 @@ from schemas.history import HistoryEvent
 from schemas.jobs import ContactedSale, SaleToCancel, StageMessage, ToInvoice
 from schemas.links import CreditNoteOutcome, InvoiceLink, InvoiceOutcome, TotalPair
 from schemas.mapping import MappedInvoice, map_invoice, product_code
-from schemas.wire import dumps, loads
 from schemas.xero import XeroInvoice, XeroInvoiceIn, XeroInvoiceStatusChange
 from tasks.batch_handlers.elements import InvoiceElement
 from tasks.batch_handlers.invoices import INVOICES, LINK, invoice_link
 from tasks.credit_notes import allocate_pending, apply_credit, credited, our_notes
-from workers import keys
+from tasks.tax_rates import tax_rates
 from workers.batching import AwaitingBatch
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage
 
-TAX_RATE_CACHE_SECONDS = 3600
 MSG_PAID = "has a payment or credit note allocated"  # Xero's refusal to edit (FACTS)
 
 
@@ -280,16 +278,3 @@ def _same_invoice(body: XeroInvoiceIn) -> str | None:
         contact = f'Contact.ContactID==guid("{body.Contact.ContactID}")'
         return f"(Reference=={quote(body.Reference)} AND {contact})"
     return None
-
-
-def tax_rates(ctx: StageContext) -> dict[str, Decimal]:
-    """The organisation's tax rates, cached in Redis for an hour (one call, not one per job)."""
-    cache_key = keys.TAX_RATES(ctx.connection.xero_tenant_id)
-    cached = ctx.redis.get(cache_key)
-    if cached:
-        return {k: Decimal(v) for k, v in loads(str(cached)).items()}
-    rates = ctx.xero.tax_rates()
-    ctx.redis.set(
-        cache_key, dumps({k: str(v) for k, v in rates.items()}), ex=TAX_RATE_CACHE_SECONDS
-    )
-    return rates

@@ -25,7 +25,7 @@ from schemas.links import (
 )
 from schemas.purchase_mapping import MappedPurchaseOrder, map_purchase_order
 from schemas.xero import XeroPurchaseOrder
-from tasks.invoice_create import tax_rates
+from tasks.tax_rates import tax_rates
 from workers.context import StageContext
 from workers.idempotency import idempotency_key
 from workers.stage import stage

@@ -151,7 +151,8 @@ ZOHO_CHANNEL = Key("zoho:channel:{connection}", "string", "none", "tasks/zoho_ch
 ZOHO_SWEEP = Key("zoho:sweep:{connection}:{module}", "string", "none", "tasks/zoho_sweep.py")
 PO_POLL = Key("po_poll:{connection}", "string", "none", "tasks/po_status_poll.py")
 RECONCILE = Key("payments:reconcile:{connection}", "string", "none", "tasks/payment_feedback.py")
-TAX_RATES = Key("cache:{tenant_id}:taxrates", "string", "1 hour", "tasks/invoice_create.py")
+TAX_RATES = Key("cache:{tenant_id}:taxrates", "string", "1 hour", "tasks/tax_rates.py")
+TAX_RATES_FETCH = Key("cache:{tenant_id}:taxrates:fetch", "string", "30 s", "tasks/tax_rates.py")
 # clients/tokens.py: each connection's OAuth tokens (encrypted)
 TOKENS = Key("tokens:{provider}:{connection}", "string", "none", "clients/tokens.py")
 # relay/app.py: webhook deliveries already accepted

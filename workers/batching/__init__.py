@@ -59,6 +59,7 @@ from workers.batching.kinds import (
     Kind,
     Results,
     batch_handler,
+    prefetched_by_flushes,
 )
 from workers.batching.policy import buffered, enqueue
 from workers.batching.suspects import Later, plan_suspects, plan_unlinked
@@ -84,5 +85,6 @@ __all__ = [
     "flush_key",
     "plan_suspects",
     "plan_unlinked",
+    "prefetched_by_flushes",
     "sweep_batches",
 ]

@@ -34,11 +34,11 @@ from workers import keys
 from workers.app import app
 from workers.batching.buffer import Buffer, Element
 from workers.batching.fence import Flush, LeaseLost
-from workers.batching.kinds import KINDS, Results
+from workers.batching.kinds import KINDS, PREFETCHES, Prefetch, Results
 from workers.batching.policy import batch_size, due_in, schedule_flush, spend_pace
 from workers.batching.resume import resume
 from workers.batching.suspects import Later
-from workers.context import build_context
+from workers.context import StageContext, build_context
 from workers.policies import HOUSEKEEPING
 from workers.policies.retry import rate_limit_wait, retry_countdown
 from workers.redis import get_redis
@@ -251,7 +251,7 @@ def _send_all(hold: Flush, batches: list[list[Element]]) -> list[_Sent]:
     the one fenced hold, so every write of every batch is checked against this flusher's token;
     the lease is renewed until the last batch is back."""
     sent = [_Sent(elements) for elements in batches]
-    helpers: list[threading.Thread] = []
+    helpers = _prefetching(hold.buffer)
     inline = [sent[0]]
     for batch in sent[1:]:
         thread = threading.Thread(target=_send, args=(hold, batch), name="zxs-batch", daemon=True)
@@ -266,6 +266,35 @@ def _send_all(hold: Flush, batches: list[list[Element]]) -> list[_Sent]:
     for thread in helpers:
         thread.join()
     return sent
+
+
+def _prefetching(buffer: Buffer) -> list[threading.Thread]:
+    """A thread fetching, beside a Xero kind's batches, the tenant data that a stage the
+    flusher runs on after them reads and may not call for (kinds.PREFETCHES), when due."""
+    if not PREFETCHES or not KINDS[buffer.kind].xero:
+        return []
+    try:
+        ctx = build_context(buffer.connection)
+        due = [p for p in PREFETCHES if p.due(ctx)]
+    except Exception:  # never the batches' failure: the stage that reads it fetches it itself
+        log.warning("batch.prefetch_failed", connection=buffer.connection, exc_info=True)
+        return []
+    if not due:
+        return []
+    thread = threading.Thread(target=_prefetch, args=(ctx, due), name="zxs-prefetch", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: the stage runs as its task and fetches there
+        return []
+    return [thread]
+
+
+def _prefetch(ctx: StageContext, due: list[Prefetch]) -> None:
+    for prefetch in due:
+        try:
+            prefetch.fetch(ctx)
+        except Exception:  # the stage that reads it fetches it itself, and meets the error
+            log.warning("batch.prefetch_failed", connection=ctx.connection.name, exc_info=True)
 
 
 def _send(hold: Flush, batch: _Sent) -> None:

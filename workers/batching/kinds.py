@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.errors import SyncError
 from schemas.links import Stored
@@ -51,6 +51,7 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {}
+T = TypeVar("T")
 
 
 # task name -> finishes that stage (its message and chain) in the flusher with a resume's batch
@@ -58,6 +59,30 @@ KINDS: dict[str, Kind] = {}
 # None when the task must run instead (registered by workers/stage.py)
 Continuation = Callable[[Chained, dict[str, Any], int], "Chained | None"]
 CONTINUATIONS: dict[str, Continuation] = {}
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Tenant data a stage the flusher runs on reads, where it may not call the API: fetched
+    on a thread beside a flush's Xero batches while `due` says so (it also claims the fetch)."""
+
+    due: Callable[[StageContext], bool]
+    fetch: Callable[[StageContext], object]
+
+
+PREFETCHES: list[Prefetch] = []
+
+
+def prefetched_by_flushes(
+    due: Callable[[StageContext], bool],
+) -> Callable[[Callable[[StageContext], T]], Callable[[StageContext], T]]:
+    """Register a fetch that a tenant's Xero flushes run ahead of the stages that read it."""
+
+    def register(fetch: Callable[[StageContext], T]) -> Callable[[StageContext], T]:
+        PREFETCHES.append(Prefetch(due, fetch))
+        return fetch
+
+    return register
 
 
 def batch_handler(
