@@ -4,6 +4,7 @@ batch is written, and past ZXS_FLUSH_THREADS a flush runs inline."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from schemas.links import WrittenBack
 from workers import batching, keys
 from workers.batching import Buffer, Element, LeaseLost, Results
 from workers.batching import flush as flush_module
+from workers.batching.fence import Flush
 from workers.settings import get_settings
 
 KIND = "slow_things"
@@ -255,3 +257,30 @@ def test_a_lease_lost_in_one_batch_leaves_every_claim_to_the_next_flusher(
     assert flush_module.flush_batch(KIND, buffer.connection, "due") == 0
     assert not handler.resumed
     assert claimed(buffer) == set("abcd")
+
+
+def test_two_kinds_of_a_tenant_due_on_its_last_pace_token_send_one_part_full_batch_not_two(
+    handler: Handler, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """Two flushes of one tenant (its items and its invoices, say) that both saw its last pace
+    token (workers/batching/policy.py) both spent it: the bucket went below zero, and the
+    tenant's next part-full flush waited up to 2.4 s (an item behind the tenant's invoices for
+    4.5 s in the tenants bench). A part-full batch now takes its token as it is claimed; the
+    second flush puts its batch back to wait for the next."""
+    conns = [
+        {"name": f"t{n}", "xero_tenant_id": f"t{n}", "zoho_org_id": f"o{n}"} for n in range(20)
+    ]
+    monkeypatch.setenv("ZXS_CONNECTIONS", json.dumps(conns))
+    monkeypatch.setenv("ZXS_XERO_APP_PER_MINUTE", "1000")  # a share of 50 a minute each
+    get_settings.cache_clear()
+    monkeypatch.setitem(batching.KINDS, "other_things", batching.KINDS[KIND])
+    items = buffered(redis_url, "i1")
+    invoices = Buffer(items.redis, "other_things", items.connection)
+    invoices.add({"v1": {}}, {"task": "t", "args": [{}], "kwargs": {}, "options": {"task_id": "v"}})
+    pace = keys.BATCH_PACE(items.connection)
+    items.redis.hset(pace, mapping={"tokens": "1.0", "at": str(time.time())})
+    settings = get_settings()
+    assert flush_module._flush(Flush(items, items.fence()), 50, settings) == 1
+    assert flush_module._flush(Flush(invoices, invoices.fence()), 50, settings) == 0
+    assert invoices.state(time.time())[0] == 1  # back in its queue, unsent
+    assert float(items.redis.hget(pace, "tokens") or 0) >= 0

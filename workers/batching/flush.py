@@ -35,7 +35,7 @@ from workers.app import app
 from workers.batching.buffer import Buffer, Element
 from workers.batching.fence import Flush, LeaseLost
 from workers.batching.kinds import KINDS, PREFETCHES, Prefetch, Results
-from workers.batching.policy import batch_size, due_in, schedule_flush, spend_pace
+from workers.batching.policy import batch_size, due_in, schedule_flush, take_pace
 from workers.batching.resume import resume
 from workers.batching.suspects import Later
 from workers.context import StageContext, build_context
@@ -186,7 +186,6 @@ def _flush(hold: Flush, size: int, settings: Settings) -> int:
     batches = _claim_due(buffer, size, batches_at_once(buffer.kind, settings), settings)
     if not batches:
         return 0
-    spend_pace(buffer, sum(len(batch) < size for batch in batches), settings)
     sent = _send_all(hold, batches)
     if any(isinstance(s.error, LeaseLost) for s in sent):
         log.warning("batch.lease_lost", kind=buffer.kind, connection=buffer.connection)
@@ -216,13 +215,18 @@ def batches_at_once(kind: str, settings: Settings) -> int:
 def _claim_due(buffer: Buffer, size: int, most: int, settings: Settings) -> list[list[Element]]:
     """The first batch (the flush is due), then one more while what is left is due by the same
     rules (a full batch, every job in flight waiting, the oldest element's wait): a burst's
-    backlog goes out together, and a part-full remainder still waits to fill."""
+    backlog goes out together, and a part-full remainder still waits to fill. A part-full batch
+    goes only with a token of the tenant's pace (policy.take_pace)."""
     batches: list[list[Element]] = []
     while len(batches) < most:
         if batches and due_in(buffer, settings) != 0:
             break
         elements = buffer.claim(size)
         if not elements:
+            break
+        if len(elements) < size and take_pace(buffer, settings):
+            # another kind of the tenant took the token this flush was due on: back in turn
+            buffer.release([e.id for e in elements], suspect=False)
             break
         batches.append(elements)
     return batches

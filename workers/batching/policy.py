@@ -93,23 +93,30 @@ def pace_wait(state: list[Any], now: float, per_minute: float | None) -> float:
     return 0.0 if level >= 1 else (1 - level) * 60 / per_minute
 
 
-_SPEND_PACE = """
+# a part-full batch takes a token only if one is there: two kinds of one tenant that both saw
+# its last token (flushes checked at the same moment) must not both spend it (issue #19)
+_TAKE_PACE = """
 local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or burst)
 local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
 local level = math.min(burst, tokens + (now - at) * rate / 60)
-redis.call('HSET', KEYS[1], 'tokens', tostring(level - tonumber(ARGV[4])), 'at', ARGV[1])
+if level < 1 then
+  return tostring((1 - level) * 60 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(level - 1), 'at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], 120)
-return 1
+return '0'
 """
 
 
-def spend_pace(buffer: Buffer, batches: int, settings: Settings) -> None:
-    """The flusher sent `batches` part-full Xero batches: they draw on the tenant's pace."""
+def take_pace(buffer: Buffer, settings: Settings) -> float:
+    """A part-full Xero batch is about to go: take a token of the tenant's pace (0.0), or the
+    seconds until one is there, taking nothing."""
     rate = pace_per_minute(settings)
-    if batches and rate is not None and KINDS[buffer.kind].xero:
-        now, key = time.time(), keys.BATCH_PACE(buffer.connection)
-        buffer.redis.eval(_SPEND_PACE, 1, key, now, rate, PACE_BURST, batches)
+    if rate is None or not KINDS[buffer.kind].xero:
+        return 0.0
+    now, key = time.time(), keys.BATCH_PACE(buffer.connection)
+    return float(buffer.redis.eval(_TAKE_PACE, 1, key, now, rate, PACE_BURST))
 
 
 # the buffers whose flush trigger waits for the end of a `triggers_held` block in this thread
