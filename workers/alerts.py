@@ -19,7 +19,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
-import sentry_sdk
 import structlog
 
 from schemas.errors import SyncError
@@ -129,6 +128,10 @@ def fingerprint(letter: DeadLetter) -> list[str]:
 
 
 def report_to_sentry(report: ExceptionReport) -> None:
+    # sentry_sdk (with urllib3) is imported where Sentry is configured only: ~4 MiB in every
+    # worker process otherwise (issue #19)
+    import sentry_sdk
+
     letter = report.letter
     with sentry_sdk.new_scope() as scope:
         scope.fingerprint = fingerprint(letter)
@@ -358,6 +361,7 @@ def init_sentry(settings: Settings) -> None:
     dsn = settings.sentry_dsn.get_secret_value()
     if not dsn:
         return
+    import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
 
     sentry_sdk.init(
