@@ -14,5 +14,8 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
 # embedded Redis directory
 USER 10001:10001
 WORKDIR /var/lib/zxsync
-ENV ZXS_DATA_DIR=/var/lib/zxsync PYTHONUNBUFFERED=1
+# two glibc malloc arenas instead of eight per core: a pool process runs up to ZXS_FLUSH_THREADS
+# flush threads, each of which would keep an arena of its own (README "Seventh pass": about 5%
+# less worker CPU and 6 MiB less at the peak in the raw bench)
+ENV ZXS_DATA_DIR=/var/lib/zxsync PYTHONUNBUFFERED=1 MALLOC_ARENA_MAX=2
 CMD ["zxsync", "worker"]

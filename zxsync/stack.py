@@ -188,7 +188,8 @@ class LocalStack:
         ]
         process = subprocess.Popen(
             command,
-            env={**os.environ, **self.env},
+            # the image's malloc setting (Dockerfile), unless the environment sets its own
+            env={"MALLOC_ARENA_MAX": "2", **os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
