@@ -31,16 +31,6 @@ def tax_rates(ctx: StageContext) -> dict[str, Decimal]:
     return _fetch(ctx)
 
 
-def _fetch(ctx: StageContext) -> dict[str, Decimal]:
-    rates = ctx.xero.tax_rates()
-    ctx.redis.set(
-        keys.TAX_RATES(ctx.connection.xero_tenant_id),
-        dumps({k: str(v) for k, v in rates.items()}),
-        ex=TAX_RATE_CACHE_SECONDS,
-    )
-    return rates
-
-
 def _due(ctx: StageContext) -> bool:
     """Missing or about to expire, and no other flusher is fetching them (this one claims it)."""
     tenant = ctx.connection.xero_tenant_id
@@ -49,4 +39,12 @@ def _due(ctx: StageContext) -> bool:
     return bool(ctx.redis.set(keys.TAX_RATES_FETCH(tenant), 1, nx=True, ex=FETCHING_SECONDS))
 
 
-prefetched_by_flushes(_due)(_fetch)
+@prefetched_by_flushes(_due)
+def _fetch(ctx: StageContext) -> dict[str, Decimal]:
+    rates = ctx.xero.tax_rates()
+    ctx.redis.set(
+        keys.TAX_RATES(ctx.connection.xero_tenant_id),
+        dumps({k: str(v) for k, v in rates.items()}),
+        ex=TAX_RATE_CACHE_SECONDS,
+    )
+    return rates
