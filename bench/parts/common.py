@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,12 +213,13 @@ def running(
 
 
 def start_workers(
-    stack: LocalStack, workers: int, concurrency: int
+    stack: LocalStack, workers: int, concurrency: int, prefix: Sequence[str] = ()
 ) -> list[subprocess.Popen[bytes]]:
-    """Start the worker processes and wait until each answers a ping (boot is not bench time)."""
+    """Start the worker processes (through `prefix`, e.g. `MemoryCgroup.prefix`) and wait until
+    each answers a ping (boot is not bench time)."""
     from workers.app import app
 
-    procs = [stack.start_worker(concurrency=concurrency) for _ in range(workers)]
+    procs = [stack.start_worker(concurrency=concurrency, prefix=prefix) for _ in range(workers)]
     STARTED.setdefault(id(stack), []).extend(procs)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -403,9 +404,14 @@ def _worker_pids(procs: list[subprocess.Popen[bytes]]) -> list[int]:
 
 
 class RssSampler(threading.Thread):
-    def __init__(self, procs: list[subprocess.Popen[bytes]], every: float = 0.5) -> None:
+    def __init__(
+        self,
+        procs: list[subprocess.Popen[bytes]],
+        every: float = 0.5,
+        cgroup: MemoryCgroup | None = None,
+    ) -> None:
         super().__init__(daemon=True)
-        self.procs, self.every = procs, every
+        self.procs, self.every, self.cgroup = procs, every, cgroup
         self.peak, self.peak_processes, self.peak_pss = 0.0, 0, 0.0
         self._halt = threading.Event()
 
@@ -415,11 +421,76 @@ class RssSampler(threading.Thread):
             if total > self.peak:
                 self.peak, self.peak_processes = total, count
             self.peak_pss = max(self.peak_pss, workers_pss(self.procs))
+            if self.cgroup is not None:
+                self.cgroup.sample()
             self._halt.wait(self.every)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+class MemoryCgroup:
+    """A memory cgroup of its own for the worker processes: the memory a container running the
+    worker is charged (each page once, whichever process touched it), which is what a
+    Kubernetes memory limit and `kubectl top` count. Summed VmRSS counts every page the pool
+    shares with the main process once per process; PSS splits it; this is the kernel's own
+    count. cgroup v2 (`memory.peak`) or v1 (`memory.max_usage_in_bytes`), as root; `create()`
+    is None where neither can be made (then the bench prints VmRSS and PSS only)."""
+
+    def __init__(self, path: Path, v2: bool) -> None:
+        self.path, self.v2 = path, v2
+        self.peak_working_set, self.peak_anon = 0.0, 0.0
+
+    @classmethod
+    def create(cls, name: str) -> MemoryCgroup | None:
+        root = Path("/sys/fs/cgroup")
+        v2 = (root / "cgroup.controllers").exists()
+        base = root if v2 else root / "memory"
+        if v2 and "memory" not in (root / "cgroup.subtree_control").read_text().split():
+            return None
+        try:
+            path = base / f"{name}-{os.getpid()}"
+            path.mkdir()
+        except OSError:
+            return None
+        return cls(path, v2)
+
+    @property
+    def prefix(self) -> list[str]:
+        """Put the worker's process in this cgroup before Python starts (its pool inherits it)."""
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs")]
+
+    def _stat(self) -> dict[str, int]:
+        lines = (self.path / "memory.stat").read_text().split("\n")
+        return {k: int(v) for k, v in (line.split() for line in lines if line)}
+
+    def sample(self) -> None:
+        """The working set (charged memory less inactive page cache: what the kubelet evicts on)
+        and the anonymous memory (the processes' heaps), peaks kept, in MiB."""
+        usage = int(
+            (self.path / ("memory.current" if self.v2 else "memory.usage_in_bytes")).read_text()
+        )
+        stat = self._stat()
+        # v1 names the whole subtree's counts total_*; this cgroup has no children
+        inactive = stat.get("inactive_file", 0)
+        anon = stat.get("anon" if self.v2 else "rss", 0)
+        self.peak_working_set = max(self.peak_working_set, (usage - inactive) / 2**20)
+        self.peak_anon = max(self.peak_anon, anon / 2**20)
+
+    def peak_charged(self) -> float:
+        """The kernel's own peak of everything charged (page cache included), MiB."""
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        return int((self.path / name).read_text()) / 2**20
+
+    def remove(self) -> None:
+        """After the workers have exited (a cgroup with processes cannot be removed)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
