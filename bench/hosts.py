@@ -3,8 +3,8 @@ every invoice is created exactly once. Needs root and `ip` (network namespaces).
 
 .venv/bin/python bench/hosts.py [invoices] [timeout seconds]
     1,000 invoices (default): Redis and the sandboxes on one host, a worker (2 pool processes)
-    on each of two more, the first worker host SIGKILLed once Xero holds the first invoices
-    while the workers hold several messages (or at half of them).
+    on each of two more; once Xero holds the first invoices, the worker host whose invoice
+    batches Xero is working on is SIGKILLed (the first host at half of them, if none is).
 """
 
 from __future__ import annotations

@@ -701,30 +701,39 @@ class _Api:
             if admission.retry_after is not None:
                 headers["Retry-After"] = str(admission.retry_after)
             return Reply(429, "Rate limit exceeded", headers), tenant_id
+        peer = request.client.host if request.client else ""
         try:
-            await xs.faults.slow_down()
-            body = await request.body()
-            await _simulated_latency(xs.config, request.method, body)
-            ctx = Ctx(
-                xs=xs,
-                tenant=xs.tenant(tenant_id),
-                method=request.method,
-                params=dict(request.path_params),
-                query={k.lower(): v for k, v in request.query_params.multi_items()},
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-            )
-            fault = xs.faults.planned(f"{request.method} {template}", request.method)
-            if fault is not None and not fault.after:
-                reply = Reply(fault.status, fault.body)
-            else:
-                reply = self._run(request, grant.client_id, ctx, handler)
-                if fault is not None:  # saved, then answered with an error
-                    reply = Reply(fault.status, fault.body)
+            with xs.answering(peer, f"{request.method} {template}"):
+                reply = await self._answer(request, grant.client_id, tenant_id, template, handler)
         finally:
             xs.release(tenant_id)
         reply.headers.update(admission.headers)
         return reply, tenant_id
+
+    async def _answer(
+        self, request: Request, client_id: str, tenant_id: str, template: str, handler: Handler
+    ) -> Reply:
+        """An admitted call: Xero's time, then the handler (or a fault instead, or after it)."""
+        xs = self.xs
+        await xs.faults.slow_down()
+        body = await request.body()
+        await _simulated_latency(xs.config, request.method, body)
+        ctx = Ctx(
+            xs=xs,
+            tenant=xs.tenant(tenant_id),
+            method=request.method,
+            params=dict(request.path_params),
+            query={k.lower(): v for k, v in request.query_params.multi_items()},
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        fault = xs.faults.planned(f"{request.method} {template}", request.method)
+        if fault is not None and not fault.after:
+            return Reply(fault.status, fault.body)
+        reply = self._run(request, client_id, ctx, handler)
+        if fault is not None:  # saved, then answered with an error
+            return Reply(fault.status, fault.body)
+        return reply
 
     def _run(self, request: Request, client_id: str, ctx: Ctx, handler: Handler) -> Reply:
         key = ctx.headers.get("idempotency-key", "") if ctx.method in WRITES else ""

@@ -38,8 +38,10 @@ def _namespaces() -> set[str]:
 def test_a_worker_host_killed_mid_burst_loses_and_duplicates_nothing(hosts: Hosts) -> None:
     report = hosts.run(invoices=150, timeout=100)
     print("\n".join(report.lines()))
-    victim, survivor = hosts.workers
-    assert report.killed_host == victim and report.killed_processes >= 3, report  # main + pool
+    # the victim is the host whose invoice batches were in Xero's hands at the kill
+    victim = report.killed_host
+    (survivor,) = set(hosts.workers) - {victim}
+    assert report.killed_processes >= 3, report  # main + pool
     assert 0 < report.created_at_kill < report.invoices, report  # mid-burst
     assert report.traffic_at_kill[victim][1] > 0, "the victim took part before it died"
     # the dead host sent nothing more (the kernel closing its sockets aside)
@@ -49,8 +51,8 @@ def test_a_worker_host_killed_mid_burst_loses_and_duplicates_nothing(hosts: Host
     assert report.created + report.dead_lettered == report.invoices, report
     if shutil.which("initdb") and shutil.which("pg_ctl"):  # the hosts share no database file
         assert report.database == "postgresql on the hub", report.database
-    if report.stranded == 0:  # the kill fell between two tasks: nothing was recovered here
-        pytest.skip("the killed host held no message at the kill (timing); nothing to recover")
+    if report.stranded == 0 and report.writes_at_kill == 0:  # nothing was recovered here
+        pytest.skip("the killed host held no message and no write at the kill; nothing to recover")
 
 
 @needs_netns

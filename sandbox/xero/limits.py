@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sandbox.xero.base import SandboxBase
@@ -71,6 +72,7 @@ class LimitsState(SandboxBase):
         self._rate_limited: Counter[str] = Counter(
             {"minute": 0, "day": 0, "concurrent": 0, "appminute": 0}
         )
+        self._in_flight_from: Counter[tuple[str, str]] = Counter()
 
     def admit(self, client_id: str, tenant_id: str | None) -> Admission:
         """Spend one call of each window, or name the limit it would break (nothing spent)."""
@@ -117,6 +119,23 @@ class LimitsState(SandboxBase):
                 headers["X-DayLimit-Remaining"] = str(max(0, limits.per_day - state.day.used))
                 headers["X-MinLimit-Remaining"] = str(max(0, limits.per_minute - state.minute.used))
             return Admission(problem, retry, headers)
+
+    @contextmanager
+    def answering(self, peer: str, route: str) -> Iterator[None]:
+        """An admitted call from the client address `peer` while its answer is being made."""
+        with self.lock:
+            self._in_flight_from[(peer, route)] += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self._in_flight_from[(peer, route)] -= 1
+
+    def in_flight_from(self, peer: str, route: str) -> int:
+        """Calls of `route` ("PUT /Invoices") from `peer` admitted and not yet answered: the
+        across-hosts run (zxsync/hosts.py) kills a worker host while one of its writes is."""
+        with self.lock:
+            return self._in_flight_from[(peer, route)]
 
     def release(self, tenant_id: str) -> None:
         """The call is answered: free its concurrency slot."""

@@ -911,6 +911,27 @@ def test_simulated_latency_is_per_call_plus_per_element_and_blocks_no_other_call
     assert len(took) == 4 and time.monotonic() - started < 0.5  # side by side, not one by one
 
 
+def test_calls_in_xeros_hands_are_counted_by_client_address_and_route(
+    make: Callable[..., Sandbox],
+) -> None:
+    """The across-hosts run kills the worker host whose invoice batch Xero is working on
+    (zxsync/hosts.py): the sandbox says which address has which calls admitted, unanswered."""
+    sb = make(xero_call_seconds=0.3)
+    _ = sb.token
+    batch = {"Invoices": [invoice(Reference="F1")]}
+    sending = threading.Thread(target=lambda: sb.call("PUT", "/Invoices", batch))
+    sending.start()
+    deadline = time.monotonic() + 2
+    while not sb.xs.in_flight_from("127.0.0.1", "PUT /Invoices") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sb.xs.in_flight_from("127.0.0.1", "PUT /Invoices") == 1
+    assert sb.xs.in_flight_from("127.0.0.1", "PUT /Contacts") == 0
+    assert sb.xs.in_flight_from("10.77.19.11", "PUT /Invoices") == 0  # another host
+    sending.join()
+    assert sb.xs.in_flight_from("127.0.0.1", "PUT /Invoices") == 0
+    assert len(sb.xs.invoices(AU)) == 1
+
+
 def test_simulated_latency_settings_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
