@@ -174,7 +174,6 @@ class HostsReport:
     killed_processes: int
     created_at_kill: int  # invoices Xero held when the host died
     writes_at_kill: int  # the dead host's invoice batches Xero was working on then
-    writes_at_kill: int  # the dead host's invoice batches Xero was working on then
     stranded: int  # messages the dead host held, redelivered after the visibility timeout
     traffic_at_kill: dict[str, list[int]]  # host -> [received, sent] bytes since the burst began
     traffic_after_kill: dict[str, list[int]]  # host -> [received, sent] bytes from the kill on
