@@ -157,6 +157,12 @@ def main() -> None:
     )
     parser.add_argument("--tenants-tail", type=float, default=30.0)
     parser.add_argument(
+        "--tenants-warm",
+        action="store_true",
+        help="tenants: the quiet tenants onboarded first (their contacts and items linked by "
+        "untimed invoices), so the timed events need no contact or item call",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         help="also run each part with the product code of this git commit (before this "
