@@ -115,6 +115,9 @@ XERO_APP_MINUTE = Key("rl:xero-app:{client_id}:minute", "zset", "2 windows", "wo
 ZOHO_MINUTE = Key("rl:zoho:{org_id}:minute", "zset", "2 windows", "workers/ratelimit.py")
 ZOHO_DAY = Key("rl:zoho:{org_id}:day", "zset", "2 windows", "workers/ratelimit.py")
 ANCHOR = ":anchor"  # suffix of a window's anchor (string, 2 days at least)
+# suffix of a fixed window's edge calls (zset, 3 windows): a call admitted within a guard of
+# the window's edge, scored in the neighbouring window too (Xero may count it in either)
+EDGES = ":edges"
 # workers/polling.py: when each connection's poll is due
 POLL = Key("poll:{kind}:{connection}", "hash", "none", "workers/polling.py")
 # workers/batching/: one buffer per kind and connection (workers/batching/buffer.py)

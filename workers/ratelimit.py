@@ -13,17 +13,21 @@ friends. Counters cannot be re-cut when the phase moves; a log of admission time
 per window) can, and one script checks and spends everything atomically.
 
 Fixed windows: a window starts at `anchor + k * length` (the first call anchors it, as Xero's
-does) and admits nothing in its first and last `guard` seconds, so calls in flight across a
-boundary still land in the window they were counted in. The anchor is the first call's admission
-itself: Xero's window began when that call arrived, a network delay later, so a later call
-admitted at a window's start lands in Xero's previous window only if it is faster than that
-first call by more than the guard (an anchor a guard earlier left no margin there at all: any
-call faster than the first, e.g. one that needs no new connection, was counted in the previous,
-full window and refused). Each answer's remaining count is
-compared with the log: if Xero counted far fewer calls than we admitted before that call, its
-window began later than ours and the anchor moves to the call Xero counted first; if Xero
-counted more than we ever admitted in that window, the difference is booked as placeholder
-entries (someone else spent them) so this window admits that many fewer.
+does). A call admitted within `guard` seconds of a window's edge may land in either window at
+Xero, so it goes only while both windows have room, and is counted in both (its second entry,
+scored in the neighbouring window, in the window's `:edges` set). Edges used to admit nothing
+for a guard either side: a second of every minute with no call for each tenant, and another
+for the whole app at the app window's edge (issue #19: the quiet tenants' slowest events).
+The anchor is the first call's admission itself: Xero's window began when that call arrived,
+a network delay later, so a later call admitted at a window's start lands in Xero's previous
+window only if it is faster than that first call by more than the guard (an anchor a guard
+earlier left no margin there at all: any call faster than the first, e.g. one that needs no
+new connection, was counted in the previous, full window and refused). Each answer's remaining
+count is compared with the log: if Xero counted far fewer calls than we admitted before that
+call, its window began later than ours and the anchor moves to the call Xero counted first; if
+Xero counted more than we ever admitted in that window (its edge calls included), the
+difference is booked as placeholder entries (someone else spent them) so this window admits
+that many fewer.
 
 Concurrency: a slot is a lease in a sorted set scored by its expiry, released after the answer;
 the lease timeout returns the slot of a worker that was killed mid-call.
@@ -61,29 +65,40 @@ CONCURRENCY_POLL_MS = 25
 # A window's phase is kept for two days (or two windows): Xero's windows tick on when idle.
 ANCHOR_TTL_MS = 2 * 86_400_000
 
+# KEYS: slots, then per window its log, anchor and edge calls. ARGV: lease, lease ms,
+# concurrent, guard, poll, anchor ttl, then per window name, limit, length, fixed.
 _ACQUIRE = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local lease, lease_ms = ARGV[1], tonumber(ARGV[2])
 local concurrent, guard, poll = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 1) / 2
+local n = (#KEYS - 1) / 3
 local wait, problem = 0, ''
+local edge = {}
+local function spent(log, edges, from, to)
+  return redis.call('ZCOUNT', log, from, '(' .. to) + redis.call('ZCOUNT', edges, from, '(' .. to)
+end
 for i = 1, n do
-  local log, anchor_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local log, anchor_key, edges = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local a = 6 + 4 * (i - 1)
   local name, limit, len = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local w = 0
+  edge[i] = false
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - 2 * len)
   if ARGV[a + 4] == '1' then
+    redis.call('ZREMRANGEBYSCORE', edges, '-inf', now - 2 * len)
     local anchor = tonumber(redis.call('GET', anchor_key))
     if anchor then
       local start = anchor + math.floor((now - anchor) / len) * len
       local offset = now - start
-      if offset < guard then
-        w = guard - offset
-      elseif offset >= len - guard
-          or redis.call('ZCOUNT', log, start, '(' .. (start + len)) >= limit then
+      if spent(log, edges, start, start + len) >= limit then
         w = len - offset + guard
+      elseif offset < guard then
+        if spent(log, edges, start - len, start) >= limit then w = guard - offset
+        else edge[i] = start - 1 end
+      elseif offset >= len - guard then
+        if spent(log, edges, start + len, start + 2 * len) >= limit then w = len - offset + guard
+        else edge[i] = start + len end
       end
     end
   else
@@ -102,10 +117,14 @@ if wait == 0 and redis.call('ZCARD', KEYS[1]) >= concurrent then
 end
 if wait > 0 then return {0, wait, problem, now} end
 for i = 1, n do
-  local log, anchor_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local log, anchor_key, edges = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local len = tonumber(ARGV[6 + 4 * (i - 1) + 3])
   redis.call('ZADD', log, now, lease)
   redis.call('PEXPIRE', log, 2 * len)
+  if edge[i] then
+    redis.call('ZADD', edges, edge[i], lease)
+    redis.call('PEXPIRE', edges, 3 * len)
+  end
   if ARGV[6 + 4 * (i - 1) + 4] == '1' then
     if redis.call('SET', anchor_key, now, 'NX') then
       redis.call('PEXPIRE', anchor_key, math.max(2 * len, tonumber(ARGV[6])))
@@ -117,11 +136,12 @@ redis.call('PEXPIRE', KEYS[1], lease_ms * 2)
 return {1, 0, '', now}
 """
 
-# KEYS: log, anchor. ARGV: lease, admitted_ms, used (as the API reported it), guard, concurrent
-# (calls in flight may overtake each other, so counts within that margin agree), anchor ttl,
-# most placeholders one answer may book.
+# KEYS: log, anchor, edge calls. ARGV: lease, admitted_ms, used (as the API reported it),
+# guard, concurrent (calls in flight may overtake each other, so counts within that margin
+# agree), anchor ttl, most placeholders one answer may book. An edge call Xero counted here is
+# no call of someone else's: the placeholders count the window's edge calls as ours.
 _OBSERVE = """
-local log, anchor_key = KEYS[1], KEYS[2]
+local log, anchor_key, edges = KEYS[1], KEYS[2], KEYS[3]
 local lease, at, used = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local len, guard, concurrent, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -135,6 +155,7 @@ if before - used >= concurrent then
   return 1
 end
 local total = redis.call('ZCOUNT', log, start, '(' .. (start + len))
+  + redis.call('ZCOUNT', edges, start, '(' .. (start + len))
 for k = 1, math.min(used - total, tonumber(ARGV[8])) do
   redis.call('ZADD', log, at, 'spent:' .. lease .. ':' .. k)
 end
@@ -224,7 +245,7 @@ class RateLimiter:
             if used < 1:
                 continue
             self._observe(
-                keys=[window.key, window.key + keys.ANCHOR],
+                keys=[window.key, window.key + keys.ANCHOR, window.key + keys.EDGES],
                 args=[
                     permit.lease,
                     permit.admitted_ms,
@@ -248,7 +269,7 @@ class RateLimiter:
             ANCHOR_TTL_MS,
         ]
         for window in self.windows:
-            script_keys += [window.key, window.key + keys.ANCHOR]
+            script_keys += [window.key, window.key + keys.ANCHOR, window.key + keys.EDGES]
             args += [window.name, window.limit, int(window.seconds * 1000), int(window.fixed)]
         result = cast(list[Any], self._acquire(keys=script_keys, args=args))
         return bool(int(result[0])), int(result[1]), str(result[2]), int(result[3])
@@ -359,7 +380,10 @@ def window_usage(redis_client: redis.Redis, window: Window) -> tuple[int, float 
         return 0, None
     anchor = int(float(cast(str, raw)))
     start = anchor + (now - anchor) // length * length
-    used = int(redis_client.zcount(window.key, start, f"({start + length}"))
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.zcount(window.key, start, f"({start + length}")
+    pipe.zcount(window.key + keys.EDGES, start, f"({start + length}")
+    used = sum(int(count) for count in pipe.execute())
     return used, (start + length - now) / 1000
 
 
