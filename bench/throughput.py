@@ -3,7 +3,7 @@ tenants. Prints figures.
 
     .venv/bin/python bench/throughput.py all            # every part, about 12 minutes
     .venv/bin/python bench/throughput.py all --baseline REF  # each part against REF too
-    .venv/bin/python bench/throughput.py burst|naive|trickle|raw|fairness|tenants [options]
+    .venv/bin/python bench/throughput.py burst|naive|trickle|raw|fairness|tenants|onboarded [...]
 
 Every part runs the real pipeline through `LocalStack` (embedded Redis, the Xero and Zoho
 sandboxes on loopback, real `celery worker` processes) and reads its figures from the sandboxes:
@@ -33,7 +33,10 @@ Parts (one module each under bench/parts/):
              (Xero's real limits, per tenant).
 6. tenants   Many connections on one app: some burst 500 each while the others send one event a
              second; the quiet ones' p50/p99, app-limit 429s, CPU per invoice (bench/parts/
-             tenants.py; the issue's 200 connections divided by `--tenants-scale`).
+             tenants.py; the issue's 200 connections divided by `--tenants-scale`), every quiet
+             tenant new to Xero: its first events create its contacts and items.
+7. onboarded The tenants part with the quiet tenants onboarded first: their contacts and items
+             linked by untimed invoices through the pipeline, then a fresh app minute.
 
 `--baseline REF` runs each part twice, interleaved: first with the product code of git commit
 REF (a detached `git worktree` under the system's temp dir: workers, tasks, clients, schemas,
@@ -59,7 +62,7 @@ from parts.common import Latency, Report, header, provenance
 from parts.fairness import fairness
 from parts.naive import naive
 from parts.raw import raw
-from parts.tenants import tenants
+from parts.tenants import onboarded, tenants
 from parts.trickle import trickle
 
 BENCH = Path(__file__).resolve().parent
@@ -74,6 +77,7 @@ PARTS: dict[str, Callable[[Report, argparse.Namespace], None]] = {
     "raw": raw,
     "fairness": fairness,
     "tenants": tenants,
+    "onboarded": onboarded,
 }
 
 
@@ -156,12 +160,6 @@ def main() -> None:
         "full size, more than 2 cores serve)",
     )
     parser.add_argument("--tenants-tail", type=float, default=30.0)
-    parser.add_argument(
-        "--tenants-warm",
-        action="store_true",
-        help="tenants: the quiet tenants onboarded first (their contacts and items linked by "
-        "untimed invoices), so the timed events need no contact or item call",
-    )
     parser.add_argument(
         "--baseline",
         metavar="REF",
