@@ -4,6 +4,7 @@ with its worker processes, the sandboxes' own counts, and the processes' memory 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import subprocess
@@ -219,7 +220,9 @@ def start_workers(
     each answers a ping (boot is not bench time)."""
     from workers.app import app
 
-    procs = [stack.start_worker(concurrency=concurrency, prefix=prefix) for _ in range(workers)]
+    # a baseline REF's LocalStack may take no prefix (before 5e5c0d8): ask only then
+    extra: dict[str, Any] = {"prefix": prefix} if prefix else {}
+    procs = [stack.start_worker(concurrency=concurrency, **extra) for _ in range(workers)]
     STARTED.setdefault(id(stack), []).extend(procs)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -444,6 +447,8 @@ class MemoryCgroup:
 
     @classmethod
     def create(cls, name: str) -> MemoryCgroup | None:
+        if "prefix" not in inspect.signature(LocalStack.start_worker).parameters:
+            return None  # a baseline REF's stack cannot start a worker through a prefix
         root = Path("/sys/fs/cgroup")
         v2 = (root / "cgroup.controllers").exists()
         base = root if v2 else root / "memory"

@@ -137,8 +137,8 @@ def _run(
             "raw",
             "worker memory in its cgroup",
             "not measured",
-            note="no memory cgroup "
-            "could be made here (needs root and a writable cgroup file system)",
+            note="no memory cgroup could be made here (needs root and a writable cgroup file "
+            "system), or this code's LocalStack cannot start a worker through one",
         )
         return
     report.add(
