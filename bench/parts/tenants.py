@@ -35,6 +35,7 @@ from sandbox.config import XeroLimits
 from zxsync.stack import LocalConnection, LocalStack
 
 APP_PER_MINUTE = XeroLimits().app_per_minute  # 10,000
+Invoices = dict[str, list[dict[str, Any]]]  # connection -> its seeded Zoho invoices
 SETTLING = 10.0  # seconds of the run the settled latencies leave out
 # onboarded: invoices seeded past the timed ones, to draw the onboarding ones from; and
 # the seconds from the onboarding's start before the run (past the app minute it began)
@@ -210,16 +211,16 @@ def _covering(invoices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _onboard(
     s: LocalStack,
     calm: list[LocalConnection],
-    invoices: dict[str, list[dict[str, Any]]],
+    invoices: Invoices,
     seconds: int,
-) -> dict[str, list[dict[str, Any]]]:
+) -> Invoices:
     """Each quiet tenant's contacts and items linked before the measured run, through the
     pipeline (untimed invoices that cover its accounts and products), then one app minute
     and more waited so the run starts on a fresh one. Returns the `seconds` invoices to time
     per tenant, each naming only linked accounts and products."""
     from workers.pipeline import submit_records
 
-    timed: dict[str, list[dict[str, Any]]] = {}
+    timed: Invoices = {}
     expected = 0
     began = time.time()
     for conn in calm:
@@ -241,7 +242,7 @@ def _onboard(
 def _quiet_events(
     s: LocalStack,
     calm: list[LocalConnection],
-    invoices: dict[str, list[dict[str, Any]]],
+    invoices: Invoices,
     tail: float,
 ) -> tuple[Latencies, Latencies]:
     """Each quiet tenant sends one invoice a second (spread over the second), then the bench
